@@ -1,0 +1,119 @@
+package domain
+
+import (
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Point is one DCGM exporter sample: a metric of one GPU at one instant.
+// Its JSON form is the payload the streamer publishes to the queue.
+type Point struct {
+	Timestamp  time.Time `json:"timestamp"`
+	MetricName string    `json:"metric_name"`
+	GPUIndex   int       `json:"gpu_index"`
+	Device     string    `json:"device"`
+	GPUUUID    string    `json:"gpu_uuid"`
+	ModelName  string    `json:"model_name"`
+	Hostname   string    `json:"hostname"`
+	Container  string    `json:"container"`
+	Pod        string    `json:"pod"`
+	Namespace  string    `json:"namespace"`
+	// Value is nil when the exporter reported nothing or a DCGM blank sentinel.
+	Value     *float64 `json:"value"`
+	LabelsRaw string   `json:"labels_raw"`
+}
+
+// Validate reports the first rule the point breaks, as an error wrapping
+// ErrInvalidPoint, or nil.
+func (p Point) Validate() error {
+	switch {
+	case p.GPUUUID == "":
+		return invalidPoint("gpu_uuid is empty")
+	case p.MetricName == "":
+		return invalidPoint("metric_name is empty")
+	case p.Timestamp.IsZero():
+		return invalidPoint("timestamp is missing")
+	case p.GPUIndex < 0:
+		return invalidPoint("gpu_index is negative")
+	case p.Value != nil && IsBlank(*p.Value):
+		return invalidPoint("value is a DCGM blank sentinel; send null")
+	}
+	return nil
+}
+
+// Record is a Point as the telemetry store holds it: keyed by the queue
+// message that carried it, with the store's row id (the tiebreak of the
+// (timestamp, id) order) and the time it was persisted.
+type Record struct {
+	Point
+	// MsgUUID is the queue message's UUID, the dedup key of the telemetry table.
+	MsgUUID    uuid.UUID `json:"msg_uuid"`
+	ID         int64     `json:"id"`
+	IngestedAt time.Time `json:"ingested_at"`
+}
+
+// GPU is one entry of the GPU registry.
+type GPU struct {
+	UUID      string    `json:"id"`
+	Hostname  string    `json:"hostname"`
+	GPUIndex  int       `json:"gpu_index"`
+	Device    string    `json:"device"`
+	ModelName string    `json:"model_name"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// GPUOf returns the registry entry a point implies.
+func GPUOf(p Point) GPU {
+	return GPU{UUID: p.GPUUUID, Hostname: p.Hostname, GPUIndex: p.GPUIndex,
+		Device: p.Device, ModelName: p.ModelName, LastSeen: p.Timestamp}
+}
+
+// DeadLetter is a message that can never be processed, kept with its reason
+// so it does not stall its partition and can be inspected later.
+type DeadLetter struct {
+	MsgUUID uuid.UUID
+	Topic   string
+	Payload []byte
+	Reason  string
+}
+
+// DCGM reports "no value" with sentinels rather than an empty field. The
+// exporter's integer blanks start at 0x7ffffffffffffff0 (≈9.22e18), its 32-bit
+// ones at 0x7ffffff0, its float blanks at 2^47, and several utilisation fields
+// report 0xffffffff.
+const (
+	blankInt64Floor = 9.2e18
+	blankUint32     = 4294967295
+	blankInt32Floor = 2147483632 // DCGM_INT32_BLANK; the next 15 values are its other "no data" codes
+	blankInt32Ceil  = 2147483647
+	blankFP64Floor  = 140737488355328 // DCGM_FP64_BLANK = 2^47
+	blankFP64Ceil   = blankFP64Floor + 15
+)
+
+// IsBlank reports whether v is not a measurement but a DCGM "blank" sentinel
+// (or NaN/Inf), which the pipeline stores as NULL.
+func IsBlank(v float64) bool {
+	switch {
+	case math.IsNaN(v), math.IsInf(v, 0):
+		return true
+	case math.Abs(v) >= blankInt64Floor:
+		return true
+	case v == blankUint32:
+		return true
+	case v >= blankInt32Floor && v <= blankInt32Ceil && v == math.Trunc(v):
+		return true
+	case v >= blankFP64Floor && v <= blankFP64Ceil && v == math.Trunc(v):
+		return true
+	}
+	return false
+}
+
+// CleanValue returns v, or nil when v is a blank sentinel.
+func CleanValue(v float64) *float64 {
+	if IsBlank(v) {
+		return nil
+	}
+	return &v
+}

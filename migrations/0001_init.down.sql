@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS dead_letters;
+DROP TABLE IF EXISTS gpus;
+DROP TABLE IF EXISTS telemetry;
+DROP TABLE IF EXISTS queue_messages;
