@@ -1,0 +1,39 @@
+// Package queuetest is the contract suite every ports.Queue adapter runs:
+// one behaviour, every backend. An adapter's TestConformance calls Run with a
+// constructor for a fresh, isolated instance and the capabilities it has;
+// subtests use unique topics and run in parallel. RunBenchmarks measures
+// every backend on the same workload.
+package queuetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// Harness is one fresh queue instance under test.
+type Harness struct {
+	// Queue is the queue under test.
+	Queue ports.Queue
+	// Restart, for durable adapters, stops the current instance (as a crash
+	// or a clean stop would) and returns a new one over the same durable
+	// state. Nil when the adapter is not durable.
+	Restart func(t testing.TB) ports.Queue
+}
+
+// Capabilities lists the allowed differences between adapters; a test that
+// needs a missing capability is skipped with the reason.
+type Capabilities struct {
+	// Durable: messages whose publish returned survive Restart.
+	Durable bool
+	// OrderedPerPartition: a single consumer sees one partition's messages
+	// in publish order.
+	OrderedPerPartition bool
+	// MinLease is the shortest lease the adapter accepts (e.g. 1s over HTTP);
+	// expiry tests use it.
+	MinLease time.Duration
+}
+
+// NewHarness builds a fresh, isolated instance; it registers its own cleanup.
+type NewHarness func(t testing.TB) Harness
