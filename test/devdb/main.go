@@ -12,10 +12,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/gpufleet/telemetry/test/pgtest"
 	"github.com/gpufleet/telemetry/test/pglocal"
+	"github.com/gpufleet/telemetry/test/pgtest"
 )
 
 const database = "telemetry"
@@ -43,7 +41,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := ensureDatabase(ctx, c); err != nil {
+		if err := c.EnsureDatabase(ctx, database); err != nil {
 			return err
 		}
 		fmt.Println(c.URL(database))
@@ -57,25 +55,6 @@ func run(args []string) error {
 		return pglocal.Stop(ctx, dir)
 	default:
 		return fmt.Errorf("unknown command %q (want start, url or stop)", args[0])
-	}
-	return nil
-}
-
-func ensureDatabase(ctx context.Context, c pglocal.Cluster) error {
-	conn, err := pgx.Connect(ctx, c.URL("postgres"))
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", database).Scan(&exists); err != nil {
-		return fmt.Errorf("look up database %s: %w", database, err)
-	}
-	if exists {
-		return nil
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+database); err != nil {
-		return fmt.Errorf("create database %s: %w", database, err)
 	}
 	return nil
 }

@@ -31,7 +31,8 @@ type Capabilities struct {
 	// in publish order.
 	OrderedPerPartition bool
 	// MinLease is the shortest lease the adapter accepts (e.g. 1s over HTTP);
-	// expiry tests use it.
+	// expiry tests lease for it, and a lease for half of it must fail with
+	// ports.ErrInvalidArgument. Zero means one second.
 	MinLease time.Duration
 }
 

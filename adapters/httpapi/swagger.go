@@ -1,0 +1,30 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+	httpSwagger "github.com/swaggo/http-swagger/v2"
+
+	"github.com/gpufleet/telemetry/docs" // registers the generated spec with swag
+)
+
+// swaggerIndex is the Swagger UI entry page.
+const swaggerIndex = "/swagger/index.html"
+
+// registerSwagger serves Swagger UI under /swagger/ and the generated spec
+// at /swagger/doc.json (from docs.SwaggerInfo, so it is the spec compiled
+// into this binary).
+func (s *Server) registerSwagger(r *mux.Router) {
+	ui := httpSwagger.Handler(
+		httpSwagger.URL("/swagger/doc.json"),
+		httpSwagger.InstanceName(docs.SwaggerInfo.InstanceName()),
+	)
+	toIndex := func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, swaggerIndex, http.StatusMovedPermanently)
+	}
+	// httpSwagger's own redirect for the bare prefix goes to //index.html.
+	r.HandleFunc("/swagger", toIndex).Methods(http.MethodGet)
+	r.HandleFunc("/swagger/", toIndex).Methods(http.MethodGet)
+	r.PathPrefix("/swagger/").Handler(ui).Methods(http.MethodGet)
+}

@@ -1,0 +1,718 @@
+package memory
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// Limits of the in-memory queue. Requests beyond them fail with
+// ports.ErrInvalidArgument.
+const (
+	// MaxMessagesPerPublish caps the messages of one Publish.
+	MaxMessagesPerPublish = 10000
+	// MaxLease caps LeaseRequest.Max.
+	MaxLease = 10000
+	// MaxLeaseDuration caps LeaseRequest.LeaseDuration.
+	MaxLeaseDuration = time.Hour
+	// MaxTopics caps the topics one Queue has seen (topics are never dropped).
+	MaxTopics = 1024
+	// MaxKeyLength caps OutgoingMessage.Key, IdempotencyKey and a consumer id, in bytes.
+	MaxKeyLength = 256
+)
+
+// Defaults of QueueOptions.
+const (
+	// DefaultMinLease is the shortest lease accepted when QueueOptions.MinLease is zero.
+	DefaultMinLease = 50 * time.Millisecond
+	// DefaultCapacity is the number of messages (ready and leased) a Queue
+	// holds before Publish fails with ports.ErrBackpressure.
+	DefaultCapacity = 1 << 20
+	// DefaultAckedLeases is how many acked lease ids are remembered so that a
+	// repeated Ack succeeds.
+	DefaultAckedLeases = 10000
+	// DefaultDedupWindow is how many acked message ids (of messages published
+	// with an idempotency key) are remembered so that a late retry of their
+	// publish is still reported as a duplicate.
+	DefaultDedupWindow = 100000
+)
+
+// topicPattern is the set of valid topic names.
+var topicPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// QueueOptions configure a Queue. The zero value is ready to use.
+type QueueOptions struct {
+	// MinLease is the shortest lease accepted; zero means DefaultMinLease.
+	MinLease time.Duration
+	// Capacity caps the messages held, ready or leased, over all topics; a
+	// publish that would exceed it stores nothing and fails with
+	// ports.ErrBackpressure. Zero means DefaultCapacity.
+	Capacity int
+	// AckedLeases bounds the memory of acked lease ids; zero means DefaultAckedLeases.
+	AckedLeases int
+	// DedupWindow bounds the memory of acked idempotent message ids; zero
+	// means DefaultDedupWindow.
+	DedupWindow int
+	// Logger receives debug logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer, when set, receives the queue's metrics.
+	Registerer prometheus.Registerer
+}
+
+// Queue is an in-memory ports.Queue. All state belongs to one goroutine (run);
+// methods send it requests. It is not durable: Close loses every message.
+//
+// Ack and Release identify a lease by its id and topic; the consumer id of a
+// LeaseRef is not checked (the random lease id is the capability).
+type Queue struct {
+	opts    QueueOptions // read-only after NewQueue
+	log     *slog.Logger // read-only
+	metrics queueMetrics // read-only; the collectors are safe for concurrent use
+
+	ops  chan func(*queueState) // requests to run; unbuffered
+	stop chan struct{}          // closed by Close
+	done chan struct{}          // closed when run returns
+
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var (
+	_ ports.Queue   = (*Queue)(nil)
+	_ ports.Checker = (*Queue)(nil)
+)
+
+// NewQueue starts a queue's owner goroutine. Call Close to stop it.
+func NewQueue(opts QueueOptions) *Queue {
+	if opts.MinLease <= 0 {
+		opts.MinLease = DefaultMinLease
+	}
+	if opts.Capacity <= 0 {
+		opts.Capacity = DefaultCapacity
+	}
+	if opts.AckedLeases <= 0 {
+		opts.AckedLeases = DefaultAckedLeases
+	}
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = DefaultDedupWindow
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	q := &Queue{
+		opts:    opts,
+		log:     log.With("component", "memory.queue"),
+		metrics: newQueueMetrics(opts.Registerer),
+		ops:     make(chan func(*queueState)),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s := &queueState{
+		topics:      make(map[string]*topicState),
+		ackedLeases: newBoundedSet[string](opts.AckedLeases),
+		dedup:       newBoundedSet[struct{}](opts.DedupWindow),
+		capacity:    opts.Capacity,
+		metrics:     &q.metrics,
+		log:         q.log,
+	}
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		q.run(s)
+	}()
+	return q
+}
+
+// Close stops the owner goroutine and waits for it. Messages still held are
+// lost; later calls fail with ports.ErrClosed. Close is idempotent.
+func (q *Queue) Close() {
+	q.closeOnce.Do(func() { close(q.stop) })
+	q.wg.Wait()
+}
+
+// Check reports ports.ErrClosed once the queue is closed.
+func (q *Queue) Check(ctx context.Context) error {
+	_, err := queueCall(ctx, q, "check", func(*queueState) (struct{}, error) { return struct{}{}, nil })
+	return err
+}
+
+// QueueStats is a snapshot of what a Queue holds.
+type QueueStats struct {
+	Topics int
+	Ready  int
+	Leased int
+	Leases int
+}
+
+// Stats returns a snapshot of the queue's content, after expiring due leases.
+func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
+	return queueCall(ctx, q, "stats", func(s *queueState) (QueueStats, error) {
+		st := QueueStats{Topics: len(s.topics), Leases: s.expiries.Len()}
+		for _, t := range s.topics {
+			st.Ready += t.readyCount
+		}
+		st.Leased = s.held - st.Ready
+		return st, nil
+	})
+}
+
+// Publish validates msgs, then stores them on topic in one step: all of them
+// or, on an error, none.
+func (q *Queue) Publish(ctx context.Context, topic string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
+	}
+	prepared, err := prepareMessages(topic, msgs)
+	if err != nil {
+		return ports.PublishResult{}, fmt.Errorf("publish to %q: %w", topic, err)
+	}
+	return queueCall(ctx, q, "publish", func(s *queueState) (ports.PublishResult, error) {
+		return s.publish(topic, prepared)
+	})
+}
+
+// Lease hands out up to req.Max ready messages of req.Topic: round-robin over
+// partitions, in publish order within each. With nothing ready it returns a
+// lease with id uuid.Nil and no messages.
+func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	if err := q.validateLease(req); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
+	}
+	l, err := queueCall(ctx, q, "lease", func(s *queueState) (domain.Lease, error) {
+		return s.lease(req), nil
+	})
+	if err != nil {
+		return domain.Lease{}, err
+	}
+	// Payloads are immutable inside the queue; hand the caller its own copies.
+	for i := range l.Messages {
+		l.Messages[i].Payload = slices.Clone(l.Messages[i].Payload)
+	}
+	return l, nil
+}
+
+// Ack deletes a live lease's messages. An already acked lease succeeds; an
+// expired or unknown one fails with ports.ErrLeaseExpired.
+func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	if !topicPattern.MatchString(ref.Topic) {
+		return fmt.Errorf("ack lease %s: topic %q: %w", ref.LeaseID, ref.Topic, ports.ErrInvalidArgument)
+	}
+	_, err := queueCall(ctx, q, "ack", func(s *queueState) (struct{}, error) {
+		return struct{}{}, s.ack(ref)
+	})
+	return err
+}
+
+// Release returns a live lease's messages to the front of their partitions,
+// in order. An expired, acked or unknown lease fails with ports.ErrLeaseExpired.
+func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	if !topicPattern.MatchString(ref.Topic) {
+		return fmt.Errorf("release lease %s: topic %q: %w", ref.LeaseID, ref.Topic, ports.ErrInvalidArgument)
+	}
+	_, err := queueCall(ctx, q, "release", func(s *queueState) (struct{}, error) {
+		return struct{}{}, s.release(ref)
+	})
+	return err
+}
+
+func (q *Queue) validateLease(req ports.LeaseRequest) error {
+	switch {
+	case !topicPattern.MatchString(req.Topic):
+		return fmt.Errorf("topic %q must match %s: %w", req.Topic, topicPattern, ports.ErrInvalidArgument)
+	case req.Max < 1 || req.Max > MaxLease:
+		return fmt.Errorf("max %d out of [1, %d]: %w", req.Max, MaxLease, ports.ErrInvalidArgument)
+	case req.LeaseDuration < q.opts.MinLease || req.LeaseDuration > MaxLeaseDuration:
+		return fmt.Errorf("lease duration %s out of [%s, %s]: %w",
+			req.LeaseDuration, q.opts.MinLease, MaxLeaseDuration, ports.ErrInvalidArgument)
+	case len(req.ConsumerID) > MaxKeyLength:
+		return fmt.Errorf("consumer id longer than %d bytes: %w", MaxKeyLength, ports.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// prepareMessages validates a publish and builds its messages outside the owner
+// goroutine, so the loop only does bookkeeping.
+func prepareMessages(topic string, msgs []ports.OutgoingMessage) ([]*queuedMessage, error) {
+	switch {
+	case !topicPattern.MatchString(topic):
+		return nil, fmt.Errorf("topic must match %s: %w", topicPattern, ports.ErrInvalidArgument)
+	case len(msgs) == 0:
+		return nil, fmt.Errorf("no messages: %w", ports.ErrInvalidArgument)
+	case len(msgs) > MaxMessagesPerPublish:
+		return nil, fmt.Errorf("%d messages, more than %d: %w", len(msgs), MaxMessagesPerPublish, ports.ErrInvalidArgument)
+	}
+	out := make([]*queuedMessage, len(msgs))
+	for i, m := range msgs {
+		switch {
+		case !json.Valid(m.Payload):
+			return nil, fmt.Errorf("message %d: payload is not valid JSON: %w", i, ports.ErrInvalidArgument)
+		case len(m.Key) > MaxKeyLength || len(m.IdempotencyKey) > MaxKeyLength:
+			return nil, fmt.Errorf("message %d: key longer than %d bytes: %w", i, MaxKeyLength, ports.ErrInvalidArgument)
+		}
+		id := domain.MessageID(topic, m.IdempotencyKey)
+		out[i] = &queuedMessage{
+			Message: domain.Message{
+				ID:        id,
+				Topic:     topic,
+				Partition: domain.PartitionOf(partitionKey(m, id)),
+				Payload:   slices.Clone(m.Payload),
+			},
+			idempotent: m.IdempotencyKey != "",
+		}
+	}
+	return out, nil
+}
+
+// partitionKey is the message's Key, else its payload's "gpu_uuid", else its id.
+func partitionKey(m ports.OutgoingMessage, id uuid.UUID) string {
+	if m.Key != "" {
+		return m.Key
+	}
+	var p struct {
+		GPUUUID string `json:"gpu_uuid"`
+	}
+	if json.Unmarshal(m.Payload, &p) == nil && p.GPUUUID != "" {
+		return p.GPUUUID
+	}
+	return id.String()
+}
+
+// queueResult carries an owner-goroutine answer back to the caller.
+type queueResult[T any] struct {
+	v   T
+	err error
+}
+
+// queueCall runs fn on the owner goroutine and waits for its answer, the caller's
+// context or the queue's end.
+func queueCall[T any](ctx context.Context, q *Queue, op string, fn func(*queueState) (T, error)) (T, error) {
+	var zero T
+	reply := make(chan queueResult[T], 1) // the loop never blocks on a caller that gave up
+	req := func(s *queueState) {
+		v, err := fn(s)
+		reply <- queueResult[T]{v, err}
+	}
+	select {
+	case q.ops <- req:
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
+	case <-q.done:
+		return zero, fmt.Errorf("%s: memory queue: %w", op, ports.ErrClosed)
+	}
+	select {
+	case r := <-reply:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
+	}
+}
+
+// run is the owner goroutine: it applies requests one at a time and expires
+// leases on its timer.
+func (q *Queue) run(s *queueState) {
+	defer close(q.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var armed time.Time // deadline the timer is set for; zero when stopped. Owned by run.
+	for {
+		select {
+		case <-q.stop:
+			timer.Stop()
+			q.log.Debug("memory queue closed", "messages_lost", s.held)
+			return
+		case req := <-q.ops:
+			s.expire(time.Now())
+			req(s)
+		case <-timer.C:
+			armed = time.Time{}
+			s.expire(time.Now())
+		}
+		switch next := s.nextExpiry(); {
+		case next.IsZero() && !armed.IsZero():
+			timer.Stop()
+			armed = time.Time{}
+		case !next.IsZero() && !next.Equal(armed):
+			timer.Reset(time.Until(next))
+			armed = next
+		}
+		q.metrics.ready.Set(float64(s.ready))
+		q.metrics.leased.Set(float64(s.held - s.ready))
+	}
+}
+
+// queuedMessage is one held message with its bookkeeping.
+type queuedMessage struct {
+	domain.Message
+	seq        uint64 // publish order within the queue
+	idempotent bool   // published with an idempotency key
+}
+
+// liveLease is a live lease. Owned by run.
+type liveLease struct {
+	id        uuid.UUID
+	topic     *topicState
+	consumer  string
+	expiresAt time.Time
+	msgs      []*queuedMessage
+	index     int // position in queueState.expiries
+}
+
+// fifo is one partition's ready messages in seq order.
+type fifo struct {
+	items []*queuedMessage
+	head  int
+}
+
+func (f *fifo) len() int { return len(f.items) - f.head }
+
+func (f *fifo) push(m *queuedMessage) { f.items = append(f.items, m) }
+
+func (f *fifo) pop() *queuedMessage {
+	if f.head == len(f.items) {
+		return nil
+	}
+	m := f.items[f.head]
+	f.items[f.head] = nil
+	f.head++
+	switch {
+	case f.head == len(f.items):
+		f.items, f.head = f.items[:0], 0
+	case f.head >= 1024 && f.head*2 >= len(f.items):
+		n := copy(f.items, f.items[f.head:])
+		clear(f.items[n:])
+		f.items, f.head = f.items[:n], 0
+	}
+	return m
+}
+
+// requeue merges ms (sorted by seq) back into the FIFO, keeping seq order.
+func (f *fifo) requeue(ms []*queuedMessage) {
+	rest := f.items[f.head:]
+	merged := make([]*queuedMessage, 0, len(ms)+len(rest))
+	i, j := 0, 0
+	for i < len(ms) && j < len(rest) {
+		if ms[i].seq < rest[j].seq {
+			merged = append(merged, ms[i])
+			i++
+		} else {
+			merged = append(merged, rest[j])
+			j++
+		}
+	}
+	merged = append(merged, ms[i:]...)
+	merged = append(merged, rest[j:]...)
+	f.items, f.head = merged, 0
+}
+
+// topicState is one topic's messages. Owned by run.
+type topicState struct {
+	name       string
+	ready      [domain.NumPartitions]fifo
+	readyCount int
+	cursor     int // partition the next Lease starts from (round-robin)
+	leases     map[uuid.UUID]*liveLease
+	held       map[uuid.UUID]struct{} // ids ready or leased
+}
+
+// queueState is everything the owner goroutine owns.
+type queueState struct {
+	topics      map[string]*topicState
+	expiries    expiryHeap            // live leases by expiry
+	ackedLeases *boundedSet[string]   // acked lease id → topic
+	dedup       *boundedSet[struct{}] // acked idempotent message ids
+	capacity    int                   // max held messages
+	held        int                   // messages ready or leased, all topics
+	ready       int                   // messages ready, all topics
+	seq         uint64                // last assigned publish sequence
+	metrics     *queueMetrics         // shared, concurrency-safe collectors
+	log         *slog.Logger          // read-only
+}
+
+func (s *queueState) publish(topic string, msgs []*queuedMessage) (ports.PublishResult, error) {
+	t := s.topics[topic]
+	if t == nil {
+		if len(s.topics) >= MaxTopics {
+			return ports.PublishResult{}, fmt.Errorf("publish to %q: more than %d topics: %w", topic, MaxTopics, ports.ErrInvalidArgument)
+		}
+		t = &topicState{name: topic, leases: make(map[uuid.UUID]*liveLease), held: make(map[uuid.UUID]struct{})}
+	}
+	var res ports.PublishResult
+	fresh := msgs[:0:0]
+	inBatch := make(map[uuid.UUID]struct{}, len(msgs))
+	for _, m := range msgs {
+		_, held := t.held[m.ID]
+		_, acked := s.dedup.get(m.ID)
+		_, dup := inBatch[m.ID]
+		if held || acked || dup {
+			res.Duplicates++
+			continue
+		}
+		inBatch[m.ID] = struct{}{}
+		fresh = append(fresh, m)
+	}
+	if s.held+len(fresh) > s.capacity {
+		return ports.PublishResult{}, fmt.Errorf("publish to %q: %d messages held, capacity %d: %w",
+			topic, s.held, s.capacity, ports.ErrBackpressure)
+	}
+	s.topics[topic] = t
+	now := time.Now().UTC()
+	for _, m := range fresh {
+		s.seq++
+		m.seq = s.seq
+		m.CreatedAt = now
+		t.held[m.ID] = struct{}{}
+		t.ready[m.Partition].push(m)
+	}
+	t.readyCount += len(fresh)
+	s.held += len(fresh)
+	s.ready += len(fresh)
+	res.Accepted = len(fresh)
+	s.metrics.published.Add(float64(res.Accepted))
+	s.metrics.duplicates.Add(float64(res.Duplicates))
+	return res, nil
+}
+
+func (s *queueState) lease(req ports.LeaseRequest) domain.Lease {
+	now := time.Now().UTC()
+	out := domain.Lease{Topic: req.Topic, ConsumerID: req.ConsumerID, ExpiresAt: now.Add(req.LeaseDuration),
+		Messages: []domain.Message{}}
+	t := s.topics[req.Topic]
+	if t == nil || t.readyCount == 0 {
+		return out
+	}
+	l := &liveLease{id: uuid.New(), topic: t, consumer: req.ConsumerID, expiresAt: out.ExpiresAt,
+		msgs: make([]*queuedMessage, 0, min(req.Max, t.readyCount))}
+	p := t.cursor
+	for len(l.msgs) < req.Max && t.readyCount > 0 {
+		if m := t.ready[p].pop(); m != nil {
+			m.Deliveries++
+			l.msgs = append(l.msgs, m)
+			t.readyCount--
+		}
+		p = (p + 1) % domain.NumPartitions
+	}
+	t.cursor = p
+	s.ready -= len(l.msgs)
+	t.leases[l.id] = l
+	heap.Push(&s.expiries, l)
+	out.ID = l.id
+	out.Messages = make([]domain.Message, len(l.msgs))
+	for i, m := range l.msgs {
+		out.Messages[i] = m.Message
+	}
+	return out
+}
+
+func (s *queueState) ack(ref ports.LeaseRef) error {
+	if t := s.topics[ref.Topic]; t != nil {
+		if l := t.leases[ref.LeaseID]; l != nil {
+			s.dropLease(l)
+			for _, m := range l.msgs {
+				delete(t.held, m.ID)
+				if m.idempotent {
+					s.dedup.add(m.ID, struct{}{})
+				}
+			}
+			s.held -= len(l.msgs)
+			s.ackedLeases.add(l.id, t.name)
+			s.metrics.acked.Add(float64(len(l.msgs)))
+			return nil
+		}
+	}
+	if topic, ok := s.ackedLeases.get(ref.LeaseID); ok && topic == ref.Topic {
+		return nil
+	}
+	return fmt.Errorf("ack lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
+}
+
+func (s *queueState) release(ref ports.LeaseRef) error {
+	if t := s.topics[ref.Topic]; t != nil {
+		if l := t.leases[ref.LeaseID]; l != nil {
+			s.dropLease(l)
+			s.requeue(l)
+			s.metrics.released.Add(float64(len(l.msgs)))
+			return nil
+		}
+	}
+	return fmt.Errorf("release lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
+}
+
+// expire requeues every lease due at now.
+func (s *queueState) expire(now time.Time) {
+	for s.expiries.Len() > 0 && !now.Before(s.expiries[0].expiresAt) {
+		l := s.expiries[0]
+		s.dropLease(l)
+		s.requeue(l)
+		s.metrics.expired.Inc()
+		s.log.Debug("lease expired", "topic", l.topic.name, "lease_id", l.id,
+			"consumer_id", l.consumer, "messages", len(l.msgs))
+	}
+}
+
+func (s *queueState) nextExpiry() time.Time {
+	if s.expiries.Len() == 0 {
+		return time.Time{}
+	}
+	return s.expiries[0].expiresAt
+}
+
+// dropLease forgets a live lease (not its messages).
+func (s *queueState) dropLease(l *liveLease) {
+	heap.Remove(&s.expiries, l.index)
+	delete(l.topic.leases, l.id)
+}
+
+// requeue puts a dropped lease's messages back to ready, each partition in seq order.
+func (s *queueState) requeue(l *liveLease) {
+	ms := slices.Clone(l.msgs)
+	slices.SortFunc(ms, func(a, b *queuedMessage) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.seq, b.seq))
+	})
+	for start := 0; start < len(ms); {
+		end := start + 1
+		for end < len(ms) && ms[end].Partition == ms[start].Partition {
+			end++
+		}
+		l.topic.ready[ms[start].Partition].requeue(ms[start:end])
+		start = end
+	}
+	l.topic.readyCount += len(ms)
+	s.ready += len(ms)
+}
+
+// expiryHeap orders live leases by expiry (container/heap).
+type expiryHeap []*liveLease
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expiresAt.Before(h[j].expiresAt) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *expiryHeap) Push(x any) {
+	l := x.(*liveLease)
+	l.index = len(*h)
+	*h = append(*h, l)
+}
+
+func (h *expiryHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return l
+}
+
+// boundedSet remembers the last size ids added, with a value each; the
+// oldest is forgotten first. Owned by run.
+type boundedSet[V any] struct {
+	ring []uuid.UUID
+	next int
+	m    map[uuid.UUID]V
+}
+
+func newBoundedSet[V any](size int) *boundedSet[V] {
+	return &boundedSet[V]{ring: make([]uuid.UUID, 0, size), m: make(map[uuid.UUID]V)}
+}
+
+func (b *boundedSet[V]) add(id uuid.UUID, v V) {
+	if _, ok := b.m[id]; ok {
+		b.m[id] = v
+		return
+	}
+	if len(b.ring) < cap(b.ring) {
+		b.ring = append(b.ring, id)
+	} else {
+		delete(b.m, b.ring[b.next])
+		b.ring[b.next] = id
+		b.next = (b.next + 1) % len(b.ring)
+	}
+	b.m[id] = v
+}
+
+func (b *boundedSet[V]) get(id uuid.UUID) (V, bool) {
+	v, ok := b.m[id]
+	return v, ok
+}
+
+// queueMetrics are the queue's Prometheus collectors.
+type queueMetrics struct {
+	published, duplicates, acked, released, expired prometheus.Counter
+	ready, leased                                   prometheus.Gauge
+}
+
+func newQueueMetrics(reg prometheus.Registerer) queueMetrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "memory_queue", Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "memory_queue", Name: name, Help: help})
+	}
+	m := queueMetrics{
+		published:  counter("messages_published_total", "Messages accepted by Publish."),
+		duplicates: counter("messages_duplicate_total", "Published messages dropped as duplicates of an idempotency key."),
+		acked:      counter("messages_acked_total", "Messages deleted by Ack."),
+		released:   counter("messages_released_total", "Messages returned to ready by Release."),
+		expired:    counter("leases_expired_total", "Leases that expired before Ack or Release."),
+		ready:      gauge("ready_messages", "Messages ready to lease."),
+		leased:     gauge("leased_messages", "Messages under a live lease."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.published, m.duplicates, m.acked, m.released, m.expired, m.ready, m.leased)
+	}
+	return m
+}
+
+// QueueParams are the fx inputs of QueueModule; all are optional.
+type QueueParams struct {
+	fx.In
+	Lifecycle  fx.Lifecycle
+	Options    QueueOptions          `optional:"true"`
+	Logger     *slog.Logger          `optional:"true"`
+	Registerer prometheus.Registerer `optional:"true"`
+}
+
+func newQueueFx(p QueueParams) *Queue {
+	opts := p.Options
+	if opts.Logger == nil {
+		opts.Logger = p.Logger
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = p.Registerer
+	}
+	q := NewQueue(opts)
+	p.Lifecycle.Append(fx.StopHook(q.Close))
+	return q
+}
+
+// QueueModule provides the in-memory queue as ports.Queue, ports.Publisher and
+// ports.Consumer (QUEUE_BACKEND=memory), closed when the app stops.
+var QueueModule = fx.Module("memory.queue",
+	fx.Provide(fx.Annotate(newQueueFx,
+		fx.As(new(ports.Queue)), fx.As(new(ports.Publisher)), fx.As(new(ports.Consumer)))),
+)

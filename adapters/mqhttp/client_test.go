@@ -1,0 +1,490 @@
+package mqhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/adapters/memory"
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// reply is one scripted answer of a fake queue server.
+type reply struct {
+	status     int
+	retryAfter string
+	body       string // default: an error body with the status's code, or a success body
+}
+
+// scriptedServer answers the i-th request with script[i] (the last one
+// repeats) and counts requests.
+type scriptedServer struct {
+	*httptest.Server
+	requests atomic.Int32
+}
+
+func newScriptedServer(t *testing.T, ok string, script ...reply) *scriptedServer {
+	t.Helper()
+	s := &scriptedServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		n := int(s.requests.Add(1)) - 1
+		rp := script[min(n, len(script)-1)]
+		if rp.retryAfter != "" {
+			w.Header().Set("Retry-After", rp.retryAfter)
+		}
+		body := rp.body
+		if body == "" && rp.status == http.StatusOK {
+			body = ok
+		} else if body == "" {
+			body = fmt.Sprintf(`{"error":{"code":"scripted","message":"scripted %d"}}`, rp.status)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rp.status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// sleeps records the client's backoff waits instead of sleeping.
+type sleeps struct {
+	got chan time.Duration
+}
+
+func newSleeps() *sleeps { return &sleeps{got: make(chan time.Duration, 64)} }
+
+func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
+	s.got <- d
+	return ctx.Err()
+}
+
+func (s *sleeps) all() []time.Duration {
+	var out []time.Duration
+	for {
+		select {
+		case d := <-s.got:
+			out = append(out, d)
+		default:
+			return out
+		}
+	}
+}
+
+func newTestClient(t *testing.T, cfg ClientConfig, sl *sleeps) *Client {
+	t.Helper()
+	c, err := NewClient(cfg)
+	require.NoError(t, err)
+	if sl != nil {
+		c.sleep = sl.sleep
+	}
+	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	return c
+}
+
+const (
+	okPublish = `{"accepted":1,"duplicates":0}`
+	okStatus  = `{"status":"acked"}`
+)
+
+func TestClientRetries(t *testing.T) {
+	t.Parallel()
+	ref := ports.LeaseRef{Topic: "t", ConsumerID: "c", LeaseID: uuid.New()}
+	publish := func(ctx context.Context, c *Client) error {
+		_, err := c.Publish(ctx, "t", []ports.OutgoingMessage{{Payload: []byte(`{}`), IdempotencyKey: "k"}})
+		return err
+	}
+	ack := func(ctx context.Context, c *Client) error { return c.Ack(ctx, ref) }
+	tests := []struct {
+		name      string
+		ok        string
+		script    []reply
+		call      func(context.Context, *Client) error
+		attempts  int32
+		wantErr   error // nil: success
+		wantMsg   string
+		minSleeps []time.Duration // lower bounds of the recorded waits
+	}{
+		{name: "503 twice then success", ok: okPublish, call: publish, attempts: 3,
+			script:    []reply{{status: 503}, {status: 503}, {status: 200}},
+			minSleeps: []time.Duration{0, 0}},
+		{name: "429 honours Retry-After", ok: okPublish, call: publish, attempts: 2,
+			script:    []reply{{status: 429, retryAfter: "1"}, {status: 200}},
+			minSleeps: []time.Duration{time.Second}},
+		{name: "absurd Retry-After is capped", ok: okPublish, call: publish, attempts: 2,
+			script:    []reply{{status: 503, retryAfter: "86400"}, {status: 200}},
+			minSleeps: []time.Duration{maxRetryAfter}},
+		{name: "502 and 504 are transient", ok: okStatus, call: ack, attempts: 3,
+			script:    []reply{{status: 502, body: "<html>bad gateway</html>"}, {status: 504}, {status: 200}},
+			minSleeps: []time.Duration{0, 0}},
+		{name: "gives up after MaxAttempts", ok: okPublish, call: publish, attempts: 4,
+			script: []reply{{status: 503}}, wantErr: ports.ErrUnavailable, wantMsg: "gave up after 4 attempts"},
+		{name: "backpressure exhausted", ok: okPublish, call: publish, attempts: 4,
+			script: []reply{{status: 429}}, wantErr: ports.ErrBackpressure},
+		{name: "400 is not retried", ok: okPublish, call: publish, attempts: 1,
+			script:  []reply{{status: 400, body: `{"error":{"code":"invalid_argument","message":"topic is required"}}`}},
+			wantErr: ports.ErrInvalidArgument, wantMsg: "http 400 invalid_argument: topic is required"},
+		{name: "413 is invalid argument", ok: okPublish, call: publish, attempts: 1,
+			script: []reply{{status: 413}}, wantErr: ports.ErrInvalidArgument},
+		{name: "409 is lease expired", ok: okStatus, call: ack, attempts: 1,
+			script: []reply{{status: 409}}, wantErr: ports.ErrLeaseExpired},
+		{name: "404 is not found", ok: okStatus, call: ack, attempts: 1,
+			script: []reply{{status: 404}}, wantErr: ports.ErrNotFound},
+		{name: "500 is not retried", ok: okPublish, call: publish, attempts: 1,
+			script: []reply{{status: 500}}, wantErr: ports.ErrUnavailable},
+		{name: "remote closed is unavailable, not closed", ok: okStatus, call: ack, attempts: 4,
+			script:  []reply{{status: 503, body: `{"error":{"code":"closed","message":"draining"}}`}},
+			wantErr: ports.ErrUnavailable, wantMsg: "http 503 closed: draining"},
+		{name: "malformed success body", ok: `{"accepted":x}`, call: publish, attempts: 1,
+			script: []reply{{status: 200}}, wantErr: ports.ErrUnavailable, wantMsg: "malformed response"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newScriptedServer(t, tc.ok, tc.script...)
+			var retries atomic.Int32
+			sl := newSleeps()
+			c := newTestClient(t, ClientConfig{
+				WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, MaxAttempts: 4,
+				OnRetry: func(op string, err error) {
+					require.Contains(t, []string{"publish", "ack"}, op)
+					require.Error(t, err)
+					retries.Add(1)
+				},
+			}, sl)
+			err := tc.call(t.Context(), c)
+			if tc.wantErr == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, tc.wantErr)
+				require.Contains(t, err.Error(), tc.wantMsg)
+			}
+			require.Equal(t, tc.attempts, srv.requests.Load(), "attempts")
+			require.Equal(t, tc.attempts-1, retries.Load(), "OnRetry calls")
+			waits := sl.all()
+			require.Len(t, waits, int(tc.attempts-1))
+			for i, lo := range tc.minSleeps {
+				require.GreaterOrEqual(t, waits[i], lo, "wait %d", i)
+			}
+			for _, w := range waits {
+				require.LessOrEqual(t, w, max(DefaultMaxBackoff, maxRetryAfter))
+			}
+		})
+	}
+}
+
+func TestClientBackoffIsCappedFullJitter(t *testing.T) {
+	t.Parallel()
+	c := newTestClient(t, ClientConfig{WriterURL: "http://127.0.0.1:1", BaseBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond}, nil)
+	transient := transportError{errors.New("refused")}
+	for attempt := 1; attempt <= 70; attempt++ {
+		ceiling := min(80*time.Millisecond, 10*time.Millisecond<<min(attempt-1, 20))
+		for range 50 {
+			d := c.delay(attempt, transient)
+			require.GreaterOrEqual(t, d, time.Duration(0))
+			require.LessOrEqual(t, d, ceiling, "attempt %d", attempt)
+		}
+	}
+}
+
+func TestClientConnectionRefused(t *testing.T) {
+	t.Parallel()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close() // nothing listens there any more
+	sl := newSleeps()
+	c := newTestClient(t, ClientConfig{WriterURL: dead.URL, ReaderURLs: []string{dead.URL}, MaxAttempts: 3}, sl)
+	_, err := c.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: []byte(`{}`)}})
+	require.ErrorIs(t, err, ports.ErrUnavailable)
+	require.Len(t, sl.all(), 2, "retried")
+	_, err = c.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Second})
+	require.ErrorIs(t, err, ports.ErrUnavailable)
+	require.Len(t, sl.all(), 2, "lease rounds retried")
+}
+
+func TestClientCancelStopsRetries(t *testing.T) {
+	t.Parallel()
+	srv := newScriptedServer(t, okPublish, reply{status: 503})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	// A real sleep of up to an hour: only the cancellation can end it.
+	c := newTestClient(t, ClientConfig{
+		WriterURL: srv.URL, MaxAttempts: 100, BaseBackoff: time.Hour, MaxBackoff: time.Hour,
+		OnRetry: func(string, error) { cancel() },
+	}, nil)
+	c.sleep = func(ctx context.Context, _ time.Duration) error { return sleepCtx(ctx, time.Hour) }
+	_, err := c.Publish(ctx, "t", []ports.OutgoingMessage{{Payload: []byte(`{}`)}})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Contains(t, err.Error(), "scripted 503", "the last error is kept in the message")
+	require.Equal(t, int32(1), srv.requests.Load())
+}
+
+func TestClientValidatesBeforeSending(t *testing.T) {
+	t.Parallel()
+	srv := newScriptedServer(t, okPublish, reply{status: 200})
+	c := newTestClient(t, ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}}, nil)
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"payload not JSON", func() error {
+			_, err := c.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: []byte(`{`)}})
+			return err
+		}},
+		{"too many messages", func() error {
+			_, err := c.Publish(t.Context(), "t", make([]ports.OutgoingMessage, MaxPublishMessages+1))
+			return err
+		}},
+		{"lease below a second", func() error {
+			_, err := c.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: 999 * time.Millisecond})
+			return err
+		}},
+		{"lease over an hour", func() error {
+			_, err := c.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Hour + time.Second})
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.ErrorIs(t, tc.call(), ports.ErrInvalidArgument)
+		})
+	}
+	t.Run("nothing sent", func(t *testing.T) {
+		require.Zero(t, srv.requests.Load())
+	})
+}
+
+func TestLeaseSeconds(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		d    time.Duration
+		want int
+	}{
+		{time.Second, 1},
+		{1500 * time.Millisecond, 2},
+		{30 * time.Second, 30},
+		{time.Hour, 3600},
+	}
+	for _, tc := range tests {
+		t.Run(tc.d.String(), func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, leaseSeconds(tc.d))
+		})
+	}
+}
+
+func TestNewClientConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  ClientConfig
+		ok   bool
+	}{
+		{"writer only", ClientConfig{WriterURL: "http://mqwriter:8081"}, true},
+		{"readers only", ClientConfig{ReaderURLs: []string{"http://r-0:8082/", "https://r-1:8082/prefix"}}, true},
+		{"nothing", ClientConfig{}, false},
+		{"relative writer", ClientConfig{WriterURL: "mqwriter:8081"}, false},
+		{"ftp reader", ClientConfig{ReaderURLs: []string{"ftp://r-0"}}, false},
+		{"reader with query", ClientConfig{ReaderURLs: []string{"http://r-0:8082/?x=1"}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := NewClient(tc.cfg)
+			if !tc.ok {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, c.Close())
+			require.NoError(t, c.Close(), "Close is idempotent")
+			_, err = c.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Second})
+			require.ErrorIs(t, err, ports.ErrClosed)
+		})
+	}
+}
+
+// reader is one mqreader stand-in: a memory queue behind the protocol,
+// counting the acks and releases it receives.
+type reader struct {
+	q      *memory.Queue
+	srv    *httptest.Server
+	acks   atomic.Int32
+	leases atomic.Int32
+}
+
+func newReader(t *testing.T) *reader {
+	t.Helper()
+	r := &reader{q: memory.NewQueue(memory.QueueOptions{MinLease: time.Second})}
+	t.Cleanup(r.q.Close)
+	h := NewServer(nil, r.q, ServerOptions{}).Handler()
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case PathAck, PathRelease:
+			r.acks.Add(1)
+		case PathLease:
+			r.leases.Add(1)
+		}
+		h.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *reader) put(t *testing.T, topic string, seqs ...int) {
+	t.Helper()
+	msgs := make([]ports.OutgoingMessage, len(seqs))
+	for i, s := range seqs {
+		msgs[i] = ports.OutgoingMessage{Payload: []byte(fmt.Sprintf(`{"seq":%d}`, s)), Key: "GPU-x"}
+	}
+	_, err := r.q.Publish(t.Context(), topic, msgs)
+	require.NoError(t, err)
+}
+
+func leaseReq(topic string) ports.LeaseRequest {
+	return ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 10, LeaseDuration: time.Minute}
+}
+
+func refOf(l domain.Lease) ports.LeaseRef {
+	return ports.LeaseRef{Topic: l.Topic, ConsumerID: l.ConsumerID, LeaseID: l.ID}
+}
+
+func TestClientRoutesAckToTheServingReader(t *testing.T) {
+	t.Parallel()
+	const topic = "routing"
+	a, b := newReader(t), newReader(t)
+	a.put(t, topic, 1)
+	b.put(t, topic, 2)
+	c := newTestClient(t, ClientConfig{ReaderURLs: []string{a.srv.URL, b.srv.URL}}, nil)
+
+	// Round-robin: the first call starts at a, the second at b.
+	first, err := c.Lease(t.Context(), leaseReq(topic))
+	require.NoError(t, err)
+	second, err := c.Lease(t.Context(), leaseReq(topic))
+	require.NoError(t, err)
+	require.Len(t, first.Messages, 1)
+	require.Len(t, second.Messages, 1)
+	require.JSONEq(t, `{"seq":1}`, string(first.Messages[0].Payload))
+	require.JSONEq(t, `{"seq":2}`, string(second.Messages[0].Payload))
+
+	// Each reader only knows its own lease: a misrouted ack would be a 409.
+	require.NoError(t, c.Ack(t.Context(), refOf(second)))
+	require.NoError(t, c.Release(t.Context(), refOf(first)))
+	require.Equal(t, int32(1), a.acks.Load(), "a got the release of its lease, nothing else")
+	require.Equal(t, int32(1), b.acks.Load(), "b got the ack of its lease, nothing else")
+
+	// The released message is back on a; b is empty and acked for good.
+	again, err := c.Lease(t.Context(), leaseReq(topic))
+	require.NoError(t, err)
+	require.Len(t, again.Messages, 1)
+	require.JSONEq(t, `{"seq":1}`, string(again.Messages[0].Payload))
+	require.NoError(t, c.Ack(t.Context(), refOf(again)))
+	require.NoError(t, c.Ack(t.Context(), refOf(again)), "ack is idempotent")
+	require.Equal(t, int32(3), a.acks.Load())
+	require.Equal(t, int32(1), b.acks.Load())
+}
+
+func TestClientSkipsEmptyAndDownReaders(t *testing.T) {
+	t.Parallel()
+	const topic = "skip"
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	empty, full := newReader(t), newReader(t)
+	full.put(t, topic, 1, 2, 3)
+	var retries atomic.Int32
+	c := newTestClient(t, ClientConfig{
+		ReaderURLs: []string{empty.srv.URL, dead.URL, full.srv.URL},
+		OnRetry:    func(string, error) { retries.Add(1) },
+	}, newSleeps())
+
+	// Whatever reader the round starts at, one call finds full's messages.
+	one := ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 1, LeaseDuration: time.Minute}
+	for i := range 3 {
+		l, err := c.Lease(t.Context(), one)
+		require.NoError(t, err)
+		require.Len(t, l.Messages, 1, "call %d", i)
+		require.NoError(t, c.Release(t.Context(), refOf(l)))
+	}
+	require.Positive(t, retries.Load(), "the dead reader was reported")
+
+	// Nothing ready anywhere: an empty lease, not an error, in one round.
+	drained, err := c.Lease(t.Context(), ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, drained.Messages, 3)
+	before := empty.leases.Load() + full.leases.Load()
+	l, err := c.Lease(t.Context(), leaseReq(topic))
+	require.NoError(t, err)
+	require.Empty(t, l.Messages)
+	require.Equal(t, int32(2), empty.leases.Load()+full.leases.Load()-before, "each live reader asked once")
+	require.NoError(t, c.Ack(t.Context(), refOf(drained)))
+}
+
+func TestClientSettleWithoutRoute(t *testing.T) {
+	t.Parallel()
+	const topic = "noroute"
+	a, b := newReader(t), newReader(t)
+	b.put(t, topic, 1)
+	urls := []string{a.srv.URL, b.srv.URL}
+	leaser := newTestClient(t, ClientConfig{ReaderURLs: urls}, nil)
+	other := newTestClient(t, ClientConfig{ReaderURLs: urls}, nil) // never saw the lease
+
+	l, err := leaser.Lease(t.Context(), leaseReq(topic))
+	require.NoError(t, err)
+	require.Len(t, l.Messages, 1)
+	require.NoError(t, other.Ack(t.Context(), refOf(l)), "asks every reader; b accepts")
+	require.Positive(t, b.acks.Load())
+
+	err = other.Ack(t.Context(), ports.LeaseRef{Topic: topic, ConsumerID: "c", LeaseID: uuid.New()})
+	require.ErrorIs(t, err, ports.ErrLeaseExpired, "no reader knows it")
+}
+
+func TestClientCheck(t *testing.T) {
+	t.Parallel()
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != PathReady {
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(ready.Close)
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no partitions assigned", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(notReady.Close)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+
+	tests := []struct {
+		name    string
+		cfg     ClientConfig
+		wantErr string
+	}{
+		{"all ready", ClientConfig{WriterURL: ready.URL, ReaderURLs: []string{ready.URL, ready.URL}}, ""},
+		{"one reader of two ready", ClientConfig{WriterURL: ready.URL, ReaderURLs: []string{dead.URL, ready.URL}}, ""},
+		{"writer only", ClientConfig{WriterURL: ready.URL}, ""},
+		{"writer not ready", ClientConfig{WriterURL: notReady.URL, ReaderURLs: []string{ready.URL}}, "queue writer"},
+		{"no reader ready", ClientConfig{ReaderURLs: []string{notReady.URL, dead.URL}}, "queue readers: none ready"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newTestClient(t, tc.cfg, nil)
+			err := c.Check(t.Context())
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ports.ErrUnavailable)
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+}

@@ -1,0 +1,42 @@
+package mqhttp_test
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/adapters/memory"
+	"github.com/gpufleet/telemetry/adapters/mqhttp"
+	"github.com/gpufleet/telemetry/test/contract/queuetest"
+)
+
+// newHarness is Client → HTTP (loopback) → Server → memory queue.
+func newHarness(t testing.TB) queuetest.Harness {
+	t.Helper()
+	quiet := quietLogger()
+	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second, Logger: quiet})
+	t.Cleanup(q.Close)
+	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet}).Handler())
+	t.Cleanup(srv.Close)
+	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	return queuetest.Harness{Queue: c}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	queuetest.Run(t, newHarness, queuetest.Capabilities{
+		OrderedPerPartition: true,
+		// lease_seconds is whole seconds on the wire.
+		MinLease: time.Second,
+	})
+}
+
+// BenchmarkQueue runs the shared queue workload through the protocol over
+// loopback, so its figures compare with memory's to show the HTTP cost.
+func BenchmarkQueue(b *testing.B) {
+	queuetest.RunBenchmarks(b, newHarness)
+}

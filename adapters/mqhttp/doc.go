@@ -1,0 +1,49 @@
+// Package mqhttp is the queue's HTTP+JSON protocol (SPEC §3): a Server that
+// exposes a ports.Publisher and/or a ports.Consumer over HTTP (mqwriter
+// serves the publish side, mqreader the lease side), and a Client that
+// implements ports.Queue against one writer and any number of readers.
+//
+// # Wire protocol
+//
+// Every request is a POST with Content-Type application/json (a charset
+// parameter, when present, must be utf-8) and a UTF-8 JSON object body of at
+// most 8 MiB (ServerOptions.MaxBodyBytes). Unknown fields, trailing data
+// and wrong types are rejected.
+//
+//	POST /v1/publish {"topic":"telemetry","messages":[{"payload":{…},"key":"GPU-…","idempotency_key":"run-1/42"}]}
+//	  → 200 {"accepted":N,"duplicates":M}
+//	POST /v1/lease   {"topic":"telemetry","consumer_id":"c-1","max":100,"lease_seconds":30}
+//	  → 200 {"lease_id":"…","topic":"telemetry","consumer_id":"c-1","expires_at":"RFC 3339",
+//	         "messages":[{"msg_uuid":"…","partition":17,"payload":{…},"created_at":"RFC 3339","deliveries":1}]}
+//	POST /v1/ack     {"topic":"telemetry","consumer_id":"c-1","lease_id":"…"} → 200 {"status":"acked"}
+//	POST /v1/release {"topic":"telemetry","consumer_id":"c-1","lease_id":"…"} → 200 {"status":"released"}
+//
+// An empty lease (nothing ready) is a 200 with "messages":[]. Limits: topic,
+// consumer_id, key and idempotency_key at most 256 bytes; 1 ≤ max ≤ 10000;
+// 1 ≤ lease_seconds ≤ 3600; 1 to 10000 messages per publish, each with a
+// non-null payload. More than 10000 messages is a 413, like an oversized body.
+//
+// Errors are {"error":{"code":"…","message":"…"}} with a stable code:
+//
+//	400 invalid_argument        malformed or out-of-range request (ports.ErrInvalidArgument)
+//	404 not_found               unknown route, or a side this server does not serve
+//	405 method_not_allowed      not a POST
+//	409 lease_expired           ack/release of an expired or unknown lease (ports.ErrLeaseExpired)
+//	413 payload_too_large       body over the limit, or more than 10000 messages
+//	415 unsupported_media_type  Content-Type is not application/json
+//	429 backpressure            the writer's buffer is full (ports.ErrBackpressure), Retry-After: 1
+//	503 closed / unavailable    draining, or a dependency is down (ports.ErrClosed, ports.ErrUnavailable), Retry-After: 1
+//	504 timeout                 the request's deadline passed inside the server
+//	500 internal                anything else; the message is generic, details are only logged
+//
+// # Client
+//
+// The Client maps those answers back to the ports sentinels and retries the
+// transient ones (network errors, 429, 502, 503, 504) with capped
+// exponential backoff and full jitter, honouring Retry-After. Ack and
+// Release are idempotent, so retrying them is safe. Publish is retried too:
+// with idempotency keys a retry can never store a message twice; without
+// them a publish whose answer was lost may be stored twice under two
+// msg_uuids, and since the collector deduplicates by msg_uuid that becomes a
+// duplicate telemetry row. That is why the streamer always sets keys.
+package mqhttp

@@ -1,0 +1,64 @@
+package mqhttp
+
+import (
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serverMetrics are the server's Prometheus collectors; safe for concurrent use.
+type serverMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newServerMetrics(reg prometheus.Registerer, log *slog.Logger) serverMetrics {
+	m := serverMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqhttp_requests_total",
+			Help: "Queue protocol requests answered, by route and HTTP status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mqhttp_request_duration_seconds",
+			Help: "Time to answer a queue protocol request, by route.",
+			// 0.5 ms to ~16 s: a lease from memory is sub-millisecond, a
+			// group-committed publish waits for PostgreSQL.
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"route"}),
+	}
+	if reg == nil {
+		return m
+	}
+	var err error
+	if m.requests, err = register(reg, m.requests); err != nil {
+		log.Warn("mqhttp: register metric", slog.String("metric", "mqhttp_requests_total"), slog.Any("error", err))
+	}
+	if m.duration, err = register(reg, m.duration); err != nil {
+		log.Warn("mqhttp: register metric", slog.String("metric", "mqhttp_request_duration_seconds"), slog.Any("error", err))
+	}
+	return m
+}
+
+// register registers c, or returns the identical collector already there
+// (two servers in one process share their series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}
+
+func (m serverMetrics) observe(route string, status int, elapsed time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+}

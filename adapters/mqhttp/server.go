@@ -1,0 +1,425 @@
+package mqhttp
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// ServerOptions configures a Server. The zero value is usable.
+type ServerOptions struct {
+	// Registerer receives the server's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Logger logs requests (debug) and 5xx answers (warn); nil means slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes caps a request body; a larger one is a 413. Zero means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Server answers the queue protocol over a Publisher and a Consumer. Either
+// may be nil: mqwriter serves only publish and mqreader only lease, ack and
+// release; the routes of a missing side answer 404. A Server holds no
+// mutable state after NewServer, so it serves any number of requests at once.
+type Server struct {
+	pub     ports.Publisher // immutable; nil when publish is not served
+	cons    ports.Consumer  // immutable; nil when lease/ack/release are not served
+	log     *slog.Logger
+	maxBody int64
+	metrics serverMetrics
+}
+
+// NewServer returns a Server over pub and cons, either of which may be nil.
+func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	maxBody := opts.MaxBodyBytes
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	return &Server{
+		pub:     pub,
+		cons:    cons,
+		log:     log,
+		maxBody: maxBody,
+		metrics: newServerMetrics(opts.Registerer, log),
+	}
+}
+
+// Handler returns a router serving the protocol's routes and nothing else;
+// unknown routes and methods answer JSON 404 and 405.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter()
+	s.Register(r)
+	return r
+}
+
+// Register adds the protocol's routes to r. When r has no NotFoundHandler or
+// MethodNotAllowedHandler yet, it installs ones that answer in JSON.
+func (s *Server) Register(r *mux.Router) {
+	s.route(r, PathPublish, "publish", s.pub != nil, s.publish)
+	s.route(r, PathLease, "lease", s.cons != nil, s.lease)
+	s.route(r, PathAck, "ack", s.cons != nil, s.ack)
+	s.route(r, PathRelease, "release", s.cons != nil, s.release)
+	if r.NotFoundHandler == nil {
+		r.NotFoundHandler = s.handle("unmatched", func(http.ResponseWriter, *http.Request) (any, error) {
+			return nil, &protocolError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"}
+		})
+	}
+	if r.MethodNotAllowedHandler == nil {
+		r.MethodNotAllowedHandler = s.handle("unmatched", func(w http.ResponseWriter, _ *http.Request) (any, error) {
+			w.Header().Set("Allow", http.MethodPost)
+			return nil, &protocolError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed, message: "method not allowed; use POST"}
+		})
+	}
+}
+
+// route registers one endpoint, or, when its side is not served, a JSON 404
+// for any method so a misrouted client learns why.
+func (s *Server) route(r *mux.Router, path, name string, served bool, e endpoint) {
+	if !served {
+		r.Handle(path, s.handle(name, func(http.ResponseWriter, *http.Request) (any, error) {
+			return nil, &protocolError{status: http.StatusNotFound, code: CodeNotFound,
+				message: name + " is not served here (this is the queue's " + s.side() + " side)"}
+		}))
+		return
+	}
+	r.Handle(path, s.handle(name, e)).Methods(http.MethodPost)
+}
+
+func (s *Server) side() string {
+	switch {
+	case s.pub != nil:
+		return "write"
+	case s.cons != nil:
+		return "read"
+	}
+	return "no"
+}
+
+// endpoint handles one request: it returns the 200 body, or an error that
+// writeError answers. w is the connection's own writer, for MaxBytesReader.
+type endpoint func(w http.ResponseWriter, r *http.Request) (any, error)
+
+// handle wraps e with the answer, metrics and logging.
+func (s *Server) handle(route string, e endpoint) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		body, err := e(w, r)
+		status := http.StatusOK
+		if err != nil {
+			status = writeError(w, err)
+		} else {
+			writeJSON(w, status, body)
+		}
+		elapsed := time.Since(start)
+		s.metrics.observe(route, status, elapsed)
+		s.logRequest(r, route, status, elapsed, err)
+	})
+}
+
+func (s *Server) logRequest(r *http.Request, route string, status int, elapsed time.Duration, err error) {
+	ctx := r.Context()
+	attrs := []slog.Attr{
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Duration("duration", elapsed),
+		slog.String("remote", r.RemoteAddr),
+	}
+	// A client that hung up is not the server's fault: keep it at debug.
+	if status >= 500 && !errors.Is(err, context.Canceled) {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "mqhttp request failed", append(attrs, slog.Any("error", err))...)
+		return
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "mqhttp request", attrs...)
+}
+
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req publishRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return nil, err
+	}
+	if err := checkName("topic", req.Topic); err != nil {
+		return nil, err
+	}
+	switch n := len(req.Messages); {
+	case n == 0:
+		return nil, badRequest("messages must not be empty")
+	case n > MaxPublishMessages:
+		return nil, tooLarge("%d messages exceed the limit of %d per publish", n, MaxPublishMessages)
+	}
+	msgs := make([]ports.OutgoingMessage, len(req.Messages))
+	for i, m := range req.Messages {
+		if err := checkMessage(i, m); err != nil {
+			return nil, err
+		}
+		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
+	}
+	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)
+	if err != nil {
+		return nil, fmt.Errorf("publish %d messages to %s: %w", len(msgs), req.Topic, err)
+	}
+	return publishResponse(res), nil
+}
+
+func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req leaseRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return nil, err
+	}
+	if err := checkName("topic", req.Topic); err != nil {
+		return nil, err
+	}
+	if err := checkName("consumer_id", req.ConsumerID); err != nil {
+		return nil, err
+	}
+	if req.Max < 1 || req.Max > MaxLeaseMessages {
+		return nil, badRequest("max must be between 1 and %d, got %d", MaxLeaseMessages, req.Max)
+	}
+	if req.LeaseSeconds < 1 || req.LeaseSeconds > MaxLeaseSeconds {
+		return nil, badRequest("lease_seconds must be between 1 and %d, got %d", MaxLeaseSeconds, req.LeaseSeconds)
+	}
+	lease, err := s.cons.Lease(r.Context(), ports.LeaseRequest{
+		Topic:         req.Topic,
+		ConsumerID:    req.ConsumerID,
+		Max:           req.Max,
+		LeaseDuration: time.Duration(req.LeaseSeconds) * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lease from %s for %s: %w", req.Topic, req.ConsumerID, err)
+	}
+	resp := leaseResponse{
+		LeaseID:    lease.ID,
+		Topic:      cmp.Or(lease.Topic, req.Topic),
+		ConsumerID: cmp.Or(lease.ConsumerID, req.ConsumerID),
+		ExpiresAt:  lease.ExpiresAt.UTC(),
+		Messages:   make([]leaseMessage, len(lease.Messages)), // never null on the wire
+	}
+	for i, m := range lease.Messages {
+		resp.Messages[i] = leaseMessage{
+			MsgUUID:    m.ID,
+			Partition:  m.Partition,
+			Payload:    m.Payload,
+			CreatedAt:  m.CreatedAt.UTC(),
+			Deliveries: m.Deliveries,
+		}
+	}
+	return resp, nil
+}
+
+func (s *Server) ack(w http.ResponseWriter, r *http.Request) (any, error) {
+	ref, err := s.decodeLeaseRef(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cons.Ack(r.Context(), ref); err != nil {
+		return nil, fmt.Errorf("ack lease %s: %w", ref.LeaseID, err)
+	}
+	return statusResponse{Status: "acked"}, nil
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request) (any, error) {
+	ref, err := s.decodeLeaseRef(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cons.Release(r.Context(), ref); err != nil {
+		return nil, fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
+	}
+	return statusResponse{Status: "released"}, nil
+}
+
+func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.LeaseRef, error) {
+	var req leaseRefRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return ports.LeaseRef{}, err
+	}
+	if err := checkName("topic", req.Topic); err != nil {
+		return ports.LeaseRef{}, err
+	}
+	if err := checkName("consumer_id", req.ConsumerID); err != nil {
+		return ports.LeaseRef{}, err
+	}
+	if req.LeaseID == "" {
+		return ports.LeaseRef{}, badRequest("lease_id is required")
+	}
+	id, err := uuid.Parse(req.LeaseID)
+	if err != nil {
+		return ports.LeaseRef{}, badRequest("lease_id must be a UUID, got %q", truncate(req.LeaseID, 64))
+	}
+	return ports.LeaseRef{Topic: req.Topic, ConsumerID: req.ConsumerID, LeaseID: id}, nil
+}
+
+// decode reads r's body into dst: application/json, at most maxBody bytes,
+// valid UTF-8, exactly one JSON value, no unknown fields.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) error {
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return tooLarge("request body exceeds %d bytes", s.maxBody)
+		}
+		return badRequest("read body: %v", err)
+	}
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD; refuse it
+	// instead, as RFC 8259 requires UTF-8.
+	if !utf8.Valid(body) {
+		return badRequest("body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// decodeError turns a json decoding failure into a 400 that says what is wrong.
+func decodeError(err error) error {
+	if syn, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return badRequest("malformed JSON at byte %d: %v", syn.Offset, err)
+	}
+	if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if typ.Field == "" {
+			return badRequest("body must be a JSON object, got %s", typ.Value)
+		}
+		return badRequest("%s must be %s, got %s", typ.Field, jsonKind(typ.Type), typ.Value)
+	}
+	switch msg := err.Error(); {
+	case errors.Is(err, io.EOF):
+		return badRequest("empty body; want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("malformed JSON: unexpected end of body")
+	case strings.HasPrefix(msg, "json: unknown field "):
+		return badRequest("unknown field %s", strings.TrimPrefix(msg, "json: unknown field "))
+	default:
+		return badRequest("malformed JSON: %v", err)
+	}
+}
+
+// jsonKind names the JSON type a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+func checkContentType(ct string) error {
+	const want = "Content-Type must be application/json"
+	if ct == "" {
+		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType, message: want}
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
+			message: want + ", got " + strconv.Quote(truncate(ct, 64))}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
+			message: "charset must be utf-8, got " + strconv.Quote(truncate(cs, 32))}
+	}
+	return nil
+}
+
+// checkName validates a required identifier (topic, consumer_id).
+func checkName(field, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return badRequest("%s is required", field)
+	}
+	return checkOptional(field, v)
+}
+
+// checkOptional validates an optional string field. NUL is refused because
+// PostgreSQL text cannot hold it, and one such message would fail a whole
+// group commit.
+func checkOptional(field, v string) error {
+	if len(v) > MaxNameBytes {
+		return badRequest("%s is longer than %d bytes", field, MaxNameBytes)
+	}
+	if strings.IndexByte(v, 0) >= 0 {
+		return badRequest("%s must not contain NUL", field)
+	}
+	return nil
+}
+
+// checkMessage validates messages[i] of a publish.
+func checkMessage(i int, m publishMessage) error {
+	field := func(name string) string { return "messages[" + strconv.Itoa(i) + "]." + name }
+	if len(m.Payload) == 0 || bytes.Equal(m.Payload, []byte("null")) {
+		return badRequest("%s is required and must not be null", field("payload"))
+	}
+	if hasEscapedNUL(m.Payload) {
+		return badRequest(`%s must not contain \u0000 (PostgreSQL jsonb cannot store it)`, field("payload"))
+	}
+	if err := checkOptional(field("key"), m.Key); err != nil {
+		return err
+	}
+	return checkOptional(field("idempotency_key"), m.IdempotencyKey)
+}
+
+// hasEscapedNUL reports whether raw JSON contains the escape \u0000 (an odd
+// run of backslashes before "u0000"; "\\u0000" is a literal backslash).
+func hasEscapedNUL(raw []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(raw[i:], []byte(`u0000`))
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		n := 0
+		for k := at - 1; k >= 0 && raw[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 1 {
+			return true
+		}
+		i = at + 1
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,96 @@
+package mqhttp
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Routes of the protocol.
+const (
+	PathPublish = "/v1/publish"
+	PathLease   = "/v1/lease"
+	PathAck     = "/v1/ack"
+	PathRelease = "/v1/release"
+	// PathReady is the readiness endpoint Client.Check calls; the apps serve it.
+	PathReady = "/readyz"
+)
+
+// Protocol limits; the server rejects requests outside them before calling
+// the port.
+const (
+	// DefaultMaxBodyBytes is the default request body limit (8 MiB).
+	DefaultMaxBodyBytes = 8 << 20
+	// MaxPublishMessages is the most messages one publish may carry.
+	MaxPublishMessages = 10000
+	// MaxLeaseMessages is the largest "max" a lease may ask for.
+	MaxLeaseMessages = 10000
+	// MaxLeaseSeconds is the longest lease, in seconds.
+	MaxLeaseSeconds = 3600
+	// MaxNameBytes bounds topic, consumer_id, key and idempotency_key.
+	MaxNameBytes = 256
+)
+
+// The wire types are the protocol, kept apart from domain's JSON tags so a
+// change there cannot silently change the protocol.
+
+type publishRequest struct {
+	Topic    string           `json:"topic"`
+	Messages []publishMessage `json:"messages"`
+}
+
+type publishMessage struct {
+	Payload        json.RawMessage `json:"payload"`
+	Key            string          `json:"key,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+}
+
+type publishResponse struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+}
+
+type leaseRequest struct {
+	Topic        string `json:"topic"`
+	ConsumerID   string `json:"consumer_id"`
+	Max          int    `json:"max"`
+	LeaseSeconds int    `json:"lease_seconds"`
+}
+
+type leaseResponse struct {
+	LeaseID    uuid.UUID      `json:"lease_id"`
+	Topic      string         `json:"topic"`
+	ConsumerID string         `json:"consumer_id"`
+	ExpiresAt  time.Time      `json:"expires_at"`
+	Messages   []leaseMessage `json:"messages"`
+}
+
+type leaseMessage struct {
+	MsgUUID    uuid.UUID       `json:"msg_uuid"`
+	Partition  int             `json:"partition"`
+	Payload    json.RawMessage `json:"payload"`
+	CreatedAt  time.Time       `json:"created_at"`
+	Deliveries int             `json:"deliveries"`
+}
+
+// leaseRefRequest is the body of ack and release. LeaseID is a string so a
+// malformed id is reported as such rather than as a JSON type error.
+type leaseRefRequest struct {
+	Topic      string `json:"topic"`
+	ConsumerID string `json:"consumer_id"`
+	LeaseID    string `json:"lease_id"`
+}
+
+type statusResponse struct {
+	Status string `json:"status"`
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}

@@ -1,0 +1,291 @@
+// Package collector is the collector app's loop: lease a batch from the
+// queue, decode it, persist it idempotently, and ack only after the whole
+// batch is stored. A transient failure releases the lease so the messages
+// come back at once; a message that can never be stored (a poison message)
+// goes to the dead-letter table with its reason and is acked with the rest,
+// so it cannot stall its partition.
+package collector
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// Config tunes the loop.
+type Config struct {
+	Topic         string
+	ConsumerID    string
+	LeaseMax      int
+	LeaseDuration time.Duration
+	// PollInterval is the pause after an empty lease (idle backoff only: a
+	// non-empty lease is followed at once by the next).
+	PollInterval time.Duration
+	// Workers is the number of concurrent lease → persist → ack loops.
+	Workers int
+	// BatchTimeout bounds persisting and acking one batch, also during
+	// shutdown (a stopping collector finishes the batch it holds).
+	BatchTimeout time.Duration
+}
+
+type metrics struct {
+	leased, persisted, duplicates, deadLettered, acked, released, ackRejected prometheus.Counter
+	errors                                                                    *prometheus.CounterVec
+	batchSeconds                                                              prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &metrics{
+		leased:       c("collector_messages_leased_total", "Messages received in leases."),
+		persisted:    c("collector_records_persisted_total", "Telemetry rows inserted."),
+		duplicates:   c("collector_records_duplicate_total", "Redelivered messages whose row was already stored."),
+		deadLettered: c("collector_messages_dead_lettered_total", "Poison messages written to the dead-letter table."),
+		acked:        c("collector_messages_acked_total", "Messages acknowledged (deleted from the queue)."),
+		released:     c("collector_leases_released_total", "Leases released after a transient failure."),
+		ackRejected:  c("collector_acks_rejected_total", "Acks refused because the lease had expired (the rows are stored; the redelivery will be a duplicate)."),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "collector_errors_total",
+			Help: "Failures by stage (lease, persist, ack, release)."}, []string{"stage"}),
+		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "collector_batch_duration_seconds",
+			Help: "Time to persist and ack one leased batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.deadLettered, m.acked, m.released, m.ackRejected, m.errors, m.batchSeconds)
+	}
+	return m
+}
+
+// Collector runs the loop.
+type Collector struct {
+	q      ports.Consumer
+	store  ports.TelemetryWriter
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a collector; Start runs it.
+func New(q ports.Consumer, store ports.TelemetryWriter, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Collector {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = domain.TelemetryTopic
+	}
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = 30 * time.Second
+	}
+	return &Collector{q: q, store: store, cfg: cfg, log: logger, m: newMetrics(reg), done: make(chan struct{})}
+}
+
+// Start runs the workers in the background until Stop.
+func (c *Collector) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		c.Run(ctx)
+	}()
+}
+
+// Stop stops leasing, lets each worker finish the batch it holds, and waits.
+func (c *Collector) Stop(ctx context.Context) error {
+	if c.cancel == nil {
+		return nil
+	}
+	c.cancel()
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop collector: %w", ctx.Err())
+	}
+}
+
+// Run runs Workers loops until ctx ends.
+func (c *Collector) Run(ctx context.Context) {
+	c.log.Info("collecting", "consumer_id", c.cfg.ConsumerID, "topic", c.cfg.Topic, "workers", c.cfg.Workers, "lease_max", c.cfg.LeaseMax)
+	var wg sync.WaitGroup
+	for range c.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.work(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *Collector) work(ctx context.Context) {
+	backoff := c.cfg.PollInterval
+	for ctx.Err() == nil {
+		n, err := c.ProcessOnce(ctx)
+		var pause time.Duration
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("batch failed", "err", err)
+			backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
+			pause = backoff/2 + rand.N(backoff/2+1)
+		case n == 0:
+			backoff = c.cfg.PollInterval
+			pause = c.cfg.PollInterval
+		default:
+			backoff = c.cfg.PollInterval
+			continue // a non-empty lease: the next one at once
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// ProcessOnce leases one batch and handles it; it returns how many messages
+// the lease held.
+func (c *Collector) ProcessOnce(ctx context.Context) (int, error) {
+	lease, err := c.q.Lease(ctx, ports.LeaseRequest{Topic: c.cfg.Topic, ConsumerID: c.cfg.ConsumerID, Max: c.cfg.LeaseMax, LeaseDuration: c.cfg.LeaseDuration})
+	if err != nil {
+		c.m.errors.WithLabelValues("lease").Inc()
+		return 0, fmt.Errorf("lease: %w", err)
+	}
+	if len(lease.Messages) == 0 {
+		return 0, nil
+	}
+	start := time.Now()
+	c.m.leased.Add(float64(len(lease.Messages)))
+	// The batch finishes even when the collector is stopping: acking what was
+	// stored avoids needless redelivery.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.BatchTimeout)
+	defer cancel()
+	ref := ports.LeaseRef{Topic: lease.Topic, ConsumerID: c.cfg.ConsumerID, LeaseID: lease.ID}
+	if ref.Topic == "" {
+		ref.Topic = c.cfg.Topic
+	}
+	if err := c.persist(bctx, lease); err != nil {
+		c.m.errors.WithLabelValues("persist").Inc()
+		c.release(bctx, ref)
+		return len(lease.Messages), fmt.Errorf("persist lease %s: %w", lease.ID, err)
+	}
+	if err := c.q.Ack(bctx, ref); err != nil {
+		if errors.Is(err, ports.ErrLeaseExpired) {
+			c.m.ackRejected.Inc()
+			c.log.Warn("ack rejected: lease expired before the batch was stored; it will be redelivered and deduplicated", "lease_id", lease.ID, "messages", len(lease.Messages))
+			return len(lease.Messages), nil
+		}
+		c.m.errors.WithLabelValues("ack").Inc()
+		return len(lease.Messages), fmt.Errorf("ack lease %s: %w", lease.ID, err)
+	}
+	c.m.acked.Add(float64(len(lease.Messages)))
+	c.m.batchSeconds.Observe(time.Since(start).Seconds())
+	return len(lease.Messages), nil
+}
+
+func (c *Collector) release(ctx context.Context, ref ports.LeaseRef) {
+	if err := c.q.Release(ctx, ref); err != nil {
+		c.m.errors.WithLabelValues("release").Inc()
+		c.log.Warn("release failed; the lease will expire instead", "lease_id", ref.LeaseID, "err", err)
+		return
+	}
+	c.m.released.Inc()
+}
+
+// persist stores every message of the lease: good ones as telemetry, poison
+// ones as dead letters. It returns an error only for a transient failure,
+// after which nothing must be acked.
+func (c *Collector) persist(ctx context.Context, lease domain.Lease) error {
+	records := make([]domain.Record, 0, len(lease.Messages))
+	var dead []domain.DeadLetter
+	for _, msg := range lease.Messages {
+		p, err := Decode(msg.Payload)
+		if err != nil {
+			dead = append(dead, domain.DeadLetter{MsgUUID: msg.ID, Topic: lease.Topic, Payload: msg.Payload, Reason: err.Error()})
+			continue
+		}
+		records = append(records, domain.Record{Point: p, MsgUUID: msg.ID})
+	}
+	res, err := c.store.WriteBatch(ctx, records)
+	if errors.Is(err, ports.ErrInvalidArgument) {
+		// The store refused a record the decoder accepted: isolate it by
+		// writing one at a time, so the rest of the batch still lands.
+		var more []domain.DeadLetter
+		res, more, err = c.persistOneByOne(ctx, lease, records)
+		dead = append(dead, more...)
+	}
+	if err != nil {
+		return err
+	}
+	if len(dead) > 0 {
+		if err := c.store.WriteDeadLetters(ctx, dead); err != nil {
+			return fmt.Errorf("dead-letter %d messages: %w", len(dead), err)
+		}
+		for _, d := range dead {
+			c.log.Warn("poison message dead-lettered", "msg_uuid", d.MsgUUID, "reason", d.Reason)
+		}
+		c.m.deadLettered.Add(float64(len(dead)))
+	}
+	c.m.persisted.Add(float64(res.Inserted))
+	c.m.duplicates.Add(float64(res.Duplicates))
+	return nil
+}
+
+func (c *Collector) persistOneByOne(ctx context.Context, lease domain.Lease, records []domain.Record) (ports.WriteResult, []domain.DeadLetter, error) {
+	var total ports.WriteResult
+	var dead []domain.DeadLetter
+	payloads := make(map[uuid.UUID][]byte, len(lease.Messages))
+	for _, m := range lease.Messages {
+		payloads[m.ID] = m.Payload
+	}
+	for _, r := range records {
+		res, err := c.store.WriteBatch(ctx, []domain.Record{r})
+		switch {
+		case errors.Is(err, ports.ErrInvalidArgument):
+			dead = append(dead, domain.DeadLetter{MsgUUID: r.MsgUUID, Topic: lease.Topic, Payload: payloads[r.MsgUUID], Reason: "store rejected record: " + err.Error()})
+		case err != nil:
+			return total, nil, err
+		default:
+			total.Inserted += res.Inserted
+			total.Duplicates += res.Duplicates
+		}
+	}
+	return total, dead, nil
+}
+
+// Decode parses a queue payload into a valid point, or says why it never
+// will be one.
+func Decode(payload []byte) (domain.Point, error) {
+	var p domain.Point
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(&p); err != nil {
+		return domain.Point{}, fmt.Errorf("decode payload: %w", err)
+	}
+	if dec.More() {
+		return domain.Point{}, errors.New("decode payload: trailing data after the JSON object")
+	}
+	p.Timestamp = p.Timestamp.UTC()
+	if err := p.Validate(); err != nil {
+		return domain.Point{}, err
+	}
+	return p, nil
+}

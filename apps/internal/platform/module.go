@@ -1,0 +1,51 @@
+package platform
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"go.uber.org/fx"
+)
+
+// Common is the configuration every app reads.
+type Common struct {
+	App      string
+	LogLevel string
+	HTTPAddr string
+}
+
+// LoadCommon reads LOG_LEVEL and HTTP_ADDR (default defAddr).
+func LoadCommon(env *Env, app, defAddr string) Common {
+	return Common{
+		App:      app,
+		LogLevel: env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		HTTPAddr: env.String("HTTP_ADDR", defAddr),
+	}
+}
+
+// Module provides the logger, the metrics registry and the HTTP server, and
+// starts and stops the server with the app. Apps that must keep serving while
+// they drain (mqreader) append their own stop hook after this module's, so it
+// runs first.
+func Module(c Common) fx.Option {
+	return fx.Options(
+		fx.Supply(ServerConfig{Addr: c.HTTPAddr, ShutdownTimeout: 10 * time.Second}),
+		fx.Provide(
+			func() *slog.Logger { return NewLogger(c.App, c.LogLevel) },
+			NewRegistry,
+			NewServer,
+		),
+		fxLogger(),
+		fx.Invoke(func(lc fx.Lifecycle, s *Server) {
+			lc.Append(fx.Hook{
+				OnStart: func(context.Context) error { return s.Start() },
+				OnStop:  s.Stop,
+			})
+		}),
+	)
+}
+
+// StopTimeout is how long an app may take to stop: long enough for a reader
+// to drain its leases.
+const StopTimeout = 45 * time.Second

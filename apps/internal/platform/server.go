@@ -1,0 +1,162 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/fx"
+)
+
+// Check is one readiness check; /readyz runs them all.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Routes registers an app's own handlers on the shared router.
+type Routes interface {
+	Register(r *mux.Router)
+}
+
+// RoutesFunc adapts a function to Routes.
+type RoutesFunc func(r *mux.Router)
+
+// Register calls f.
+func (f RoutesFunc) Register(r *mux.Router) { f(r) }
+
+// ServerConfig configures the HTTP server.
+type ServerConfig struct {
+	Addr string
+	// ShutdownTimeout bounds the wait for in-flight requests on stop.
+	ShutdownTimeout time.Duration
+}
+
+// ServerParams are the server's dependencies.
+type ServerParams struct {
+	fx.In
+	Config   ServerConfig
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Routes   []Routes `group:"routes"`
+	Checks   []Check  `group:"checks"`
+}
+
+// Server is the app's HTTP server.
+type Server struct {
+	srv      *http.Server
+	listener net.Listener
+	logger   *slog.Logger
+	checks   []Check
+	done     chan struct{} // closed when Serve returns
+}
+
+// NewServer builds the router: the app's routes plus /healthz, /readyz and
+// /metrics.
+func NewServer(p ServerParams) *Server {
+	r := mux.NewRouter()
+	s := &Server{logger: p.Logger, checks: p.Checks, done: make(chan struct{})}
+	sort.Slice(s.checks, func(i, j int) bool { return s.checks[i].Name < s.checks[j].Name })
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", promhttp.HandlerFor(p.Registry, promhttp.HandlerOpts{Registry: p.Registry})).Methods(http.MethodGet)
+	for _, rt := range p.Routes {
+		rt.Register(r)
+	}
+	s.srv = &http.Server{
+		Addr:              p.Config.Addr,
+		Handler:           r,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	return s
+}
+
+// Handler exposes the router (for tests).
+func (s *Server) Handler() http.Handler { return s.srv.Handler }
+
+// Addr is the bound address once started (useful with ":0").
+func (s *Server) Addr() string {
+	if s.listener == nil {
+		return s.srv.Addr
+	}
+	return s.listener.Addr().String()
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	failing := map[string]string{}
+	for _, c := range s.checks {
+		if err := c.Fn(ctx); err != nil {
+			failing[c.Name] = err.Error()
+		}
+	}
+	if len(failing) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failing": failing})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Start binds the address and serves in the background.
+func (s *Server) Start() error {
+	l, err := net.Listen("tcp", s.srv.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.srv.Addr, err)
+	}
+	s.listener = l
+	s.logger.Info("http server listening", "addr", l.Addr().String())
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Stop shuts down gracefully: stops accepting, waits for in-flight requests.
+func (s *Server) Stop(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if s.listener != nil {
+		<-s.done
+	}
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// NewRegistry returns the app's metric registry with Go runtime and process
+// collectors; it is also provided as a prometheus.Registerer.
+func NewRegistry() (*prometheus.Registry, prometheus.Registerer) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, reg
+}
+
+// AsRoutes annotates a constructor whose result joins the "routes" group.
+func AsRoutes(f any) any {
+	return fx.Annotate(f, fx.As(new(Routes)), fx.ResultTags(`group:"routes"`))
+}
+
+// AsCheck annotates a constructor whose result joins the "checks" group.
+func AsCheck(f any) any {
+	return fx.Annotate(f, fx.ResultTags(`group:"checks"`))
+}

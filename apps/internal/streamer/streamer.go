@@ -1,0 +1,226 @@
+// Package streamer is the streamer app's loop: it reads telemetry points from
+// a source and publishes each as one message to the queue. One goroutine
+// reads (stamping each point with the time it is emitted) and feeds a bounded
+// channel; a pool of senders publishes, so reading never waits on the network.
+// Every emission carries an idempotency key (this run's id and a sequence
+// number), so a retried publish never duplicates and a restarted streamer
+// never collides with its earlier run.
+package streamer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// Config tunes the loop.
+type Config struct {
+	Topic string
+	// Interval is the pause between emissions; 0 streams as fast as the
+	// queue accepts.
+	Interval time.Duration
+	// Senders is the number of concurrent publishers.
+	Senders int
+	// QueueSize bounds the channel between the reader and the senders.
+	QueueSize int
+	// MaxRows stops after that many emissions (0: stream forever).
+	MaxRows int
+	// RetryFor is how long a sender keeps retrying one message through a
+	// queue outage or backpressure before dropping it (counted and logged).
+	RetryFor time.Duration
+}
+
+type metrics struct {
+	read, published, duplicates, retried, dropped prometheus.Counter
+	publishSeconds                                prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		read:       prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_rows_read_total", Help: "Rows taken from the source."}),
+		published:  prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_published_total", Help: "Messages the queue acknowledged."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_duplicate_total", Help: "Publishes the queue reported as duplicates (a retry of an already stored message)."}),
+		retried:    prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_publish_retries_total", Help: "Publish attempts retried after backpressure or an outage."}),
+		dropped:    prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_dropped_total", Help: "Messages given up on after RetryFor or rejected as invalid."}),
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamer_publish_duration_seconds",
+			Help: "Time from handing a message to a sender to its acknowledgement, retries included.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.read, m.published, m.duplicates, m.retried, m.dropped, m.publishSeconds)
+	}
+	return m
+}
+
+// Streamer runs the loop.
+type Streamer struct {
+	src    ports.Source
+	pub    ports.Publisher
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	runID  string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a streamer; Start runs it.
+func New(src ports.Source, pub ports.Publisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Streamer {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = domain.TelemetryTopic
+	}
+	if cfg.Senders < 1 {
+		cfg.Senders = 1
+	}
+	if cfg.QueueSize < 1 {
+		cfg.QueueSize = 1
+	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = time.Minute
+	}
+	return &Streamer{src: src, pub: pub, cfg: cfg, log: logger, m: newMetrics(reg), runID: uuid.NewString(), done: make(chan struct{})}
+}
+
+// RunID identifies this run in every idempotency key.
+func (s *Streamer) RunID() string { return s.runID }
+
+// Start runs the loop in the background until Stop or MaxRows.
+func (s *Streamer) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go func() {
+		defer close(s.done)
+		if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("streamer stopped", "err", err)
+		}
+	}()
+}
+
+// Stop cancels the loop and waits for it.
+func (s *Streamer) Stop(ctx context.Context) error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop streamer: %w", ctx.Err())
+	}
+}
+
+// Done is closed when a started loop has returned.
+func (s *Streamer) Done() <-chan struct{} { return s.done }
+
+type emission struct {
+	msg   ports.OutgoingMessage
+	taken time.Time
+}
+
+// Run streams until ctx ends, the source ends, or MaxRows are emitted, then
+// waits for the senders to finish what they hold.
+func (s *Streamer) Run(ctx context.Context) error {
+	s.log.Info("streaming", "run_id", s.runID, "topic", s.cfg.Topic, "senders", s.cfg.Senders, "interval", s.cfg.Interval.String())
+	work := make(chan emission, s.cfg.QueueSize) // bounded: the reader blocks only when every sender is busy
+	var wg sync.WaitGroup
+	for range s.cfg.Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				s.send(ctx, e)
+			}
+		}()
+	}
+	err := s.read(ctx, work)
+	close(work)
+	wg.Wait()
+	s.log.Info("streaming stopped", "run_id", s.runID, "err", err)
+	return err
+}
+
+func (s *Streamer) read(ctx context.Context, work chan<- emission) error {
+	var tick <-chan time.Time
+	if s.cfg.Interval > 0 {
+		t := time.NewTicker(s.cfg.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for seq := 1; s.cfg.MaxRows == 0 || seq <= s.cfg.MaxRows; seq++ {
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		p, err := s.src.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read source: %w", err)
+		}
+		payload, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("encode point: %w", err)
+		}
+		s.m.read.Inc()
+		e := emission{msg: ports.OutgoingMessage{Payload: payload, Key: p.GPUUUID, IdempotencyKey: s.runID + "/" + strconv.Itoa(seq)}, taken: time.Now()}
+		select {
+		case work <- e:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// send publishes one message, retrying through backpressure and outages for
+// up to RetryFor with capped, jittered exponential backoff. The idempotency
+// key makes every retry safe.
+func (s *Streamer) send(ctx context.Context, e emission) {
+	backoff := 50 * time.Millisecond
+	deadline := time.Now().Add(s.cfg.RetryFor)
+	for {
+		res, err := s.pub.Publish(ctx, s.cfg.Topic, []ports.OutgoingMessage{e.msg})
+		if err == nil {
+			s.m.published.Add(float64(res.Accepted))
+			s.m.duplicates.Add(float64(res.Duplicates))
+			s.m.publishSeconds.Observe(time.Since(e.taken).Seconds())
+			return
+		}
+		if ctx.Err() != nil {
+			return // stopping: the message was never acknowledged, so nothing is lost that was promised
+		}
+		if errors.Is(err, ports.ErrInvalidArgument) || time.Now().After(deadline) {
+			s.m.dropped.Inc()
+			s.log.Warn("message dropped", "idempotency_key", e.msg.IdempotencyKey, "err", err)
+			return
+		}
+		s.m.retried.Inc()
+		s.log.Debug("publish retry", "idempotency_key", e.msg.IdempotencyKey, "err", err, "backoff", backoff.String())
+		select {
+		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}

@@ -1,0 +1,111 @@
+// Command migrate applies or reverts the database schema (DATABASE_URL).
+//
+//	migrate up          apply every pending migration
+//	migrate down [N]    revert the newest N migrations (default 1; 0 = all)
+//	migrate status      list migrations and whether each is applied
+//
+// It takes a PostgreSQL advisory lock, so several starters (a Helm hook Job
+// and apps with MIGRATE_ON_START) never apply a migration twice.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gpufleet/telemetry/migrations"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "migrate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: migrate up | down [N] | status")
+	}
+	dsn := os.Getenv("DATABASE_URL")
+	if dsn == "" {
+		return fmt.Errorf("DATABASE_URL is required")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	conn, err := connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+
+	switch args[0] {
+	case "up":
+		applied, err := migrations.Up(ctx, conn)
+		fmt.Printf("applied %d migration(s) %v\n", len(applied), applied)
+		return err
+	case "down":
+		steps := 1
+		if len(args) > 1 {
+			if steps, err = strconv.Atoi(args[1]); err != nil || steps < 0 {
+				return fmt.Errorf("down %q: want a number of steps (0 = all)", args[1])
+			}
+		}
+		reverted, err := migrations.Down(ctx, conn, steps)
+		fmt.Printf("reverted %d migration(s) %v\n", len(reverted), reverted)
+		return err
+	case "status":
+		return status(ctx, conn)
+	default:
+		return fmt.Errorf("unknown command %q (want up, down or status)", args[0])
+	}
+}
+
+// connect retries for a while: in Kubernetes the database may come up after
+// the migration Job starts.
+func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	var last error
+	for attempt := 0; ; attempt++ {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			return conn, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect: %w (last error: %v)", ctx.Err(), last)
+		case <-time.After(min(time.Duration(attempt+1)*500*time.Millisecond, 5*time.Second)):
+		}
+	}
+}
+
+func status(ctx context.Context, conn *pgx.Conn) error {
+	all, err := migrations.All()
+	if err != nil {
+		return err
+	}
+	applied := map[int]bool{}
+	rows, err := conn.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err == nil {
+		vs, _ := pgx.CollectRows(rows, pgx.RowTo[int])
+		for _, v := range vs {
+			applied[v] = true
+		}
+	}
+	for _, m := range all {
+		state := "pending"
+		if applied[m.Version] {
+			state = "applied"
+		}
+		fmt.Printf("%04d_%s\t%s\n", m.Version, m.Name, state)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+// Package stack builds the apps and runs them as real processes on loopback,
+// for `make run` and the end-to-end, fault and benchmark suites. A Stack owns
+// the processes it starts and stops each by its own PID.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Build compiles the named apps (directories under apps/) into binDir.
+func Build(ctx context.Context, root, binDir string, apps ...string) error {
+	args := []string{"build", "-o", binDir + string(filepath.Separator)}
+	for _, a := range apps {
+		args = append(args, "./apps/"+a)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build %s: %w: %s", strings.Join(apps, " "), err, out)
+	}
+	return nil
+}
+
+// Root returns the module root above the working directory.
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FreeAddr returns a free 127.0.0.1 address.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Proc is one running app.
+type Proc struct {
+	Name string
+	Addr string // HTTP_ADDR
+	Log  string // path of its combined output
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process exited
+	err  error         // exit status, valid after done
+}
+
+// Start runs binary with env (plus the current environment) and HTTP_ADDR =
+// addr, logging to logDir/name.log.
+func Start(binary, name, addr, logDir string, env map[string]string) (*Proc, error) {
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(logDir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "HTTP_ADDR="+addr)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Own process group, so a Ctrl-C aimed at the supervisor is not also
+	// delivered straight to the children: the supervisor stops them in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Proc{Name: name, Addr: addr, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// PID is the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// URL is the app's base URL.
+func (p *Proc) URL() string { return "http://" + p.Addr }
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Kill sends SIGKILL and waits for the exit.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits up to timeout, then kills.
+func (p *Proc) Stop(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+		p.Kill()
+		return fmt.Errorf("%s did not stop within %s; killed", p.Name, timeout)
+	}
+}
+
+// WaitReady polls /readyz (or /healthz with health=true) until 200.
+func (p *Proc) WaitReady(ctx context.Context, path string) error {
+	client := &http.Client{Timeout: time.Second}
+	var last string
+	for {
+		resp, err := client.Get(p.URL() + path)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before ready (%v); log %s:\n%s", p.Name, p.err, p.Log, tail(p.Log))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s%s: %s; log %s:\n%s", p.Name, p.URL(), path, last, p.Log, tail(p.Log))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
