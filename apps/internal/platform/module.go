@@ -2,7 +2,9 @@ package platform
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"go.uber.org/fx"
@@ -49,3 +51,22 @@ func Module(c Common) fx.Option {
 // StopTimeout is how long an app may take to stop: long enough for a reader
 // to drain its leases.
 const StopTimeout = 45 * time.Second
+
+// Main is every app's main: it builds the app's options from the
+// environment, exits with status 2 and every configuration problem (each
+// naming its variable) when the environment is wrong, and otherwise runs the
+// app until SIGINT/SIGTERM, then stops it gracefully.
+func Main(build func(env *Env) fx.Option) {
+	env := NewEnv()
+	opts := build(env)
+	if err := env.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	app := fx.New(opts, fx.StopTimeout(StopTimeout))
+	if err := app.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "start:", err)
+		os.Exit(1)
+	}
+	app.Run()
+}

@@ -1,0 +1,423 @@
+package memory
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/fx"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+var (
+	_ ports.TelemetryStore = (*TelemetryStore)(nil)
+	_ ports.Checker        = (*TelemetryStore)(nil)
+)
+
+// streamChunk is how many rows StreamTelemetry copies out of the store per
+// round trip to its owner goroutine; it bounds the stream's memory.
+const streamChunk = 256
+
+// TelemetryStore is an in-memory ports.TelemetryStore with the same
+// semantics as the PostgreSQL one: rows keyed by message UUID, ids assigned
+// sequentially, timestamps kept in UTC at microsecond precision, a GPU
+// registry kept current by writes. One goroutine (run) owns all state; the
+// methods send it operations and wait for the reply. Call Close to stop it.
+type TelemetryStore struct {
+	ops       chan storeOp  // unbuffered: each call hands its op to run
+	quit      chan struct{} // closed by Close: broadcast stop to run
+	done      chan struct{} // closed by run when it returns
+	closeOnce sync.Once
+}
+
+// storeOp runs on the owner goroutine with exclusive access to the state and
+// reports through its own 1-buffered reply channel.
+type storeOp func(s *storeState)
+
+// storeState is the store's data; owned by run, never touched elsewhere.
+type storeState struct {
+	nextID  int64
+	byMsg   map[uuid.UUID]struct{}
+	byGPU   map[string][]domain.Record // each sorted by (timestamp, id)
+	gpus    map[string]domain.GPU
+	letters []domain.DeadLetter
+	lettSet map[uuid.UUID]struct{}
+}
+
+// NewTelemetryStore starts an empty store. Close stops its goroutine.
+func NewTelemetryStore() *TelemetryStore {
+	s := &TelemetryStore{
+		ops:  make(chan storeOp),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go s.run()
+	return s
+}
+
+func (s *TelemetryStore) run() {
+	defer close(s.done)
+	st := &storeState{
+		nextID:  1,
+		byMsg:   map[uuid.UUID]struct{}{},
+		byGPU:   map[string][]domain.Record{},
+		gpus:    map[string]domain.GPU{},
+		lettSet: map[uuid.UUID]struct{}{},
+	}
+	for {
+		select {
+		case op := <-s.ops:
+			op(st)
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// Close stops the owner goroutine and waits for it; later calls fail with
+// ports.ErrClosed. It is safe to call more than once.
+func (s *TelemetryStore) Close() {
+	s.closeOnce.Do(func() { close(s.quit) })
+	<-s.done
+}
+
+// Check reports whether the store still serves calls.
+func (s *TelemetryStore) Check(ctx context.Context) error {
+	if _, err := call(ctx, s, func(*storeState) struct{} { return struct{}{} }); err != nil {
+		return fmt.Errorf("check memory store: %w", err)
+	}
+	return nil
+}
+
+// call hands fn to run and waits for its result, the caller's context or
+// the store's shutdown, whichever comes first.
+func call[T any](ctx context.Context, s *TelemetryStore, fn func(*storeState) T) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	reply := make(chan T, 1) // 1-buffered: run never blocks on a caller that gave up
+	op := func(st *storeState) { reply <- fn(st) }
+	select {
+	case s.ops <- op:
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case <-s.done:
+		return zero, fmt.Errorf("memory store: %w", ports.ErrClosed)
+	}
+	select {
+	case v := <-reply:
+		return v, nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case <-s.done:
+		return zero, fmt.Errorf("memory store: %w", ports.ErrClosed)
+	}
+}
+
+// normTime is how PostgreSQL keeps a timestamptz: UTC, microseconds.
+func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// validateRecords checks every record before anything is stored, so a batch
+// is all or nothing.
+func validateRecords(records []domain.Record) error {
+	for i, r := range records {
+		if r.MsgUUID == uuid.Nil {
+			return fmt.Errorf("record %d: msg_uuid is nil: %w", i, ports.ErrInvalidArgument)
+		}
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("record %d (msg %s): %w: %w", i, r.MsgUUID, ports.ErrInvalidArgument, err)
+		}
+		if r.GPUIndex > math.MaxInt32 {
+			return fmt.Errorf("record %d (msg %s): gpu_index %d out of range: %w", i, r.MsgUUID, r.GPUIndex, ports.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// WriteBatch stores the records whose MsgUUID is new, all at once, and
+// updates the GPU registry from the whole batch. Duplicates counts the rest,
+// including a MsgUUID repeated inside the batch.
+func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record) (ports.WriteResult, error) {
+	if err := validateRecords(records); err != nil {
+		return ports.WriteResult{}, fmt.Errorf("write batch: %w", err)
+	}
+	if len(records) == 0 {
+		return ports.WriteResult{}, nil
+	}
+	// Copy and normalise off the owner goroutine; the caller keeps its slice.
+	rows := make([]domain.Record, len(records))
+	for i, r := range records {
+		r.Timestamp = normTime(r.Timestamp)
+		if r.Value != nil {
+			v := *r.Value
+			r.Value = &v
+		}
+		rows[i] = r
+	}
+	res, err := call(ctx, s, func(st *storeState) ports.WriteResult {
+		return st.write(rows, normTime(time.Now()))
+	})
+	if err != nil {
+		return ports.WriteResult{}, fmt.Errorf("write batch: %w", err)
+	}
+	return res, nil
+}
+
+func (st *storeState) write(rows []domain.Record, now time.Time) ports.WriteResult {
+	var res ports.WriteResult
+	unsorted := map[string]struct{}{}
+	for _, r := range rows {
+		st.observe(r.Point)
+		if _, dup := st.byMsg[r.MsgUUID]; dup {
+			res.Duplicates++
+			continue
+		}
+		st.byMsg[r.MsgUUID] = struct{}{}
+		r.ID = st.nextID
+		st.nextID++
+		r.IngestedAt = now
+		rs := st.byGPU[r.GPUUUID]
+		if n := len(rs); n > 0 && compareRecords(rs[n-1], r) > 0 {
+			unsorted[r.GPUUUID] = struct{}{}
+		}
+		st.byGPU[r.GPUUUID] = append(rs, r)
+		res.Inserted++
+	}
+	for g := range unsorted {
+		// Rows usually arrive in time order; only a late one costs a sort.
+		slices.SortFunc(st.byGPU[g], compareRecords)
+	}
+	return res
+}
+
+// observe updates the registry: last_seen only moves forward, and the
+// attributes follow the newest observation (ties: the later write).
+func (st *storeState) observe(p domain.Point) {
+	g := domain.GPUOf(p)
+	old, ok := st.gpus[g.UUID]
+	if ok && g.LastSeen.Before(old.LastSeen) {
+		return
+	}
+	st.gpus[g.UUID] = g
+}
+
+func compareRecords(a, b domain.Record) int {
+	if c := a.Timestamp.Compare(b.Timestamp); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+// WriteDeadLetters keeps letters whose MsgUUID is new; repeats are ignored.
+func (s *TelemetryStore) WriteDeadLetters(ctx context.Context, letters []domain.DeadLetter) error {
+	for i, l := range letters {
+		if l.MsgUUID == uuid.Nil {
+			return fmt.Errorf("write dead letters: letter %d: msg_uuid is nil: %w", i, ports.ErrInvalidArgument)
+		}
+	}
+	copied := make([]domain.DeadLetter, len(letters))
+	for i, l := range letters {
+		l.Payload = slices.Clone(l.Payload)
+		copied[i] = l
+	}
+	_, err := call(ctx, s, func(st *storeState) struct{} {
+		for _, l := range copied {
+			if _, dup := st.lettSet[l.MsgUUID]; dup {
+				continue
+			}
+			st.lettSet[l.MsgUUID] = struct{}{}
+			st.letters = append(st.letters, l)
+		}
+		return struct{}{}
+	})
+	if err != nil {
+		return fmt.Errorf("write dead letters: %w", err)
+	}
+	return nil
+}
+
+// DeadLetters returns the stored dead letters in the order they were first
+// written (for tests and a no-database mode).
+func (s *TelemetryStore) DeadLetters(ctx context.Context) ([]domain.DeadLetter, error) {
+	out, err := call(ctx, s, func(st *storeState) []domain.DeadLetter {
+		out := make([]domain.DeadLetter, len(st.letters))
+		for i, l := range st.letters {
+			l.Payload = slices.Clone(l.Payload)
+			out[i] = l
+		}
+		return out
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// ListGPUs returns the registry ordered by hostname, GPU index, UUID.
+func (s *TelemetryStore) ListGPUs(ctx context.Context) ([]domain.GPU, error) {
+	out, err := call(ctx, s, func(st *storeState) []domain.GPU {
+		out := make([]domain.GPU, 0, len(st.gpus))
+		for _, g := range st.gpus {
+			out = append(out, g)
+		}
+		return out
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list gpus: %w", err)
+	}
+	slices.SortFunc(out, func(a, b domain.GPU) int {
+		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.GPUIndex, b.GPUIndex), cmp.Compare(a.UUID, b.UUID))
+	})
+	return out, nil
+}
+
+// checkQuery validates q; needLimit is false for streams, which ignore Limit.
+func checkQuery(q ports.TelemetryQuery, needLimit bool) error {
+	switch {
+	case q.GPUUUID == "":
+		return fmt.Errorf("gpu uuid is empty: %w", ports.ErrInvalidArgument)
+	case needLimit && q.Limit < 1:
+		return fmt.Errorf("limit %d is below 1: %w", q.Limit, ports.ErrInvalidArgument)
+	case !q.Start.IsZero() && !q.End.IsZero() && q.End.Before(q.Start):
+		return fmt.Errorf("end %s is before start %s: %w", q.End.Format(time.RFC3339Nano), q.Start.Format(time.RFC3339Nano), ports.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// page is one window of rows copied out of the store.
+type page struct {
+	rows  []domain.Record
+	more  bool
+	found bool
+}
+
+// QueryTelemetry returns up to q.Limit rows after q.After in (timestamp, id)
+// order. Next is nil exactly when no matching row follows the page.
+func (s *TelemetryStore) QueryTelemetry(ctx context.Context, q ports.TelemetryQuery) (ports.TelemetryPage, error) {
+	if err := checkQuery(q, true); err != nil {
+		return ports.TelemetryPage{}, fmt.Errorf("query telemetry: %w", err)
+	}
+	p, err := s.fetch(ctx, q, q.After, q.Limit)
+	if err != nil {
+		return ports.TelemetryPage{}, fmt.Errorf("query telemetry: %w", err)
+	}
+	out := ports.TelemetryPage{Records: p.rows}
+	if p.more && len(p.rows) > 0 {
+		last := p.rows[len(p.rows)-1]
+		out.Next = &ports.Cursor{Timestamp: last.Timestamp, ID: last.ID}
+	}
+	return out, nil
+}
+
+// StreamTelemetry calls fn for every matching row, copying streamChunk rows
+// at a time so memory stays bounded and fn never runs on the owner goroutine.
+func (s *TelemetryStore) StreamTelemetry(ctx context.Context, q ports.TelemetryQuery, fn func(domain.Record) error) error {
+	if err := checkQuery(q, false); err != nil {
+		return fmt.Errorf("stream telemetry: %w", err)
+	}
+	after := q.After
+	for {
+		p, err := s.fetch(ctx, q, after, streamChunk)
+		if err != nil {
+			return fmt.Errorf("stream telemetry: %w", err)
+		}
+		for _, r := range p.rows {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if !p.more || len(p.rows) == 0 {
+			return nil
+		}
+		last := p.rows[len(p.rows)-1]
+		after = &ports.Cursor{Timestamp: last.Timestamp, ID: last.ID}
+	}
+}
+
+// fetch copies up to limit matching rows after the cursor and reports
+// whether more follow; an unknown GPU is ErrNotFound.
+func (s *TelemetryStore) fetch(ctx context.Context, q ports.TelemetryQuery, after *ports.Cursor, limit int) (page, error) {
+	start, end := q.Start, q.End
+	if !start.IsZero() {
+		start = normTime(start)
+	}
+	if !end.IsZero() {
+		end = normTime(end)
+	}
+	var cur *ports.Cursor
+	if after != nil {
+		c := ports.Cursor{Timestamp: normTime(after.Timestamp), ID: after.ID}
+		cur = &c
+	}
+	p, err := call(ctx, s, func(st *storeState) page {
+		if _, ok := st.gpus[q.GPUUUID]; !ok {
+			return page{}
+		}
+		rows := st.byGPU[q.GPUUUID]
+		// First row not before start and strictly after the cursor.
+		i := sort.Search(len(rows), func(i int) bool {
+			r := rows[i]
+			if !start.IsZero() && r.Timestamp.Before(start) {
+				return false
+			}
+			if cur != nil {
+				c := r.Timestamp.Compare(cur.Timestamp)
+				return c > 0 || (c == 0 && r.ID > cur.ID)
+			}
+			return true
+		})
+		out := page{found: true, rows: make([]domain.Record, 0, min(limit, len(rows)-i))}
+		for ; i < len(rows); i++ {
+			r := rows[i]
+			if !end.IsZero() && r.Timestamp.After(end) {
+				break
+			}
+			if q.MetricName != "" && r.MetricName != q.MetricName {
+				continue
+			}
+			if len(out.rows) == limit {
+				out.more = true
+				break
+			}
+			if r.Value != nil {
+				v := *r.Value
+				r.Value = &v
+			}
+			out.rows = append(out.rows, r)
+		}
+		return out
+	})
+	if err != nil {
+		return page{}, err
+	}
+	if !p.found {
+		return page{}, fmt.Errorf("gpu %s: %w", q.GPUUUID, ports.ErrNotFound)
+	}
+	return p, nil
+}
+
+func newStoreFx(lc fx.Lifecycle) *TelemetryStore {
+	s := NewTelemetryStore()
+	lc.Append(fx.StopHook(s.Close))
+	return s
+}
+
+// StoreModule provides the in-memory telemetry store as
+// ports.TelemetryStore, ports.TelemetryWriter and ports.TelemetryReader
+// (STORE_BACKEND=memory), closed when the app stops.
+var StoreModule = fx.Module("memory.store",
+	fx.Provide(fx.Annotate(newStoreFx,
+		fx.As(new(ports.TelemetryStore)), fx.As(new(ports.TelemetryWriter)), fx.As(new(ports.TelemetryReader)))),
+)

@@ -1,0 +1,112 @@
+// Package backend chooses the apps' adapters from configuration, in one
+// place: QUEUE_BACKEND picks how the streamer and collector reach the queue,
+// STORE_BACKEND where telemetry lives, DATABASE_URL which PostgreSQL. Each
+// function returns an fx option (fx.Error for an unknown value) and adds the
+// matching readiness check.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/fx"
+
+	"github.com/gpufleet/telemetry/adapters/memory"
+	"github.com/gpufleet/telemetry/adapters/mqhttp"
+	"github.com/gpufleet/telemetry/adapters/postgres"
+	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/migrations"
+)
+
+// Queue backends.
+const (
+	QueuePostgres = "postgres" // our queue: mqwriter + mqreader over HTTP
+	QueueNATS     = "nats"     // JetStream, directly
+	QueueMemory   = "memory"   // in-process only (tests, single-process mode)
+)
+
+// QueueClient provides ports.Queue/Publisher/Consumer to the streamer and
+// collector. writer and readers say which side the app uses, so its
+// readiness checks only what it needs.
+func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
+	switch kind := env.OneOf("QUEUE_BACKEND", QueuePostgres, QueuePostgres, QueueNATS, QueueMemory); kind {
+	case QueuePostgres:
+		cfg := mqhttp.ClientConfig{}
+		if writer {
+			cfg.WriterURL = env.String("MQ_WRITER_URL", "http://127.0.0.1:8081")
+		}
+		if readers {
+			cfg.ReaderURLs = env.List("MQ_READER_URLS", []string{"http://127.0.0.1:8082"})
+		}
+		return fx.Options(
+			fx.Supply(cfg),
+			mqhttp.Module,
+			fx.Provide(platform.AsCheck(func(c *mqhttp.Client) platform.Check { return platform.Check{Name: "queue", Fn: c.Check} })),
+		)
+	case QueueNATS:
+		return natsQueue(env)
+	case QueueMemory:
+		return memory.QueueModule
+	default:
+		return fx.Error(fmt.Errorf("QUEUE_BACKEND=%q: want postgres, nats or memory", kind))
+	}
+}
+
+// Store provides ports.TelemetryStore/Writer/Reader.
+func Store(env *platform.Env) fx.Option {
+	switch kind := env.OneOf("STORE_BACKEND", "postgres", "postgres", "memory"); kind {
+	case "postgres":
+		return Database(env)
+	case "memory":
+		return memory.StoreModule
+	default:
+		return fx.Error(fmt.Errorf("STORE_BACKEND=%q: want postgres or memory", kind))
+	}
+}
+
+// Database provides the PostgreSQL pool and telemetry store (from
+// DATABASE_URL and DB_MAX_CONNS), applies migrations at start unless
+// MIGRATE_ON_START=false, and checks the database in /readyz.
+func Database(env *platform.Env) fx.Option {
+	cfg := postgres.Config{
+		DatabaseURL: env.Require("DATABASE_URL"),
+		MaxConns:    int32(env.Int("DB_MAX_CONNS", 16, 1, 1000)),
+	}
+	migrate := env.Bool("MIGRATE_ON_START", true)
+	return fx.Options(
+		fx.Supply(cfg),
+		postgres.Module,
+		fx.Provide(platform.AsCheck(func(pool *pgxpool.Pool) platform.Check {
+			return platform.Check{Name: "database", Fn: pool.Ping}
+		})),
+		fx.Invoke(func(lc fx.Lifecycle, pool *pgxpool.Pool) {
+			if !migrate {
+				return
+			}
+			lc.Append(fx.StartHook(func(ctx context.Context) error { return migrateUp(ctx, pool) }))
+		}),
+	)
+}
+
+func migrateUp(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := migrations.Up(ctx, conn.Conn()); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Hostname is the default consumer id.
+func Hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "collector"
+	}
+	return h
+}

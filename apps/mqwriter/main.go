@@ -1,0 +1,43 @@
+// Command mqwriter is the queue's write side: it accepts POST /v1/publish,
+// assigns each message its msg_uuid, and group-commits the messages to
+// PostgreSQL, answering only after COMMIT. When its buffer is full it answers
+// 429 with Retry-After; mqwriter_buffer_utilization_ratio feeds the HPA.
+package main
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+
+	"github.com/gpufleet/telemetry/adapters/mqhttp"
+	"github.com/gpufleet/telemetry/adapters/pgqueue"
+	"github.com/gpufleet/telemetry/apps/internal/backend"
+	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+func main() { platform.Main(options) }
+
+func options(env *platform.Env) fx.Option {
+	common := platform.LoadCommon(env, "mqwriter", ":8081")
+	cfg := pgqueue.WriterConfig{
+		BufferSize:    env.Int("WRITER_BUFFER_SIZE", 10000, 1, 10_000_000),
+		MaxBatch:      env.Int("WRITER_MAX_BATCH", 1000, 1, 100_000),
+		FlushInterval: env.Millis("WRITER_FLUSH_INTERVAL_MS", pgqueue.DefaultWriterConfig().FlushInterval, 0, 10_000),
+		Flushers:      env.Int("WRITER_FLUSHERS", 2, 1, 64),
+	}
+	maxBody := int64(env.Int("MAX_BODY_BYTES", mqhttp.DefaultMaxBodyBytes, 1024, 1<<30))
+	return fx.Options(
+		platform.Module(common),
+		backend.Database(env),
+		fx.Supply(cfg),
+		pgqueue.Module,
+		fx.Provide(
+			platform.AsRoutes(func(pub ports.Publisher, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
+				return mqhttp.NewServer(pub, nil, mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody})
+			}),
+			platform.AsCheck(func(w *pgqueue.Writer) platform.Check { return platform.Check{Name: "writer", Fn: w.Check} }),
+		),
+	)
+}

@@ -1,0 +1,45 @@
+package domain_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/domain"
+)
+
+func TestAssignmentRoundTrip(t *testing.T) {
+	t.Parallel()
+	a, err := domain.Assign("mqreader", 3)
+	require.NoError(t, err)
+	b, err := json.Marshal(a)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"replicas":3,"ranges":{"mqreader-0":"0-85","mqreader-1":"86-170","mqreader-2":"171-255"}}`, string(b))
+
+	var back domain.Assignment
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, a, back)
+	r, ok := back.For("mqreader-1")
+	require.True(t, ok)
+	require.Equal(t, domain.PartitionRange{First: 86, Last: 170}, r)
+	_, ok = back.For("mqreader-3")
+	require.False(t, ok)
+}
+
+func TestAssignmentRejectsOverlapsAndBadRanges(t *testing.T) {
+	t.Parallel()
+	for name, in := range map[string]string{
+		"overlap":  `{"replicas":2,"ranges":{"a-0":"0-128","a-1":"128-255"}}`,
+		"inverted": `{"replicas":1,"ranges":{"a-0":"9-3"}}`,
+		"outside":  `{"replicas":1,"ranges":{"a-0":"0-256"}}`,
+		"garbage":  `{"replicas":1,"ranges":{"a-0":"x"}}`,
+		"not json": `{`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var a domain.Assignment
+			require.Error(t, json.Unmarshal([]byte(in), &a))
+		})
+	}
+}
