@@ -43,7 +43,8 @@ fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
 run: build ## run the whole pipeline locally on the shipped CSV (Ctrl-C stops everything)
-	$(GO) run ./test/devrun -bin $(BIN)
+	@$(GO) build -o $(BIN)/devrun ./test/devrun
+	@exec $(BIN)/devrun -bin $(BIN)
 
 swagger: ## regenerate the OpenAPI spec in docs/ from the handlers' annotations
 	$(SWAG) init -g doc.go -d adapters/httpapi -o docs --outputTypes go,json,yaml --parseInternal

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/test/pgtest"
+)
+
+func TestValidateApp(t *testing.T) {
+	t.Parallel()
+	env := platform.NewEnvFrom(map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"})
+	require.NoError(t, fx.ValidateApp(options(env)))
+	require.NoError(t, env.Err())
+}
+
+func TestStartStop(t *testing.T) {
+	t.Parallel()
+	env := platform.NewEnvFrom(map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "HTTP_ADDR": "127.0.0.1:0"})
+	fxtest.New(t, options(env)).RequireStart().RequireStop()
+}
