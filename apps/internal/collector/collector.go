@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +33,8 @@ type Config struct {
 	LeaseMax      int
 	LeaseDuration time.Duration
 	// PollInterval is the pause after an empty lease (idle backoff only: a
-	// non-empty lease is followed at once by the next).
+	// non-empty lease is followed at once by the next). Zero means
+	// DefaultPollInterval: an idle collector never spins.
 	PollInterval time.Duration
 	// Workers is the number of concurrent lease → persist → ack loops.
 	Workers int
@@ -39,6 +42,9 @@ type Config struct {
 	// shutdown (a stopping collector finishes the batch it holds).
 	BatchTimeout time.Duration
 }
+
+// DefaultPollInterval is Config.PollInterval when it is not set.
+const DefaultPollInterval = 100 * time.Millisecond
 
 type metrics struct {
 	leased, persisted, duplicates, deadLettered, acked, released, ackRejected prometheus.Counter
@@ -93,6 +99,9 @@ func New(q ports.Consumer, store ports.TelemetryWriter, cfg Config, logger *slog
 	}
 	if cfg.BatchTimeout <= 0 {
 		cfg.BatchTimeout = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
 	}
 	return &Collector{q: q, store: store, cfg: cfg, log: logger, m: newMetrics(reg), done: make(chan struct{})}
 }
@@ -179,10 +188,12 @@ func (c *Collector) ProcessOnce(ctx context.Context) (int, error) {
 	// stored avoids needless redelivery.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.BatchTimeout)
 	defer cancel()
-	ref := ports.LeaseRef{Topic: lease.Topic, ConsumerID: c.cfg.ConsumerID, LeaseID: lease.ID}
-	if ref.Topic == "" {
-		ref.Topic = c.cfg.Topic
+	if lease.Topic == "" {
+		// A backend that does not echo the topic: the ack, the release and
+		// the dead letters all need it.
+		lease.Topic = c.cfg.Topic
 	}
+	ref := ports.LeaseRef{Topic: lease.Topic, ConsumerID: c.cfg.ConsumerID, LeaseID: lease.ID}
 	if err := c.persist(bctx, lease); err != nil {
 		c.m.errors.WithLabelValues("persist").Inc()
 		c.release(bctx, ref)
@@ -233,11 +244,22 @@ func (c *Collector) persist(ctx context.Context, lease domain.Lease) error {
 		res, more, err = c.persistOneByOne(ctx, lease, records)
 		dead = append(dead, more...)
 	}
+	// Count what landed even when a later step fails: the redelivery will
+	// find these rows as duplicates, so they would never be counted again.
+	c.m.persisted.Add(float64(res.Inserted))
+	c.m.duplicates.Add(float64(res.Duplicates))
 	if err != nil {
 		return err
 	}
 	if len(dead) > 0 {
-		if err := c.store.WriteDeadLetters(ctx, dead); err != nil {
+		err := c.store.WriteDeadLetters(ctx, dead)
+		if errors.Is(err, ports.ErrInvalidArgument) {
+			// The store cannot hold some payload as text (a NUL byte or
+			// invalid UTF-8 from a queue that carries raw bytes): keep an
+			// escaped copy rather than stall the partition on it forever.
+			err = c.store.WriteDeadLetters(ctx, escapePayloads(dead))
+		}
+		if err != nil {
 			return fmt.Errorf("dead-letter %d messages: %w", len(dead), err)
 		}
 		for _, d := range dead {
@@ -245,9 +267,21 @@ func (c *Collector) persist(ctx context.Context, lease domain.Lease) error {
 		}
 		c.m.deadLettered.Add(float64(len(dead)))
 	}
-	c.m.persisted.Add(float64(res.Inserted))
-	c.m.duplicates.Add(float64(res.Duplicates))
 	return nil
+}
+
+// escapePayloads returns letters whose payloads are valid UTF-8 without NUL
+// bytes, quoting (Go syntax) those that are not and saying so in the reason.
+func escapePayloads(letters []domain.DeadLetter) []domain.DeadLetter {
+	out := make([]domain.DeadLetter, len(letters))
+	for i, l := range letters {
+		if !utf8.Valid(l.Payload) || bytes.IndexByte(l.Payload, 0) >= 0 {
+			l.Payload = []byte(strconv.QuoteToASCII(string(l.Payload)))
+			l.Reason += " (payload stored Go-quoted: it is not storable text)"
+		}
+		out[i] = l
+	}
+	return out
 }
 
 func (c *Collector) persistOneByOne(ctx context.Context, lease domain.Lease, records []domain.Record) (ports.WriteResult, []domain.DeadLetter, error) {
@@ -263,7 +297,7 @@ func (c *Collector) persistOneByOne(ctx context.Context, lease domain.Lease, rec
 		case errors.Is(err, ports.ErrInvalidArgument):
 			dead = append(dead, domain.DeadLetter{MsgUUID: r.MsgUUID, Topic: lease.Topic, Payload: payloads[r.MsgUUID], Reason: "store rejected record: " + err.Error()})
 		case err != nil:
-			return total, nil, err
+			return total, nil, err // total: the records already stored
 		default:
 			total.Inserted += res.Inserted
 			total.Duplicates += res.Duplicates
@@ -280,7 +314,8 @@ func Decode(payload []byte) (domain.Point, error) {
 	if err := dec.Decode(&p); err != nil {
 		return domain.Point{}, fmt.Errorf("decode payload: %w", err)
 	}
-	if dec.More() {
+	// dec.More is not enough: it reports false before a stray '}' or ']'.
+	if rest := bytes.TrimSpace(payload[dec.InputOffset():]); len(rest) > 0 {
 		return domain.Point{}, errors.New("decode payload: trailing data after the JSON object")
 	}
 	p.Timestamp = p.Timestamp.UTC()

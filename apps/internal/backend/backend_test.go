@@ -1,0 +1,243 @@
+package backend_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"github.com/gpufleet/telemetry/adapters/mqhttp"
+	"github.com/gpufleet/telemetry/apps/internal/backend"
+	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+	"github.com/gpufleet/telemetry/test/pgtest"
+)
+
+// unreachable is a well-formed DSN nothing listens on: fx.ValidateApp never
+// connects.
+const unreachable = "postgres://x@127.0.0.1:1/x"
+
+func common(env *platform.Env) fx.Option {
+	return platform.Module(platform.LoadCommon(env, "backendtest", "127.0.0.1:0"))
+}
+
+var useQueue = fx.Invoke(func(ports.Queue, ports.Publisher, ports.Consumer) {})
+
+var useStore = fx.Invoke(func(ports.TelemetryStore, ports.TelemetryWriter, ports.TelemetryReader) {})
+
+// checkNames collects the readiness checks' names once the app is built.
+func checkNames(names *[]string) fx.Option {
+	return fx.Invoke(fx.Annotate(func(cs []platform.Check) {
+		for _, c := range cs {
+			*names = append(*names, c.Name)
+		}
+	}, fx.ParamTags(`group:"checks"`)))
+}
+
+func TestQueueClient(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value           string
+		writer, readers bool
+		// notBuilt: the backend may not be compiled in yet; then the app
+		// must fail to build with an error naming the variable and value.
+		notBuilt bool
+	}{
+		{value: "", writer: true, readers: true},
+		{value: "postgres", writer: true},
+		{value: "postgres", readers: true},
+		{value: "POSTGRES", writer: true, readers: true},
+		{value: "memory", writer: true, readers: true},
+		{value: "nats", writer: true, readers: true, notBuilt: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			t.Parallel()
+			env := platform.NewEnvFrom(map[string]string{"QUEUE_BACKEND": tt.value})
+			err := fx.ValidateApp(common(env), backend.QueueClient(env, tt.writer, tt.readers), useQueue)
+			require.NoError(t, env.Err())
+			if tt.notBuilt && err != nil {
+				require.ErrorContains(t, err, "QUEUE_BACKEND=nats")
+				return
+			}
+			require.NoError(t, err)
+		})
+	}
+}
+
+func TestQueueClientHTTPConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name            string
+		env             map[string]string
+		writer, readers bool
+		want            mqhttp.ClientConfig
+	}{
+		{name: "streamer defaults", writer: true, want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081"}},
+		{name: "collector defaults", readers: true, want: mqhttp.ClientConfig{ReaderURLs: []string{"http://127.0.0.1:8082"}}},
+		{name: "configured", writer: true, readers: true,
+			env:  map[string]string{"MQ_WRITER_URL": "http://mqwriter:8081", "MQ_READER_URLS": "http://mqreader-0:8082, http://mqreader-1:8082"},
+			want: mqhttp.ClientConfig{WriterURL: "http://mqwriter:8081", ReaderURLs: []string{"http://mqreader-0:8082", "http://mqreader-1:8082"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := platform.NewEnvFrom(tt.env)
+			var cfg mqhttp.ClientConfig
+			var checks []string
+			// fx.New builds the client without connecting to anything.
+			app := fx.New(common(env), backend.QueueClient(env, tt.writer, tt.readers), fx.Populate(&cfg), checkNames(&checks), fx.NopLogger)
+			require.NoError(t, app.Err())
+			require.NoError(t, env.Err())
+			require.Equal(t, tt.want, cfg, "an app reaches only the side it uses")
+			require.Equal(t, []string{"queue"}, checks, "/readyz checks the queue")
+		})
+	}
+}
+
+func TestMemoryQueueIsOneQueue(t *testing.T) {
+	t.Parallel()
+	env := platform.NewEnvFrom(map[string]string{"QUEUE_BACKEND": "memory", "HTTP_ADDR": "127.0.0.1:0"})
+	var pub ports.Publisher
+	var con ports.Consumer
+	app := fxtest.New(t, platform.Module(platform.LoadCommon(env, "backendtest", ":0")), backend.QueueClient(env, true, true), fx.Populate(&pub, &con))
+	app.RequireStart()
+	_, err := pub.Publish(t.Context(), domain.TelemetryTopic, []ports.OutgoingMessage{{Payload: []byte(`{"gpu_uuid":"GPU-1"}`)}})
+	require.NoError(t, err)
+	l, err := con.Lease(t.Context(), ports.LeaseRequest{Topic: domain.TelemetryTopic, ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, l.Messages, 1, "the streamer and collector sides share one in-process queue")
+	app.RequireStop()
+}
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value string
+		env   map[string]string
+	}{
+		{value: "", env: map[string]string{"DATABASE_URL": unreachable}},
+		{value: "postgres", env: map[string]string{"DATABASE_URL": unreachable}},
+		{value: "Memory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			t.Parallel()
+			m := map[string]string{"STORE_BACKEND": tt.value}
+			for k, v := range tt.env {
+				m[k] = v
+			}
+			env := platform.NewEnvFrom(m)
+			require.NoError(t, fx.ValidateApp(common(env), backend.Store(env), useStore))
+			require.NoError(t, env.Err())
+		})
+	}
+}
+
+func TestUnknownBackendNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		build   func(*platform.Env) fx.Option
+		wantErr []string
+	}{
+		{name: "queue", env: map[string]string{"QUEUE_BACKEND": "kafka"},
+			build:   func(env *platform.Env) fx.Option { return backend.QueueClient(env, true, true) },
+			wantErr: []string{`QUEUE_BACKEND="kafka"`, "postgres, nats, memory"}},
+		{name: "store", env: map[string]string{"STORE_BACKEND": "mongo", "DATABASE_URL": unreachable},
+			build:   backend.Store,
+			wantErr: []string{`STORE_BACKEND="mongo"`, "postgres, memory"}},
+		{name: "both", env: map[string]string{"STORE_BACKEND": "mongo", "QUEUE_BACKEND": "kafka", "DATABASE_URL": unreachable},
+			build: func(env *platform.Env) fx.Option {
+				return fx.Options(backend.Store(env), backend.QueueClient(env, false, true))
+			},
+			wantErr: []string{"STORE_BACKEND", "QUEUE_BACKEND"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := platform.NewEnvFrom(tt.env)
+			_ = tt.build(env)
+			err := env.Err()
+			require.Error(t, err, "platform.Main refuses to start")
+			for _, want := range tt.wantErr {
+				require.ErrorContains(t, err, want)
+			}
+		})
+	}
+}
+
+func TestDatabaseConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{name: "valid", env: map[string]string{"DATABASE_URL": unreachable, "DB_MAX_CONNS": "4", "MIGRATE_ON_START": "false"}},
+		{name: "no DATABASE_URL", env: map[string]string{}, wantErr: "DATABASE_URL is required"},
+		{name: "DB_MAX_CONNS out of range", env: map[string]string{"DATABASE_URL": unreachable, "DB_MAX_CONNS": "0"}, wantErr: "DB_MAX_CONNS=0"},
+		{name: "MIGRATE_ON_START not a bool", env: map[string]string{"DATABASE_URL": unreachable, "MIGRATE_ON_START": "sometimes"}, wantErr: "MIGRATE_ON_START"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := platform.NewEnvFrom(tt.env)
+			require.NoError(t, fx.ValidateApp(common(env), backend.Database(env), useStore))
+			if tt.wantErr == "" {
+				require.NoError(t, env.Err())
+				return
+			}
+			require.ErrorContains(t, env.Err(), tt.wantErr)
+		})
+	}
+}
+
+func TestDatabaseMigratesOnStart(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		migrate  string
+		wantRows bool
+	}{
+		{name: "default", migrate: "", wantRows: true},
+		{name: "disabled", migrate: "false", wantRows: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := platform.NewEnvFrom(map[string]string{"DATABASE_URL": pgtest.NewEmptyDatabase(t), "MIGRATE_ON_START": tt.migrate, "HTTP_ADDR": "127.0.0.1:0"})
+			var store ports.TelemetryStore
+			var checks []platform.Check
+			app := fxtest.New(t, platform.Module(platform.LoadCommon(env, "backendtest", ":0")), backend.Database(env),
+				fx.Populate(&store),
+				fx.Invoke(fx.Annotate(func(cs []platform.Check) { checks = cs }, fx.ParamTags(`group:"checks"`))))
+			require.NoError(t, env.Err())
+			app.RequireStart()
+			defer app.RequireStop()
+
+			require.Len(t, checks, 1)
+			require.Equal(t, "database", checks[0].Name)
+			require.NoError(t, checks[0].Fn(t.Context()), "the database answers")
+
+			v := 1.0
+			p := domain.Point{Timestamp: time.Now(), MetricName: "m", GPUUUID: "GPU-1", Value: &v}
+			_, err := store.WriteBatch(context.Background(), []domain.Record{{Point: p, MsgUUID: domain.MessageID("t", "k")}})
+			if tt.wantRows {
+				require.NoError(t, err, "the schema was applied at start")
+				return
+			}
+			require.Error(t, err, "without migrations there is no telemetry table")
+		})
+	}
+}
+
+func TestHostname(t *testing.T) {
+	t.Parallel()
+	require.NotEmpty(t, backend.Hostname())
+}

@@ -1,0 +1,415 @@
+package streamer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// The tests are in package streamer so they can read the loop's counters
+// with testutil.ToFloat64; they drive it only through its exported API.
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func point(i int) domain.Point {
+	v := float64(i)
+	return domain.Point{Timestamp: time.Date(2025, 7, 18, 13, 42, 33, 0, time.UTC).Add(time.Duration(i) * time.Second),
+		MetricName: "DCGM_FI_DEV_GPU_UTIL", GPUIndex: i % 8, Device: fmt.Sprintf("nvidia%d", i%8),
+		GPUUUID: fmt.Sprintf("GPU-%04d", i), Hostname: "host-1", Value: &v}
+}
+
+// source yields points from a list, then io.EOF (or, when loop is set,
+// starts over). Next is called only by the streamer's reading goroutine.
+type source struct {
+	points []domain.Point
+	loop   bool
+	err    error // returned instead of io.EOF at the end, when set
+	next   int   // owned by the reading goroutine
+}
+
+func newSource(n int) *source {
+	s := &source{}
+	for i := range n {
+		s.points = append(s.points, point(i))
+	}
+	return s
+}
+
+func (s *source) Next(ctx context.Context) (domain.Point, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.Point{}, err
+	}
+	if s.next == len(s.points) {
+		if !s.loop {
+			if s.err != nil {
+				return domain.Point{}, s.err
+			}
+			return domain.Point{}, io.EOF
+		}
+		s.next = 0
+	}
+	s.next++
+	return s.points[s.next-1], nil
+}
+
+// publisher records every message it accepts. Its first failures calls
+// fail with failWith; with always set, every call does.
+type publisher struct {
+	failures atomic.Int64 // calls still to fail
+	failWith error
+	always   bool
+	calls    atomic.Int64
+	// accepted holds every accepted message; sized by the test to hold them
+	// all, so Publish never waits for the test to read.
+	accepted chan ports.OutgoingMessage
+	// block, when set, makes Publish wait for its context (entered is
+	// signalled first, without blocking).
+	block   bool
+	entered chan struct{}
+}
+
+func newPublisher(capacity int) *publisher {
+	return &publisher{accepted: make(chan ports.OutgoingMessage, capacity)}
+}
+
+func (p *publisher) Publish(ctx context.Context, topic string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	p.calls.Add(1)
+	if p.block {
+		select {
+		case p.entered <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", ctx.Err())
+	}
+	if p.always || p.failures.Add(-1) >= 0 {
+		return ports.PublishResult{}, fmt.Errorf("publish to %s: %w", topic, p.failWith)
+	}
+	for _, m := range msgs {
+		p.accepted <- m
+	}
+	return ports.PublishResult{Accepted: len(msgs)}, nil
+}
+
+// drain returns what the publisher accepted, in seq order.
+func (p *publisher) drain(t testing.TB, runID string) []ports.OutgoingMessage {
+	t.Helper()
+	var out []ports.OutgoingMessage
+	for {
+		select {
+		case m := <-p.accepted:
+			out = append(out, m)
+		default:
+			slices.SortFunc(out, func(a, b ports.OutgoingMessage) int { return seqOf(t, runID, a) - seqOf(t, runID, b) })
+			return out
+		}
+	}
+}
+
+func seqOf(t testing.TB, runID string, m ports.OutgoingMessage) int {
+	t.Helper()
+	rest, ok := strings.CutPrefix(m.IdempotencyKey, runID+"/")
+	require.True(t, ok, "key %q starts with the run id", m.IdempotencyKey)
+	n, err := strconv.Atoi(rest)
+	require.NoError(t, err)
+	return n
+}
+
+func newStreamer(src ports.Source, pub ports.Publisher, cfg Config) (*Streamer, *prometheus.Registry) {
+	reg := prometheus.NewPedanticRegistry()
+	return New(src, pub, cfg, quiet, reg), reg
+}
+
+func TestPublishesEveryRowOnce(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		rows    int
+		senders int
+		queue   int
+	}{
+		{"one row", 1, 1, 1},
+		{"one sender", 50, 1, 1},
+		{"many senders", 300, 8, 16},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := newSource(tt.rows)
+			pub := newPublisher(tt.rows)
+			s, _ := newStreamer(src, pub, Config{Senders: tt.senders, QueueSize: tt.queue})
+			require.NoError(t, s.Run(t.Context()))
+
+			got := pub.drain(t, s.RunID())
+			require.Len(t, got, tt.rows)
+			for i, m := range got {
+				require.Equal(t, s.RunID()+"/"+strconv.Itoa(i+1), m.IdempotencyKey, "keys are unique and sequential")
+				var p domain.Point
+				require.NoError(t, json.Unmarshal(m.Payload, &p))
+				require.Equal(t, p.GPUUUID, m.Key, "the key is the GPU UUID")
+				want := src.points[i]
+				require.Equal(t, want.GPUUUID, p.GPUUUID, "row %d in source order", i)
+				require.True(t, want.Timestamp.Equal(p.Timestamp))
+				require.Equal(t, *want.Value, *p.Value)
+			}
+			require.EqualValues(t, tt.rows, pub.calls.Load(), "one publish per row, no retries")
+			require.Equal(t, float64(tt.rows), testutil.ToFloat64(s.m.read))
+			require.Equal(t, float64(tt.rows), testutil.ToFloat64(s.m.published))
+			require.Zero(t, testutil.ToFloat64(s.m.retried))
+			require.Zero(t, testutil.ToFloat64(s.m.dropped))
+		})
+	}
+}
+
+func TestMaxRows(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		rows    int
+		loop    bool
+		maxRows int
+		want    int
+	}{
+		{"stops before the source ends", 10, false, 3, 3},
+		{"a looping source", 4, true, 10, 10},
+		{"the source ends first", 5, false, 10, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := newSource(tt.rows)
+			src.loop = tt.loop
+			pub := newPublisher(tt.want)
+			s, _ := newStreamer(src, pub, Config{MaxRows: tt.maxRows, Senders: 2})
+			require.NoError(t, s.Run(t.Context()))
+			got := pub.drain(t, s.RunID())
+			require.Len(t, got, tt.want)
+			require.Equal(t, s.RunID()+"/"+strconv.Itoa(tt.want), got[len(got)-1].IdempotencyKey)
+			require.Equal(t, float64(tt.want), testutil.ToFloat64(s.m.read))
+			require.Equal(t, float64(tt.want), testutil.ToFloat64(s.m.published))
+		})
+	}
+}
+
+func TestSourceErrorEndsRun(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("disk on fire")
+	src := newSource(2)
+	src.err = boom
+	pub := newPublisher(2)
+	s, _ := newStreamer(src, pub, Config{})
+	err := s.Run(t.Context())
+	require.ErrorIs(t, err, boom)
+	require.ErrorContains(t, err, "read source")
+	require.Len(t, pub.drain(t, s.RunID()), 2, "rows read before the error are still published")
+}
+
+func TestIntervalPacesEmissions(t *testing.T) {
+	t.Parallel()
+	// Fake time: the ticker fires without the test waiting for it.
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		at := make(chan time.Duration, 3) // 3: one per row, so Publish never waits
+		pub := publishFunc(func(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+			at <- time.Since(start)
+			return ports.PublishResult{Accepted: len(msgs)}, nil
+		})
+		s, _ := newStreamer(newSource(3), pub, Config{Interval: time.Hour})
+		require.NoError(t, s.Run(t.Context()))
+		close(at)
+		var got []time.Duration
+		for d := range at {
+			got = append(got, d)
+		}
+		require.Equal(t, []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour}, got, "one emission per tick (fake clock)")
+	})
+}
+
+func TestRetries(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		failures    int64
+		failWith    error
+		always      bool
+		retryFor    time.Duration
+		wantPub     float64
+		wantRetried func(float64) bool
+		wantDropped float64
+	}{
+		{name: "backpressure then success", failures: 3, failWith: ports.ErrBackpressure, retryFor: time.Hour,
+			wantPub: 1, wantRetried: func(n float64) bool { return n == 3 }},
+		{name: "outage then success", failures: 5, failWith: ports.ErrUnavailable, retryFor: time.Hour,
+			wantPub: 1, wantRetried: func(n float64) bool { return n == 5 }},
+		{name: "invalid is dropped at once", always: true, failWith: ports.ErrInvalidArgument, retryFor: time.Hour,
+			wantDropped: 1, wantRetried: func(n float64) bool { return n == 0 }},
+		{name: "RetryFor exceeded", always: true, failWith: ports.ErrUnavailable, retryFor: 10 * time.Second,
+			wantDropped: 1, wantRetried: func(n float64) bool { return n > 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Fake time: the backoff passes instantly.
+			synctest.Test(t, func(t *testing.T) {
+				pub := newPublisher(1)
+				pub.failures.Store(tt.failures)
+				pub.failWith = tt.failWith
+				pub.always = tt.always
+				s, _ := newStreamer(newSource(1), pub, Config{RetryFor: tt.retryFor})
+				start := time.Now()
+				require.NoError(t, s.Run(t.Context()))
+				got := pub.drain(t, s.RunID())
+				require.Len(t, got, int(tt.wantPub))
+				if len(got) == 1 {
+					require.Equal(t, s.RunID()+"/1", got[0].IdempotencyKey, "a retry keeps its idempotency key")
+				}
+				require.Equal(t, tt.wantPub, testutil.ToFloat64(s.m.published))
+				require.Equal(t, tt.wantDropped, testutil.ToFloat64(s.m.dropped))
+				retried := testutil.ToFloat64(s.m.retried)
+				require.True(t, tt.wantRetried(retried), "retries: %v", retried)
+				require.EqualValues(t, retried+1, pub.calls.Load(), "every retry is one more publish")
+				require.LessOrEqual(t, time.Since(start), tt.retryFor+2*time.Second, "gives up about RetryFor after the first attempt (fake clock)")
+			})
+		})
+	}
+}
+
+func TestBackpressureDropsNothing(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const rows = 40
+		pub := newPublisher(rows)
+		pub.failures.Store(25) // spread over the senders
+		pub.failWith = ports.ErrBackpressure
+		s, _ := newStreamer(newSource(rows), pub, Config{Senders: 4, QueueSize: 4, RetryFor: time.Hour})
+		require.NoError(t, s.Run(t.Context()))
+		got := pub.drain(t, s.RunID())
+		require.Len(t, got, rows)
+		for i, m := range got {
+			require.Equal(t, s.RunID()+"/"+strconv.Itoa(i+1), m.IdempotencyKey)
+		}
+		require.Equal(t, 25.0, testutil.ToFloat64(s.m.retried))
+		require.Zero(t, testutil.ToFloat64(s.m.dropped))
+	})
+}
+
+func TestRunIDs(t *testing.T) {
+	t.Parallel()
+	a, _ := newStreamer(newSource(1), newPublisher(1), Config{})
+	b, _ := newStreamer(newSource(1), newPublisher(1), Config{})
+	require.NotEmpty(t, a.RunID())
+	require.NotEqual(t, a.RunID(), b.RunID(), "a restarted streamer never reuses its keys")
+}
+
+func TestStopWhilePublishBlocks(t *testing.T) {
+	t.Parallel()
+	pub := newPublisher(0)
+	pub.block = true
+	pub.entered = make(chan struct{}, 1) // 1: Publish never waits for the test
+	src := newSource(3)
+	src.loop = true
+	s, _ := newStreamer(src, pub, Config{Senders: 2, QueueSize: 8})
+	s.Start()
+	<-pub.entered
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a deadlock guard, not a timing check
+	defer cancel()
+	require.NoError(t, s.Stop(ctx))
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Stop returned before the loop did")
+	}
+	require.Zero(t, testutil.ToFloat64(s.m.dropped), "an unacknowledged publish cut short by Stop is not a drop")
+	require.Zero(t, testutil.ToFloat64(s.m.published))
+}
+
+func TestStartRunsUntilTheSourceEnds(t *testing.T) {
+	t.Parallel()
+	pub := newPublisher(5)
+	s, _ := newStreamer(newSource(5), pub, Config{})
+	s.Start()
+	<-s.Done()
+	require.Len(t, pub.drain(t, s.RunID()), 5)
+	require.NoError(t, s.Stop(t.Context()), "Stop after the end is harmless")
+}
+
+func TestStopWithoutStart(t *testing.T) {
+	t.Parallel()
+	s, _ := newStreamer(newSource(1), newPublisher(1), Config{})
+	require.NoError(t, s.Stop(t.Context()))
+}
+
+func TestRunEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	src := newSource(1)
+	src.loop = true
+	pub := newPublisher(0)
+	pub.block = true
+	pub.entered = make(chan struct{}, 1)
+	s, _ := newStreamer(src, pub, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	<-pub.entered
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+}
+
+func TestNewDefaults(t *testing.T) {
+	t.Parallel()
+	s := New(newSource(1), newPublisher(1), Config{}, nil, nil)
+	require.Equal(t, domain.TelemetryTopic, s.cfg.Topic)
+	require.Equal(t, 1, s.cfg.Senders)
+	require.Equal(t, 1, s.cfg.QueueSize)
+	require.Equal(t, time.Minute, s.cfg.RetryFor)
+	require.NotNil(t, s.log)
+}
+
+func TestPublishesToTheConfiguredTopic(t *testing.T) {
+	t.Parallel()
+	var topic atomic.Value
+	pub := publishFunc(func(_ context.Context, tp string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+		topic.Store(tp)
+		return ports.PublishResult{Duplicates: len(msgs)}, nil
+	})
+	s, _ := newStreamer(newSource(1), pub, Config{Topic: "gpu.metrics"})
+	require.NoError(t, s.Run(t.Context()))
+	require.Equal(t, "gpu.metrics", topic.Load())
+	require.Equal(t, 1.0, testutil.ToFloat64(s.m.duplicates), "a duplicate is counted, not published again")
+	require.Zero(t, testutil.ToFloat64(s.m.published))
+}
+
+type publishFunc func(context.Context, string, []ports.OutgoingMessage) (ports.PublishResult, error)
+
+func (f publishFunc) Publish(ctx context.Context, topic string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	return f(ctx, topic, msgs)
+}
+
+func TestMetricsLint(t *testing.T) {
+	t.Parallel()
+	s, reg := newStreamer(newSource(2), newPublisher(2), Config{})
+	require.NoError(t, s.Run(t.Context()))
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	for _, name := range []string{"streamer_messages_published_total", "streamer_rows_read_total", "streamer_publish_duration_seconds"} {
+		require.Equal(t, 1, testutil.CollectAndCount(reg, name), name)
+	}
+}

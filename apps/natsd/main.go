@@ -1,0 +1,196 @@
+// Command natsd runs one embedded NATS server with JetStream, for
+// QUEUE_BACKEND=nats on a single machine (make run, the benchmarks): the
+// streamer and collector reach it through NATS_URL. Production uses a real
+// NATS cluster instead.
+//
+// Environment:
+//
+//	NATS_ADDR       host:port for NATS clients (default 127.0.0.1:4223, beside a
+//	                system nats-server on 4222); port 0 picks a free port
+//	NATS_STORE_DIR  JetStream's storage directory (default .local/nats)
+//	HTTP_ADDR       GET /healthz (alive) and /readyz (accepting clients with
+//	                JetStream) (default :8086)
+//	LOG_LEVEL       debug, info, warn or error (default info); logs are JSON
+//
+// JetStream fsyncs every write before acknowledging it (SyncAlways, i.e.
+// sync_interval: always), so a publish or ack the server confirmed survives a
+// power loss; its own default would fsync only every 2 minutes. The NATS
+// HTTP monitoring port stays off. On SIGINT or SIGTERM natsd stops its HTTP
+// server, then shuts the NATS server down, which closes client connections
+// and flushes the store.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/gpufleet/telemetry/apps/internal/platform"
+)
+
+// config is natsd's configuration.
+type config struct {
+	Host     string
+	Port     int // 0: a free port
+	StoreDir string
+	HTTPAddr string
+	LogLevel string
+}
+
+// Timeouts of natsd's start and stop.
+const (
+	readyTimeout    = 30 * time.Second // JetStream recovers its streams before it is ready
+	shutdownTimeout = 10 * time.Second // in-flight HTTP requests on stop
+)
+
+func main() {
+	env := platform.NewEnv()
+	cfg := loadConfig(env)
+	if err := env.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	logger := platform.NewLogger("natsd", cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, logger, nil); err != nil {
+		logger.Error("natsd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// loadConfig reads the environment; problems are recorded in env.
+func loadConfig(env *platform.Env) config {
+	cfg := config{
+		StoreDir: env.String("NATS_STORE_DIR", ".local/nats"),
+		HTTPAddr: env.String("HTTP_ADDR", ":8086"),
+		LogLevel: env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+	}
+	addr := env.String("NATS_ADDR", "127.0.0.1:4223")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		env.Fail(fmt.Errorf("NATS_ADDR=%q: want host:port", addr))
+		return cfg
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		env.Fail(fmt.Errorf("NATS_ADDR=%q: port must be 0..65535", addr))
+		return cfg
+	}
+	cfg.Host, cfg.Port = host, n
+	return cfg
+}
+
+// serverOptions are the NATS server's options: JetStream with an fsync per
+// write, no monitoring port, signals left to natsd.
+func serverOptions(cfg config) *server.Options {
+	port := cfg.Port
+	if port == 0 {
+		port = server.RANDOM_PORT // to nats-server, 0 means its default, 4222
+	}
+	return &server.Options{
+		ServerName: "natsd",
+		Host:       cfg.Host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		SyncAlways: true,
+		HTTPPort:   0,
+		NoSigs:     true,
+	}
+}
+
+// run serves NATS and HTTP until ctx ends or the HTTP server fails, then
+// shuts both down. ready, when not nil, is called with the NATS client URL
+// and the HTTP address once both accept connections.
+func run(ctx context.Context, cfg config, logger *slog.Logger, ready func(natsURL, httpAddr string)) error {
+	ns, err := server.NewServer(serverOptions(cfg))
+	if err != nil {
+		return fmt.Errorf("nats server: %w", err)
+	}
+	ns.SetLoggerV2(serverLogger{logger.With("component", "nats-server")},
+		logger.Enabled(ctx, slog.LevelDebug), false, false)
+	ns.Start() // does not block
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		logger.Info("nats server stopped")
+	}()
+	if !ns.ReadyForConnections(readyTimeout) {
+		return fmt.Errorf("nats server not ready within %s", readyTimeout)
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	hs := &http.Server{Handler: healthHandler(ns), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	logger.Info("natsd ready", "nats_url", ns.ClientURL(), "store_dir", cfg.StoreDir,
+		"http_addr", ln.Addr().String(), "sync_always", true)
+	if ready != nil {
+		ready(ns.ClientURL(), ln.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Warn("http shutdown", "err", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+// healthHandler serves /healthz (the process is alive) and /readyz (the NATS
+// server accepts clients and JetStream is on).
+func healthHandler(ns *server.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ns.Running() || !ns.JetStreamEnabled() || !ns.ReadyForConnections(100*time.Millisecond) {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// serverLogger sends the NATS server's log lines to slog.
+type serverLogger struct{ l *slog.Logger }
+
+func (s serverLogger) Noticef(format string, v ...any) { s.l.Info(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
