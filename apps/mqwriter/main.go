@@ -24,7 +24,7 @@ func options(env *platform.Env) fx.Option {
 	cfg := pgqueue.WriterConfig{
 		BufferSize:    env.Int("WRITER_BUFFER_SIZE", 10000, 1, 10_000_000),
 		MaxBatch:      env.Int("WRITER_MAX_BATCH", 1000, 1, 100_000),
-		FlushInterval: env.Millis("WRITER_FLUSH_INTERVAL_MS", pgqueue.DefaultWriterConfig().FlushInterval, 0, 10_000),
+		FlushInterval: env.Millis("WRITER_FLUSH_INTERVAL_MS", 0, 0, 10_000),
 		Flushers:      env.Int("WRITER_FLUSHERS", 2, 1, 64),
 	}
 	maxBody := int64(env.Int("MAX_BODY_BYTES", mqhttp.DefaultMaxBodyBytes, 1024, 1<<30))

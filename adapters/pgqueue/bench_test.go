@@ -1,0 +1,47 @@
+package pgqueue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/domain"
+)
+
+// BenchmarkInsertMethod compares the two ways a flush can write a batch:
+// one unnest INSERT (the one Writer uses) and COPY into a staging table plus
+// INSERT … SELECT. Payloads are telemetry-sized (~330 bytes).
+func BenchmarkInsertMethod(b *testing.B) {
+	methods := []struct {
+		name   string
+		insert insertFunc
+	}{
+		{"unnest", insertUnnest},
+		{"copy", insertCopy},
+	}
+	pool := newPool(b)
+	payload := json.RawMessage(`{"timestamp":"2025-07-18T13:42:33Z","metric_name":"DCGM_FI_DEV_GPU_UTIL","gpu_index":3,` +
+		`"device":"nvidia3","gpu_uuid":"GPU-5fd4f087-86f3-7a43-b711-4771313afc50","model_name":"NVIDIA H100 80GB HBM3",` +
+		`"hostname":"mtv5-dgx1-hgpu-031","container":"","pod":"","namespace":"","value":87,"labels_raw":"DCGM_FI_DRIVER_VERSION=535.129.03"}`)
+	for _, size := range []int{1, 10, 100, 1000} {
+		for _, m := range methods {
+			b.Run(fmt.Sprintf("%s/batch%d", m.name, size), func(b *testing.B) {
+				rows := make([]row, size)
+				b.ReportAllocs()
+				for b.Loop() {
+					for i := range rows {
+						rows[i] = row{topic: "bench", id: uuid.New(), payload: payload, partition: int16(i % domain.NumPartitions)}
+					}
+					got, err := m.insert(context.Background(), pool, rows)
+					require.NoError(b, err)
+					require.Len(b, got, size)
+				}
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	}
+}

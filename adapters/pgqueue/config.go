@@ -1,0 +1,164 @@
+package pgqueue
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gpufleet/telemetry/domain"
+)
+
+// WriterConfig tunes a Writer. Zero fields take the defaults of
+// DefaultWriterConfig, except FlushInterval, whose zero is meaningful.
+type WriterConfig struct {
+	// BufferSize caps the messages accepted but not yet committed. A publish
+	// that does not fit fails at once with ports.ErrBackpressure. Default 10000.
+	BufferSize int
+	// MaxBatch caps the messages of one flush transaction. A publish is never
+	// split across transactions, so a larger publish is flushed alone.
+	// Default 1000.
+	MaxBatch int
+	// FlushInterval is the longest a message waits for others to share its
+	// transaction. Zero flushes as soon as the writer has nothing more to
+	// gather and a flusher is free (requests still batch while flushers are
+	// busy). Default 2ms.
+	FlushInterval time.Duration
+	// Flushers is the number of flush transactions in flight at once.
+	// Default 2.
+	Flushers int
+	// FlushTimeout bounds one flush transaction; its publishers then get
+	// ports.ErrUnavailable. Default 30s.
+	FlushTimeout time.Duration
+}
+
+// DefaultWriterConfig returns the defaults listed on WriterConfig.
+func DefaultWriterConfig() WriterConfig {
+	return WriterConfig{
+		BufferSize:    10000,
+		MaxBatch:      1000,
+		FlushInterval: 2 * time.Millisecond,
+		Flushers:      2,
+		FlushTimeout:  30 * time.Second,
+	}
+}
+
+func (c WriterConfig) withDefaults() (WriterConfig, error) {
+	d := DefaultWriterConfig()
+	if c.BufferSize == 0 {
+		c.BufferSize = d.BufferSize
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = d.MaxBatch
+	}
+	if c.Flushers == 0 {
+		c.Flushers = d.Flushers
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = d.FlushTimeout
+	}
+	switch {
+	case c.BufferSize < 1, c.MaxBatch < 1, c.Flushers < 1:
+		return c, fmt.Errorf("writer config: buffer size %d, max batch %d and flushers %d must be positive",
+			c.BufferSize, c.MaxBatch, c.Flushers)
+	case c.FlushInterval < 0, c.FlushTimeout < 0:
+		return c, fmt.Errorf("writer config: flush interval %s and flush timeout %s must not be negative",
+			c.FlushInterval, c.FlushTimeout)
+	}
+	return c, nil
+}
+
+// ReaderConfig tunes a Reader. Zero fields take the defaults of
+// DefaultReaderConfig, except Range and DeleteInterval.
+type ReaderConfig struct {
+	// Range is the partitions this reader owns. Nil means none is assigned:
+	// the reader serves nothing, Ready reports false, and Lease fails with
+	// ports.ErrUnavailable.
+	Range *domain.PartitionRange
+	// BufferSize caps the messages held in memory per topic (ready, leased
+	// and acked-but-not-yet-deleted). Default 10000.
+	BufferSize int
+	// RefillBatch caps the rows one refill loads. Default 2000.
+	RefillBatch int
+	// RefillInterval is how often an idle topic polls PostgreSQL for new
+	// rows. A refill that filled its batch is followed at once by another.
+	// Default 50ms.
+	RefillInterval time.Duration
+	// DeleteBatch caps the message ids of one ack DELETE; acks that arrive
+	// while a DELETE runs share the next one. Default 5000.
+	DeleteBatch int
+	// DeleteInterval is the longest an ack waits for others to share its
+	// DELETE. Zero starts the DELETE as soon as none is in flight.
+	DeleteInterval time.Duration
+	// MinLease is the shortest lease accepted. Default 200ms.
+	MinLease time.Duration
+	// DrainTimeout bounds how long Drain waits for outstanding leases.
+	// Default 30s.
+	DrainTimeout time.Duration
+	// QueryTimeout bounds one refill or delete statement. Default 30s.
+	QueryTimeout time.Duration
+	// MaxTopics caps the topics one reader serves; a lease on one more fails
+	// with ports.ErrInvalidArgument. Default 64.
+	MaxTopics int
+}
+
+// DefaultReaderConfig returns the defaults listed on ReaderConfig, with no
+// range assigned.
+func DefaultReaderConfig() ReaderConfig {
+	return ReaderConfig{
+		BufferSize:     10000,
+		RefillBatch:    2000,
+		RefillInterval: 50 * time.Millisecond,
+		DeleteBatch:    5000,
+		MinLease:       200 * time.Millisecond,
+		DrainTimeout:   30 * time.Second,
+		QueryTimeout:   30 * time.Second,
+		MaxTopics:      64,
+	}
+}
+
+func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
+	d := DefaultReaderConfig()
+	if c.BufferSize == 0 {
+		c.BufferSize = d.BufferSize
+	}
+	if c.RefillBatch == 0 {
+		c.RefillBatch = d.RefillBatch
+	}
+	if c.RefillInterval == 0 {
+		c.RefillInterval = d.RefillInterval
+	}
+	if c.DeleteBatch == 0 {
+		c.DeleteBatch = d.DeleteBatch
+	}
+	if c.MinLease == 0 {
+		c.MinLease = d.MinLease
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.QueryTimeout == 0 {
+		c.QueryTimeout = d.QueryTimeout
+	}
+	if c.MaxTopics == 0 {
+		c.MaxTopics = d.MaxTopics
+	}
+	if c.Range != nil {
+		if err := c.Range.Validate(); err != nil {
+			return c, fmt.Errorf("reader config: %w", err)
+		}
+	}
+	switch {
+	case c.BufferSize < 1, c.RefillBatch < 1, c.DeleteBatch < 1, c.MaxTopics < 1:
+		return c, fmt.Errorf("reader config: buffer size %d, refill batch %d, delete batch %d and max topics %d must be positive",
+			c.BufferSize, c.RefillBatch, c.DeleteBatch, c.MaxTopics)
+	case c.RefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0,
+		c.MinLease < 0 || c.MinLease > MaxLeaseDuration:
+		return c, fmt.Errorf("reader config: intervals and timeouts must not be negative")
+	}
+	return c, nil
+}
+
+// Config configures a Queue: both sides over one pool.
+type Config struct {
+	Writer WriterConfig
+	Reader ReaderConfig
+}

@@ -1,0 +1,131 @@
+package pgqueue
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Rejection reasons of mqwriter_publish_rejected_total.
+const (
+	reasonInvalid      = "invalid_argument"
+	reasonBackpressure = "backpressure"
+	reasonClosed       = "closed"
+	reasonUnavailable  = "unavailable"
+)
+
+type writerMetrics struct {
+	published  prometheus.Counter
+	duplicates prometheus.Counter
+	rejected   *prometheus.CounterVec
+	flushTime  prometheus.Histogram
+	flushSize  prometheus.Histogram
+}
+
+func newWriterMetrics(reg prometheus.Registerer, utilization func() float64) (*writerMetrics, error) {
+	m := &writerMetrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqwriter_messages_published_total",
+			Help: "Messages committed to the queue table (duplicates excluded).",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqwriter_messages_duplicate_total",
+			Help: "Published messages whose id was already queued (idempotent retries).",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqwriter_publish_rejected_total",
+			Help: "Publish requests refused, by reason.",
+		}, []string{"reason"}),
+		flushTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mqwriter_flush_duration_seconds",
+			Help:    "Duration of one group-commit flush transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		flushSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mqwriter_flush_batch_messages",
+			Help:    "Messages written by one group-commit flush.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+	}
+	for _, r := range []string{reasonInvalid, reasonBackpressure, reasonClosed, reasonUnavailable} {
+		m.rejected.WithLabelValues(r)
+	}
+	util := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqwriter_buffer_utilization_ratio",
+		Help: "Messages accepted but not yet committed, over the buffer's capacity (the autoscaling signal).",
+	}, utilization)
+	return m, register(reg, util, m.published, m.duplicates, m.rejected, m.flushTime, m.flushSize)
+}
+
+type readerMetrics struct {
+	leased      prometheus.Counter
+	acked       prometheus.Counter
+	expired     prometheus.Counter
+	redelivered prometheus.Counter
+	leaseTime   prometheus.Histogram
+	refillTime  prometheus.Histogram
+	refillFails prometheus.Counter
+	deleteTime  prometheus.Histogram
+}
+
+func newReaderMetrics(reg prometheus.Registerer, utilization, backlog func() float64) (*readerMetrics, error) {
+	m := &readerMetrics{
+		leased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqreader_messages_leased_total",
+			Help: "Messages handed out under a lease (redeliveries included).",
+		}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqreader_messages_acked_total",
+			Help: "Messages acked and deleted from the queue table.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqreader_leases_expired_total",
+			Help: "Leases that expired unacked; their messages are reloaded and redelivered.",
+		}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqreader_messages_redelivered_total",
+			Help: "Messages reloaded after this reader had already delivered them.",
+		}),
+		leaseTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mqreader_lease_duration_seconds",
+			Help:    "Latency of a Lease call.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}),
+		refillTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mqreader_refill_duration_seconds",
+			Help:    "Duration of one refill query.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		refillFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqreader_refill_errors_total",
+			Help: "Refill queries that failed.",
+		}),
+		deleteTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mqreader_delete_duration_seconds",
+			Help:    "Duration of one batched DELETE of acked messages.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	util := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqreader_buffer_utilization_ratio",
+		Help: "Messages held in memory over the per-topic buffer size, highest topic (the autoscaling signal).",
+	}, utilization)
+	bl := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqreader_backlog_messages",
+		Help: "Messages held in memory, ready or leased, over all topics.",
+	}, backlog)
+	return m, register(reg, util, bl, m.leased, m.acked, m.expired, m.redelivered, m.leaseTime, m.refillTime, m.refillFails, m.deleteTime)
+}
+
+// register registers every collector; a nil registerer keeps them
+// unregistered (tests, several instances in one process).
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, reg.Register(c))
+	}
+	return errors.Join(errs...)
+}

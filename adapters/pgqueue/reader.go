@@ -1,0 +1,393 @@
+package pgqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+var (
+	_ ports.Consumer = (*Reader)(nil)
+	_ ports.Checker  = (*Reader)(nil)
+)
+
+// closeLeaseWait is how long Close waits for outstanding leases; Drain
+// waits up to DrainTimeout.
+const closeLeaseWait = 0
+
+// errNoRange is returned by a reader that owns no partitions.
+var errNoRange = fmt.Errorf("%w: no partition range assigned to this reader", ports.ErrUnavailable)
+
+// Reader is the queue's read side for one range of partitions. Its state is
+// in memory only: each topic has one owner goroutine (see topic) holding the
+// messages it loaded from PostgreSQL, its leases, and the acked ids waiting
+// for their DELETE. Topics start on their first Lease. The topic map is
+// copy-on-write: run replaces it, everyone else reads it with one atomic
+// load.
+type Reader struct {
+	pool    *pgxpool.Pool
+	cfg     ReaderConfig
+	logger  *slog.Logger
+	metrics *readerMetrics
+
+	topics   atomic.Pointer[map[string]*topic] // replaced only by run; read by anyone
+	draining atomic.Bool                       // set once by Drain; read by anyone
+
+	creates   chan createRequest // Lease → run; unbuffered
+	quit      chan struct{}      // closed by Drain: run stops, topics stop leasing and wind down
+	runDone   chan struct{}      // closed when run has returned: the topic map is final
+	quitOnce  sync.Once
+	ctx       context.Context    // parent of every PostgreSQL call; cancelled when Drain's context ends, or once all stopped
+	cancel    context.CancelFunc // cancels ctx
+	wg        sync.WaitGroup     // run and every topic
+	done      chan struct{}      // closed when run and every topic have returned
+	abandoned atomic.Int64       // leases still outstanding when Drain gave up; written by topics
+}
+
+type createRequest struct {
+	name  string
+	reply chan createReply // 1-buffered
+}
+
+type createReply struct {
+	t   *topic
+	err error
+}
+
+// NewReader starts a Reader over pool. A nil logger means slog.Default(); a
+// nil registerer leaves the metrics unregistered. Drain or Close stops it.
+func NewReader(pool *pgxpool.Pool, cfg ReaderConfig, logger *slog.Logger, reg prometheus.Registerer) (*Reader, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		return nil, fmt.Errorf("new reader: nil pool")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	r := &Reader{
+		pool:    pool,
+		cfg:     cfg,
+		logger:  logger.With("component", "pgqueue.reader"),
+		creates: make(chan createRequest),
+		quit:    make(chan struct{}),
+		runDone: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if cfg.Range != nil {
+		r.logger = r.logger.With("partitions", cfg.Range.String())
+	}
+	r.topics.Store(&map[string]*topic{})
+	if r.metrics, err = newReaderMetrics(reg, r.utilization, r.backlog); err != nil {
+		return nil, fmt.Errorf("new reader: register metrics: %w", err)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.wg.Go(r.run)
+	go func() {
+		r.wg.Wait()
+		r.cancel()
+		close(r.done)
+	}()
+	return r, nil
+}
+
+// Lease hands out up to req.Max ready messages of req.Topic, fairly across
+// partitions and in order within each. See ports.Consumer. A topic is served
+// from its first Lease on, so the very first call usually returns no
+// messages while the topic's first refill runs.
+func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
+	start := time.Now()
+	defer func() { r.metrics.leaseTime.Observe(time.Since(start).Seconds()) }()
+	if err := ctx.Err(); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	if err := r.validateLease(req); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	if r.cfg.Range == nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", errNoRange)
+	}
+	if r.draining.Load() {
+		return domain.Lease{}, fmt.Errorf("lease: reader is draining: %w", ports.ErrClosed)
+	}
+	t, err := r.topicFor(ctx, req.Topic)
+	if err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	c := leaseCall{req: req, reply: make(chan leaseReply, 1)}
+	if err := send(ctx, t, t.leases, c); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	rep, err := await(ctx, t, c.reply)
+	if err == nil {
+		err = rep.err
+	}
+	if err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	return rep.lease, nil
+}
+
+// Ack deletes the lease's messages and returns once the DELETE committed;
+// acks arriving together share one DELETE. Acking an acked lease (still
+// remembered: the last few thousand per topic) succeeds. An expired or
+// unknown lease fails with ports.ErrLeaseExpired and deletes nothing, so a
+// late ack can never delete messages redelivered to someone else. A
+// ConsumerID other than the lease's fails with ports.ErrInvalidArgument. A
+// failed DELETE leaves the lease live (until it expires) and returns
+// ports.ErrUnavailable; the ack may be retried.
+func (r *Reader) Ack(ctx context.Context, ref ports.LeaseRef) error {
+	return r.settle(ctx, ref, false)
+}
+
+// Release returns the lease's messages to the front of their partitions'
+// ready queues, in their order, for another Lease at once. An expired,
+// unknown or acked lease fails with ports.ErrLeaseExpired; a ConsumerID
+// other than the lease's with ports.ErrInvalidArgument.
+func (r *Reader) Release(ctx context.Context, ref ports.LeaseRef) error {
+	return r.settle(ctx, ref, true)
+}
+
+func (r *Reader) settle(ctx context.Context, ref ports.LeaseRef, release bool) error {
+	op := "ack"
+	if release {
+		op = "release"
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := validateTopic(ref.Topic); err != nil {
+		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
+	}
+	if r.cfg.Range == nil {
+		return fmt.Errorf("%s: %w", op, errNoRange)
+	}
+	t := (*r.topics.Load())[ref.Topic]
+	if t == nil {
+		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, ports.ErrLeaseExpired)
+	}
+	c := settleCall{ref: ref, release: release, reply: make(chan error, 1)}
+	if err := send(ctx, t, t.settles, c); err != nil {
+		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
+	}
+	err, waitErr := await(ctx, t, c.reply)
+	if waitErr != nil {
+		err = waitErr
+	}
+	if err != nil {
+		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
+	}
+	return nil
+}
+
+// send hands c to topic t's owner.
+func send[C any](ctx context.Context, t *topic, ch chan<- C, c C) error {
+	select {
+	case ch <- c:
+		return nil
+	case <-t.done:
+		return fmt.Errorf("reader %w", ports.ErrClosed)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// await waits for topic t's answer on reply.
+func await[R any](ctx context.Context, t *topic, reply <-chan R) (R, error) {
+	var zero R
+	select {
+	case rep := <-reply:
+		return rep, nil
+	case <-t.done:
+		// The owner may have answered just before it exited.
+		select {
+		case rep := <-reply:
+			return rep, nil
+		default:
+			return zero, fmt.Errorf("reader %w", ports.ErrClosed)
+		}
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+func (r *Reader) validateLease(req ports.LeaseRequest) error {
+	if err := validateTopic(req.Topic); err != nil {
+		return err
+	}
+	switch {
+	case req.Max < 1 || req.Max > MaxLeaseMessages:
+		return fmt.Errorf("%w: max %d out of [1, %d]", ports.ErrInvalidArgument, req.Max, MaxLeaseMessages)
+	case req.LeaseDuration < r.cfg.MinLease || req.LeaseDuration > MaxLeaseDuration:
+		return fmt.Errorf("%w: lease duration %s out of [%s, %s]",
+			ports.ErrInvalidArgument, req.LeaseDuration, r.cfg.MinLease, MaxLeaseDuration)
+	case len(req.ConsumerID) > MaxKeyLength:
+		return fmt.Errorf("%w: consumer id longer than %d bytes", ports.ErrInvalidArgument, MaxKeyLength)
+	}
+	return nil
+}
+
+// topicFor returns the topic's owner, starting it on first use.
+func (r *Reader) topicFor(ctx context.Context, name string) (*topic, error) {
+	if t := (*r.topics.Load())[name]; t != nil {
+		return t, nil
+	}
+	c := createRequest{name: name, reply: make(chan createReply, 1)}
+	select {
+	case r.creates <- c:
+	case <-r.quit:
+		return nil, fmt.Errorf("reader is draining: %w", ports.ErrClosed)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	rep := <-c.reply // run answers every request it takes at once
+	return rep.t, rep.err
+}
+
+// run owns topic creation. It stops when Drain closes quit, so the topic map
+// is final from then on.
+func (r *Reader) run() {
+	defer close(r.runDone)
+	for {
+		select {
+		case c := <-r.creates:
+			c.reply <- r.create(c.name)
+		case <-r.quit:
+			return
+		}
+	}
+}
+
+func (r *Reader) create(name string) createReply {
+	cur := *r.topics.Load()
+	if t := cur[name]; t != nil {
+		return createReply{t: t}
+	}
+	if len(cur) >= r.cfg.MaxTopics {
+		return createReply{err: fmt.Errorf("%w: topic %q would exceed this reader's limit of %d topics",
+			ports.ErrInvalidArgument, name, r.cfg.MaxTopics)}
+	}
+	t := newTopic(r, name)
+	next := make(map[string]*topic, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[name] = t
+	r.topics.Store(&next)
+	r.wg.Go(t.run)
+	return createReply{t: t}
+}
+
+// Ready reports whether the reader serves leases: it owns a range and is
+// not draining. The app's /readyz reports it.
+func (r *Reader) Ready() bool { return r.cfg.Range != nil && !r.draining.Load() }
+
+// Draining reports whether Drain or Close was called.
+func (r *Reader) Draining() bool { return r.draining.Load() }
+
+// Range returns the partitions this reader owns, or nil.
+func (r *Reader) Range() *domain.PartitionRange { return r.cfg.Range }
+
+// Check reports whether the reader can serve: PostgreSQL answers, a range is
+// assigned, and it is not draining.
+func (r *Reader) Check(ctx context.Context) error {
+	switch {
+	case r.cfg.Range == nil:
+		return fmt.Errorf("reader check: %w", errNoRange)
+	case r.draining.Load():
+		return fmt.Errorf("reader check: draining: %w", ports.ErrClosed)
+	}
+	if err := r.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("reader check: %w", translate(err))
+	}
+	return nil
+}
+
+// Drain stops the reader as a partition owner should on shutdown: Lease
+// fails with ports.ErrClosed at once; acks and releases still work while it
+// waits, up to DrainTimeout or until ctx ends, for every outstanding lease to
+// be acked, released or expired; pending deletes are flushed; then every
+// goroutine stops. Messages not acked stay in PostgreSQL for the partitions'
+// next owner. It returns nil when nothing was left outstanding, else an
+// error (ctx's, or one saying how many leases were abandoned). Calling it
+// again waits for the first call's outcome.
+func (r *Reader) Drain(ctx context.Context) error {
+	return r.drain(ctx, r.cfg.DrainTimeout, true)
+}
+
+// Close stops the reader without waiting for outstanding leases (their
+// messages stay in PostgreSQL and are redelivered by the next owner, which is
+// not an error here); acks already in progress still commit.
+func (r *Reader) Close(ctx context.Context) error {
+	return r.drain(ctx, closeLeaseWait, false)
+}
+
+func (r *Reader) drain(ctx context.Context, wait time.Duration, reportAbandoned bool) error {
+	r.draining.Store(true)
+	r.quitOnce.Do(func() { close(r.quit) })
+	giveUp := time.NewTimer(wait)
+	defer giveUp.Stop()
+	// Wait for the leases, then stop waiting for them but let the deletes
+	// already requested commit, unless ctx ends: then abort those too.
+	var err error
+	select {
+	case <-r.done:
+	case <-giveUp.C:
+	case <-ctx.Done():
+	}
+	r.abandon()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		r.cancel()
+		<-r.done
+		err = ctx.Err()
+	}
+	if n := r.abandoned.Load(); n > 0 {
+		r.logger.Info("stopped with leases outstanding; their messages stay queued", "leases", n)
+		if reportAbandoned {
+			err = errors.Join(err, fmt.Errorf("%d leases were still outstanding; their messages stay queued", n))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("drain reader: %w", err)
+	}
+	return nil
+}
+
+// abandon tells every topic to stop waiting for its leases, flush the
+// deletes already requested, and exit.
+func (r *Reader) abandon() {
+	<-r.runDone // no topic is created after this
+	for _, t := range *r.topics.Load() {
+		t.abandonOnce.Do(func() { close(t.abandon) })
+	}
+}
+
+func (r *Reader) utilization() float64 {
+	var most int64
+	for _, t := range *r.topics.Load() {
+		most = max(most, t.held.Load())
+	}
+	return float64(most) / float64(r.cfg.BufferSize)
+}
+
+func (r *Reader) backlog() float64 {
+	var sum int64
+	for _, t := range *r.topics.Load() {
+		sum += t.backlog.Load()
+	}
+	return float64(sum)
+}

@@ -1,0 +1,661 @@
+package pgqueue
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// ackedMemory is how many acked lease ids a topic remembers, so a repeated
+// Ack (a retry after a lost response) still succeeds.
+const ackedMemory = 4096
+
+// topic is the owner of one topic's in-memory state. Its goroutine, run,
+// holds the state (a topicState local to run, so nothing else can touch it);
+// callers reach it through the channels below and wait on 1-buffered reply
+// channels, selecting on done and their context.
+type topic struct {
+	r    *Reader
+	name string
+
+	leases      chan leaseCall  // Lease → run; unbuffered
+	settles     chan settleCall // Ack, Release → run; unbuffered
+	abandon     chan struct{}   // closed by Reader.abandon: stop waiting for leases
+	abandonOnce sync.Once
+	done        chan struct{} // closed when run has returned and its I/O goroutines too
+
+	held    atomic.Int64 // messages in memory; written by run, read by metrics
+	backlog atomic.Int64 // ready + leased messages; written by run, read by metrics
+}
+
+type leaseCall struct {
+	req   ports.LeaseRequest
+	reply chan leaseReply // 1-buffered
+}
+
+type leaseReply struct {
+	lease domain.Lease
+	err   error
+}
+
+type settleCall struct {
+	ref     ports.LeaseRef
+	release bool
+	reply   chan error // 1-buffered
+}
+
+func newTopic(r *Reader, name string) *topic {
+	return &topic{
+		r:       r,
+		name:    name,
+		leases:  make(chan leaseCall),
+		settles: make(chan settleCall),
+		abandon: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// message is one queue row held in memory.
+type message struct {
+	id         int64
+	uuid       uuid.UUID
+	partition  int
+	payload    json.RawMessage
+	createdAt  time.Time
+	deliveries int
+}
+
+// lease is an outstanding lease. A live lease is in the expiry heap. While
+// acking, its ids are in a pending or in-flight DELETE, its ack callers wait
+// in waiters, and it is out of the heap: it cannot expire then.
+type lease struct {
+	id       uuid.UUID
+	consumer string
+	expires  time.Time
+	msgs     []*message
+	acking   bool
+	waiters  []chan error
+	index    int // position in the expiry heap; -1 when not in it
+}
+
+// loadedRow is a row a refill read.
+type loadedRow struct {
+	id        int64
+	uuid      uuid.UUID
+	payload   []byte
+	partition int16
+	createdAt time.Time
+}
+
+type refillResult struct {
+	rows    []loadedRow
+	limit   int
+	err     error
+	elapsed time.Duration
+}
+
+type deleteResult struct {
+	leases  []*lease
+	err     error
+	elapsed time.Duration
+}
+
+// topicState is everything run owns. Message lifecycle: a refill loads a row
+// into ready (held from then on); Lease moves it into a lease; Ack moves the
+// lease into pendingDel, then into an in-flight DELETE, and the row leaves
+// memory when that commits; Release puts it back at the front of ready; an
+// expired lease's messages leave memory, so a later refill reloads them
+// (redelivery).
+type topicState struct {
+	t     *topic
+	cfg   ReaderConfig
+	first int // first partition of the range
+
+	ready       [][]*message         // per partition (index p-first), FIFO
+	readyCount  int                  // sum of len(ready[i])
+	cursor      int                  // partition index the next take starts at; rotates for fairness
+	held        map[int64]*message   // every message in memory: ready, leased, acked awaiting delete
+	leases      map[uuid.UUID]*lease // live and acking leases
+	leasedCount int                  // messages in live, not acking, leases
+	expiry      leaseHeap            // live, not acking, leases by expiry
+	acked       *boundedMap[uuid.UUID, struct{}]
+	seen        *boundedMap[int64, int] // deliveries of messages this reader handed out
+
+	refilling    bool
+	refillCancel context.CancelFunc
+	refillMore   bool      // the last refill filled its batch: more rows are likely waiting
+	nextRefill   time.Time // earliest next refill when refillMore is false
+	lowWater     int       // refill when fewer messages are ready
+	tombstones   map[int64]struct{}
+	refillDone   chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
+
+	pendingDel []*lease // acked leases waiting for the next DELETE
+	pendingIDs int
+	deleting   bool
+	deleteDue  bool              // the oldest pending ack has waited DeleteInterval
+	deleteDone chan deleteResult // 1-buffered: one DELETE in flight
+
+	draining  bool // Lease refused; exit once no lease is outstanding
+	abandoned bool // stop waiting for live leases; flush deletes and exit
+
+	io sync.WaitGroup // refill and delete goroutines
+}
+
+// run owns the topic's state until the reader drains and every lease is
+// settled or abandoned.
+func (t *topic) run() {
+	s := &topicState{
+		t:          t,
+		cfg:        t.r.cfg,
+		first:      t.r.cfg.Range.First,
+		ready:      make([][]*message, t.r.cfg.Range.Len()),
+		held:       make(map[int64]*message),
+		leases:     make(map[uuid.UUID]*lease),
+		acked:      newBoundedMap[uuid.UUID, struct{}](ackedMemory),
+		seen:       newBoundedMap[int64, int](max(2*t.r.cfg.BufferSize, 1024)),
+		tombstones: make(map[int64]struct{}),
+		refillDone: make(chan refillResult, 1),
+		deleteDone: make(chan deleteResult, 1),
+		lowWater:   max(1, min(t.r.cfg.RefillBatch, t.r.cfg.BufferSize/2)),
+	}
+	defer close(t.done)
+	defer s.io.Wait()
+
+	var (
+		expiryTimer = time.NewTimer(time.Hour)
+		expiryAt    time.Time
+		expiryC     <-chan time.Time
+		deleteTimer = time.NewTimer(time.Hour)
+		deleteC     <-chan time.Time
+		refillTick  = time.NewTicker(max(s.cfg.RefillInterval, time.Millisecond))
+		quit        = t.r.quit
+		abandon     = t.abandon
+		cancelled   = t.r.ctx.Done()
+	)
+	expiryTimer.Stop()
+	deleteTimer.Stop()
+	defer expiryTimer.Stop()
+	defer deleteTimer.Stop()
+	defer refillTick.Stop()
+
+	s.maybeRefill(time.Now())
+	for {
+		pendingBefore := len(s.pendingDel)
+		select {
+		case c := <-t.leases:
+			c.reply <- s.lease(c.req, time.Now())
+		case c := <-t.settles:
+			if waiting, err := s.settle(c, time.Now()); !waiting {
+				c.reply <- err
+			}
+		case res := <-s.refillDone:
+			s.refilled(res, time.Now())
+		case res := <-s.deleteDone:
+			s.deleted(res, time.Now())
+		case now := <-expiryC:
+			expiryC, expiryAt = nil, time.Time{}
+			s.expire(now)
+		case <-deleteC:
+			deleteC, s.deleteDue = nil, true
+		case <-refillTick.C:
+		case <-quit:
+			quit = nil
+			s.drain()
+		case <-abandon:
+			abandon = nil
+			s.abandon()
+		case <-cancelled:
+			cancelled = nil
+			s.abandon()
+		}
+		now := time.Now()
+		if pendingBefore == 0 && len(s.pendingDel) > 0 && s.cfg.DeleteInterval > 0 {
+			s.deleteDue = false
+			deleteTimer.Reset(s.cfg.DeleteInterval)
+			deleteC = deleteTimer.C
+		}
+		s.maybeDelete()
+		s.maybeRefill(now)
+		if next, ok := s.expiry.next(); !ok && expiryC != nil {
+			expiryTimer.Stop()
+			expiryC, expiryAt = nil, time.Time{}
+		} else if ok && !next.Equal(expiryAt) {
+			expiryAt = next
+			expiryTimer.Reset(time.Until(next))
+			expiryC = expiryTimer.C
+		}
+		t.held.Store(int64(len(s.held)))
+		t.backlog.Store(int64(s.readyCount + s.leasedCount))
+		if s.draining && len(s.leases) == 0 && !s.refilling && !s.deleting {
+			t.held.Store(0)
+			t.backlog.Store(0)
+			return
+		}
+	}
+}
+
+// lease takes up to req.Max ready messages under a new lease.
+func (s *topicState) lease(req ports.LeaseRequest, now time.Time) leaseReply {
+	if s.draining || s.t.r.draining.Load() {
+		return leaseReply{err: fmt.Errorf("reader is draining: %w", ports.ErrClosed)}
+	}
+	empty := domain.Lease{Topic: s.t.name, ConsumerID: req.ConsumerID, Messages: []domain.Message{}}
+	msgs := s.take(req.Max)
+	if len(msgs) == 0 {
+		return leaseReply{lease: empty}
+	}
+	l := &lease{id: uuid.New(), consumer: req.ConsumerID, expires: now.Add(req.LeaseDuration), msgs: msgs, index: -1}
+	s.leases[l.id] = l
+	heap.Push(&s.expiry, l)
+	s.leasedCount += len(msgs)
+	out := make([]domain.Message, len(msgs))
+	for i, m := range msgs {
+		m.deliveries++
+		s.seen.put(m.id, m.deliveries)
+		out[i] = domain.Message{ID: m.uuid, Topic: s.t.name, Partition: m.partition, Payload: m.payload,
+			CreatedAt: m.createdAt, Deliveries: m.deliveries}
+	}
+	s.t.r.metrics.leased.Add(float64(len(msgs)))
+	return leaseReply{lease: domain.Lease{ID: l.id, Topic: s.t.name, ConsumerID: req.ConsumerID,
+		ExpiresAt: l.expires, Messages: out}}
+}
+
+// take removes up to n ready messages: fairly across partitions (each
+// non-empty partition gives an equal share per pass, the pass starting at a
+// rotating partition), first in, first out within each.
+func (s *topicState) take(n int) []*message {
+	n = min(n, s.readyCount)
+	if n == 0 {
+		return nil
+	}
+	out := make([]*message, 0, n)
+	parts := len(s.ready)
+	for len(out) < n {
+		nonEmpty := 0
+		for _, q := range s.ready {
+			if len(q) > 0 {
+				nonEmpty++
+			}
+		}
+		share := max(1, (n-len(out))/nonEmpty)
+		for i := 0; i < parts && len(out) < n; i++ {
+			p := (s.cursor + i) % parts
+			q := s.ready[p]
+			if len(q) == 0 {
+				continue
+			}
+			c := min(share, len(q), n-len(out))
+			out = append(out, q[:c]...)
+			clear(q[:c]) // drop references so leased messages are not kept alive by ready's array
+			if c == len(q) {
+				s.ready[p] = nil
+			} else {
+				s.ready[p] = q[c:]
+			}
+		}
+		s.cursor = (s.cursor + 1) % parts
+	}
+	s.readyCount -= n
+	return out
+}
+
+// settle handles Ack and Release. It returns waiting true when the ack
+// waits for its DELETE (deleted answers it), else the answer.
+func (s *topicState) settle(c settleCall, now time.Time) (waiting bool, err error) {
+	l := s.leases[c.ref.LeaseID]
+	switch {
+	case l == nil:
+		if _, ok := s.acked.get(c.ref.LeaseID); ok && !c.release {
+			return false, nil
+		}
+		return false, ports.ErrLeaseExpired
+	case c.ref.ConsumerID != l.consumer:
+		return false, fmt.Errorf("%w: lease belongs to consumer %q, not %q",
+			ports.ErrInvalidArgument, l.consumer, c.ref.ConsumerID)
+	case l.acking && c.release:
+		return false, fmt.Errorf("%w: lease is acked", ports.ErrLeaseExpired)
+	case l.acking:
+		l.waiters = append(l.waiters, c.reply)
+		return true, nil
+	case !now.Before(l.expires):
+		s.expireLease(l)
+		return false, fmt.Errorf("%w: lease expired at %s", ports.ErrLeaseExpired, l.expires.UTC().Format(time.RFC3339Nano))
+	case c.release:
+		s.release(l)
+		return false, nil
+	}
+	heap.Remove(&s.expiry, l.index)
+	l.acking = true
+	l.waiters = append(l.waiters, c.reply)
+	s.leasedCount -= len(l.msgs)
+	s.pendingDel = append(s.pendingDel, l)
+	s.pendingIDs += len(l.msgs)
+	return true, nil
+}
+
+// release puts a live lease's messages back at the front of their
+// partitions, keeping their order. While draining they leave memory instead:
+// nothing will lease them here.
+func (s *topicState) release(l *lease) {
+	delete(s.leases, l.id)
+	heap.Remove(&s.expiry, l.index)
+	s.leasedCount -= len(l.msgs)
+	if s.draining {
+		for _, m := range l.msgs {
+			delete(s.held, m.id)
+		}
+		return
+	}
+	byPart := make(map[int][]*message)
+	for _, m := range l.msgs {
+		p := m.partition - s.first
+		byPart[p] = append(byPart[p], m)
+	}
+	for p, ms := range byPart {
+		s.ready[p] = append(ms, s.ready[p]...)
+	}
+	s.readyCount += len(l.msgs)
+}
+
+// expire drops every live lease whose time has come.
+func (s *topicState) expire(now time.Time) {
+	for len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
+		s.expireLease(s.expiry[0])
+	}
+}
+
+// expireLease drops a live lease and its messages from memory; the rows
+// stay in PostgreSQL, so a later refill reloads and redelivers them.
+func (s *topicState) expireLease(l *lease) {
+	delete(s.leases, l.id)
+	if l.index >= 0 {
+		heap.Remove(&s.expiry, l.index)
+	}
+	s.leasedCount -= len(l.msgs)
+	for _, m := range l.msgs {
+		delete(s.held, m.id)
+	}
+	if s.abandoned {
+		s.t.r.abandoned.Add(1)
+		return
+	}
+	s.t.r.metrics.expired.Inc()
+}
+
+// maybeDelete starts the next batched DELETE when none is in flight and the
+// pending acks are due.
+func (s *topicState) maybeDelete() {
+	if s.deleting || len(s.pendingDel) == 0 {
+		return
+	}
+	if !(s.cfg.DeleteInterval == 0 || s.deleteDue || s.draining || s.pendingIDs >= s.cfg.DeleteBatch) {
+		return
+	}
+	n, ids := 0, 0
+	for n < len(s.pendingDel) && (n == 0 || ids+len(s.pendingDel[n].msgs) <= s.cfg.DeleteBatch) {
+		ids += len(s.pendingDel[n].msgs)
+		n++
+	}
+	batch := s.pendingDel[:n:n]
+	s.pendingDel = s.pendingDel[n:]
+	s.pendingIDs -= ids
+	if len(s.pendingDel) == 0 {
+		s.pendingDel, s.deleteDue = nil, false
+	}
+	idList := make([]int64, 0, ids)
+	for _, l := range batch {
+		for _, m := range l.msgs {
+			idList = append(idList, m.id)
+		}
+	}
+	s.deleting = true
+	r, done := s.t.r, s.deleteDone
+	s.io.Go(func() {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
+		defer cancel()
+		start := time.Now()
+		_, err := r.pool.Exec(ctx, deleteSQL, idList)
+		done <- deleteResult{leases: batch, err: err, elapsed: time.Since(start)}
+	})
+}
+
+// deleted answers the acks of a finished DELETE. On success their messages
+// leave memory (and are tombstoned against the refill in flight); on failure
+// their leases are live again, unless expired or abandoned meanwhile.
+func (s *topicState) deleted(res deleteResult, now time.Time) {
+	s.deleting = false
+	s.t.r.metrics.deleteTime.Observe(res.elapsed.Seconds())
+	if res.err != nil {
+		err := fmt.Errorf("delete acked messages: %w", translate(res.err))
+		s.t.r.logger.Warn("ack delete failed", "topic", s.t.name, "leases", len(res.leases), "err", res.err)
+		for _, l := range res.leases {
+			l.acking = false
+			s.leasedCount += len(l.msgs)
+			for _, w := range l.waiters {
+				w <- err
+			}
+			l.waiters = nil
+			heap.Push(&s.expiry, l)
+			if s.abandoned || !now.Before(l.expires) {
+				s.expireLease(l)
+			}
+		}
+		return
+	}
+	acked := 0
+	for _, l := range res.leases {
+		delete(s.leases, l.id)
+		for _, m := range l.msgs {
+			delete(s.held, m.id)
+			s.seen.remove(m.id)
+			if s.refilling {
+				s.tombstones[m.id] = struct{}{}
+			}
+		}
+		acked += len(l.msgs)
+		s.acked.put(l.id, struct{}{})
+		for _, w := range l.waiters {
+			w <- nil
+		}
+		l.waiters = nil
+	}
+	s.t.r.metrics.acked.Add(float64(acked))
+}
+
+// maybeRefill starts a refill when none is in flight, ready runs low, there
+// is room, and either the last refill filled its batch or RefillInterval has
+// passed since it.
+func (s *topicState) maybeRefill(now time.Time) {
+	if s.refilling || s.draining {
+		return
+	}
+	room := s.cfg.BufferSize - len(s.held)
+	if room <= 0 || s.readyCount >= s.lowWater {
+		return
+	}
+	if !s.refillMore && now.Before(s.nextRefill) {
+		return
+	}
+	held := make([]int64, 0, len(s.held))
+	for id := range s.held {
+		held = append(held, id)
+	}
+	limit := min(s.cfg.RefillBatch, room)
+	r, name, done := s.t.r, s.t.name, s.refillDone
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
+	s.refilling, s.refillCancel = true, cancel
+	s.io.Go(func() {
+		defer cancel()
+		start := time.Now()
+		rows, err := r.loadRows(ctx, name, held, limit)
+		done <- refillResult{rows: rows, limit: limit, err: err, elapsed: time.Since(start)}
+	})
+}
+
+// refilled adds a refill's rows to ready, skipping any row held now or
+// deleted while the query ran (its snapshot may predate the DELETE).
+func (s *topicState) refilled(res refillResult, now time.Time) {
+	s.refilling, s.refillCancel = false, nil
+	s.nextRefill = now.Add(s.cfg.RefillInterval)
+	s.refillMore = false
+	defer clear(s.tombstones)
+	if s.draining {
+		return
+	}
+	s.t.r.metrics.refillTime.Observe(res.elapsed.Seconds())
+	if res.err != nil {
+		s.t.r.metrics.refillFails.Inc()
+		s.t.r.logger.Warn("refill failed", "topic", s.t.name, "err", res.err)
+		return
+	}
+	for _, row := range res.rows {
+		if _, ok := s.held[row.id]; ok {
+			continue
+		}
+		if _, ok := s.tombstones[row.id]; ok {
+			continue
+		}
+		p := int(row.partition) - s.first
+		if p < 0 || p >= len(s.ready) {
+			continue
+		}
+		m := &message{id: row.id, uuid: row.uuid, partition: int(row.partition), payload: row.payload, createdAt: row.createdAt}
+		if d, ok := s.seen.get(row.id); ok {
+			m.deliveries = d
+			s.t.r.metrics.redelivered.Inc()
+		}
+		s.held[row.id] = m
+		s.ready[p] = append(s.ready[p], m)
+		s.readyCount++
+	}
+	s.refillMore = len(res.rows) == res.limit
+}
+
+// drain refuses new leases and lets go of the ready messages: they stay in
+// PostgreSQL for the next owner.
+func (s *topicState) drain() {
+	if s.draining {
+		return
+	}
+	s.draining = true
+	if s.refillCancel != nil {
+		s.refillCancel()
+	}
+	for i, q := range s.ready {
+		for _, m := range q {
+			delete(s.held, m.id)
+		}
+		s.ready[i] = nil
+	}
+	s.readyCount = 0
+}
+
+// abandon stops waiting for live leases; acks already in a DELETE finish.
+func (s *topicState) abandon() {
+	s.drain()
+	s.abandoned = true
+	for _, l := range s.leases {
+		if !l.acking {
+			s.expireLease(l)
+		}
+	}
+}
+
+// loadRows runs refillSQL. The unnamed statement of
+// QueryExecModeCacheDescribe makes PostgreSQL plan with the held ids as a
+// constant, which lets it hash them (see refillSQL).
+func (r *Reader) loadRows(ctx context.Context, topic string, held []int64, limit int) ([]loadedRow, error) {
+	rows, err := r.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe,
+		topic, r.cfg.Range.First, r.cfg.Range.Last, held, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]loadedRow, 0, limit)
+	for rows.Next() {
+		var l loadedRow
+		if err := rows.Scan(&l.id, &l.uuid, &l.payload, &l.partition, &l.createdAt); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// leaseHeap orders leases by expiry (container/heap), keeping each
+// lease's index so a settled lease leaves at once.
+type leaseHeap []*lease
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h leaseHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *leaseHeap) Push(x any) {
+	l := x.(*lease)
+	l.index = len(*h)
+	*h = append(*h, l)
+}
+
+func (h *leaseHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	l.index = -1
+	*h = old[:len(old)-1]
+	return l
+}
+
+// next is the earliest expiry, if any.
+func (h leaseHeap) next() (time.Time, bool) {
+	if len(h) == 0 {
+		return time.Time{}, false
+	}
+	return h[0].expires, true
+}
+
+// boundedMap remembers at most capacity keys, forgetting the oldest first.
+// It is owned by one goroutine.
+type boundedMap[K comparable, V any] struct {
+	m    map[K]V
+	ring []K // insertion order; slots of removed keys are skipped on eviction
+	head int
+	n    int
+}
+
+func newBoundedMap[K comparable, V any](capacity int) *boundedMap[K, V] {
+	return &boundedMap[K, V]{m: make(map[K]V), ring: make([]K, capacity)}
+}
+
+func (b *boundedMap[K, V]) get(k K) (V, bool) {
+	v, ok := b.m[k]
+	return v, ok
+}
+
+func (b *boundedMap[K, V]) put(k K, v V) {
+	if _, ok := b.m[k]; !ok {
+		if b.n == len(b.ring) {
+			delete(b.m, b.ring[b.head])
+			b.ring[b.head] = k
+			b.head = (b.head + 1) % len(b.ring)
+		} else {
+			b.ring[(b.head+b.n)%len(b.ring)] = k
+			b.n++
+		}
+	}
+	b.m[k] = v
+}
+
+func (b *boundedMap[K, V]) remove(k K) { delete(b.m, k) }

@@ -1,0 +1,428 @@
+package pgqueue
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/ports"
+)
+
+var (
+	_ ports.Publisher = (*Writer)(nil)
+	_ ports.Checker   = (*Writer)(nil)
+)
+
+// Writer is the queue's write side: it group-commits publishes into
+// queue_messages. One goroutine (run) gathers concurrent publishes into
+// batches of up to MaxBatch messages and hands each to one of Flushers
+// goroutines, which writes it in one statement and answers every publisher
+// after COMMIT. Buffer room is reserved atomically at Publish and released
+// when the publish's batch finishes, so a full buffer refuses work at once
+// instead of queueing it.
+type Writer struct {
+	pool    *pgxpool.Pool
+	cfg     WriterConfig
+	logger  *slog.Logger
+	metrics *writerMetrics
+	insert  insertFunc // how a flusher writes a batch; set before run starts
+
+	buffered atomic.Int64 // messages reserved and not yet finished; any goroutine
+	closed   atomic.Bool  // set by Close; read by Publish
+	flushes  atomic.Int64 // flush statements attempted; read by tests
+	gathered atomic.Int64 // messages run holds, not yet handed to a flusher; written by run, read by tests
+
+	requests chan *publishRequest   // Publish → run; unbuffered
+	batches  chan []*publishRequest // run → flushers; unbuffered: a send succeeds only when a flusher is idle
+	quit     chan struct{}          // closed by Close: run stops accepting, flushes what it holds, exits
+	quitOnce sync.Once
+	ctx      context.Context // parent of every flush; cancelled when Close gives up waiting
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when run and every flusher have returned
+}
+
+// publishRequest is one Publish call on its way through run and a flusher.
+type publishRequest struct {
+	rows  []row
+	reply chan publishReply // 1-buffered: the flusher never blocks on a publisher that gave up
+}
+
+type publishReply struct {
+	result ports.PublishResult
+	err    error
+}
+
+// insertFunc writes rows in one transaction and returns the (topic, id) of
+// the rows it inserted; the others were duplicates.
+type insertFunc func(ctx context.Context, pool *pgxpool.Pool, rows []row) (map[msgKey]struct{}, error)
+
+type msgKey struct {
+	topic string
+	id    uuid.UUID
+}
+
+// NewWriter starts a Writer over pool. A nil logger means slog.Default(); a
+// nil registerer leaves the metrics unregistered. Close stops it.
+func NewWriter(pool *pgxpool.Pool, cfg WriterConfig, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		return nil, fmt.Errorf("new writer: nil pool")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	w := &Writer{
+		pool:     pool,
+		cfg:      cfg,
+		logger:   logger.With("component", "pgqueue.writer"),
+		insert:   insertUnnest,
+		requests: make(chan *publishRequest),
+		batches:  make(chan []*publishRequest),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if w.metrics, err = newWriterMetrics(reg, w.Utilization); err != nil {
+		return nil, fmt.Errorf("new writer: register metrics: %w", err)
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range cfg.Flushers {
+		wg.Go(w.flusher)
+	}
+	wg.Go(w.run)
+	go func() {
+		wg.Wait()
+		w.cancel()
+		close(w.done)
+	}()
+	return w, nil
+}
+
+// Publish validates msgs, waits until they are committed together with
+// whatever other publishes share their flush, and reports how many were new.
+// See ports.Publisher for the errors. A publish is atomic: its messages are
+// written by one transaction. When ctx ends first the publish may still
+// commit; retrying with the same idempotency keys is safe.
+func (w *Writer) Publish(ctx context.Context, topic string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
+	}
+	if w.closed.Load() {
+		w.metrics.rejected.WithLabelValues(reasonClosed).Inc()
+		return ports.PublishResult{}, fmt.Errorf("publish: writer %w", ports.ErrClosed)
+	}
+	rows, err := prepareRows(topic, msgs)
+	if err != nil {
+		w.metrics.rejected.WithLabelValues(reasonInvalid).Inc()
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
+	}
+	n := int64(len(rows))
+	if n > int64(w.cfg.BufferSize) {
+		w.metrics.rejected.WithLabelValues(reasonInvalid).Inc()
+		return ports.PublishResult{}, fmt.Errorf("publish: %w: %d messages exceed the writer's buffer of %d",
+			ports.ErrInvalidArgument, n, w.cfg.BufferSize)
+	}
+	if !w.reserve(n) {
+		w.metrics.rejected.WithLabelValues(reasonBackpressure).Inc()
+		return ports.PublishResult{}, fmt.Errorf("publish %d messages: %w", n, ports.ErrBackpressure)
+	}
+	req := &publishRequest{rows: rows, reply: make(chan publishReply, 1)}
+	select {
+	case w.requests <- req:
+	case <-w.quit:
+		w.buffered.Add(-n)
+		w.metrics.rejected.WithLabelValues(reasonClosed).Inc()
+		return ports.PublishResult{}, fmt.Errorf("publish: writer %w", ports.ErrClosed)
+	case <-ctx.Done():
+		w.buffered.Add(-n)
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", ctx.Err())
+	}
+	// run answers every request it took, even while closing.
+	select {
+	case rep := <-req.reply:
+		if rep.err != nil {
+			return rep.result, fmt.Errorf("publish: %w", rep.err)
+		}
+		return rep.result, nil
+	case <-ctx.Done():
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", ctx.Err())
+	}
+}
+
+// reserve takes room for n messages, all or nothing.
+func (w *Writer) reserve(n int64) bool {
+	capacity := int64(w.cfg.BufferSize)
+	for {
+		cur := w.buffered.Load()
+		if cur+n > capacity {
+			return false
+		}
+		if w.buffered.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// Utilization is the share of the buffer held by publishes not yet
+// committed, 0 to 1: the autoscaling signal.
+func (w *Writer) Utilization() float64 {
+	return float64(w.buffered.Load()) / float64(w.cfg.BufferSize)
+}
+
+// Check reports whether PostgreSQL answers.
+func (w *Writer) Check(ctx context.Context) error {
+	if err := w.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("writer check: %w", translate(err))
+	}
+	return nil
+}
+
+// Close stops accepting publishes (they fail with ports.ErrClosed), commits
+// what is buffered, and waits for every goroutine. When ctx ends first, the
+// flushes in flight are cancelled (their publishers get ports.ErrUnavailable)
+// and Close still waits for the goroutines before returning ctx's error.
+func (w *Writer) Close(ctx context.Context) error {
+	w.closed.Store(true)
+	w.quitOnce.Do(func() { close(w.quit) })
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		w.cancel()
+		<-w.done
+		return fmt.Errorf("close writer: %w", ctx.Err())
+	}
+}
+
+// run owns the pending requests: it gathers them into batches and hands each
+// to an idle flusher. It returns after everything it accepted is handed over.
+func (w *Writer) run() {
+	defer close(w.batches)
+	var (
+		pending     []*publishRequest // owned by run, in arrival order
+		pendingMsgs int               // owned by run
+		due         bool              // the oldest pending request has waited FlushInterval
+		timer       = time.NewTimer(time.Hour)
+		timerC      <-chan time.Time
+		requests    = w.requests
+		quit        = w.quit
+	)
+	timer.Stop()
+	defer timer.Stop()
+	add := func(r *publishRequest) {
+		if len(pending) == 0 && w.cfg.FlushInterval > 0 {
+			due = false
+			timer.Reset(w.cfg.FlushInterval)
+			timerC = timer.C
+		}
+		pending = append(pending, r)
+		pendingMsgs += len(r.rows)
+		w.gathered.Store(int64(pendingMsgs))
+	}
+	for {
+		// Take what is already waiting before deciding to flush, so a batch
+		// holds everything that arrived while the flushers were busy.
+	gather:
+		for requests != nil && pendingMsgs < w.cfg.MaxBatch {
+			select {
+			case r := <-requests:
+				add(r)
+			default:
+				break gather
+			}
+		}
+		if requests == nil && len(pending) == 0 {
+			return
+		}
+		var (
+			out  chan<- []*publishRequest // nil (disabled) until a batch is ready
+			next []*publishRequest
+		)
+		if len(pending) > 0 && (requests == nil || due || w.cfg.FlushInterval == 0 || pendingMsgs >= w.cfg.MaxBatch) {
+			n, msgs := 1, len(pending[0].rows)
+			for n < len(pending) && msgs+len(pending[n].rows) <= w.cfg.MaxBatch {
+				msgs += len(pending[n].rows)
+				n++
+			}
+			next, out = pending[:n:n], w.batches
+		}
+		select {
+		case r := <-requests:
+			add(r)
+		case out <- next:
+			for _, r := range next {
+				pendingMsgs -= len(r.rows)
+			}
+			w.gathered.Store(int64(pendingMsgs))
+			pending = pending[len(next):]
+			if len(pending) == 0 {
+				pending = nil
+				timer.Stop()
+				timerC, due = nil, false
+			}
+		case <-timerC:
+			timerC, due = nil, true
+		case <-quit:
+			requests, quit = nil, nil
+		}
+	}
+}
+
+// flusher writes the batches run hands it, one at a time.
+func (w *Writer) flusher() {
+	for batch := range w.batches {
+		w.flush(batch)
+	}
+}
+
+// flush writes one batch and answers its publishers. When PostgreSQL refuses
+// a value (a payload jsonb rejects despite validation), the batch is retried
+// one publish at a time so only the offending publish fails.
+func (w *Writer) flush(batch []*publishRequest) {
+	err := w.write(batch)
+	if err != nil && len(batch) > 1 && isDataError(err) {
+		for _, r := range batch {
+			if err := w.write([]*publishRequest{r}); err != nil {
+				w.fail([]*publishRequest{r}, err)
+			}
+		}
+		return
+	}
+	if err != nil {
+		w.fail(batch, err)
+	}
+}
+
+// write runs one flush statement and, when it commits, answers the batch.
+func (w *Writer) write(batch []*publishRequest) error {
+	var rows []row
+	if len(batch) == 1 {
+		rows = batch[0].rows
+	} else {
+		n := 0
+		for _, r := range batch {
+			n += len(r.rows)
+		}
+		rows = make([]row, 0, n)
+		for _, r := range batch {
+			rows = append(rows, r.rows...)
+		}
+	}
+	w.flushes.Add(1)
+	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.FlushTimeout)
+	start := time.Now()
+	inserted, err := w.insert(ctx, w.pool, rows)
+	cancel()
+	w.metrics.flushTime.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return err
+	}
+	w.metrics.flushSize.Observe(float64(len(rows)))
+	// The first occurrence of an id in batch order is the one inserted;
+	// later ones, and ids already queued, are duplicates.
+	var accepted, duplicates int
+	for _, r := range batch {
+		var res ports.PublishResult
+		for _, m := range r.rows {
+			k := msgKey{m.topic, m.id}
+			if _, ok := inserted[k]; ok {
+				delete(inserted, k)
+				res.Accepted++
+			} else {
+				res.Duplicates++
+			}
+		}
+		accepted += res.Accepted
+		duplicates += res.Duplicates
+		w.buffered.Add(-int64(len(r.rows)))
+		r.reply <- publishReply{result: res}
+	}
+	w.metrics.published.Add(float64(accepted))
+	w.metrics.duplicates.Add(float64(duplicates))
+	return nil
+}
+
+// fail answers every publisher of batch with err and frees their room.
+// Nothing of the batch is committed.
+func (w *Writer) fail(batch []*publishRequest, err error) {
+	err = translate(err)
+	n := 0
+	for _, r := range batch {
+		n += len(r.rows)
+		w.buffered.Add(-int64(len(r.rows)))
+		r.reply <- publishReply{err: fmt.Errorf("flush %d messages: %w", len(r.rows), err)}
+	}
+	reason := reasonUnavailable
+	if isDataError(err) {
+		reason = reasonInvalid
+	}
+	w.metrics.rejected.WithLabelValues(reason).Add(float64(len(batch)))
+	w.logger.Warn("flush failed", "publishes", len(batch), "messages", n, "err", err)
+}
+
+// insertUnnest writes rows with insertSQL: one statement, one round trip.
+func insertUnnest(ctx context.Context, pool *pgxpool.Pool, rows []row) (map[msgKey]struct{}, error) {
+	topics := make([]string, len(rows))
+	ids := make([]uuid.UUID, len(rows))
+	payloads := make([][]byte, len(rows))
+	parts := make([]int16, len(rows))
+	for i, r := range rows {
+		topics[i], ids[i], payloads[i], parts[i] = r.topic, r.id, r.payload, r.partition
+	}
+	res, err := pool.Query(ctx, insertSQL, topics, ids, payloads, parts)
+	if err != nil {
+		return nil, err
+	}
+	return collectInserted(res, len(rows))
+}
+
+// insertCopy writes rows by COPY into a per-connection staging table and one
+// INSERT … SELECT, in one transaction (several round trips). Kept only for
+// BenchmarkInsertMethod.
+func insertCopy(ctx context.Context, pool *pgxpool.Pool, rows []row) (map[msgKey]struct{}, error) {
+	var inserted map[msgKey]struct{}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, createStagingSQL); err != nil {
+			return err
+		}
+		src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+			r := rows[i]
+			return []any{int32(i), r.topic, r.id, r.payload, r.partition}, nil
+		})
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"queue_staging"},
+			[]string{"ord", "topic", "msg_uuid", "payload", "partition_key"}, src); err != nil {
+			return err
+		}
+		res, err := tx.Query(ctx, copyInsertSQL)
+		if err != nil {
+			return err
+		}
+		inserted, err = collectInserted(res, len(rows))
+		return err
+	})
+	return inserted, err
+}
+
+func collectInserted(res pgx.Rows, n int) (map[msgKey]struct{}, error) {
+	defer res.Close()
+	inserted := make(map[msgKey]struct{}, n)
+	var k msgKey
+	for res.Next() {
+		if err := res.Scan(&k.topic, &k.id); err != nil {
+			return nil, err
+		}
+		inserted[k] = struct{}{}
+	}
+	return inserted, res.Err()
+}
