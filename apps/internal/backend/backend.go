@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/memory"
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
+	"github.com/gpufleet/telemetry/adapters/pgqueue"
 	"github.com/gpufleet/telemetry/adapters/postgres"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/migrations"
@@ -70,6 +71,16 @@ func Store(env *platform.Env) fx.Option {
 // DATABASE_URL and DB_MAX_CONNS), applies migrations at start unless
 // MIGRATE_ON_START=false, and checks the database in /readyz.
 func Database(env *platform.Env) fx.Option {
+	return database(env, postgres.Module)
+}
+
+// Pool is Database without the telemetry store, for a PostgreSQL queue
+// beside a memory store.
+func Pool(env *platform.Env) fx.Option {
+	return database(env, fx.Provide(postgres.NewPool))
+}
+
+func database(env *platform.Env, provide fx.Option) fx.Option {
 	cfg := postgres.Config{
 		DatabaseURL: env.Require("DATABASE_URL"),
 		MaxConns:    int32(env.Int("DB_MAX_CONNS", 16, 1, 1000)),
@@ -77,7 +88,7 @@ func Database(env *platform.Env) fx.Option {
 	migrate := env.Bool("MIGRATE_ON_START", true)
 	return fx.Options(
 		fx.Supply(cfg),
-		postgres.Module,
+		provide,
 		fx.Provide(platform.AsCheck(func(pool *pgxpool.Pool) platform.Check {
 			return platform.Check{Name: "database", Fn: pool.Ping}
 		})),
@@ -109,4 +120,25 @@ func Hostname() string {
 		return "collector"
 	}
 	return h
+}
+
+// InProcess provides the store and the whole queue inside one process (the
+// single-process app): the PostgreSQL queue's writer and reader with no HTTP
+// between them, the memory queue, or NATS; and the store of Store.
+func InProcess(env *platform.Env, writer pgqueue.WriterConfig, reader pgqueue.ReaderConfig) fx.Option {
+	store := Store(env)
+	switch kind := env.OneOf("QUEUE_BACKEND", QueuePostgres, QueuePostgres, QueueNATS, QueueMemory); kind {
+	case QueuePostgres:
+		if env.String("STORE_BACKEND", "postgres") != "postgres" {
+			store = fx.Options(store, Pool(env)) // the queue still needs the database
+		}
+		return fx.Options(store, fx.Supply(writer, reader), pgqueue.Module,
+			fx.Provide(platform.AsCheck(func(q *pgqueue.Queue) platform.Check { return platform.Check{Name: "queue", Fn: q.Check} })))
+	case QueueNATS:
+		return fx.Options(store, natsQueue(env))
+	case QueueMemory:
+		return fx.Options(store, memory.QueueModule)
+	default:
+		return fx.Error(fmt.Errorf("QUEUE_BACKEND=%q: want postgres, nats or memory", kind))
+	}
 }
