@@ -1,79 +1,17 @@
 package main
 
 import (
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-	"github.com/stretchr/testify/require"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxtest"
-
-	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 )
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	base := startForMetrics(t, map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory"})
-	requireProbesOK(t, base)
-	requireCleanMetrics(t, base,
+	base := apptest.Start(t, options, map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory"})
+	apptest.RequireProbesOK(t, base)
+	apptest.RequireCleanMetrics(t, base,
 		"collector_records_persisted_total", "collector_messages_acked_total", "collector_acks_rejected_total",
 		"collector_messages_dead_lettered_total", "collector_batch_duration_seconds",
 		"memory_queue_ready_messages", "go_goroutines", "process_cpu_seconds_total")
-}
-
-// startForMetrics starts the app on 127.0.0.1:0 with env and returns the base
-// URL of its platform server; the app stops when the test ends.
-func startForMetrics(t *testing.T, env map[string]string) string {
-	t.Helper()
-	env["HTTP_ADDR"] = "127.0.0.1:0"
-	e := platform.NewEnvFrom(env)
-	var srv *platform.Server
-	app := fxtest.New(t, options(e), fx.Populate(&srv))
-	require.NoError(t, e.Err())
-	app.RequireStart()
-	t.Cleanup(app.RequireStop)
-	return "http://" + srv.Addr()
-}
-
-// fetch makes one request and returns the status and body.
-func fetch(t *testing.T, method, url, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
-	require.NoError(t, err)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
-}
-
-// requireProbesOK checks /healthz and /readyz.
-func requireProbesOK(t *testing.T, base string) {
-	t.Helper()
-	for _, path := range []string{"/healthz", "/readyz"} {
-		code, body := fetch(t, http.MethodGet, base+path, "")
-		require.Equal(t, http.StatusOK, code, "%s: %s", path, body)
-	}
-}
-
-// requireCleanMetrics scrapes /metrics, requires promlint to find no
-// problem, requires each name to be exposed, and returns the scrape.
-func requireCleanMetrics(t *testing.T, base string, names ...string) string {
-	t.Helper()
-	code, body := fetch(t, http.MethodGet, base+"/metrics", "")
-	require.Equal(t, http.StatusOK, code)
-	problems, err := promlint.New(strings.NewReader(body)).Lint()
-	require.NoError(t, err)
-	require.Empty(t, problems, "promlint")
-	for _, name := range names {
-		require.Contains(t, body, "\n# TYPE "+name+" ", "metric %s is exposed", name)
-	}
-	return body
 }
