@@ -102,7 +102,20 @@ func run() error {
 			"MQ_WRITER_URL": "http://127.0.0.1:8081"}},
 	}
 	if queue == "nats" {
-		apps = apps[2:] // streamer and collector talk to NATS directly
+		// The streamer and collector talk to NATS directly; an embedded
+		// JetStream server (fsync on every write) replaces mqwriter/mqreader.
+		natsURL := os.Getenv("NATS_URL")
+		if natsURL == "" {
+			natsURL = "nats://127.0.0.1:4223"
+			apps[1] = app{"natsd", "127.0.0.1:8086", "/readyz", map[string]string{
+				"NATS_ADDR": "127.0.0.1:4223", "NATS_STORE_DIR": filepath.Join(root, ".local", "nats")}}
+			apps = apps[1:]
+		} else {
+			apps = apps[2:]
+		}
+		for _, a := range apps {
+			a.env["NATS_URL"] = natsURL
+		}
 	}
 	var procs []*stack.Proc
 	defer func() {
@@ -136,8 +149,8 @@ func run() error {
 GPU telemetry pipeline is running (queue backend: %s).
   API            http://127.0.0.1:8080/api/v1/gpus
   Swagger UI     http://127.0.0.1:8080/swagger/
-  mqwriter       http://127.0.0.1:8081/metrics
-  mqreader       http://127.0.0.1:8082/metrics
+  mqwriter       http://127.0.0.1:8081/metrics   (postgres backend)
+  mqreader       http://127.0.0.1:8082/metrics   (postgres backend)
   collector      http://127.0.0.1:8083/metrics
   streamer       http://127.0.0.1:8084/metrics
   database       %s

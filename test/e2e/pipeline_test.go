@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer"); err != nil {
+	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -57,6 +57,8 @@ type pipeline struct {
 	logDir string
 	writer *stack.Proc
 	reader *stack.Proc
+	// natsURL is set when the queue is NATS JetStream instead of ours.
+	natsURL string
 }
 
 func newPipeline(t *testing.T) *pipeline {
@@ -65,6 +67,19 @@ func newPipeline(t *testing.T) *pipeline {
 	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
 	p.writer = p.start("mqwriter", map[string]string{})
 	p.reader = p.start("mqreader", map[string]string{"PARTITIONS": "0-255"})
+	return p
+}
+
+// newNATSPipeline runs the streamer and collector on NATS JetStream (an
+// embedded server with fsync on every write) instead of mqwriter/mqreader.
+func newNATSPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
+	natsAddr, err := stack.FreeAddr()
+	require.NoError(t, err)
+	p.start("natsd", map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": t.TempDir()})
+	p.natsURL = "nats://" + natsAddr
 	return p
 }
 
@@ -87,15 +102,27 @@ func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
 func (p *pipeline) streamer(rows int) *stack.Proc {
 	root, err := stack.Root()
 	require.NoError(p.t, err)
-	return p.start("streamer", map[string]string{
-		"MQ_WRITER_URL":     p.writer.URL(),
+	env := map[string]string{
 		"STREAMER_CSV_PATH": filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv"),
 		"STREAMER_MAX_ROWS": fmt.Sprint(rows),
-	})
+	}
+	p.queueEnv(env, "MQ_WRITER_URL", p.writer)
+	return p.start("streamer", env)
+}
+
+// queueEnv points an app at the pipeline's queue: NATS, or our queue's
+// writer or reader under key.
+func (p *pipeline) queueEnv(env map[string]string, key string, proc *stack.Proc) {
+	if p.natsURL != "" {
+		env["QUEUE_BACKEND"], env["NATS_URL"] = "nats", p.natsURL
+		return
+	}
+	env[key] = proc.URL()
 }
 
 func (p *pipeline) collector(extra map[string]string) *stack.Proc {
-	env := map[string]string{"MQ_READER_URLS": p.reader.URL(), "POLL_INTERVAL_MS": "20"}
+	env := map[string]string{"POLL_INTERVAL_MS": "20"}
+	p.queueEnv(env, "MQ_READER_URLS", p.reader)
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -161,6 +188,16 @@ func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	stored := p.count(`SELECT count(*) FROM telemetry`)
 	require.Less(t, stored, csvRows, "the kill must land before the collector finished")
 	p.collector(slow)
+	p.settled(csvRows)
+	p.checkExactlyOnce(start)
+}
+
+func TestNATSBackendPersistsEveryRowExactlyOnce(t *testing.T) {
+	t.Parallel()
+	p := newNATSPipeline(t)
+	p.collector(nil)
+	start := time.Now().UTC()
+	p.streamer(csvRows)
 	p.settled(csvRows)
 	p.checkExactlyOnce(start)
 }

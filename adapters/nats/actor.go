@@ -1,0 +1,354 @@
+package nats
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// signalKind says what signalLoop sends for each message of a signal.
+type signalKind int
+
+const (
+	signalNak      signalKind = iota // redeliver now
+	signalProgress                   // restart the server's AckWait
+)
+
+func (k signalKind) String() string {
+	if k == signalNak {
+		return "nak"
+	}
+	return "in_progress"
+}
+
+// signal is a batch of Naks or InProgress updates for signalLoop.
+type signal struct {
+	kind signalKind
+	msgs []jetstream.Msg
+	sent chan struct{} // closed once sent, when someone waits for it; else nil
+}
+
+// lease is a lease this client handed out. Owned by run, except msgs,
+// which is never modified and is read by the ack goroutine.
+type lease struct {
+	id         uuid.UUID
+	topic      string
+	consumer   string
+	msgs       []jetstream.Msg
+	expiresAt  time.Time
+	progressAt time.Time     // when the next InProgress is due; zero when the lease ends first
+	every      time.Duration // InProgress period: the consumer's AckWait/2
+	acking     bool          // an ack is in flight; the lease is not in state.due meanwhile
+	waiters    []chan error  // callers waiting for the ack in flight; each 1-buffered
+	index      int           // position in state.due; -1 when not there
+}
+
+// setProgress schedules the next InProgress at t, or none when the lease
+// ends first.
+func (l *lease) setProgress(t time.Time) {
+	if t.Before(l.expiresAt) {
+		l.progressAt = t
+	} else {
+		l.progressAt = time.Time{}
+	}
+}
+
+// next is when run must next look at the lease.
+func (l *lease) next() time.Time {
+	if !l.progressAt.IsZero() {
+		return l.progressAt
+	}
+	return l.expiresAt
+}
+
+// state is everything run owns.
+type state struct {
+	q       *Queue               // read-only fields only: cfg, log, metrics, wg, ops, done
+	topics  map[string]*topic    // topics set up on the server
+	leases  map[uuid.UUID]*lease // live leases, and those with an ack in flight
+	due     leaseHeap            // live leases by next()
+	acked   *boundedSet          // recently acked lease id → topic
+	outbox  []signal             // signals waiting for signalLoop
+	acking  int                  // acks in flight
+	closing bool                 // Close was called: refuse requests, finish acks, then stop
+}
+
+// result carries run's answer back to a caller.
+type result[T any] struct {
+	v   T
+	err error
+}
+
+// call runs fn on run and waits for its answer, the caller's context or the
+// queue's end. After Close, fn is not run and call fails with ports.ErrClosed.
+func call[T any](ctx context.Context, q *Queue, op string, fn func(*state) (T, error)) (T, error) {
+	var zero T
+	reply := make(chan result[T], 1) // run never blocks on a caller that gave up
+	req := func(s *state) {
+		if s.closing {
+			reply <- result[T]{err: fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)}
+			return
+		}
+		v, err := fn(s)
+		reply <- result[T]{v, err}
+	}
+	select {
+	case q.ops <- req:
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
+	case <-q.done:
+		return zero, fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)
+	}
+	select {
+	case r := <-reply:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
+	}
+}
+
+// run is the owner goroutine: it applies requests one at a time, expires
+// leases and keeps long ones alive on its timer, and feeds signalLoop. After
+// Close it Naks the live leases, lets the acks in flight finish, hands
+// signalLoop the last signals, and returns.
+func (q *Queue) run(s *state) {
+	defer close(q.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var armed time.Time // when the timer fires; zero when stopped. Owned by run.
+	stop := q.stop
+	for {
+		if s.closing && s.acking == 0 && len(s.outbox) == 0 {
+			timer.Stop()
+			close(q.signals)
+			return
+		}
+		// signalLoop is offered the oldest signal only when there is one.
+		var signals chan<- signal
+		var next signal
+		if len(s.outbox) > 0 {
+			signals, next = q.signals, s.outbox[0]
+		}
+		select {
+		case <-stop:
+			stop = nil
+			s.closing = true
+			s.abandonAll()
+		case op := <-q.ops:
+			op(s)
+		case signals <- next:
+			s.outbox[0] = signal{}
+			s.outbox = s.outbox[1:]
+		case <-timer.C:
+			armed = time.Time{}
+		}
+		s.tick(time.Now())
+		switch at := s.nextDue(); {
+		case at.IsZero() && !armed.IsZero():
+			timer.Stop()
+			armed = time.Time{}
+		case !at.IsZero() && !at.Equal(armed):
+			timer.Reset(time.Until(at))
+			armed = at
+		}
+	}
+}
+
+// tick expires the leases due at now and sends InProgress for those that
+// need one.
+func (s *state) tick(now time.Time) {
+	for len(s.due) > 0 {
+		l := s.due[0]
+		if now.Before(l.next()) {
+			return
+		}
+		if !now.Before(l.expiresAt) {
+			s.expire(l)
+			continue
+		}
+		s.outbox = append(s.outbox, signal{kind: signalProgress, msgs: l.msgs})
+		l.setProgress(now.Add(l.every))
+		heap.Fix(&s.due, l.index)
+	}
+}
+
+func (s *state) nextDue() time.Time {
+	if len(s.due) == 0 {
+		return time.Time{}
+	}
+	return s.due[0].next()
+}
+
+// register makes l live.
+func (s *state) register(l *lease) {
+	s.leases[l.id] = l
+	heap.Push(&s.due, l)
+}
+
+// expire ends a live lease that reached its expiry and Naks its messages.
+func (s *state) expire(l *lease) {
+	s.end(l, nil)
+	s.q.metrics.expired.Inc()
+	s.q.log.Debug("lease expired", "topic", l.topic, "lease_id", l.id, "consumer_id", l.consumer,
+		"messages", len(l.msgs))
+}
+
+// end forgets a lease that is not acking and queues a Nak of its messages;
+// sent, when not nil, is closed once the Naks are sent.
+func (s *state) end(l *lease, sent chan struct{}) {
+	if l.index >= 0 {
+		heap.Remove(&s.due, l.index)
+	}
+	delete(s.leases, l.id)
+	s.outbox = append(s.outbox, signal{kind: signalNak, msgs: l.msgs, sent: sent})
+}
+
+// abandonAll ends every live lease on Close; leases with an ack in flight end
+// when it does.
+func (s *state) abandonAll() {
+	for _, l := range s.leases {
+		if !l.acking {
+			s.end(l, nil)
+		}
+	}
+}
+
+// lookup finds a live lease of ref, expiring it first when its time is up.
+func (s *state) lookup(ref ports.LeaseRef, now time.Time) *lease {
+	l := s.leases[ref.LeaseID]
+	if l == nil || l.topic != ref.Topic {
+		return nil
+	}
+	if !l.acking && !now.Before(l.expiresAt) {
+		s.expire(l)
+		return nil
+	}
+	return l
+}
+
+// beginAck starts acking a live lease, or joins the ack in flight, and
+// returns the channel its outcome arrives on. An acked lease yields a nil
+// channel and no error.
+func (s *state) beginAck(ref ports.LeaseRef, now time.Time) (<-chan error, error) {
+	if topic, ok := s.acked.get(ref.LeaseID); ok && topic == ref.Topic {
+		return nil, nil
+	}
+	l := s.lookup(ref, now)
+	if l == nil {
+		return nil, fmt.Errorf("ack lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
+	}
+	w := make(chan error, 1)
+	l.waiters = append(l.waiters, w)
+	if l.acking {
+		return w, nil
+	}
+	heap.Remove(&s.due, l.index)
+	l.acking = true
+	s.acking++
+	q, msgs := s.q, l.msgs
+	q.wg.Go(func() {
+		err := q.ackAll(msgs)
+		// Not q.send: run waits for every ack in flight before it returns.
+		q.ops <- func(s *state) { s.finishAck(l, err, time.Now()) }
+	})
+	return w, nil
+}
+
+// finishAck records an ack's outcome. A failed ack leaves the lease live, so
+// it can be retried, unless it expired meanwhile or the queue is closing.
+func (s *state) finishAck(l *lease, err error, now time.Time) {
+	s.acking--
+	l.acking = false
+	switch {
+	case err == nil:
+		delete(s.leases, l.id)
+		s.acked.add(l.id, l.topic)
+		s.q.metrics.acked.Add(float64(len(l.msgs)))
+	case s.closing:
+		s.end(l, nil)
+	case !now.Before(l.expiresAt):
+		s.expire(l)
+	default:
+		heap.Push(&s.due, l)
+	}
+	for _, w := range l.waiters {
+		w <- err
+	}
+	l.waiters = nil
+}
+
+// release ends a live lease and queues the Nak of its messages; the returned
+// channel is closed once they are sent.
+func (s *state) release(ref ports.LeaseRef, now time.Time) (<-chan struct{}, error) {
+	l := s.lookup(ref, now)
+	if l == nil || l.acking {
+		return nil, fmt.Errorf("release lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
+	}
+	sent := make(chan struct{})
+	s.end(l, sent)
+	s.q.metrics.released.Add(float64(len(l.msgs)))
+	return sent, nil
+}
+
+// leaseHeap orders live leases by next() (container/heap).
+type leaseHeap []*lease
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].next().Before(h[j].next()) }
+func (h leaseHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *leaseHeap) Push(x any) {
+	l := x.(*lease)
+	l.index = len(*h)
+	*h = append(*h, l)
+}
+
+func (h *leaseHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	l.index = -1
+	return l
+}
+
+// boundedSet remembers the last size lease ids added, each with its topic;
+// the oldest is forgotten first. Owned by run.
+type boundedSet struct {
+	ring []uuid.UUID
+	next int
+	m    map[uuid.UUID]string
+}
+
+func newBoundedSet(size int) *boundedSet {
+	return &boundedSet{ring: make([]uuid.UUID, 0, size), m: make(map[uuid.UUID]string, size)}
+}
+
+func (b *boundedSet) add(id uuid.UUID, topic string) {
+	if _, ok := b.m[id]; ok {
+		b.m[id] = topic
+		return
+	}
+	if len(b.ring) < cap(b.ring) {
+		b.ring = append(b.ring, id)
+	} else {
+		delete(b.m, b.ring[b.next])
+		b.ring[b.next] = id
+		b.next = (b.next + 1) % len(b.ring)
+	}
+	b.m[id] = topic
+}
+
+func (b *boundedSet) get(id uuid.UUID) (string, bool) {
+	topic, ok := b.m[id]
+	return topic, ok
+}

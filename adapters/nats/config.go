@@ -1,0 +1,139 @@
+package nats
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config configures a Queue. Zero fields take the defaults of DefaultConfig,
+// except URL, which is required.
+type Config struct {
+	// URL is the NATS server URL, or a comma-separated list of them.
+	URL string
+	// Replicas is the replica count of every stream: 1 for a single
+	// server, 3 for a cluster. Default 1.
+	Replicas int
+	// AckWait is the consumer's redelivery timeout: how long a message
+	// handed out stays invisible without an ack, Nak or InProgress. It
+	// bounds how late a crashed consumer's messages come back. Every Queue
+	// sharing a server must use the same value. Default 30s.
+	AckWait time.Duration
+	// DuplicateWindow is how long a stream remembers message ids to drop
+	// duplicate publishes. Default 2m.
+	DuplicateWindow time.Duration
+	// StreamPrefix starts every stream name: <prefix>_<topic>. Letters,
+	// digits and "-" only. Default "tq".
+	StreamPrefix string
+}
+
+// DefaultConfig returns the defaults listed on Config, without a URL.
+func DefaultConfig() Config {
+	return Config{Replicas: 1, AckWait: 30 * time.Second, DuplicateWindow: 2 * time.Minute, StreamPrefix: "tq"}
+}
+
+// Limits of the adapter. Requests beyond them fail with
+// ports.ErrInvalidArgument; they match the in-memory queue's.
+const (
+	// MinLease is the shortest lease accepted. A lease's expiry is kept by
+	// this client (it Naks the messages when the lease ends), so a lease much
+	// shorter than a few round trips to the server would be meaningless.
+	MinLease = time.Second
+	// MaxLeaseDuration caps LeaseRequest.LeaseDuration.
+	MaxLeaseDuration = time.Hour
+	// MaxLease caps LeaseRequest.Max.
+	MaxLease = 10000
+	// MaxMessagesPerPublish caps the messages of one Publish.
+	MaxMessagesPerPublish = 10000
+	// MaxKeyLength caps OutgoingMessage.Key, IdempotencyKey and a consumer
+	// id, in bytes.
+	MaxKeyLength = 256
+)
+
+// Tuning that is not configuration.
+const (
+	// consumerName is the durable consumer of every stream.
+	consumerName = "consumers"
+	// maxAckPending caps the messages handed out and not yet acked over all
+	// leases of a topic; the server stops delivering beyond it.
+	maxAckPending = 100000
+	// minAckWait keeps the InProgress period (AckWait/2) well above a round trip.
+	minAckWait = time.Second
+	// ackedLeases is how many acked lease ids are remembered, so that a
+	// repeated Ack succeeds.
+	ackedLeases = 10000
+	// publishWindow caps one Publish's messages awaiting their PubAck.
+	publishWindow = 1024
+	// asyncMaxPending caps the connection's async publishes awaiting a
+	// PubAck, over all concurrent Publish calls.
+	asyncMaxPending = 1 << 16
+	// ackParallelism caps one Ack's double-acks in flight.
+	ackParallelism = 64
+	// ioTimeout bounds a PubAck, one Ack's double-acks and a flush.
+	ioTimeout = 30 * time.Second
+)
+
+// topicPattern is the set of valid topic names (the in-memory queue's).
+var topicPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// prefixPattern is the set of valid stream prefixes.
+var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,32}$`)
+
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if c.Replicas == 0 {
+		c.Replicas = d.Replicas
+	}
+	if c.AckWait == 0 {
+		c.AckWait = d.AckWait
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = d.DuplicateWindow
+	}
+	if c.StreamPrefix == "" {
+		c.StreamPrefix = d.StreamPrefix
+	}
+	var errs []error
+	if strings.TrimSpace(c.URL) == "" {
+		errs = append(errs, errors.New("url is empty"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d out of [1, 5]", c.Replicas))
+	}
+	if c.AckWait < minAckWait {
+		errs = append(errs, fmt.Errorf("ack wait %s below %s", c.AckWait, minAckWait))
+	}
+	if c.DuplicateWindow < 0 {
+		errs = append(errs, fmt.Errorf("duplicate window %s is negative", c.DuplicateWindow))
+	}
+	if !prefixPattern.MatchString(c.StreamPrefix) {
+		errs = append(errs, fmt.Errorf("stream prefix %q must match %s", c.StreamPrefix, prefixPattern))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("nats config: %w", err)
+	}
+	return c, nil
+}
+
+// streamName is the stream of topic: the prefix, "_", and the topic with "_"
+// doubled and "." written "_d". The escaping is prefix-free, so distinct
+// topics never share a stream.
+func (c Config) streamName(topic string) string {
+	var b strings.Builder
+	b.Grow(len(c.StreamPrefix) + 1 + 2*len(topic))
+	b.WriteString(c.StreamPrefix)
+	b.WriteByte('_')
+	for i := 0; i < len(topic); i++ {
+		switch topic[i] {
+		case '_':
+			b.WriteString("__")
+		case '.':
+			b.WriteString("_d")
+		default:
+			b.WriteByte(topic[i])
+		}
+	}
+	return b.String()
+}

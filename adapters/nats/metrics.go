@@ -1,0 +1,38 @@
+package nats
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the queue's Prometheus collectors; they are safe for
+// concurrent use.
+type metrics struct {
+	published  prometheus.Counter
+	duplicates prometheus.Counter
+	acked      prometheus.Counter
+	released   prometheus.Counter
+	expired    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "nats_queue", Name: name, Help: help})
+	}
+	m := &metrics{
+		published:  counter("messages_published_total", "Messages stored by Publish (duplicates excluded)."),
+		duplicates: counter("messages_duplicate_total", "Published messages JetStream dropped as duplicates of a message id within the dedup window."),
+		acked:      counter("messages_acked_total", "Messages deleted by Ack."),
+		released:   counter("messages_released_total", "Messages returned to ready by Release."),
+		expired:    counter("leases_expired_total", "Leases that expired before Ack or Release."),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.acked, m.released, m.expired} {
+		errs = append(errs, reg.Register(c))
+	}
+	return m, errors.Join(errs...)
+}
