@@ -11,7 +11,7 @@ SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 COVER_PKGS := ./domain/...,./ports/...,./adapters/...,./apps/...,./migrations/...
 
-.PHONY: help build test cover lint fmt run swagger migrate-up migrate-down bench bench-api test-faults helm-lint test-k8s db-start db-stop clean
+.PHONY: help build test cover lint fmt run swagger migrate-up migrate-down bench bench-micro bench-api test-faults helm-lint test-k8s db-start db-stop clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,7 +61,10 @@ migrate-up: build ## apply migrations (DATABASE_URL, or the local cluster)
 migrate-down: build ## revert the newest migration (STEPS=n for more, STEPS=0 for all)
 	@url=$${DATABASE_URL:-$$($(DEVDB) start)}; DATABASE_URL=$$url $(BIN)/migrate down $${STEPS:-1}
 
-bench: ## queue, store and pipeline benchmarks
+bench: ## end-to-end benchmark: database floor, PostgreSQL-queue and NATS pipelines, scaling, latency; writes bench-results.json (BENCH_FLAGS=-h lists flags)
+	$(GO) run ./test/bench $(BENCH_FLAGS)
+
+bench-micro: ## Go benchmarks of every queue and store adapter on the shared workloads
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./adapters/...
 
 clean: ## remove build output and the local cluster

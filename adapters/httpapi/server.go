@@ -100,6 +100,14 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, notFound("no route for %s %s", r.Method, clip(r.URL.Path)))
 }
 
+// MethodNotAllowedHandler answers, in the API's JSON error form, a request
+// whose method router (the API's own or an outer one holding it and the
+// health endpoints) refused: 405 with an Allow header listing the methods
+// router accepts for the path.
+func (s *Server) MethodNotAllowedHandler(router *mux.Router) http.Handler {
+	return s.methodNotAllowed(router)
+}
+
 // methodNotAllowed answers 405 with the methods the path does allow.
 func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -26,7 +26,8 @@
 // Errors are {"error":{"code":"…","message":"…"}} with a stable code:
 //
 //	400 invalid_argument        malformed or out-of-range request (ports.ErrInvalidArgument)
-//	404 not_found               unknown route, or a side this server does not serve
+//	404 not_found               unknown route, a side this server does not serve, or a topic
+//	                            outside ServerOptions.Topics (mqwriter's and mqreader's QUEUE_TOPICS)
 //	405 method_not_allowed      not a POST
 //	409 lease_expired           ack/release of an expired or unknown lease (ports.ErrLeaseExpired)
 //	413 payload_too_large       body over the limit, or more than 10000 messages

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,12 @@ type ServerOptions struct {
 	// MaxBodyBytes caps a request body; a larger one is a 413. Zero means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Topics, when not empty, are the only topics served: a publish, lease,
+	// ack or release naming another is a 404 not_found, so a stray or
+	// hostile client can neither fill PostgreSQL with messages nobody will
+	// consume nor make a reader start serving topics that do not exist.
+	// Empty serves every valid topic name.
+	Topics []string
 }
 
 // Server answers the queue protocol over a Publisher and a Consumer. Either
@@ -44,6 +51,7 @@ type Server struct {
 	cons    ports.Consumer  // immutable; nil when lease/ack/release are not served
 	log     *slog.Logger
 	maxBody int64
+	topics  map[string]struct{} // immutable; nil serves every topic
 	metrics serverMetrics
 }
 
@@ -57,13 +65,46 @@ func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Se
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
+	var topics map[string]struct{}
+	if len(opts.Topics) > 0 {
+		topics = make(map[string]struct{}, len(opts.Topics))
+		for _, t := range opts.Topics {
+			topics[t] = struct{}{}
+		}
+	}
 	return &Server{
 		pub:     pub,
 		cons:    cons,
 		log:     log,
 		maxBody: maxBody,
+		topics:  topics,
 		metrics: newServerMetrics(opts.Registerer, log),
 	}
+}
+
+// checkTopic validates a request's topic: present, well-formed, and served
+// here.
+func (s *Server) checkTopic(topic string) error {
+	if err := checkName("topic", topic); err != nil {
+		return err
+	}
+	if s.topics == nil {
+		return nil
+	}
+	if _, ok := s.topics[topic]; !ok {
+		return &protocolError{status: http.StatusNotFound, code: CodeNotFound,
+			message: "unknown topic " + strconv.Quote(truncate(topic, 64)) + "; this queue serves " + s.topicList()}
+	}
+	return nil
+}
+
+func (s *Server) topicList() string {
+	names := make([]string, 0, len(s.topics))
+	for t := range s.topics {
+		names = append(names, strconv.Quote(t))
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // Handler returns a router serving the protocol's routes and nothing else;
@@ -162,7 +203,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, err
 	}
-	if err := checkName("topic", req.Topic); err != nil {
+	if err := s.checkTopic(req.Topic); err != nil {
 		return nil, err
 	}
 	switch n := len(req.Messages); {
@@ -190,7 +231,7 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, err
 	}
-	if err := checkName("topic", req.Topic); err != nil {
+	if err := s.checkTopic(req.Topic); err != nil {
 		return nil, err
 	}
 	if err := checkName("consumer_id", req.ConsumerID); err != nil {
@@ -257,7 +298,7 @@ func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.L
 	if err := s.decode(w, r, &req); err != nil {
 		return ports.LeaseRef{}, err
 	}
-	if err := checkName("topic", req.Topic); err != nil {
+	if err := s.checkTopic(req.Topic); err != nil {
 		return ports.LeaseRef{}, err
 	}
 	if err := checkName("consumer_id", req.ConsumerID); err != nil {

@@ -5,8 +5,6 @@
 package main
 
 import (
-	"net/http"
-
 	"github.com/gorilla/mux"
 	"go.uber.org/fx"
 
@@ -36,7 +34,10 @@ func options(env *platform.Env) fx.Option {
 				r.PathPrefix("/api/").Handler(api)
 				r.PathPrefix("/swagger").Handler(api)
 				r.NotFoundHandler = api
-				r.MethodNotAllowedHandler = http.HandlerFunc(api.ServeHTTP)
+				// Only the health and metrics routes can refuse a method
+				// here (/api/ and /swagger take any): answer in the API's
+				// JSON, with the Allow header of this router.
+				r.MethodNotAllowedHandler = api.MethodNotAllowedHandler(r)
 			})
 		})),
 	)

@@ -25,7 +25,7 @@ func options(env *platform.Env) fx.Option {
 	cfg := collector.Config{
 		Topic:         env.String("TOPIC", domain.TelemetryTopic),
 		ConsumerID:    env.String("COLLECTOR_ID", backend.Hostname()),
-		LeaseMax:      env.Int("LEASE_MAX", 500, 1, 10000),
+		LeaseMax:      env.Int("LEASE_MAX", 2000, 1, 10000), // 2000, not 500: +40% msgs/s in make bench (fewer statements and registry upserts per message)
 		LeaseDuration: env.Seconds("LEASE_SECONDS", 30e9, 1, 3600),
 		PollInterval:  env.Millis("POLL_INTERVAL_MS", 100e6, 1, 60_000),
 		Workers:       env.Int("COLLECTOR_WORKERS", 2, 1, 64),

@@ -38,6 +38,8 @@ func options(env *platform.Env) fx.Option {
 		DrainTimeout: env.Millis("READER_DRAIN_TIMEOUT_MS", d.DrainTimeout, 0, 600_000),
 	}
 	maxBody := int64(env.Int("MAX_BODY_BYTES", mqhttp.DefaultMaxBodyBytes, 1024, 1<<30))
+	// Only these topics are served; a request for another is a 404.
+	topics := env.List("QUEUE_TOPICS", []string{domain.TelemetryTopic})
 	return fx.Options(
 		platform.Module(common),
 		backend.Database(env),
@@ -45,7 +47,7 @@ func options(env *platform.Env) fx.Option {
 		pgqueue.Module,
 		fx.Provide(
 			platform.AsRoutes(func(cons ports.Consumer, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
-				return mqhttp.NewServer(nil, cons, mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody})
+				return mqhttp.NewServer(nil, cons, mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody, Topics: topics})
 			}),
 			platform.AsCheck(func(r *pgqueue.Reader) platform.Check { return platform.Check{Name: "reader", Fn: r.Check} }),
 		),

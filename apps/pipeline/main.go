@@ -41,7 +41,7 @@ func options(env *platform.Env) fx.Option {
 	collect := collector.Config{
 		Topic:         domain.TelemetryTopic,
 		ConsumerID:    env.String("COLLECTOR_ID", backend.Hostname()),
-		LeaseMax:      env.Int("LEASE_MAX", 500, 1, 10000),
+		LeaseMax:      env.Int("LEASE_MAX", 2000, 1, 10000),
 		LeaseDuration: env.Seconds("LEASE_SECONDS", 30e9, 1, 3600),
 		PollInterval:  env.Millis("POLL_INTERVAL_MS", 100e6, 1, 60_000),
 		Workers:       env.Int("COLLECTOR_WORKERS", 2, 1, 64),
@@ -50,6 +50,7 @@ func options(env *platform.Env) fx.Option {
 		Topic:    domain.TelemetryTopic,
 		Interval: env.Millis("STREAMER_INTERVAL_MS", 0, 0, 3_600_000),
 		Senders:  env.Int("STREAMER_SENDERS", 8, 1, 1024), QueueSize: 1024,
+		Batch:   env.Int("STREAMER_BATCH", 1, 1, 10_000),
 		MaxRows: env.Int("STREAMER_MAX_ROWS", 0, 0, 1<<31-1),
 	}
 	src := csv.Config{Path: env.String("STREAMER_CSV_PATH", DefaultCSV)}

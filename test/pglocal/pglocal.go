@@ -51,6 +51,13 @@ log_min_messages = warning
 
 // Start makes sure a cluster runs in dir (created if absent) and returns it.
 func Start(ctx context.Context, dir string) (Cluster, error) {
+	return StartOnPort(ctx, dir, 0)
+}
+
+// StartOnPort is Start with the port to listen on when the cluster has to be
+// started; 0 picks a free one. A test that stops its cluster (StopImmediate)
+// restarts it on the same port, so running services find it again.
+func StartOnPort(ctx context.Context, dir string, port int) (Cluster, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return Cluster{}, err
@@ -84,9 +91,10 @@ func Start(ctx context.Context, dir string) (Cluster, error) {
 			return c, nil
 		}
 	}
-	port, err := freePort()
-	if err != nil {
-		return Cluster{}, err
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return Cluster{}, err
+		}
 	}
 	logFile := filepath.Join(dir, "postgres.log")
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", data, "-l", logFile, "-w", "-t", "60",
@@ -100,6 +108,17 @@ func Start(ctx context.Context, dir string) (Cluster, error) {
 
 // Stop stops the cluster in dir if it runs (fast shutdown).
 func Stop(ctx context.Context, dir string) error {
+	return stop(ctx, dir, "fast")
+}
+
+// StopImmediate stops the cluster in dir if it runs, as a crash would:
+// pg_ctl stop -m immediate ends every server process at once, without a
+// checkpoint, and the next start runs crash recovery.
+func StopImmediate(ctx context.Context, dir string) error {
+	return stop(ctx, dir, "immediate")
+}
+
+func stop(ctx context.Context, dir, mode string) error {
 	data := filepath.Join(dir, "data")
 	if _, ok := running(data); !ok {
 		return nil
@@ -112,9 +131,9 @@ func Stop(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop")
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", data, "-m", mode, "-w", "stop")
 	if err := runAs(cmd, cred); err != nil {
-		return fmt.Errorf("pg_ctl stop: %w", err)
+		return fmt.Errorf("pg_ctl stop -m %s: %w", mode, err)
 	}
 	return nil
 }

@@ -21,7 +21,16 @@ import (
 
 // Build compiles the named apps (directories under apps/) into binDir.
 func Build(ctx context.Context, root, binDir string, apps ...string) error {
+	return BuildTags(ctx, root, binDir, nil, apps...)
+}
+
+// BuildTags is Build with build tags, e.g. "faults" for the binaries of the
+// fault-injection suite, which compiles in its test-only failpoints.
+func BuildTags(ctx context.Context, root, binDir string, tags []string, apps ...string) error {
 	args := []string{"build", "-o", binDir + string(filepath.Separator)}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
 	for _, a := range apps {
 		args = append(args, "./apps/"+a)
 	}
@@ -114,6 +123,13 @@ func (p *Proc) URL() string { return "http://" + p.Addr }
 
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit status (nil for a clean exit); valid once Done
+// is closed.
+func (p *Proc) Err() error {
+	<-p.done
+	return p.err
+}
 
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }

@@ -15,14 +15,19 @@ type Common struct {
 	App      string
 	LogLevel string
 	HTTPAddr string
+	// Pprof serves net/http/pprof under /debug/pprof/ (PPROF=true), for
+	// profiling a running app (make bench -pprof). Off by default: profiles
+	// expose internals and a CPU profile costs CPU while it runs.
+	Pprof bool
 }
 
-// LoadCommon reads LOG_LEVEL and HTTP_ADDR (default defAddr).
+// LoadCommon reads LOG_LEVEL, HTTP_ADDR (default defAddr) and PPROF.
 func LoadCommon(env *Env, app, defAddr string) Common {
 	return Common{
 		App:      app,
 		LogLevel: env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		HTTPAddr: env.String("HTTP_ADDR", defAddr),
+		Pprof:    env.Bool("PPROF", false),
 	}
 }
 
@@ -32,7 +37,7 @@ func LoadCommon(env *Env, app, defAddr string) Common {
 // runs first.
 func Module(c Common) fx.Option {
 	return fx.Options(
-		fx.Supply(ServerConfig{Addr: c.HTTPAddr, ShutdownTimeout: 10 * time.Second}),
+		fx.Supply(ServerConfig{Addr: c.HTTPAddr, ShutdownTimeout: 10 * time.Second, Pprof: c.Pprof}),
 		fx.Provide(
 			func() *slog.Logger { return NewLogger(c.App, c.LogLevel) },
 			NewRegistry,

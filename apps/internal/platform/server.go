@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"time"
 
@@ -40,6 +41,8 @@ type ServerConfig struct {
 	Addr string
 	// ShutdownTimeout bounds the wait for in-flight requests on stop.
 	ShutdownTimeout time.Duration
+	// Pprof registers net/http/pprof's handlers under /debug/pprof/.
+	Pprof bool
 }
 
 // ServerParams are the server's dependencies.
@@ -61,8 +64,8 @@ type Server struct {
 	done     chan struct{} // closed when Serve returns
 }
 
-// NewServer builds the router: the app's routes plus /healthz, /readyz and
-// /metrics.
+// NewServer builds the router: the app's routes plus /healthz, /readyz,
+// /metrics and, when Config.Pprof is set, /debug/pprof/.
 func NewServer(p ServerParams) *Server {
 	r := mux.NewRouter()
 	s := &Server{logger: p.Logger, checks: p.Checks, done: make(chan struct{})}
@@ -72,6 +75,9 @@ func NewServer(p ServerParams) *Server {
 	}).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", promhttp.HandlerFor(p.Registry, promhttp.HandlerOpts{Registry: p.Registry})).Methods(http.MethodGet)
+	if p.Config.Pprof {
+		registerPprof(r)
+	}
 	for _, rt := range p.Routes {
 		rt.Register(r)
 	}
@@ -109,6 +115,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// registerPprof serves net/http/pprof on r (the package's init registers
+// on http.DefaultServeMux, which no app serves). Index also serves the
+// named profiles: /debug/pprof/heap, /goroutine, /allocs, /mutex, /block.
+func registerPprof(r *mux.Router) {
+	r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
 }
 
 // Start binds the address and serves in the background.

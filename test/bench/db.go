@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gpufleet/telemetry/migrations"
+	"github.com/gpufleet/telemetry/test/pglocal"
+	"github.com/gpufleet/telemetry/test/pgtest"
+)
+
+// SQL of the harness's bookkeeping (the floor's statements are in floor.go).
+const (
+	// sqlDBClock is the server's clock: the measured window is taken on the
+	// clock that stamps ingested_at.
+	sqlDBClock = `SELECT clock_timestamp()`
+
+	// sqlWindowLatency summarises the rows ingested in [$1, $2): their
+	// count and the publish → persisted latency (ingested_at minus the
+	// streamer's timestamp) percentiles in seconds. A sequential scan of
+	// telemetry (no index on ingested_at: the table is a few hundred
+	// thousand rows in a run, and the product needs no such index).
+	sqlWindowLatency = `SELECT count(*),
+    coalesce(percentile_cont(0.50) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")), 0),
+    coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")), 0),
+    coalesce(max(extract(epoch FROM ingested_at - "timestamp")), 0)
+FROM telemetry
+WHERE ingested_at >= $1 AND ingested_at < $2`
+
+	// sqlCountQueue is the queue's backlog: a sequential or index-only scan
+	// of queue_messages.
+	sqlCountQueue = `SELECT count(*) FROM queue_messages`
+
+	// sqlCountTelemetry counts every stored row (index-only scan of the
+	// primary key when the visibility map allows, else sequential).
+	sqlCountTelemetry = `SELECT count(*) FROM telemetry`
+
+	// sqlServerProcesses lists the server's processes that count for a
+	// run: the backends of database $1 (the apps' connections and
+	// autovacuum workers on its tables) and the background processes that
+	// serve every database (WAL writer, checkpointer, background writer).
+	sqlServerProcesses = `SELECT pid, coalesce(datname = $1, false)
+FROM pg_stat_activity
+WHERE datname = $1 OR backend_type IN ('walwriter', 'checkpointer', 'background writer', 'autovacuum launcher')`
+
+	sqlDatabaseExists = `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`
+	sqlVersion        = `SELECT current_setting('server_version')`
+	sqlBackendPID     = `SELECT pg_backend_pid()`
+)
+
+// server is the PostgreSQL server the benchmark databases live on.
+type server struct {
+	admin    string // connection string of the maintenance database
+	localDir string // the local cluster's folder when the harness started it; "" otherwise
+}
+
+// openServer picks DATABASE_URL (the role must be allowed to create
+// databases) or starts the project's local cluster (.local/pg).
+func openServer(ctx context.Context) (*server, error) {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return &server{admin: u}, nil
+	}
+	dir, err := pgtest.LocalDir()
+	if err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	_, wasRunning := pglocal.Running(dir)
+	c, err := pglocal.Start(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("start local postgres: %w", err)
+	}
+	s := &server{admin: c.URL("postgres")}
+	if !wasRunning {
+		s.localDir = dir
+	}
+	return s, nil
+}
+
+// close stops the local cluster when the harness started it.
+func (s *server) close() error {
+	if s.localDir == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return pglocal.Stop(ctx, s.localDir)
+}
+
+// fresh drops database name if it exists, creates it, applies the
+// migrations, and returns its connection string.
+func (s *server) fresh(ctx context.Context, name string) (string, error) {
+	if err := s.drop(ctx, name); err != nil {
+		return "", err
+	}
+	admin, err := pgx.Connect(ctx, s.admin)
+	if err != nil {
+		return "", fmt.Errorf("connect to %s: %w", redact(s.admin), err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	dsn, err := withDatabase(s.admin, name)
+	if err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", fmt.Errorf("connect to %s: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := migrations.Up(ctx, conn); err != nil {
+		return "", fmt.Errorf("migrate %s: %w", name, err)
+	}
+	return dsn, nil
+}
+
+// drop removes database name, disconnecting its sessions.
+func (s *server) drop(ctx context.Context, name string) error {
+	admin, err := pgx.Connect(ctx, s.admin)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", redact(s.admin), err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// version is the server's version string.
+func (s *server) version(ctx context.Context) string {
+	conn, err := pgx.Connect(ctx, s.admin)
+	if err != nil {
+		return "unknown"
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, sqlVersion).Scan(&v); err != nil {
+		return "unknown"
+	}
+	return v
+}
+
+// withDatabase points a connection string (URL or key=value) at database name.
+func withDatabase(dsn, name string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		if strings.Contains(dsn, "://") {
+			return "", errors.New("parse database url: invalid connection string")
+		}
+		return fmt.Sprintf("%s dbname=%s", dsn, name), nil
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// redact hides the password of a URL for messages and the results file.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return "(key=value connection string)"
+	}
+	return u.Redacted()
+}
+
+// pgCPU is one reading of the server's CPU, per process: the backends of
+// the run's database, and the shared background processes.
+type pgCPU struct {
+	backends   map[int]float64
+	background map[int]float64
+}
+
+// pgLocal reports whether the server runs on this machine, where its
+// processes' CPU can be read from /proc: the backend serving pool must be a
+// local process named postgres.
+func pgLocal(ctx context.Context, pool *pgxpool.Pool) (bool, string) {
+	var pid int
+	if err := pool.QueryRow(ctx, sqlBackendPID).Scan(&pid); err != nil {
+		return false, fmt.Sprintf("backend pid: %v", err)
+	}
+	if c := procComm(pid); c != "postgres" {
+		return false, fmt.Sprintf("backend pid %d is not a local postgres process (remote server or another PID namespace)", pid)
+	}
+	return true, ""
+}
+
+// readPGCPU reads the CPU of the server's processes that serve database db.
+// Processes that vanished between the listing and the read are skipped.
+func readPGCPU(ctx context.Context, pool *pgxpool.Pool, db string) (pgCPU, error) {
+	rows, err := pool.Query(ctx, sqlServerProcesses, db)
+	if err != nil {
+		return pgCPU{}, fmt.Errorf("list server processes: %w", err)
+	}
+	type proc struct {
+		pid  int
+		ours bool
+	}
+	procs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (proc, error) {
+		var p proc
+		err := r.Scan(&p.pid, &p.ours)
+		return p, err
+	})
+	if err != nil {
+		return pgCPU{}, fmt.Errorf("list server processes: %w", err)
+	}
+	out := pgCPU{backends: map[int]float64{}, background: map[int]float64{}}
+	for _, p := range procs {
+		s, _, err := procCPU(p.pid)
+		if err != nil {
+			continue
+		}
+		if p.ours {
+			out.backends[p.pid] = s
+		} else {
+			out.background[p.pid] = s
+		}
+	}
+	return out, nil
+}
+
+// cpuDelta is the CPU used between two readings of a set of processes; a
+// process absent from before started in between and counts whole. A
+// process that ended in between is lost (its last seconds are unknowable).
+func cpuDelta(before, after map[int]float64) float64 {
+	var d float64
+	for pid, s := range after {
+		d += s - before[pid]
+	}
+	return d
+}

@@ -1,0 +1,251 @@
+// Command bench is `make bench`: it measures, on this machine and in one
+// run, how fast the telemetry pipeline is and how close it comes to what
+// PostgreSQL itself allows (issue 7).
+//
+//  1. The database floor: the least PostgreSQL work the design needs per
+//     message (queue row inserted, telemetry row inserted, queue row deleted,
+//     each committed, batched) with no service in between, by unnest INSERTs
+//     and by COPY; the faster is the floor.
+//  2. The real pipeline (streamers → mqwriter → mqreader → collectors →
+//     PostgreSQL, separate processes over HTTP on loopback) at full speed:
+//     after a warm-up, a measured window gives the messages/s persisted
+//     (telemetry rows whose ingested_at falls in the window), the publish →
+//     persisted latency (ingested_at minus the streamer's timestamp) p50 and
+//     p99, the backlog at the end, and the CPU seconds per 1,000 messages of
+//     every process (process_cpu_seconds_total; the PostgreSQL server's from
+//     /proc when it runs here).
+//  3. The same pipeline with QUEUE_BACKEND=nats (natsd, an embedded
+//     JetStream server, instead of mqwriter and mqreader).
+//
+// Each is repeated (-runs) in alternating order, so drift of a shared
+// machine hits every configuration alike, and reported as median
+// [min–max]. Then scaling runs (-scaling streamers×collectors), a latency
+// run at half of each backend's sustained rate (STREAMER_INTERVAL_MS pacing),
+// and, with -pprof DIR, a profiled run of the PostgreSQL pipeline. It prints
+// a table and writes bench-results.json.
+//
+// Every run gets a fresh database (dropped and created) on DATABASE_URL's
+// server or the project's local cluster (.local/pg). Settings of the apps
+// (WRITER_MAX_BATCH, LEASE_MAX, COLLECTOR_WORKERS, DB_MAX_CONNS, …) pass
+// through from the environment.
+//
+//	go run ./test/bench                          # the defaults: well under 10 minutes
+//	go run ./test/bench -duration 30s -runs 5
+//	go run ./test/bench -backends postgres -scaling '' -latency=false -pprof .local/bench/pprof
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the command line.
+type config struct {
+	Duration      time.Duration `json:"-"`
+	Warmup        time.Duration `json:"-"`
+	Runs          int           `json:"runs"`
+	Streamers     int           `json:"streamers"`
+	Collectors    int           `json:"collectors"`
+	Readers       int           `json:"readers"`
+	Backends      []string      `json:"backends"`
+	Scaling       [][2]int      `json:"scaling"`
+	ScalingRuns   int           `json:"scaling_runs"`
+	Latency       bool          `json:"latency"`
+	LatencyLoad   float64       `json:"latency_load"`
+	FloorDuration time.Duration `json:"-"`
+	FloorWarmup   time.Duration `json:"-"`
+	FloorWorkers  int           `json:"floor_workers"`
+	FloorBatch    int           `json:"floor_batch"`
+	Out           string        `json:"-"`
+	Pprof         string        `json:"-"`
+	CSV           string        `json:"csv"`
+	DB            string        `json:"database"`
+	WorkDir       string        `json:"-"`
+
+	DurationSeconds      float64 `json:"duration_seconds"`
+	WarmupSeconds        float64 `json:"warmup_seconds"`
+	FloorDurationSeconds float64 `json:"floor_duration_seconds"`
+}
+
+// Limits of the flags (the issue's: 1–10 streamers and collectors).
+const (
+	maxStreamers  = 10
+	maxCollectors = 10
+	maxReaders    = 16
+)
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured window of each pipeline run")
+	fs.DurationVar(&c.Warmup, "warmup", 5*time.Second, "unmeasured time before each window")
+	fs.IntVar(&c.Runs, "runs", 3, "repetitions of the floor and of each backend's pipeline")
+	fs.IntVar(&c.Streamers, "streamers", 4, "streamer processes (1–10)")
+	fs.IntVar(&c.Collectors, "collectors", 4, "collector processes (1–10)")
+	fs.IntVar(&c.Readers, "readers", 1, "mqreader processes, each owning an equal share of the 256 partitions")
+	backends := fs.String("backends", "postgres,nats", "queue backends to run: postgres, nats")
+	scaling := fs.String("scaling", "1x1,4x4,10x10", "streamers×collectors of the scaling runs ('' for none)")
+	fs.IntVar(&c.ScalingRuns, "scaling-runs", 1, "repetitions of each scaling point (a point equal to -streamers×-collectors reuses the main runs)")
+	fs.BoolVar(&c.Latency, "latency", true, "run each backend once more at -latency-load of its sustained rate and report the latency")
+	fs.Float64Var(&c.LatencyLoad, "latency-load", 0.5, "load of the latency run, a fraction of the sustained rate")
+	fs.DurationVar(&c.FloorDuration, "floor-duration", 5*time.Second, "measured window of each floor run (per method)")
+	fs.DurationVar(&c.FloorWarmup, "floor-warmup", time.Second, "unmeasured time before each floor window")
+	fs.IntVar(&c.FloorWorkers, "floor-workers", 4, "concurrent connections of the floor")
+	fs.IntVar(&c.FloorBatch, "floor-batch", 1000, "messages per floor batch (WRITER_MAX_BATCH's default)")
+	fs.StringVar(&c.Out, "out", "bench-results.json", "results file")
+	fs.StringVar(&c.Pprof, "pprof", "", "directory: run the PostgreSQL pipeline once more with PPROF=true and save CPU profiles of mqwriter, mqreader, collector and streamer there")
+	fs.StringVar(&c.CSV, "csv", "deployments/data/dcgm_metrics_20250718_134233.csv", "DCGM dump the streamers loop over (relative to the module root)")
+	fs.StringVar(&c.DB, "db", "telemetry_bench", "database, dropped and created for every run")
+	fs.StringVar(&c.WorkDir, "workdir", ".local/bench", "binaries and logs (relative to the module root)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.DurationSeconds, c.WarmupSeconds, c.FloorDurationSeconds = c.Duration.Seconds(), c.Warmup.Seconds(), c.FloorDuration.Seconds()
+	for _, b := range strings.Split(*backends, ",") {
+		switch b = strings.TrimSpace(b); b {
+		case backendPostgres, backendNATS:
+			c.Backends = append(c.Backends, b)
+		case "":
+		default:
+			return c, fmt.Errorf("-backends: unknown backend %q (want postgres, nats)", b)
+		}
+	}
+	var err error
+	if c.Scaling, err = parseScaling(*scaling); err != nil {
+		return c, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case c.Streamers < 1 || c.Streamers > maxStreamers:
+		return c, fmt.Errorf("-streamers %d: want 1–%d", c.Streamers, maxStreamers)
+	case c.Collectors < 1 || c.Collectors > maxCollectors:
+		return c, fmt.Errorf("-collectors %d: want 1–%d", c.Collectors, maxCollectors)
+	case c.Readers < 1 || c.Readers > maxReaders:
+		return c, fmt.Errorf("-readers %d: want 1–%d", c.Readers, maxReaders)
+	case c.Runs < 1, c.ScalingRuns < 1, c.FloorWorkers < 1, c.FloorBatch < 1:
+		return c, errors.New("-runs, -scaling-runs, -floor-workers and -floor-batch must be at least 1")
+	case c.Duration < time.Second, c.FloorDuration < time.Second:
+		return c, errors.New("-duration and -floor-duration must be at least 1s")
+	case c.Warmup < 0, c.FloorWarmup < 0:
+		return c, errors.New("-warmup and -floor-warmup must not be negative")
+	case c.LatencyLoad <= 0 || c.LatencyLoad > 1:
+		return c, errors.New("-latency-load must be in (0, 1]")
+	}
+	return c, nil
+}
+
+// parseScaling reads "1x1,4x4,10x10".
+func parseScaling(s string) ([][2]int, error) {
+	var out [][2]int
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		a, b, ok := strings.Cut(strings.ReplaceAll(p, "×", "x"), "x")
+		st, err1 := strconv.Atoi(a)
+		co, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || st < 1 || st > maxStreamers || co < 1 || co > maxCollectors {
+			return nil, fmt.Errorf("-scaling: %q is not streamers×collectors within 1–%d × 1–%d", p, maxStreamers, maxCollectors)
+		}
+		out = append(out, [2]int{st, co})
+	}
+	return out, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run builds the apps, runs every measurement, prints the table and writes
+// the results file (also when a measurement failed, with what it had).
+func run(ctx context.Context, cfg config, stdout io.Writer) error {
+	began := time.Now()
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	work := filepath.Join(root, cfg.WorkDir)
+	h := &harness{binDir: filepath.Join(work, "bin"), logDir: filepath.Join(work, "logs"), dbName: cfg.DB}
+	h.csvPath = cfg.CSV
+	if !filepath.IsAbs(h.csvPath) {
+		h.csvPath = filepath.Join(root, h.csvPath)
+	}
+	if cfg.Pprof != "" && !filepath.IsAbs(cfg.Pprof) {
+		cfg.Pprof = filepath.Join(root, cfg.Pprof)
+	}
+	if err := os.RemoveAll(h.logDir); err != nil {
+		return err
+	}
+	res := newResults(cfg)
+	fmt.Fprintf(stdout, "bench: building the apps into %s\n", h.binDir)
+	unavailable, err := buildApps(ctx, root, h.binDir, cfg.Backends)
+	if err != nil {
+		return err
+	}
+	for b, why := range unavailable {
+		res.backend(b).markUnavailable(why)
+		fmt.Fprintf(stdout, "bench: %s: unavailable (%s)\n", b, why)
+	}
+	srv, err := openServer(ctx)
+	if err != nil {
+		return err
+	}
+	h.srv = srv
+	defer func() {
+		if err := srv.close(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: stop local postgres:", err)
+		}
+	}()
+	res.Machine.PostgresVersion = srv.version(ctx)
+	src, err := loadPoints(ctx, h.csvPath)
+	if err != nil {
+		return err
+	}
+	res.Machine.LoadAverage[0] = loadAverage()
+	runErr := measureAll(ctx, cfg, h, src, res, stdout)
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = srv.drop(dctx, cfg.DB)
+	}()
+	res.Machine.LoadAverage[1] = loadAverage()
+	res.finish(cfg, time.Since(began))
+	if runErr != nil {
+		res.Error = runErr.Error()
+	}
+	printReport(stdout, res)
+	out := cfg.Out
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
+	if err := res.write(out); err != nil {
+		return errors.Join(runErr, err)
+	}
+	fmt.Fprintf(stdout, "\nresults: %s; logs: %s\n", out, h.logDir)
+	return runErr
+}

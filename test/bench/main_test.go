@@ -1,0 +1,360 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/test/pgtest"
+	"github.com/gpufleet/telemetry/test/stack"
+)
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(t *testing.T, c config)
+	}{
+		{name: "defaults", check: func(t *testing.T, c config) {
+			require.Equal(t, 3, c.Runs)
+			require.Equal(t, 4, c.Streamers)
+			require.Equal(t, 4, c.Collectors)
+			require.Equal(t, 1, c.Readers)
+			require.Equal(t, []string{backendPostgres, backendNATS}, c.Backends)
+			require.Equal(t, [][2]int{{1, 1}, {4, 4}, {10, 10}}, c.Scaling)
+			require.Equal(t, 10*time.Second, c.Duration)
+			require.InDelta(t, 0.5, c.LatencyLoad, 1e-9)
+		}},
+		{name: "postgres only, no scaling", args: []string{"-backends", "postgres", "-scaling", ""}, check: func(t *testing.T, c config) {
+			require.Equal(t, []string{backendPostgres}, c.Backends)
+			require.Empty(t, c.Scaling)
+		}},
+		{name: "× as separator", args: []string{"-scaling", "2×3"}, check: func(t *testing.T, c config) {
+			require.Equal(t, [][2]int{{2, 3}}, c.Scaling)
+		}},
+		{name: "too many streamers", args: []string{"-streamers", "11"}, wantErr: "-streamers 11"},
+		{name: "no collectors", args: []string{"-collectors", "0"}, wantErr: "-collectors 0"},
+		{name: "unknown backend", args: []string{"-backends", "kafka"}, wantErr: "unknown backend"},
+		{name: "bad scaling", args: []string{"-scaling", "4by4"}, wantErr: "-scaling"},
+		{name: "scaling out of range", args: []string{"-scaling", "11x1"}, wantErr: "-scaling"},
+		{name: "short window", args: []string{"-duration", "500ms"}, wantErr: "at least 1s"},
+		{name: "latency load", args: []string{"-latency-load", "1.5"}, wantErr: "-latency-load"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseFlags(tt.args)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   []float64
+		want summary
+	}{
+		{name: "none", in: nil, want: summary{}},
+		{name: "one", in: []float64{7}, want: summary{Median: 7, Min: 7, Max: 7, N: 1}},
+		{name: "odd", in: []float64{9, 1, 5}, want: summary{Median: 5, Min: 1, Max: 9, N: 3}},
+		{name: "even", in: []float64{4, 1, 3, 10}, want: summary{Median: 3.5, Min: 1, Max: 10, N: 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			in := append([]float64(nil), tt.in...)
+			require.Equal(t, tt.want, summarize(tt.in))
+			require.Equal(t, in, tt.in, "the input is not reordered")
+		})
+	}
+}
+
+func TestPace(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		target        float64
+		max           int
+		wantStreamers int
+		wantInterval  int
+		wantRate      float64
+	}{
+		{name: "exact with a long interval", target: 4000, max: 10, wantStreamers: 8, wantInterval: 2, wantRate: 4000},
+		{name: "slow", target: 100, max: 10, wantStreamers: 10, wantInterval: 100, wantRate: 100},
+		{name: "beyond ten streamers at 1ms", target: 50000, max: 10, wantStreamers: 10, wantInterval: 1, wantRate: 10000},
+		{name: "one streamer", target: 250, max: 1, wantStreamers: 1, wantInterval: 4, wantRate: 250},
+		{name: "nothing to pace", target: 0, max: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n, iv, rate := pace(tt.target, tt.max)
+			require.Equal(t, tt.wantStreamers, n)
+			require.Equal(t, tt.wantInterval, iv)
+			require.InDelta(t, tt.wantRate, rate, 1e-6)
+		})
+	}
+	// Any target: the choice is within 10% whenever reachable.
+	for target := 150.0; target < 10000; target *= 1.37 {
+		n, iv, rate := pace(target, 10)
+		require.InDelta(t, target, rate, target*0.1, "target %.0f: %d × 1/%dms", target, n, iv)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		line     string
+		wantSecs float64
+		wantPPID int
+		wantErr  bool
+	}{
+		{name: "plain", line: "1234 (postgres) S 99 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0",
+			wantSecs: 3, wantPPID: 99},
+		{name: "name with spaces and parens", line: "42 (a (b) c) R 7 42 42 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 1 0 0",
+			wantSecs: 0.03, wantPPID: 7},
+		{name: "no name", line: "42 R 7", wantErr: true},
+		{name: "truncated", line: "42 (x) R 7 1 2", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			secs, ppid, err := parseStat(tt.line)
+			if tt.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.InDelta(t, tt.wantSecs, secs, 1e-9)
+			require.Equal(t, tt.wantPPID, ppid)
+		})
+	}
+	// This process, for real.
+	secs, ppid, err := procCPU(os.Getpid())
+	require.NoError(t, err)
+	require.Equal(t, os.Getppid(), ppid)
+	require.GreaterOrEqual(t, secs, 0.0)
+}
+
+func TestParseMetrics(t *testing.T) {
+	t.Parallel()
+	const text = `# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
+collector_errors_total{stage="lease"} 2
+collector_errors_total{stage="ack {odd} \"label\"} x"} 3
+streamer_messages_published_total 1e+06
+go_goroutines 17
+`
+	tests := []struct {
+		name    string
+		text    string
+		wanted  []string
+		want    metricSums
+		wantErr bool
+	}{
+		{name: "unlabelled and summed labels", text: text,
+			wanted: []string{"process_cpu_seconds_total", "collector_errors_total", "streamer_messages_published_total"},
+			want:   metricSums{"process_cpu_seconds_total": 12.5, "collector_errors_total": 5, "streamer_messages_published_total": 1e6}},
+		{name: "absent metric", text: text, wanted: []string{"nope_total"}, want: metricSums{}},
+		{name: "prefix is not a match", text: "process_cpu_seconds_total_extra 4\n", wanted: []string{"process_cpu_seconds_total"}, want: metricSums{}},
+		{name: "unterminated labels", text: "collector_errors_total{stage=\"x} 1\n", wanted: []string{"collector_errors_total"}, wantErr: true},
+		{name: "bad value", text: "process_cpu_seconds_total abc\n", wanted: []string{"process_cpu_seconds_total"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseMetrics(strings.NewReader(tt.text), tt.wanted...)
+			if tt.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestCPUDelta(t *testing.T) {
+	t.Parallel()
+	before := map[int]float64{1: 10, 2: 5, 3: 1}
+	after := map[int]float64{1: 12, 2: 5.5, 4: 0.25} // 3 ended, 4 started
+	require.InDelta(t, 2.75, cpuDelta(before, after), 1e-9)
+}
+
+func TestWithDatabase(t *testing.T) {
+	t.Parallel()
+	got, err := withDatabase("postgres://u:p@h:5432/postgres?sslmode=disable", "bench")
+	require.NoError(t, err)
+	require.Equal(t, "postgres://u:p@h:5432/bench?sslmode=disable", got)
+	got, err = withDatabase("host=h user=u", "bench")
+	require.NoError(t, err)
+	require.Equal(t, "host=h user=u dbname=bench", got)
+	require.Equal(t, "postgres://u:xxxxx@h:5432/postgres", redact("postgres://u:secret@h:5432/postgres"))
+}
+
+func TestNATSReason(t *testing.T) {
+	t.Parallel()
+	require.Contains(t, natsReason(&testErr{"collector-1 exited before ready: QUEUE_BACKEND=nats: the NATS adapter is not built into this binary yet"}),
+		"not wired")
+	require.Equal(t, "first line", natsReason(&testErr{"first line\nsecond"}))
+}
+
+type testErr struct{ s string }
+
+func (e *testErr) Error() string { return e.s }
+
+// points loads the shipped dump.
+func points(t *testing.T) *batchSource {
+	t.Helper()
+	root, err := stack.Root()
+	require.NoError(t, err)
+	src, err := loadPoints(t.Context(), filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv"))
+	require.NoError(t, err)
+	require.Len(t, src.points, 2470)
+	return src
+}
+
+func TestMeasureFloor(t *testing.T) {
+	t.Parallel()
+	src := points(t)
+	for _, method := range []string{floorCopy, floorUnnest} {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			dsn := pgtest.NewDatabase(t)
+			pool := pgtest.Pool(t, dsn)
+			var db string
+			require.NoError(t, pool.QueryRow(t.Context(), "SELECT current_database()").Scan(&db))
+			cfg := floorConfig{method: method, workers: 2, batch: 50, warmup: 100 * time.Millisecond, duration: time.Second}
+			res, err := measureFloor(t.Context(), pool, db, src, cfg)
+			require.NoError(t, err)
+			require.Positive(t, res.Messages)
+			require.Zero(t, res.Messages%int64(cfg.batch), "whole batches are counted")
+			require.InDelta(t, float64(res.Messages)/res.Seconds, res.MsgsPerSecond, 1e-6)
+			require.GreaterOrEqual(t, res.Seconds, cfg.duration.Seconds())
+
+			var stored, queued int64
+			require.NoError(t, pool.QueryRow(t.Context(), sqlCountTelemetry).Scan(&stored))
+			require.NoError(t, pool.QueryRow(t.Context(), sqlCountQueue).Scan(&queued))
+			require.GreaterOrEqual(t, stored, res.Messages, "every counted message left a telemetry row")
+			require.Zero(t, stored%int64(cfg.batch), "whole batches only: none is cut short")
+			require.Zero(t, queued, "every batch finished with its delete")
+		})
+	}
+}
+
+func TestMeasureFloorUnknownMethod(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	_, err := measureFloor(t.Context(), pool, "", points(t), floorConfig{method: "carrier-pigeon", workers: 1, batch: 1, duration: time.Second})
+	require.ErrorContains(t, err, "carrier-pigeon")
+}
+
+// TestPipelineRun runs the real binaries for a few seconds and checks that
+// the window is measured: rows persisted, latencies, CPU for every role.
+func TestPipelineRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the apps")
+	}
+	t.Parallel()
+	root, err := stack.Root()
+	require.NoError(t, err)
+	binDir := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err = buildApps(ctx, root, binDir, []string{backendPostgres})
+	require.NoError(t, err)
+	srv, err := openServer(ctx)
+	require.NoError(t, err)
+	db := "bench_test_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "_")
+	t.Cleanup(func() { _ = srv.drop(context.Background(), db) })
+	h := &harness{srv: srv, binDir: binDir, logDir: t.TempDir(), dbName: db,
+		csvPath: filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv")}
+	res, err := h.runPipeline(ctx, pipelineConfig{Backend: backendPostgres, Streamers: 1, Collectors: 1, Readers: 2,
+		warmup: time.Second, duration: 3 * time.Second, name: "test"})
+	require.NoError(t, err)
+	require.Positive(t, res.Persisted)
+	require.InDelta(t, float64(res.Persisted)/res.Seconds, res.MsgsPerSecond, 1e-6)
+	require.Positive(t, res.OfferedPerSecond)
+	require.Positive(t, res.LatencyP50)
+	require.GreaterOrEqual(t, res.LatencyP99, res.LatencyP50)
+	require.GreaterOrEqual(t, res.LatencyMax, res.LatencyP99)
+	require.GreaterOrEqual(t, res.Backlog, int64(0))
+	for _, role := range []string{roleStreamer, roleWriter, roleReader, roleCollector, roleTotal} {
+		require.Positive(t, res.CPUSeconds[role], role)
+		require.Positive(t, res.CPUPer1k[role], role)
+	}
+	if res.PostgresCPU == "" {
+		require.Positive(t, res.CPUSeconds[rolePostgres], "the local server's backends worked")
+	}
+	// The database is the run's: dropping it is the next run's job.
+	pool, err := pgxpool.New(ctx, mustDSN(t, srv, db))
+	require.NoError(t, err)
+	defer pool.Close()
+	var stored int64
+	require.NoError(t, pool.QueryRow(ctx, sqlCountTelemetry).Scan(&stored))
+	require.GreaterOrEqual(t, stored, res.Persisted)
+}
+
+func mustDSN(t *testing.T, srv *server, db string) string {
+	t.Helper()
+	dsn, err := withDatabase(srv.admin, db)
+	require.NoError(t, err)
+	return dsn
+}
+
+func TestBackendSummaryLeavesOutEmptyRuns(t *testing.T) {
+	t.Parallel()
+	run := func(persisted int64, rate, p99, cpu float64) pipelineResult {
+		return pipelineResult{Persisted: persisted, MsgsPerSecond: rate, LatencyP99: p99, CPUPer1k: map[string]float64{roleTotal: cpu}}
+	}
+	b := &backendSection{Available: true, Runs: []pipelineResult{run(100, 10, 0.5, 0.2), run(0, 0, 0, 0), run(300, 30, 0.9, 0.4)}}
+	b.summarize()
+	require.Equal(t, summary{Median: 10, Min: 0, Max: 30, N: 3}, b.Throughput, "an empty run is a throughput of 0")
+	require.Equal(t, summary{Median: 0.7, Min: 0.5, Max: 0.9, N: 2}, b.P99, "but has no latency")
+	require.Equal(t, 2, b.CPUPer1k[roleTotal].N, "nor a CPU cost per message")
+}
+
+func TestReportPrints(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseFlags(nil)
+	require.NoError(t, err)
+	r := newResults(cfg)
+	r.Floor.Rounds = []floorRound{{Methods: []floorResult{{Method: floorCopy, MsgsPerSecond: 20000, PGCPUPer1k: 0.05}}, Best: 20000, BestMethod: floorCopy}}
+	pg := pipelineResult{Persisted: 1000, MsgsPerSecond: 10000, LatencyP50: 0.1, LatencyP99: 0.5, CPUPer1k: map[string]float64{roleTotal: 0.15}}
+	r.backend(backendPostgres).Runs = []pipelineResult{pg}
+	r.backend(backendNATS).markUnavailable("natsd does not build")
+	r.Latency = []*latencyPoint{{Backend: backendPostgres, Load: 0.5, Sustained: 10000, TargetRate: 5000, Streamers: 10, IntervalMS: 2, PacedRate: 5000, Result: &pg}}
+	r.finish(cfg, time.Minute)
+	require.InDelta(t, 0.5, r.Ratios.PostgresOverFloor, 1e-9)
+	require.Zero(t, r.Ratios.PostgresOverNATS)
+	var b strings.Builder
+	printReport(&b, r)
+	out := b.String()
+	for _, want := range []string{"database floor", "20000", "pipeline postgres 4×4", "10000", "nats: unavailable (natsd does not build)",
+		"pipeline postgres / floor  0.50", "postgres p99 at 50% of sustained rate"} {
+		require.Contains(t, out, want)
+	}
+	path := filepath.Join(t.TempDir(), "results.json")
+	require.NoError(t, r.write(path))
+	b2, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(b2), `"postgres_pipeline_over_floor": 0.5`)
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gpufleet/telemetry/adapters/csv"
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/test/stack"
+)
+
+// pipelineApps are the binaries of the PostgreSQL pipeline; natsd is built
+// apart, so a NATS side that does not build makes only NATS unavailable.
+var pipelineApps = []string{"mqwriter", "mqreader", "collector", "streamer"}
+
+func moduleRoot() (string, error) { return stack.Root() }
+
+// buildApps compiles the apps; it returns the backends that cannot run,
+// with the reason.
+func buildApps(ctx context.Context, root, binDir string, backends []string) (map[string]string, error) {
+	if err := stack.Build(ctx, root, binDir, pipelineApps...); err != nil {
+		return nil, err
+	}
+	unavailable := map[string]string{}
+	if slices.Contains(backends, backendNATS) {
+		if err := stack.Build(ctx, root, binDir, "natsd"); err != nil {
+			unavailable[backendNATS] = "natsd does not build: " + firstLine(err.Error())
+		}
+	}
+	return unavailable, nil
+}
+
+// loadPoints reads the dump once, for the floor's messages.
+func loadPoints(ctx context.Context, path string) (*batchSource, error) {
+	src, err := csv.New(path, csv.Options{Once: true, Logger: quietLogger})
+	if err != nil {
+		return nil, err
+	}
+	var points []domain.Point
+	for {
+		p, err := src.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		points = append(points, p)
+	}
+	return newBatchSource(points)
+}
+
+// measureAll runs the plan: the alternated main rounds, the scaling points,
+// the latency runs, the profiled run.
+func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, res *results, out io.Writer) error {
+	seq := 0
+	next := func(kind string) string { seq++; return fmt.Sprintf("%02d-%s", seq, kind) }
+	main := func(backend string) pipelineConfig {
+		return pipelineConfig{Backend: backend, Streamers: cfg.Streamers, Collectors: cfg.Collectors, Readers: readersFor(backend, cfg.Readers),
+			warmup: cfg.Warmup, duration: cfg.Duration}
+	}
+	// runOne runs a pipeline and files it; a NATS pipeline that does not
+	// come up marks NATS unavailable instead of failing the benchmark.
+	runOne := func(pc pipelineConfig, kind string) (pipelineResult, bool, error) {
+		b := res.backend(pc.Backend)
+		if !b.Available {
+			return pipelineResult{}, false, nil
+		}
+		pc.name = next(kind + "-" + pc.Backend)
+		r, err := h.runPipeline(ctx, pc)
+		if err != nil {
+			if pc.Backend == backendNATS && errors.Is(err, errStart) && ctx.Err() == nil {
+				why := natsReason(err)
+				b.markUnavailable(why)
+				fmt.Fprintf(out, "bench: nats: unavailable (%s)\n", why)
+				return r, false, nil
+			}
+			return r, false, fmt.Errorf("%s: %w", pc.name, err)
+		}
+		fmt.Fprintf(out, "  %-28s %s\n", pc.name, describeRun(r))
+		return r, true, nil
+	}
+
+	// 1. Main rounds, the order reversed every other round.
+	order := append([]string{"floor"}, cfg.Backends...)
+	for round := range cfg.Runs {
+		fmt.Fprintf(out, "bench: round %d of %d\n", round+1, cfg.Runs)
+		o := slices.Clone(order)
+		if round%2 == 1 {
+			slices.Reverse(o)
+		}
+		for _, what := range o {
+			if what == "floor" {
+				fr, err := h.runFloor(ctx, cfg, src, round, next, out)
+				if err != nil {
+					return err
+				}
+				res.Floor.Rounds = append(res.Floor.Rounds, fr)
+				continue
+			}
+			r, ok, err := runOne(main(what), "main")
+			if err != nil {
+				return err
+			}
+			if ok {
+				res.backend(what).Runs = append(res.backend(what).Runs, r)
+			}
+		}
+	}
+	res.summarize()
+
+	// 2. Scaling points.
+	for _, sc := range cfg.Scaling {
+		for _, b := range cfg.Backends {
+			p := scalingPoint{Backend: b, Streamers: sc[0], Collectors: sc[1]}
+			if sc[0] == cfg.Streamers && sc[1] == cfg.Collectors {
+				p.FromMainRuns = true
+				p.Runs = res.backend(b).Runs
+			}
+			res.Scaling = append(res.Scaling, &p)
+		}
+	}
+	for i := range cfg.ScalingRuns {
+		// Alternate the backends' order per repetition.
+		pts := slices.Clone(res.Scaling)
+		if i%2 == 1 {
+			slices.Reverse(pts)
+		}
+		for _, p := range pts {
+			if p.FromMainRuns {
+				continue
+			}
+			pc := main(p.Backend)
+			pc.Streamers, pc.Collectors = p.Streamers, p.Collectors
+			r, ok, err := runOne(pc, fmt.Sprintf("scale%dx%d", p.Streamers, p.Collectors))
+			if err != nil {
+				return err
+			}
+			if ok {
+				p.Runs = append(p.Runs, r)
+			}
+		}
+	}
+
+	// 3. Latency at a fraction of each backend's sustained rate.
+	if cfg.Latency {
+		for _, b := range cfg.Backends {
+			bs := res.backend(b)
+			if !bs.Available || bs.Throughput.N == 0 {
+				continue
+			}
+			lp := &latencyPoint{Backend: b, Load: cfg.LatencyLoad, Sustained: bs.Throughput.Median}
+			lp.TargetRate = lp.Load * lp.Sustained
+			lp.Streamers, lp.IntervalMS, lp.PacedRate = pace(lp.TargetRate, maxStreamers)
+			pc := main(b)
+			pc.Streamers, pc.IntervalMS = lp.Streamers, lp.IntervalMS
+			r, ok, err := runOne(pc, "latency")
+			if err != nil {
+				return err
+			}
+			if ok {
+				lp.Result = &r
+				res.Latency = append(res.Latency, lp)
+			}
+		}
+	}
+
+	// 4. A profiled run.
+	if cfg.Pprof != "" && res.backend(backendPostgres).Available {
+		pc := main(backendPostgres)
+		pc.pprofDir = cfg.Pprof
+		r, ok, err := runOne(pc, "pprof")
+		if err != nil {
+			return err
+		}
+		if ok {
+			res.Profiled = &r
+		}
+	}
+	return nil
+}
+
+// readersFor is the mqreader count: NATS has none.
+func readersFor(backend string, n int) int {
+	if backend == backendNATS {
+		return 0
+	}
+	return n
+}
+
+// runFloor measures every floor method once on a fresh database each, in
+// an order that alternates with the round.
+func (h *harness) runFloor(ctx context.Context, cfg config, src *batchSource, round int, next func(string) string, out io.Writer) (floorRound, error) {
+	methods := []string{floorCopy, floorUnnest}
+	if round%2 == 1 {
+		slices.Reverse(methods)
+	}
+	var fr floorRound
+	for _, m := range methods {
+		name := next("floor-" + m)
+		dsn, err := h.srv.fresh(ctx, h.dbName)
+		if err != nil {
+			return fr, err
+		}
+		pcfg, err := pgxpool.ParseConfig(dsn)
+		if err != nil {
+			return fr, fmt.Errorf("floor: %w", err)
+		}
+		pcfg.MaxConns = int32(cfg.FloorWorkers + 1)
+		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+		if err != nil {
+			return fr, fmt.Errorf("floor: %w", err)
+		}
+		r, err := measureFloor(ctx, pool, h.dbName, src, floorConfig{method: m, workers: cfg.FloorWorkers, batch: cfg.FloorBatch,
+			warmup: cfg.FloorWarmup, duration: cfg.FloorDuration})
+		pool.Close()
+		if err != nil {
+			return fr, fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(out, "  %-28s %s msgs/s (postgres %.3f CPU s/1k msgs)\n", name, fmtRate(r.MsgsPerSecond), r.PGCPUPer1k)
+		fr.Methods = append(fr.Methods, r)
+		if r.MsgsPerSecond > fr.Best {
+			fr.Best, fr.BestMethod = r.MsgsPerSecond, r.Method
+		}
+	}
+	return fr, nil
+}
+
+// natsReason condenses why the NATS pipeline did not start.
+func natsReason(err error) string {
+	msg := err.Error()
+	if strings.Contains(msg, "not built into this binary yet") {
+		return "QUEUE_BACKEND=nats is not wired into the apps yet (apps/internal/backend/nats.go)"
+	}
+	return firstLine(msg)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// loadAverage is /proc/loadavg's 1, 5 and 15 minute averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// describeRun is a run's one-line progress report.
+func describeRun(r pipelineResult) string {
+	if r.Persisted == 0 {
+		return fmt.Sprintf("nothing persisted in the window (queue accepted %s msgs/s), backlog %d", fmtRate(r.OfferedPerSecond), r.Backlog)
+	}
+	return fmt.Sprintf("%s msgs/s persisted (offered %s), p50 %s p99 %s, backlog %d, %.3f CPU s/1k msgs",
+		fmtRate(r.MsgsPerSecond), fmtRate(r.OfferedPerSecond), fmtSeconds(r.LatencyP50), fmtSeconds(r.LatencyP99),
+		r.Backlog, r.CPUPer1k[roleTotal])
+}
