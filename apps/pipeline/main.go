@@ -49,7 +49,7 @@ func options(env *platform.Env) fx.Option {
 	stream := streamer.Config{
 		Topic:    domain.TelemetryTopic,
 		Interval: env.Millis("STREAMER_INTERVAL_MS", 0, 0, 3_600_000),
-		Senders:  env.Int("STREAMER_SENDERS", 8, 1, 1024), QueueSize: 1024,
+		Senders:  env.Int("STREAMER_SENDERS", 32, 1, 1024), QueueSize: 1024,
 		Batch:   env.Int("STREAMER_BATCH", 1, 1, 10_000),
 		MaxRows: env.Int("STREAMER_MAX_ROWS", 0, 0, 1<<31-1),
 	}

@@ -28,7 +28,7 @@ func options(env *platform.Env) fx.Option {
 	cfg := streamer.Config{
 		Topic:     env.String("TOPIC", domain.TelemetryTopic),
 		Interval:  env.Millis("STREAMER_INTERVAL_MS", 0, 0, 3_600_000),
-		Senders:   env.Int("STREAMER_SENDERS", 8, 1, 1024),
+		Senders:   env.Int("STREAMER_SENDERS", 32, 1, 1024),
 		Batch:     env.Int("STREAMER_BATCH", 1, 1, 10_000), // 1: one message per publish, as the user asked; >1 is an opt-in for load tests
 		QueueSize: env.Int("STREAMER_QUEUE_SIZE", 1024, 1, 1_000_000),
 		MaxRows:   env.Int("STREAMER_MAX_ROWS", 0, 0, 1<<31-1),
