@@ -11,7 +11,7 @@ SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 COVER_PKGS := ./domain/...,./ports/...,./adapters/...,./apps/...,./migrations/...
 
-.PHONY: help build test cover lint fmt run swagger migrate-up migrate-down bench bench-micro bench-api test-faults helm-lint test-k8s db-start db-stop clean
+.PHONY: help build test cover lint fmt run swagger migrate-up migrate-down bench bench-micro bench-api test-faults test-faults helm-lint test-k8s db-start db-stop clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench: ## end-to-end benchmark: database floor, PostgreSQL-queue and NATS pipeli
 
 bench-micro: ## Go benchmarks of every queue and store adapter on the shared workloads
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./adapters/...
+
+test-faults: ## fault-injection and hostile-input suite on its own PostgreSQL (FAULTS_SOAK=30s for a quick run)
+	$(GO) test -tags faults -count=1 -timeout 25m -v ./test/faults/
 
 clean: ## remove build output and the local cluster
 	-$(DEVDB) stop

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/gpufleet/telemetry/adapters/kube"
+	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/domain"
+)
+
+func TestValidateApp(t *testing.T) {
+	t.Parallel()
+	env := platform.NewEnvFrom(map[string]string{"NAMESPACE": "telemetry"})
+	require.NoError(t, fx.ValidateApp(options(env)))
+	require.NoError(t, env.Err())
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, cfg kube.Config, opts kube.Options)
+	}{
+		{name: "defaults", env: map[string]string{}, check: func(t *testing.T, cfg kube.Config, opts kube.Options) {
+			require.Equal(t, "default", cfg.Namespace)
+			require.Equal(t, "mqreader", cfg.StatefulSet)
+			require.True(t, opts.Elect)
+			require.Equal(t, "partition-controller", opts.Election.LeaseName)
+			require.Equal(t, 15*time.Second, opts.Election.LeaseDuration)
+		}},
+		{name: "everything set", env: map[string]string{
+			"NAMESPACE": "tp", "STATEFULSET": "readers", "CONFIGMAP": "ranges", "LEADER_ELECT": "false",
+			"LEADER_ELECTION_ID": "pc", "POD_NAME": "pc-0", "LEASE_DURATION_SECONDS": "30",
+			"RENEW_DEADLINE_SECONDS": "20", "RETRY_PERIOD_SECONDS": "5", "RESYNC_SECONDS": "60",
+		}, check: func(t *testing.T, cfg kube.Config, opts kube.Options) {
+			require.Equal(t, kube.Config{Namespace: "tp", StatefulSet: "readers", ConfigMap: "ranges", Resync: time.Minute}, cfg)
+			require.False(t, opts.Elect)
+			require.Equal(t, kube.ElectionConfig{LeaseName: "pc", Identity: "pc-0", LeaseDuration: 30 * time.Second,
+				RenewDeadline: 20 * time.Second, RetryPeriod: 5 * time.Second}, opts.Election)
+		}},
+		{name: "renew deadline too long", env: map[string]string{"RENEW_DEADLINE_SECONDS": "15"}, wantErr: "RENEW_DEADLINE_SECONDS=15"},
+		{name: "retry period too long", env: map[string]string{"RETRY_PERIOD_SECONDS": "9"}, wantErr: "RETRY_PERIOD_SECONDS=9"},
+		{name: "not a number", env: map[string]string{"RESYNC_SECONDS": "often"}, wantErr: "RESYNC_SECONDS"},
+		{name: "bad flag", env: map[string]string{"LEADER_ELECT": "maybe"}, wantErr: "LEADER_ELECT"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := platform.NewEnvFrom(tc.env)
+			cfg, opts, _ := load(env)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, env.Err(), tc.wantErr)
+				return
+			}
+			require.NoError(t, env.Err())
+			tc.check(t, cfg, opts)
+		})
+	}
+}
+
+// TestStartStop runs the whole app against a fake API server: it elects
+// itself, writes the assignment, and stops cleanly (releasing the lease).
+func TestStartStop(t *testing.T) {
+	t.Parallel()
+	replicas := int32(3)
+	client := fake.NewClientset(&appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "mqreader", Namespace: "telemetry"},
+		Spec:       appsv1.StatefulSetSpec{Replicas: &replicas},
+	})
+	env := platform.NewEnvFrom(map[string]string{"NAMESPACE": "telemetry", "HTTP_ADDR": "127.0.0.1:0", "POD_NAME": "pc-0"})
+	var ctrl *kube.Controller
+	app := fxtest.New(t, options(env),
+		fx.Replace(fx.Annotate(client, fx.As(new(kubernetes.Interface)))),
+		fx.Populate(&ctrl),
+	)
+	require.NoError(t, env.Err())
+	app.RequireStart()
+	require.Eventually(t, func() bool {
+		cm, err := client.CoreV1().ConfigMaps("telemetry").Get(t.Context(), "mqreader-partitions", metav1.GetOptions{})
+		return err == nil && cm.Data[domain.AssignmentKey] != ""
+	}, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, ctrl.Check(t.Context()))
+	app.RequireStop()
+	lease, err := client.CoordinationV1().Leases("telemetry").Get(t.Context(), "partition-controller", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Empty(t, lease.Spec.HolderIdentity)
+}

@@ -1,0 +1,93 @@
+//go:build faults
+
+package faults
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/telemetry/test/pglocal"
+	"github.com/gpufleet/telemetry/test/stack"
+)
+
+// apps are the binaries the suite runs, built with the "faults" tag so the
+// writer's test-only failpoints exist.
+var apps = []string{"mqwriter", "mqreader", "collector", "streamer", "apigw"}
+
+// Set once by TestMain, read-only afterwards.
+var (
+	binDir     string          // the built apps
+	csvPath    string          // the shipped DCGM dump
+	pgDir      string          // the suite's own PostgreSQL cluster
+	pg         pglocal.Cluster // running on a fixed port for the whole run
+	soakFor    = 5 * time.Minute
+	seedOffset int64
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if err := setup(); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 1
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := pglocal.Stop(ctx, pgDir); err != nil {
+			fmt.Fprintln(os.Stderr, "faults: stop postgres:", err)
+		}
+		_ = os.RemoveAll(pgDir)
+		_ = os.RemoveAll(binDir)
+	}()
+	return m.Run()
+}
+
+func setup() error {
+	if v := os.Getenv("FAULTS_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("FAULTS_SOAK=%q: want a positive Go duration such as 30s", v)
+		}
+		soakFor = d
+	}
+	if v := os.Getenv("FAULTS_SEED"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("FAULTS_SEED=%q: want an integer", v)
+		}
+		seedOffset = n
+	}
+	root, err := stack.Root()
+	if err != nil {
+		return err
+	}
+	csvPath = filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv")
+	if binDir, err = os.MkdirTemp("", "faults-bin-"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := stack.BuildTags(ctx, root, binDir, []string{"faults"}, apps...); err != nil {
+		return err
+	}
+	// A cluster of the suite's own, so stopping it (scenario 4) disturbs no
+	// other test; the temp dir is made traversable for the server user.
+	if pgDir, err = os.MkdirTemp("", "faults-pg-"); err != nil {
+		return err
+	}
+	if err := os.Chmod(pgDir, 0o755); err != nil {
+		return err
+	}
+	if pg, err = pglocal.Start(ctx, pgDir); err != nil {
+		return fmt.Errorf("start postgres in %s: %w", pgDir, err)
+	}
+	return nil
+}
