@@ -67,6 +67,9 @@ bench: ## end-to-end benchmark: database floor, PostgreSQL-queue and NATS pipeli
 bench-micro: ## Go benchmarks of every queue and store adapter on the shared workloads
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./adapters/...
 
+bench-api: ## API latency on 10,000,000 telemetry rows (loaded once into database benchapi, reused after); writes bench-api-results.json (BENCH_API_FLAGS=-h lists flags)
+	$(GO) run ./test/benchapi -reuse $(BENCH_API_FLAGS)
+
 test-faults: ## fault-injection and hostile-input suite on its own PostgreSQL (FAULTS_SOAK=30s for a quick run)
 	$(GO) test -tags faults -count=1 -timeout 25m -v ./test/faults/
 
