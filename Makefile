@@ -4,12 +4,15 @@
 # unprivileged user when run as root).
 
 GO        ?= go
-APPS      := mqwriter mqreader collector streamer apigw migrate pipeline natsd
+APPS      := mqwriter mqreader collector streamer apigw migrate pipeline natsd partition-controller
 BIN       := bin
 DEVDB     := $(GO) run ./test/devdb
 SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 COVER_PKGS := ./domain/...,./ports/...,./adapters/...,./apps/...,./migrations/...
+
+.DEFAULT_GOAL := help
+include deployments/k8s.mk
 
 .PHONY: help build test cover lint fmt run swagger migrate-up migrate-down bench bench-micro bench-api test-faults test-faults helm-lint test-k8s db-start db-stop clean
 

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -77,24 +79,73 @@ type Source struct {
 
 var _ ports.Source = (*Source)(nil)
 
-// New opens and parses the CSV file at path. It fails when the file cannot
-// be read, is larger than the size limit, lacks a required column, or (when
-// looping) has no valid row.
+// New opens and parses the CSV file at path. When path is a directory, it
+// reads every *.csv in it in name order, each with its own header, as one
+// source: Kubernetes ConfigMaps are capped at 1 MiB, so the Helm chart ships
+// the DCGM dump split into parts. It fails when a file cannot be read, the
+// input is larger than the size limit, a file lacks a required column, or
+// (when looping) there is no valid row.
 func New(path string, opts Options) (*Source, error) {
-	f, err := os.Open(path)
+	paths, err := csvFiles(path)
 	if err != nil {
 		return nil, fmt.Errorf("csv source %s: %w", path, err)
 	}
-	defer func() { _ = f.Close() }()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > opts.maxBytes() {
-		return nil, fmt.Errorf("csv source %s: file is %d bytes, over the %d byte limit", path, fi.Size(), opts.maxBytes())
+	inputs := make([]input, 0, len(paths))
+	var total int64
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("csv source %s: %w", p, err)
+		}
+		defer func() { _ = f.Close() }()
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			total += fi.Size()
+		}
+		if total > opts.maxBytes() {
+			what := "file is"
+			if len(paths) > 1 {
+				what = "files total at least"
+			}
+			return nil, fmt.Errorf("csv source %s: %s %d bytes, over the %d byte limit", path, what, total, opts.maxBytes())
+		}
+		inputs = append(inputs, input{name: p, r: f})
 	}
-	return NewFromReader(path, f, opts)
+	return newFromInputs(path, inputs, opts)
+}
+
+// csvFiles returns path itself, or the *.csv files of the directory path in
+// name order.
+func csvFiles(path string) ([]string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return []string{path}, nil
+	}
+	paths, err := filepath.Glob(filepath.Join(path, "*.csv"))
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, errors.New("directory holds no *.csv file")
+	}
+	sort.Strings(paths)
+	return paths, nil
+}
+
+type input struct {
+	name string
+	r    io.Reader
 }
 
 // NewFromReader parses CSV from r; name identifies it in errors, logs and
 // metrics. It reads r to the end (or to the size limit) and does not close it.
 func NewFromReader(name string, r io.Reader, opts Options) (*Source, error) {
+	return newFromInputs(name, []input{{name: name, r: r}}, opts)
+}
+
+func newFromInputs(name string, inputs []input, opts Options) (*Source, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -103,10 +154,15 @@ func NewFromReader(name string, r io.Reader, opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("csv source %s: %w", name, err)
 	}
-	p := parser{name: name, logger: logger, skips: skips, intern: map[string]string{}}
-	rows, err := p.parse(r, opts.maxBytes())
-	if err != nil {
-		return nil, fmt.Errorf("csv source %s: %w", name, err)
+	p := parser{logger: logger, skips: skips, intern: map[string]string{}}
+	var rows []domain.Point
+	for _, in := range inputs {
+		p.name = in.name
+		part, err := p.parse(in.r, opts.maxBytes())
+		if err != nil {
+			return nil, fmt.Errorf("csv source %s: %w", in.name, err)
+		}
+		rows = append(rows, part...)
 	}
 	if len(rows) == 0 && !opts.Once {
 		return nil, fmt.Errorf("csv source %s: %w to loop over (%d skipped)", name, ErrNoRows, p.skipped)
@@ -115,7 +171,7 @@ func NewFromReader(name string, r io.Reader, opts Options) (*Source, error) {
 	if now == nil {
 		now = time.Now
 	}
-	logger.Info("csv source loaded", "source", name, "rows", len(rows), "skipped", p.skipped, "loop", !opts.Once)
+	logger.Info("csv source loaded", "source", name, "files", len(inputs), "rows", len(rows), "skipped", p.skipped, "loop", !opts.Once)
 	return &Source{name: name, once: opts.Once, now: now, rows: rows, skipped: p.skipped}, nil
 }
 

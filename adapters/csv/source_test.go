@@ -6,6 +6,7 @@ import (
 	stdcsv "encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -607,4 +608,39 @@ func TestConformance(t *testing.T) {
 		require.NoError(t, err)
 		return src
 	})
+}
+
+// A directory of CSV parts (the Helm chart splits the dump to stay under the
+// ConfigMap size limit), each with its own header, reads as the whole file.
+func TestDirectoryOfParts(t *testing.T) {
+	t.Parallel()
+	whole, err := os.ReadFile(shippedCSV)
+	require.NoError(t, err)
+	lines := strings.SplitAfter(string(whole), "\n")
+	header, body := lines[0], lines[1:]
+	dir := t.TempDir()
+	// Three parts, written out of name order, with a non-CSV file beside them.
+	for i, part := range [][]string{body[:1000], body[1000:2000], body[2000:]} {
+		name := filepath.Join(dir, fmt.Sprintf("part-%03d.csv", 2-i))
+		require.NoError(t, os.WriteFile(name, []byte(header+strings.Join(part, "")), 0o644))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "README"), []byte("not a csv"), 0o644))
+
+	src, err := csvsource.New(dir, csvsource.Options{Once: true, Logger: quiet()})
+	require.NoError(t, err)
+	require.Equal(t, 2470, src.Rows())
+	require.Equal(t, 0, src.Skipped())
+	gpus := map[string]bool{}
+	for {
+		p, err := src.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		gpus[p.GPUUUID] = true
+	}
+	require.Len(t, gpus, 247)
+
+	_, err = csvsource.New(t.TempDir(), csvsource.Options{Logger: quiet()})
+	require.ErrorContains(t, err, "no *.csv file")
 }

@@ -194,6 +194,11 @@ func (c *Controller) processNext(ctx context.Context, queue workqueue.TypedRateL
 		// next change of the StatefulSet is synced again.
 		queue.Forget(key)
 		c.logger.Error("partition sync refused; waiting for the next change", "err", err)
+	case errors.Is(err, errConflict):
+		// Expected now and then: the StatefulSet controller updates the
+		// status (and so the resourceVersion) while pods come and go.
+		queue.AddRateLimited(key)
+		c.logger.Info("partition sync raced another write; retrying", "err", err)
 	default:
 		queue.AddRateLimited(key)
 		c.logger.Warn("partition sync failed; retrying", "err", err, "retries", queue.NumRequeues(key))

@@ -54,7 +54,9 @@ func TestOnlyTheLeaderWrites(t *testing.T) {
 	require.NoError(t, b.ctrl.Check(t.Context()), "a standby is ready")
 	require.Zero(t, b.metric(t, "partition_controller_syncs_total", "ok"), "the standby never syncs")
 	require.Zero(t, b.metric(t, "partition_controller_rollouts_total", ""))
-	require.Equal(t, 2.0, a.metric(t, "partition_controller_rollouts_total", ""), "initial sync and the scale to 3")
+	// The patch is visible before the controller counts it: wait for both.
+	require.Eventually(t, func() bool { return a.metric(t, "partition_controller_rollouts_total", "") == 2 },
+		10*time.Second, 10*time.Millisecond, "initial sync and the scale to 3")
 
 	stopA() // releases the lease after its controller stopped
 	require.False(t, leader(t, a))
@@ -69,7 +71,8 @@ func TestOnlyTheLeaderWrites(t *testing.T) {
 		requireCovers(c, as, 2)
 		require.Equal(c, sum2, sum)
 	}, 10*time.Second, 10*time.Millisecond)
-	require.Equal(t, 1.0, b.metric(t, "partition_controller_rollouts_total", ""))
+	require.Eventually(t, func() bool { return b.metric(t, "partition_controller_rollouts_total", "") == 1 },
+		10*time.Second, 10*time.Millisecond, "the new leader rolled the readers once")
 	require.Equal(t, writesA, a.metric(t, "partition_controller_configmap_writes_total", ""), "the old leader wrote nothing after stopping")
 	stopB()
 

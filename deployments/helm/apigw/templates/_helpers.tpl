@@ -1,0 +1,3 @@
+{{- define "apigw.envData" -}}
+{}
+{{- end -}}

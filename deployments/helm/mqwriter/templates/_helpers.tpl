@@ -1,0 +1,4 @@
+{{/* Settings computed from other values; none for mqwriter. */}}
+{{- define "mqwriter.envData" -}}
+{}
+{{- end -}}

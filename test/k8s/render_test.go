@@ -1,0 +1,251 @@
+package k8s_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+	sigsyaml "sigs.k8s.io/yaml"
+)
+
+const namespace = "telemetry"
+
+func repoPath(t *testing.T, elem ...string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join(append([]string{"..", ".."}, elem...)...))
+	require.NoError(t, err)
+	return p
+}
+
+// helm runs helm from the tools module (built on first use, then cached by
+// the go command), or $HELM when set, in a private HELM_*_HOME.
+func helm(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("renders the charts with helm (make helm-lint); skipped in -short mode")
+	}
+	var cmd *exec.Cmd
+	if bin := os.Getenv("HELM"); bin != "" {
+		cmd = exec.Command(bin, args...)
+	} else {
+		cmd = exec.Command(goCommand(), append([]string{"-C", repoPath(t, "tools"), "tool", "helm"}, args...)...)
+	}
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+	)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, quietStderr(stderr.String()))
+	}
+	return out, nil
+}
+
+// quietStderr drops helm's notes about following the charts' symlinks.
+func quietStderr(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" && !strings.Contains(l, "found symbolic link in path") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func goCommand() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// template renders chart (a directory under deployments/helm) into
+// namespace with the given extra helm arguments.
+func template(t *testing.T, chart string, args ...string) []byte {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", "tp", repoPath(t, "deployments", "helm", chart), "--namespace", namespace}, args...)...)
+	require.NoError(t, err)
+	return out
+}
+
+// object is one rendered object, decoded into its API type.
+type object struct {
+	gvk  schema.GroupVersionKind
+	meta metav1.Object
+	obj  any
+}
+
+func (o object) String() string { return o.gvk.Kind + "/" + o.meta.GetName() }
+
+// The custom resources the charts render, as subsets of their upstream API
+// types (CloudNativePG postgresql.cnpg.io/v1 Cluster, KEDA keda.sh/v1alpha1
+// ScaledObject) holding exactly the fields the charts may set: decoding is
+// strict, so a misspelt or misplaced field fails here as it would in the
+// API server's structural schema.
+var (
+	cnpgClusterGVK  = schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}
+	scaledObjectGVK = schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: "ScaledObject"}
+)
+
+type cnpgCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Instances             int    `json:"instances"`
+		ImageName             string `json:"imageName,omitempty"`
+		PrimaryUpdateStrategy string `json:"primaryUpdateStrategy,omitempty"`
+		EnablePDB             *bool  `json:"enablePDB,omitempty"`
+		Bootstrap             struct {
+			InitDB struct {
+				Database string `json:"database"`
+				Owner    string `json:"owner"`
+			} `json:"initdb"`
+		} `json:"bootstrap"`
+		Storage struct {
+			Size         string `json:"size"`
+			StorageClass string `json:"storageClass,omitempty"`
+		} `json:"storage"`
+		PostgreSQL struct {
+			Parameters map[string]string `json:"parameters,omitempty"`
+		} `json:"postgresql"`
+		Resources corev1.ResourceRequirements `json:"resources"`
+	} `json:"spec"`
+}
+
+type scaledObject struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ScaleTargetRef struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Name       string `json:"name"`
+		} `json:"scaleTargetRef"`
+		MinReplicaCount *int32 `json:"minReplicaCount"`
+		MaxReplicaCount *int32 `json:"maxReplicaCount"`
+		PollingInterval *int32 `json:"pollingInterval,omitempty"`
+		CooldownPeriod  *int32 `json:"cooldownPeriod,omitempty"`
+		Advanced        struct {
+			HorizontalPodAutoscalerConfig struct {
+				Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
+			} `json:"horizontalPodAutoscalerConfig"`
+		} `json:"advanced"`
+		Triggers []struct {
+			Type       string            `json:"type"`
+			MetricType string            `json:"metricType,omitempty"`
+			Metadata   map[string]string `json:"metadata"`
+		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+var strict = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// decodeAll splits a multi-document YAML stream and decodes each document
+// strictly: unknown fields, duplicate keys, wrong types and unknown kinds are
+// errors.
+func decodeAll(t *testing.T, out []byte) []object {
+	t.Helper()
+	var objs []object
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		o, err := decode(doc)
+		require.NoError(t, err, "document:\n%s", head(doc))
+		objs = append(objs, o)
+	}
+	return objs
+}
+
+func decode(doc []byte) (object, error) {
+	js, err := sigsyaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return object{}, fmt.Errorf("yaml: %w", err)
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(js, &tm); err != nil {
+		return object{}, fmt.Errorf("type meta: %w", err)
+	}
+	gv, err := schema.ParseGroupVersion(tm.APIVersion)
+	if err != nil {
+		return object{}, fmt.Errorf("apiVersion %q: %w", tm.APIVersion, err)
+	}
+	gvk := gv.WithKind(tm.Kind)
+	var obj any
+	switch {
+	case scheme.Scheme.Recognizes(gvk):
+		o, _, err := strict.Decode(js, nil, nil)
+		if err != nil {
+			return object{}, fmt.Errorf("%s: %w", gvk, err)
+		}
+		obj = o
+	case gvk == cnpgClusterGVK:
+		obj, err = decodeStrictJSON[cnpgCluster](js)
+	case gvk == scaledObjectGVK:
+		obj, err = decodeStrictJSON[scaledObject](js)
+	default:
+		return object{}, fmt.Errorf("unknown kind %s", gvk)
+	}
+	if err != nil {
+		return object{}, fmt.Errorf("%s: %w", gvk, err)
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return object{}, fmt.Errorf("%s has no object metadata", gvk)
+	}
+	return object{gvk: gvk, meta: m, obj: obj}, nil
+}
+
+func decodeStrictJSON[T any](js []byte) (*T, error) {
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+func stripComments(doc []byte) []byte {
+	var out [][]byte
+	for _, l := range bytes.Split(doc, []byte("\n")) {
+		if !bytes.HasPrefix(bytes.TrimSpace(l), []byte("#")) {
+			out = append(out, l)
+		}
+	}
+	return bytes.Join(out, []byte("\n"))
+}
+
+func head(b []byte) string {
+	if len(b) > 600 {
+		return string(b[:600]) + "…"
+	}
+	return string(b)
+}
