@@ -2,7 +2,11 @@ package domain_test
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/stretchr/testify/require"
 
@@ -40,6 +44,28 @@ func TestAssignmentRejectsOverlapsAndBadRanges(t *testing.T) {
 			t.Parallel()
 			var a domain.Assignment
 			require.Error(t, json.Unmarshal([]byte(in), &a))
+		})
+	}
+}
+
+func TestRecordValidate(t *testing.T) {
+	t.Parallel()
+	v := 1.0
+	good := domain.Record{MsgUUID: domain.MessageID("t", "k"), Point: domain.Point{
+		GPUUUID: "GPU-1", MetricName: "DCGM_FI_DEV_GPU_UTIL", Timestamp: time.Unix(1, 0), Value: &v}}
+	require.NoError(t, domain.ValidateRecords([]domain.Record{good}))
+	for name, mutate := range map[string]func(*domain.Record){
+		"nil msg uuid":      func(r *domain.Record) { r.MsgUUID = uuid.Nil },
+		"invalid point":     func(r *domain.Record) { r.GPUUUID = "" },
+		"gpu index too big": func(r *domain.Record) { r.GPUIndex = math.MaxInt32 + 1 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := good
+			mutate(&r)
+			err := domain.ValidateRecords([]domain.Record{good, r})
+			require.ErrorIs(t, err, domain.ErrInvalidPoint)
+			require.ErrorContains(t, err, "record 1")
 		})
 	}
 }

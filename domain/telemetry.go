@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -116,4 +117,30 @@ func CleanValue(v float64) *float64 {
 		return nil
 	}
 	return &v
+}
+
+// Validate reports why the record cannot be stored: no message UUID, an
+// invalid point, or a GPU index beyond 32 bits. Errors wrap ErrInvalidPoint.
+func (r Record) Validate() error {
+	if r.MsgUUID == uuid.Nil {
+		return invalidPoint("msg_uuid is nil")
+	}
+	if err := r.Point.Validate(); err != nil {
+		return err
+	}
+	if r.GPUIndex > math.MaxInt32 {
+		return invalidPoint(fmt.Sprintf("gpu_index %d out of range", r.GPUIndex))
+	}
+	return nil
+}
+
+// ValidateRecords checks every record of a batch, so a store can refuse the
+// whole batch before storing any of it.
+func ValidateRecords(records []Record) error {
+	for i, r := range records {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("record %d (msg %s): %w", i, r.MsgUUID, err)
+		}
+	}
+	return nil
 }

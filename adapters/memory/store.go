@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -126,19 +125,10 @@ func call[T any](ctx context.Context, s *TelemetryStore, fn func(*storeState) T)
 // normTime is how PostgreSQL keeps a timestamptz: UTC, microseconds.
 func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// validateRecords checks every record before anything is stored, so a batch
-// is all or nothing.
+// validateRecords refuses the whole batch when one record cannot be stored.
 func validateRecords(records []domain.Record) error {
-	for i, r := range records {
-		if r.MsgUUID == uuid.Nil {
-			return fmt.Errorf("record %d: msg_uuid is nil: %w", i, ports.ErrInvalidArgument)
-		}
-		if err := r.Validate(); err != nil {
-			return fmt.Errorf("record %d (msg %s): %w: %w", i, r.MsgUUID, ports.ErrInvalidArgument, err)
-		}
-		if r.GPUIndex > math.MaxInt32 {
-			return fmt.Errorf("record %d (msg %s): gpu_index %d out of range: %w", i, r.MsgUUID, r.GPUIndex, ports.ErrInvalidArgument)
-		}
+	if err := domain.ValidateRecords(records); err != nil {
+		return fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err)
 	}
 	return nil
 }

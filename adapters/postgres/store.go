@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"time"
 
@@ -120,19 +119,10 @@ func (s *TelemetryStore) Check(ctx context.Context) error {
 	return nil
 }
 
-// validateRecords checks every record before anything is sent, so a bad
-// record fails the batch with ErrInvalidArgument and stores nothing.
+// validateRecords refuses the whole batch when one record cannot be stored.
 func validateRecords(records []domain.Record) error {
-	for i, r := range records {
-		if r.MsgUUID == uuid.Nil {
-			return fmt.Errorf("record %d: msg_uuid is nil: %w", i, ports.ErrInvalidArgument)
-		}
-		if err := r.Validate(); err != nil {
-			return fmt.Errorf("record %d (msg %s): %w: %w", i, r.MsgUUID, ports.ErrInvalidArgument, err)
-		}
-		if r.GPUIndex > math.MaxInt32 {
-			return fmt.Errorf("record %d (msg %s): gpu_index %d out of range: %w", i, r.MsgUUID, r.GPUIndex, ports.ErrInvalidArgument)
-		}
+	if err := domain.ValidateRecords(records); err != nil {
+		return fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err)
 	}
 	return nil
 }
