@@ -35,6 +35,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
@@ -162,10 +165,14 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, ready func(natsUR
 	return nil
 }
 
-// healthHandler serves /healthz (the process is alive) and /readyz (the NATS
-// server accepts clients and JetStream is on).
+// healthHandler serves /healthz (the process is alive), /readyz (the NATS
+// server accepts clients and JetStream is on) and /metrics (the process's
+// Go and CPU metrics; JetStream's own figures are in its monitoring API).
 func healthHandler(ns *server.Server) http.Handler {
 	mux := http.NewServeMux()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

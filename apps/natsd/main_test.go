@@ -80,7 +80,7 @@ func TestRun(t *testing.T) {
 			require.FailNow(t, "natsd stopped before ready", "%v", err)
 		}
 
-		for _, path := range []string{"/healthz", "/readyz"} {
+		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 			resp, err := http.Get("http://" + a.http + path)
 			require.NoError(t, err)
 			require.NoError(t, resp.Body.Close())
