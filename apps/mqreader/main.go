@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
@@ -31,8 +32,9 @@ func main() { platform.Main(options) }
 func options(env *platform.Env) fx.Option {
 	common := platform.LoadCommon(env, "mqreader", ":8082")
 	d := pgqueue.DefaultReaderConfig()
+	served := partitionRange(env)
 	cfg := pgqueue.ReaderConfig{
-		Range:        partitionRange(env),
+		Range:        served,
 		BufferSize:   env.Int("READER_BUFFER_SIZE", d.BufferSize, 1, 10_000_000),
 		RefillBatch:  env.Int("READER_REFILL_BATCH", d.RefillBatch, 1, 100_000),
 		DrainTimeout: env.Millis("READER_DRAIN_TIMEOUT_MS", d.DrainTimeout, 0, 600_000),
@@ -43,6 +45,7 @@ func options(env *platform.Env) fx.Option {
 	return fx.Options(
 		platform.Module(common),
 		backend.Database(env),
+		watchAssignment(env, served),
 		fx.Supply(cfg),
 		pgqueue.Module,
 		fx.Provide(
@@ -78,24 +81,105 @@ func partitionRange(env *platform.Env) *domain.PartitionRange {
 	if path == "" {
 		return nil
 	}
+	r, err := assignedRange(path, podName(env))
+	if err != nil {
+		env.Fail(err)
+	}
+	return r
+}
+
+func podName(env *platform.Env) string {
 	host, _ := os.Hostname()
-	pod := env.String("POD_NAME", host)
+	return env.String("POD_NAME", host)
+}
+
+// assignedRange reads pod's range from the assignment file; nil when the
+// file does not exist yet or does not name the pod.
+func assignedRange(path, pod string) (*domain.PartitionRange, error) {
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return nil // the controller has not written the ConfigMap yet
+		return nil, nil // the controller has not written the ConfigMap yet
 	}
 	if err != nil {
-		env.Fail(fmt.Errorf("PARTITIONS_FILE=%s: %w", path, err))
-		return nil
+		return nil, fmt.Errorf("PARTITIONS_FILE=%s: %w", path, err)
 	}
 	var a domain.Assignment
 	if err := json.Unmarshal(b, &a); err != nil {
-		env.Fail(fmt.Errorf("PARTITIONS_FILE=%s: %w", path, err))
-		return nil
+		return nil, fmt.Errorf("PARTITIONS_FILE=%s: %w", path, err)
 	}
 	r, ok := a.For(pod)
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	return &r
+	return &r, nil
+}
+
+// watchAssignment re-reads PARTITIONS_FILE (a mounted ConfigMap, which the
+// kubelet updates in place) and reports, in the log and in
+// mqreader_partition_assignment_stale, when it no longer matches the range
+// this reader serves. The range itself changes only at restart: the
+// partition controller's rolling restart applies it, so two readers never
+// change ranges at the same moment.
+func watchAssignment(env *platform.Env, served *domain.PartitionRange) fx.Option {
+	path := env.String("PARTITIONS_FILE", "")
+	if path == "" || env.String("PARTITIONS", "") != "" {
+		return fx.Options()
+	}
+	pod := podName(env)
+	every := env.Millis("PARTITIONS_WATCH_INTERVAL_MS", 10*time.Second, 10, 3_600_000)
+	return fx.Invoke(func(lc fx.Lifecycle, logger *slog.Logger, reg prometheus.Registerer) {
+		stale := prometheus.NewGauge(prometheus.GaugeOpts{Name: "mqreader_partition_assignment_stale",
+			Help: "1 when the mounted partition assignment differs from the range this reader serves (a restart applies it)."})
+		reg.MustRegister(stale)
+		stop, done := make(chan struct{}), make(chan struct{})
+		lc.Append(fx.Hook{
+			OnStart: func(context.Context) error {
+				go func() {
+					defer close(done)
+					t := time.NewTicker(every)
+					defer t.Stop()
+					was := false
+					for {
+						select {
+						case <-stop:
+							return
+						case <-t.C:
+						}
+						now, err := assignedRange(path, pod)
+						if err != nil {
+							logger.Warn("partition assignment unreadable", "err", err)
+							continue
+						}
+						differs := !sameRange(now, served)
+						if differs && !was {
+							logger.Warn("partition assignment changed; a restart applies it", "pod", pod,
+								"serving", rangeString(served), "assigned", rangeString(now))
+						}
+						was = differs
+						if differs {
+							stale.Set(1)
+						} else {
+							stale.Set(0)
+						}
+					}
+				}()
+				return nil
+			},
+			OnStop: func(context.Context) error { close(stop); <-done; return nil },
+		})
+	})
+}
+
+func sameRange(a, b *domain.PartitionRange) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func rangeString(r *domain.PartitionRange) string {
+	if r == nil {
+		return "none"
+	}
+	return r.String()
 }
