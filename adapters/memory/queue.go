@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
+	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -307,28 +309,20 @@ type queueResult[T any] struct {
 	err error
 }
 
-// queueCall runs fn on the owner goroutine and waits for its answer, the caller's
-// context or the queue's end.
+// queueCall runs fn on the owner goroutine and waits for its answer, the
+// caller's context or the queue's end.
 func queueCall[T any](ctx context.Context, q *Queue, op string, fn func(*queueState) (T, error)) (T, error) {
-	var zero T
-	reply := make(chan queueResult[T], 1) // the loop never blocks on a caller that gave up
-	req := func(s *queueState) {
+	r, err := actor.Call(ctx, q.ops, q.done, func(s *queueState) queueResult[T] {
 		v, err := fn(s)
-		reply <- queueResult[T]{v, err}
+		return queueResult[T]{v, err}
+	})
+	switch {
+	case errors.Is(err, actor.ErrStopped):
+		return r.v, fmt.Errorf("%s: memory queue: %w", op, ports.ErrClosed)
+	case err != nil:
+		return r.v, fmt.Errorf("%s: %w", op, err)
 	}
-	select {
-	case q.ops <- req:
-	case <-ctx.Done():
-		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
-	case <-q.done:
-		return zero, fmt.Errorf("%s: memory queue: %w", op, ports.ErrClosed)
-	}
-	select {
-	case r := <-reply:
-		return r.v, r.err
-	case <-ctx.Done():
-		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
-	}
+	return r.v, r.err
 }
 
 // run is the owner goroutine: it applies requests one at a time and expires

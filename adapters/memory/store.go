@@ -3,6 +3,7 @@ package memory
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/fx"
 
+	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -31,15 +33,11 @@ const streamChunk = 256
 // registry kept current by writes. One goroutine (run) owns all state; the
 // methods send it operations and wait for the reply. Call Close to stop it.
 type TelemetryStore struct {
-	ops       chan storeOp  // unbuffered: each call hands its op to run
-	quit      chan struct{} // closed by Close: broadcast stop to run
-	done      chan struct{} // closed by run when it returns
+	ops       chan func(*storeState) // unbuffered: each call hands its op to run
+	quit      chan struct{}          // closed by Close: broadcast stop to run
+	done      chan struct{}          // closed by run when it returns
 	closeOnce sync.Once
 }
-
-// storeOp runs on the owner goroutine with exclusive access to the state and
-// reports through its own 1-buffered reply channel.
-type storeOp func(s *storeState)
 
 // storeState is the store's data; owned by run, never touched elsewhere.
 type storeState struct {
@@ -54,7 +52,7 @@ type storeState struct {
 // NewTelemetryStore starts an empty store. Close stops its goroutine.
 func NewTelemetryStore() *TelemetryStore {
 	s := &TelemetryStore{
-		ops:  make(chan storeOp),
+		ops:  make(chan func(*storeState)),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -96,30 +94,14 @@ func (s *TelemetryStore) Check(ctx context.Context) error {
 	return nil
 }
 
-// call hands fn to run and waits for its result, the caller's context or
-// the store's shutdown, whichever comes first.
+// call runs fn on the owner goroutine and waits for its result, the
+// caller's context or the store's shutdown, whichever comes first.
 func call[T any](ctx context.Context, s *TelemetryStore, fn func(*storeState) T) (T, error) {
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
+	v, err := actor.Call(ctx, s.ops, s.done, fn)
+	if errors.Is(err, actor.ErrStopped) {
+		return v, fmt.Errorf("memory store: %w", ports.ErrClosed)
 	}
-	reply := make(chan T, 1) // 1-buffered: run never blocks on a caller that gave up
-	op := func(st *storeState) { reply <- fn(st) }
-	select {
-	case s.ops <- op:
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	case <-s.done:
-		return zero, fmt.Errorf("memory store: %w", ports.ErrClosed)
-	}
-	select {
-	case v := <-reply:
-		return v, nil
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	case <-s.done:
-		return zero, fmt.Errorf("memory store: %w", ports.ErrClosed)
-	}
+	return v, err
 }
 
 // normTime is how PostgreSQL keeps a timestamptz: UTC, microseconds.

@@ -3,12 +3,14 @@ package nats
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -88,29 +90,20 @@ type result[T any] struct {
 // call runs fn on run and waits for its answer, the caller's context or the
 // queue's end. After Close, fn is not run and call fails with ports.ErrClosed.
 func call[T any](ctx context.Context, q *Queue, op string, fn func(*state) (T, error)) (T, error) {
-	var zero T
-	reply := make(chan result[T], 1) // run never blocks on a caller that gave up
-	req := func(s *state) {
+	r, err := actor.Call(ctx, q.ops, q.done, func(s *state) result[T] {
 		if s.closing {
-			reply <- result[T]{err: fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)}
-			return
+			return result[T]{err: fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)}
 		}
 		v, err := fn(s)
-		reply <- result[T]{v, err}
+		return result[T]{v, err}
+	})
+	switch {
+	case errors.Is(err, actor.ErrStopped):
+		return r.v, fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)
+	case err != nil:
+		return r.v, fmt.Errorf("%s: %w", op, err)
 	}
-	select {
-	case q.ops <- req:
-	case <-ctx.Done():
-		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
-	case <-q.done:
-		return zero, fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)
-	}
-	select {
-	case r := <-reply:
-		return r.v, r.err
-	case <-ctx.Done():
-		return zero, fmt.Errorf("%s: %w", op, ctx.Err())
-	}
+	return r.v, r.err
 }
 
 // run is the owner goroutine: it applies requests one at a time, expires
