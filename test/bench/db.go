@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gpufleet/telemetry/migrations"
+	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
@@ -102,13 +100,13 @@ func (s *server) fresh(ctx context.Context, name string) (string, error) {
 	}
 	admin, err := pgx.Connect(ctx, s.admin)
 	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", redact(s.admin), err)
+		return "", fmt.Errorf("connect to %s: %w", pgadmin.Redact(s.admin), err)
 	}
 	defer admin.Close(ctx)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
-	dsn, err := withDatabase(s.admin, name)
+	dsn, err := pgadmin.WithDatabase(s.admin, name)
 	if err != nil {
 		return "", err
 	}
@@ -125,15 +123,7 @@ func (s *server) fresh(ctx context.Context, name string) (string, error) {
 
 // drop removes database name, disconnecting its sessions.
 func (s *server) drop(ctx context.Context, name string) error {
-	admin, err := pgx.Connect(ctx, s.admin)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", redact(s.admin), err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	return nil
+	return pgadmin.DropDatabase(ctx, s.admin, name)
 }
 
 // version is the server's version string.
@@ -148,28 +138,6 @@ func (s *server) version(ctx context.Context) string {
 		return "unknown"
 	}
 	return v
-}
-
-// withDatabase points a connection string (URL or key=value) at database name.
-func withDatabase(dsn, name string) (string, error) {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		if strings.Contains(dsn, "://") {
-			return "", errors.New("parse database url: invalid connection string")
-		}
-		return fmt.Sprintf("%s dbname=%s", dsn, name), nil
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
-// redact hides the password of a URL for messages and the results file.
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return "(key=value connection string)"
-	}
-	return u.Redacted()
 }
 
 // pgCPU is one reading of the server's CPU, per process: the backends of

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pgtest"
 	"github.com/gpufleet/telemetry/test/stack"
 )
@@ -201,13 +202,13 @@ func TestCPUDelta(t *testing.T) {
 
 func TestWithDatabase(t *testing.T) {
 	t.Parallel()
-	got, err := withDatabase("postgres://u:p@h:5432/postgres?sslmode=disable", "bench")
+	got, err := pgadmin.WithDatabase("postgres://u:p@h:5432/postgres?sslmode=disable", "bench")
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u:p@h:5432/bench?sslmode=disable", got)
-	got, err = withDatabase("host=h user=u", "bench")
+	got, err = pgadmin.WithDatabase("host=h user=u", "bench")
 	require.NoError(t, err)
 	require.Equal(t, "host=h user=u dbname=bench", got)
-	require.Equal(t, "postgres://u:xxxxx@h:5432/postgres", redact("postgres://u:secret@h:5432/postgres"))
+	require.Equal(t, "postgres://u:xxxxx@h:5432/postgres", pgadmin.Redact("postgres://u:secret@h:5432/postgres"))
 }
 
 func TestNATSReason(t *testing.T) {
@@ -315,7 +316,7 @@ func TestPipelineRun(t *testing.T) {
 
 func mustDSN(t *testing.T, srv *server, db string) string {
 	t.Helper()
-	dsn, err := withDatabase(srv.admin, db)
+	dsn, err := pgadmin.WithDatabase(srv.admin, db)
 	require.NoError(t, err)
 	return dsn
 }

@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gpufleet/telemetry/migrations"
+	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
@@ -42,7 +41,7 @@ func openServer(ctx context.Context) (server, error) {
 func (s server) ensureDatabase(ctx context.Context, name string) (string, error) {
 	admin, err := pgx.Connect(ctx, s.admin)
 	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", redact(s.admin), err)
+		return "", fmt.Errorf("connect to %s: %w", pgadmin.Redact(s.admin), err)
 	}
 	defer admin.Close(ctx)
 	var exists bool
@@ -54,7 +53,7 @@ func (s server) ensureDatabase(ctx context.Context, name string) (string, error)
 			return "", fmt.Errorf("create database %s: %w", name, err)
 		}
 	}
-	dsn, err := withDatabase(s.admin, name)
+	dsn, err := pgadmin.WithDatabase(s.admin, name)
 	if err != nil {
 		return "", err
 	}
@@ -71,35 +70,5 @@ func (s server) ensureDatabase(ctx context.Context, name string) (string, error)
 
 // dropDatabase removes database name, disconnecting its sessions.
 func (s server) dropDatabase(ctx context.Context, name string) error {
-	admin, err := pgx.Connect(ctx, s.admin)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", redact(s.admin), err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	return nil
-}
-
-// withDatabase points a connection string (URL or key=value) at database name.
-func withDatabase(dsn, name string) (string, error) {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		if strings.Contains(dsn, "://") {
-			return "", fmt.Errorf("parse database url: invalid connection string")
-		}
-		return fmt.Sprintf("%s dbname=%s", dsn, name), nil
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
-// redact hides the password of a URL for messages and the results file.
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return "(key=value connection string)"
-	}
-	return u.Redacted()
+	return pgadmin.DropDatabase(ctx, s.admin, name)
 }

@@ -38,6 +38,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
 	"github.com/gpufleet/telemetry/adapters/postgres"
+	"github.com/gpufleet/telemetry/test/pgadmin"
 )
 
 // config is the command line.
@@ -131,7 +132,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "database %s\n", redact(dsn))
+	fmt.Fprintf(stdout, "database %s\n", pgadmin.Redact(dsn))
 	benchErr := runOn(ctx, cfg, dsn, srv.dataDir, stdout)
 	if cfg.drop {
 		dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -213,7 +214,7 @@ func runOn(ctx context.Context, cfg config, dsn, dataDir string, stdout io.Write
 		return err
 	}
 
-	res := results{GeneratedAt: time.Now().UTC(), Database: redact(dsn), GoVersion: runtime.Version(),
+	res := results{GeneratedAt: time.Now().UTC(), Database: pgadmin.Redact(dsn), GoVersion: runtime.Version(),
 		NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	if err := pool.QueryRow(ctx, sqlServerVersion).Scan(&res.PostgresVersion); err != nil {
 		return fmt.Errorf("server version: %w", err)

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/stack"
 )
@@ -157,7 +158,7 @@ GPU telemetry pipeline is running (queue backend: %s).
   logs           %s
 Try: curl -s localhost:8080/api/v1/gpus | jq '.gpus | length'
 Ctrl-C stops everything.
-`, queue, redact(dbURL), logDir)
+`, queue, pgadmin.Redact(dbURL), logDir)
 
 	exited := make(chan *stack.Proc, len(procs))
 	for _, p := range procs {
@@ -209,16 +210,4 @@ func stopPrevious(path string) {
 		}
 	}
 	_ = os.Remove(path)
-}
-
-func redact(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.Index(u[i+3:], "@"); j >= 0 {
-			cred := u[i+3 : i+3+j]
-			if user, _, ok := strings.Cut(cred, ":"); ok {
-				return u[:i+3] + user + ":***" + u[i+3+j:]
-			}
-		}
-	}
-	return u
 }

@@ -8,8 +8,6 @@ package pgtest
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gpufleet/telemetry/migrations"
+	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 )
 
@@ -89,7 +88,7 @@ func NewEmptyDatabase(t testing.TB) string {
 	defer cancel()
 	admin, err := pgx.Connect(ctx, server)
 	if err != nil {
-		t.Fatalf("pgtest: connect to %s: %v", redact(server), err)
+		t.Fatalf("pgtest: connect to %s: %v", pgadmin.Redact(server), err)
 	}
 	defer admin.Close(ctx)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
@@ -108,7 +107,11 @@ func NewEmptyDatabase(t testing.TB) string {
 			t.Logf("pgtest: drop %s: %v", name, err)
 		}
 	})
-	return withDatabase(t, server, name)
+	dsn, err := pgadmin.WithDatabase(server, name)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return dsn
 }
 
 // NewPool returns a pool on a fresh migrated database, closed at cleanup.
@@ -126,22 +129,4 @@ func Pool(t testing.TB, dsn string) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
-}
-
-func withDatabase(t testing.TB, server, name string) string {
-	u, err := url.Parse(server)
-	if err != nil || u.Scheme == "" {
-		// A key=value connection string.
-		return fmt.Sprintf("%s dbname=%s", server, name)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparsable DATABASE_URL)"
-	}
-	return u.Redacted()
 }
