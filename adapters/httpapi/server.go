@@ -100,12 +100,16 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, notFound("no route for %s %s", r.Method, clip(r.URL.Path)))
 }
 
-// MethodNotAllowedHandler answers, in the API's JSON error form, a request
-// whose method router (the API's own or an outer one holding it and the
-// health endpoints) refused: 405 with an Allow header listing the methods
-// router accepts for the path.
-func (s *Server) MethodNotAllowedHandler(router *mux.Router) http.Handler {
-	return s.methodNotAllowed(router)
+// Mount serves the API, through its middleware (request id, gzip, access
+// log, metrics), from an outer router that holds other routes too (the apps'
+// health and metrics): everything under /api/ and /swagger, plus the API's
+// JSON 404 for unknown paths and JSON 405, with that router's Allow header,
+// for a method the outer routes refuse.
+func (s *Server) Mount(r *mux.Router) {
+	r.PathPrefix("/api/").Handler(s)
+	r.PathPrefix("/swagger").Handler(s)
+	r.NotFoundHandler = s
+	r.MethodNotAllowedHandler = s.methodNotAllowed(r)
 }
 
 // methodNotAllowed answers 405 with the methods the path does allow.

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"github.com/gorilla/mux"
 	"go.uber.org/fx"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
@@ -28,17 +27,7 @@ func options(env *platform.Env) fx.Option {
 		fx.Supply(opts),
 		httpapi.Module,
 		fx.Provide(platform.AsRoutes(func(api *httpapi.Server) platform.Routes {
-			// The API's own middleware (request id, gzip, access log,
-			// metrics) wraps everything under /api and /swagger.
-			return platform.RoutesFunc(func(r *mux.Router) {
-				r.PathPrefix("/api/").Handler(api)
-				r.PathPrefix("/swagger").Handler(api)
-				r.NotFoundHandler = api
-				// Only the health and metrics routes can refuse a method
-				// here (/api/ and /swagger take any): answer in the API's
-				// JSON, with the Allow header of this router.
-				r.MethodNotAllowedHandler = api.MethodNotAllowedHandler(r)
-			})
+			return platform.RoutesFunc(api.Mount)
 		})),
 	)
 }
