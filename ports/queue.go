@@ -61,7 +61,9 @@ type Consumer interface {
 	// returns a lease with no messages and a nil error at once: it does not
 	// wait for messages (callers poll with their own backoff). It fails with
 	// ErrInvalidArgument for a bad request, ErrClosed while draining, or
-	// ErrUnavailable.
+	// ErrUnavailable. When ctx ends first, the adapter gives back any lease
+	// it granted meanwhile where it can tell (the in-process adapters do);
+	// otherwise that lease's messages return at its expiry.
 	Lease(ctx context.Context, req LeaseRequest) (domain.Lease, error)
 	// Ack deletes the lease's messages durably before it returns. Acking an
 	// already acked lease succeeds; an expired or unknown lease fails with

@@ -198,10 +198,15 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 	if err := q.validateLease(req); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
 	}
+	var granted domain.Lease // written and read only by the owner goroutine
 	l, err := queueCall(ctx, q, "lease", func(s *queueState) (domain.Lease, error) {
-		return s.lease(req), nil
+		granted = s.lease(req)
+		return granted, nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			q.giveBack(&granted)
+		}
 		return domain.Lease{}, err
 	}
 	// Payloads are immutable inside the queue; hand the caller its own copies.
@@ -209,6 +214,19 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 		l.Messages[i].Payload = slices.Clone(l.Messages[i].Payload)
 	}
 	return l, nil
+}
+
+// giveBack releases the lease a caller stopped waiting for, if the owner
+// granted one: left alone, nobody would ack it and its messages would wait
+// for the expiry. The owner runs this after the lease call, if that call
+// reached it at all, since one goroutine's sends arrive in order.
+func (q *Queue) giveBack(granted *domain.Lease) {
+	_, _ = queueCall(context.Background(), q, "give back", func(s *queueState) (struct{}, error) {
+		if len(granted.Messages) > 0 {
+			_ = s.release(ports.LeaseRef{Topic: granted.Topic, ConsumerID: granted.ConsumerID, LeaseID: granted.ID})
+		}
+		return struct{}{}, nil
+	})
 }
 
 // Ack deletes a live lease's messages. An already acked lease succeeds; an

@@ -29,7 +29,7 @@ func newHarness(t testing.TB) queuetest.Harness {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	queuetest.Run(t, newHarness, queuetest.Capabilities{OrderedPerPartition: true, MinLease: 50 * time.Millisecond})
+	queuetest.Run(t, newHarness, queuetest.Capabilities{OrderedPerPartition: true, GivesBackAbandonedLeases: true, MinLease: 50 * time.Millisecond})
 }
 
 func BenchmarkQueue(b *testing.B) {

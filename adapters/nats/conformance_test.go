@@ -55,7 +55,10 @@ func TestConformance(t *testing.T) {
 	queuetest.Run(t, newHarness, queuetest.Capabilities{
 		Durable:             true,
 		OrderedPerPartition: true,
-		MinLease:            natsq.MinLease,
+		// A fetch cancelled after the server delivered leaves those
+		// messages in flight until AckWait, as JetStream does.
+		GivesBackAbandonedLeases: false,
+		MinLease:                 natsq.MinLease,
 	})
 }
 

@@ -50,7 +50,7 @@ func newHarnessWith(t testing.TB, wcfg WriterConfig) queuetest.Harness {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	queuetest.Run(t, newHarness, queuetest.Capabilities{Durable: true, OrderedPerPartition: true, MinLease: minLease})
+	queuetest.Run(t, newHarness, queuetest.Capabilities{Durable: true, OrderedPerPartition: true, GivesBackAbandonedLeases: true, MinLease: minLease})
 }
 
 // BenchmarkQueue runs the shared workload on the default writer and, for

@@ -131,13 +131,30 @@ func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
 	rep, err := await(ctx, t, c.reply)
-	if err == nil {
-		err = rep.err
-	}
 	if err != nil {
+		r.giveBack(t, c.reply)
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
+	if rep.err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", rep.err)
+	}
 	return rep.lease, nil
+}
+
+// giveBack releases the lease a caller stopped waiting for. The call was
+// already with the topic's owner, which answers every call it takes, so a
+// lease may still be granted; left alone, nobody would ack it, and its
+// messages would wait for the expiry (and a draining reader with them).
+func (r *Reader) giveBack(t *topic, reply <-chan leaseReply) {
+	rep, err := await(context.Background(), t, reply)
+	if err != nil || rep.err != nil || len(rep.lease.Messages) == 0 {
+		return
+	}
+	l := rep.lease
+	ref := ports.LeaseRef{Topic: l.Topic, ConsumerID: l.ConsumerID, LeaseID: l.ID}
+	if err := r.settle(context.Background(), ref, true); err != nil {
+		r.logger.Warn("release of an abandoned lease failed; its messages return at expiry", "lease", l.ID, "err", err)
+	}
 }
 
 // Ack deletes the lease's messages and returns once the DELETE committed;

@@ -718,3 +718,31 @@ func TestExpiryHeapHoldsLiveLeases(t *testing.T) {
 	require.Empty(t, s.leases)
 	require.Len(t, s.held, 2, "expired messages left memory; released ones stay")
 }
+
+// A drain does not wait for a lease whose caller gave up while it was being
+// granted (the contract suite's AbandonedLeaseGivenBack checks the messages
+// come back): a collector stopping mid-Lease used to hold the reader's drain
+// until that lease expired.
+func TestDrainAfterAbandonedLeases(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterConfig{})
+	r := newReader(t, pool, ReaderConfig{Range: fullRange(), DrainTimeout: time.Hour})
+	const total = 20
+	_, err := w.Publish(ctx, "abandon", msgs(total, "a"))
+	require.NoError(t, err)
+	require.NoError(t, r.Release(ctx, ref(leaseSome(t, r, "abandon", "c", total, time.Hour))))
+	for i := range 2000 {
+		callCtx, cancel := context.WithTimeout(ctx, time.Duration(i%50)*time.Microsecond)
+		l, err := r.Lease(callCtx, ports.LeaseRequest{Topic: "abandon", ConsumerID: "c", Max: total, LeaseDuration: time.Hour})
+		cancel()
+		if err == nil && len(l.Messages) > 0 {
+			require.NoError(t, r.Release(ctx, ref(l)))
+		}
+	}
+	drainCtx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	require.NoError(t, r.Drain(drainCtx), "no lease is outstanding")
+	require.Equal(t, total, countRows(t, pool, "abandon"))
+}

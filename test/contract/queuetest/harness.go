@@ -30,6 +30,10 @@ type Capabilities struct {
 	// OrderedPerPartition: a single consumer sees one partition's messages
 	// in publish order.
 	OrderedPerPartition bool
+	// GivesBackAbandonedLeases: a Lease whose caller gave up (its context
+	// ended) while the lease was being granted leaves no lease behind, so
+	// its messages can be leased again at once rather than at the expiry.
+	GivesBackAbandonedLeases bool
 	// MinLease is the shortest lease the adapter accepts (e.g. 1s over HTTP);
 	// expiry tests lease for it, and a lease for half of it must fail with
 	// ports.ErrInvalidArgument. Zero means one second.

@@ -56,6 +56,7 @@ func Run(t *testing.T, newHarness NewHarness, caps Capabilities) {
 		{"FIFOWithinPartition", s.testFIFOWithinPartition},
 		{"InvalidArguments", s.testInvalidArguments},
 		{"CancelledContext", s.testCancelledContext},
+		{"AbandonedLeaseGivenBack", s.testAbandonedLeaseGivenBack},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -551,4 +552,32 @@ func (s suite) testCancelledContext(t *testing.T) {
 	}
 	// The cancelled release did not release: the lease is still live.
 	e.ack(held)
+}
+
+// A Lease abandoned by its caller at any moment (deadlines from 0 to ~50µs
+// land before, during and after the grant) strands no message in a lease
+// nobody holds: afterwards one Lease gets every message.
+func (s suite) testAbandonedLeaseGivenBack(t *testing.T) {
+	if !s.caps.GivesBackAbandonedLeases {
+		t.Skip("adapter leaves an abandoned lease to expire (Capabilities.GivesBackAbandonedLeases is false)")
+	}
+	e := s.env(t)
+	const total = 20
+	e.publish(batch(0, total, 4)...)
+	leases, _ := e.collect(total, total, longLease)
+	for _, l := range leases {
+		require.NoError(t, e.q.Release(e.ctx, e.ref(l)))
+	}
+	for i := range 2000 {
+		ctx, cancel := context.WithTimeout(e.ctx, time.Duration(i%50)*time.Microsecond)
+		l, err := e.q.Lease(ctx, e.request(total, longLease))
+		cancel()
+		if err == nil && len(l.Messages) > 0 {
+			require.NoError(t, e.q.Release(e.ctx, e.ref(l)))
+		}
+	}
+	l, err := e.q.Lease(e.ctx, e.request(total, longLease))
+	require.NoError(t, err)
+	require.Len(t, l.Messages, total, "every message is ready again: no lease was stranded")
+	e.ack(l)
 }
