@@ -252,6 +252,15 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lease from %s for %s: %w", req.Topic, req.ConsumerID, err)
 	}
+	if err := r.Context().Err(); err != nil && len(lease.Messages) > 0 {
+		// The client hung up while the lease was granted: give it back now
+		// rather than write it to nobody and let it wait for its expiry.
+		ref := ports.LeaseRef{Topic: cmp.Or(lease.Topic, req.Topic), ConsumerID: req.ConsumerID, LeaseID: lease.ID}
+		if rerr := s.cons.Release(context.WithoutCancel(r.Context()), ref); rerr != nil {
+			s.log.Warn("release of a lease whose client hung up failed; it returns at expiry", "lease_id", lease.ID, "err", rerr)
+		}
+		return nil, fmt.Errorf("lease from %s for %s: client gone: %w", req.Topic, req.ConsumerID, err)
+	}
 	resp := leaseResponse{
 		LeaseID:    lease.ID,
 		Topic:      cmp.Or(lease.Topic, req.Topic),

@@ -398,3 +398,40 @@ func TestRegisterKeepsRouterHandlers(t *testing.T) {
 	a = postJSON(t, srv.URL, mqhttp.PathPublish, `{"topic":"t","messages":[`+goodMsg+`]}`)
 	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
 }
+
+// hangUp is a consumer that, once the queue behind it granted a lease,
+// cancels the request: the client hung up while its lease was being made.
+type hangUp struct {
+	ports.Queue
+	cancel context.CancelFunc
+}
+
+func (h hangUp) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
+	l, err := h.Queue.Lease(ctx, req)
+	h.cancel()
+	return l, err
+}
+
+// A lease granted to a client that hung up is released, not written to
+// nobody: its messages can be leased again at once, not at its expiry.
+func TestServerReleasesLeaseOfGoneClient(t *testing.T) {
+	t.Parallel()
+	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second})
+	t.Cleanup(q.Close)
+	_, err := q.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`{"gpu_uuid":"GPU-1"}`), Key: "GPU-1"}})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	h := hangUp{Queue: q, cancel: cancel}
+	srv := mqhttp.NewServer(h, h, mqhttp.ServerOptions{Logger: quietLogger()}).Handler()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, mqhttp.PathLease,
+		strings.NewReader(`{"topic":"t","consumer_id":"c","max":10,"lease_seconds":3600}`))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+
+	l, err := q.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: time.Hour})
+	require.NoError(t, err)
+	require.Len(t, l.Messages, 1, "the gone client's lease was given back")
+}
