@@ -181,15 +181,21 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 	}
 	req := publishRequest{Topic: topic, Messages: make([]publishMessage, len(msgs))}
 	for i, m := range msgs {
-		// Checked here because encoding the request would fail on it anyway,
-		// with a less useful error.
-		if !json.Valid(m.Payload) {
-			return ports.PublishResult{}, fmt.Errorf("publish: %w: message %d: payload is not valid JSON", ports.ErrInvalidArgument, i)
-		}
 		req.Messages[i] = publishMessage(m)
 	}
+	// Encoding checks every payload (a json.RawMessage is compacted); only
+	// when it fails is each one checked again, to name the culprit.
+	body, err := json.Marshal(req)
+	if err != nil {
+		for i, m := range msgs {
+			if !json.Valid(m.Payload) {
+				return ports.PublishResult{}, fmt.Errorf("publish: %w: message %d: payload is not valid JSON", ports.ErrInvalidArgument, i)
+			}
+		}
+		return ports.PublishResult{}, fmt.Errorf("publish: %w: encode request: %w", ports.ErrInvalidArgument, err)
+	}
 	var resp publishResponse
-	if err := c.call(ctx, "publish", c.writer+PathPublish, req, &resp); err != nil {
+	if err := c.callBody(ctx, "publish", c.writer+PathPublish, body, &resp); err != nil {
 		return ports.PublishResult{}, err
 	}
 	return ports.PublishResult(resp), nil
@@ -359,6 +365,11 @@ func (c *Client) call(ctx context.Context, op, endpoint string, in, out any) err
 	if err != nil {
 		return fmt.Errorf("%s: %w: encode request: %w", op, ports.ErrInvalidArgument, err)
 	}
+	return c.callBody(ctx, op, endpoint, body, out)
+}
+
+// callBody posts an encoded request body, as call does.
+func (c *Client) callBody(ctx context.Context, op, endpoint string, body []byte, out any) error {
 	for attempt := 1; ; attempt++ {
 		err := c.post(ctx, endpoint, body, out)
 		switch {

@@ -235,28 +235,31 @@ func TestClientValidatesBeforeSending(t *testing.T) {
 	tests := []struct {
 		name string
 		call func() error
+		msg  string
 	}{
 		{"payload not JSON", func() error {
-			_, err := c.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: []byte(`{`)}})
+			_, err := c.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: []byte(`{}`)}, {Payload: []byte(`{`)}})
 			return err
-		}},
+		}, "message 1: payload is not valid JSON"},
 		{"too many messages", func() error {
 			_, err := c.Publish(t.Context(), "t", make([]ports.OutgoingMessage, MaxPublishMessages+1))
 			return err
-		}},
+		}, "exceed the protocol's"},
 		{"lease below a second", func() error {
 			_, err := c.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: 999 * time.Millisecond})
 			return err
-		}},
+		}, "out of the protocol's [1s"},
 		{"lease over an hour", func() error {
 			_, err := c.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Hour + time.Second})
 			return err
-		}},
+		}, "out of the protocol's [1s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			require.ErrorIs(t, tc.call(), ports.ErrInvalidArgument)
+			err := tc.call()
+			require.ErrorIs(t, err, ports.ErrInvalidArgument)
+			require.ErrorContains(t, err, tc.msg)
 		})
 	}
 	t.Run("nothing sent", func(t *testing.T) {
