@@ -18,7 +18,8 @@
 //	POST /v1/ack     {"topic":"telemetry","consumer_id":"c-1","lease_id":"…"} → 200 {"status":"acked"}
 //	POST /v1/release {"topic":"telemetry","consumer_id":"c-1","lease_id":"…"} → 200 {"status":"released"}
 //
-// An empty lease (nothing ready) is a 200 with "messages":[]. Limits: topic,
+// An empty lease (nothing ready) is a 200 with "messages":[]. A lease granted
+// after its client hung up is released at once, not written to nobody. Limits: topic,
 // consumer_id, key and idempotency_key at most 256 bytes; 1 ≤ max ≤ 10000;
 // 1 ≤ lease_seconds ≤ 3600; 1 to 10000 messages per publish, each with a
 // non-null payload. More than 10000 messages is a 413, like an oversized body.
