@@ -23,6 +23,26 @@
 // to someone else) fails with ErrLeaseExpired and changes nothing. Acking a
 // lease that was already acked succeeds (ack is idempotent).
 //
+// A lease belongs to the consumer that asked for it: Ack and Release must
+// carry the same ConsumerID as the Lease (domain.CheckOwner), and a
+// different one fails with ErrInvalidArgument and changes nothing. The random
+// lease id is not treated as a bearer capability: a consumer that confuses
+// lease ids (a bug, or two collectors sharing state) is refused rather than
+// allowed to delete another consumer's messages.
+//
+// # Rules of a request
+//
+// The rules every backend applies are in domain (domain/queuerules.go), so a
+// request one backend accepts every backend accepts: a topic is 1-64
+// characters of A-Z, a-z, 0-9, '.', '_', '-', with no empty dot-separated
+// part and no leading '_'; a publish carries 1 to 10,000 messages; a payload
+// is present, not null, valid UTF-8 JSON of at most 1 MiB without \u0000; a
+// key, idempotency key and consumer id are at most 256 bytes without NUL; a
+// consumer id is required; a lease asks for 1 to 10,000 messages for at most
+// an hour. A backend may refuse more where it must (its shortest lease, NATS's
+// max_payload), never less. Adapters validate by calling domain; a broken rule
+// is ErrInvalidArgument.
+//
 // Ordering: within one partition, a single consumer leasing in a loop sees
 // messages in publish-commit order. Across partitions, and across
 // redeliveries, there is no order.

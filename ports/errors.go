@@ -1,6 +1,10 @@
 package ports
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/gpufleet/telemetry/domain"
+)
 
 // Sentinel errors. Adapters wrap them with context (fmt.Errorf("…: %w", ErrX));
 // callers test with errors.Is.
@@ -8,8 +12,9 @@ var (
 	// ErrNotFound: the thing asked for does not exist (an unknown GPU).
 	ErrNotFound = errors.New("not found")
 	// ErrInvalidArgument: the request is malformed or out of bounds; retrying
-	// it unchanged fails again.
-	ErrInvalidArgument = errors.New("invalid argument")
+	// it unchanged fails again. It is domain.ErrInvalidArgument, which the
+	// domain's rules wrap.
+	ErrInvalidArgument = domain.ErrInvalidArgument
 	// ErrLeaseExpired: the lease is unknown to this queue or expired; its
 	// messages may be held by another consumer now, so nothing was changed.
 	ErrLeaseExpired = errors.New("lease expired or unknown")

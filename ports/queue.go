@@ -2,26 +2,13 @@ package ports
 
 import (
 	"context"
-	"encoding/json"
-	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/gpufleet/telemetry/domain"
 )
 
-// OutgoingMessage is one message to publish.
-type OutgoingMessage struct {
-	Payload json.RawMessage `json:"payload"`
-	// Key chooses the partition (domain.PartitionOf(Key)); telemetry uses the
-	// GPU UUID. When empty, the queue takes the payload's "gpu_uuid" field, or
-	// spreads the message by its id.
-	Key string `json:"key,omitempty"`
-	// IdempotencyKey, when set, makes the publish safe to retry: the message
-	// id is derived from (topic, key), and a second message with the same id
-	// is reported as a duplicate, not stored.
-	IdempotencyKey string `json:"idempotency_key,omitempty"`
-}
+// OutgoingMessage is one message to publish; its rules (sizes, keys, the
+// partition key) are domain's, checked by domain.ValidatePublish.
+type OutgoingMessage = domain.OutgoingMessage
 
 // PublishResult counts what a publish did: Accepted messages are new and
 // committed; Duplicates were already in the queue (same message id).
@@ -40,20 +27,12 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, msgs []OutgoingMessage) (PublishResult, error)
 }
 
-// LeaseRequest asks for up to Max messages of Topic for LeaseDuration.
-type LeaseRequest struct {
-	Topic         string
-	ConsumerID    string
-	Max           int
-	LeaseDuration time.Duration
-}
+// LeaseRequest asks for up to Max messages of Topic for LeaseDuration;
+// domain's LeaseRequest.Validate states its bounds.
+type LeaseRequest = domain.LeaseRequest
 
 // LeaseRef names a lease for Ack and Release.
-type LeaseRef struct {
-	Topic      string
-	ConsumerID string
-	LeaseID    uuid.UUID
-}
+type LeaseRef = domain.LeaseRef
 
 // Consumer is the read side of the queue.
 type Consumer interface {

@@ -4,11 +4,9 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -22,20 +20,9 @@ import (
 	"github.com/gpufleet/telemetry/ports"
 )
 
-// Limits of the in-memory queue. Requests beyond them fail with
-// ports.ErrInvalidArgument.
-const (
-	// MaxMessagesPerPublish caps the messages of one Publish.
-	MaxMessagesPerPublish = 10000
-	// MaxLease caps LeaseRequest.Max.
-	MaxLease = 10000
-	// MaxLeaseDuration caps LeaseRequest.LeaseDuration.
-	MaxLeaseDuration = time.Hour
-	// MaxTopics caps the topics one Queue has seen (topics are never dropped).
-	MaxTopics = 1024
-	// MaxKeyLength caps OutgoingMessage.Key, IdempotencyKey and a consumer id, in bytes.
-	MaxKeyLength = 256
-)
+// MaxTopics caps the topics one Queue has seen (topics are never dropped);
+// the other limits are the queue's rules in domain.
+const MaxTopics = 1024
 
 // Defaults of QueueOptions.
 const (
@@ -52,9 +39,6 @@ const (
 	// publish is still reported as a duplicate.
 	DefaultDedupWindow = 100000
 )
-
-// topicPattern is the set of valid topic names.
-var topicPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // QueueOptions configure a Queue. The zero value is ready to use.
 type QueueOptions struct {
@@ -78,8 +62,8 @@ type QueueOptions struct {
 // Queue is an in-memory ports.Queue. All state belongs to one goroutine (run);
 // methods send it requests. It is not durable: Close loses every message.
 //
-// Ack and Release identify a lease by its id and topic; the consumer id of a
-// LeaseRef is not checked (the random lease id is the capability).
+// Ack and Release identify a lease by its id and topic and must name the
+// consumer it was granted to (domain.CheckOwner).
 type Queue struct {
 	opts    QueueOptions // read-only after NewQueue
 	log     *slog.Logger // read-only
@@ -195,7 +179,7 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 	if err := ctx.Err(); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	if err := q.validateLease(req); err != nil {
+	if err := req.Validate(q.opts.MinLease); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
 	}
 	var granted domain.Lease // written and read only by the owner goroutine
@@ -235,8 +219,8 @@ func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
-	if !topicPattern.MatchString(ref.Topic) {
-		return fmt.Errorf("ack lease %s: topic %q: %w", ref.LeaseID, ref.Topic, ports.ErrInvalidArgument)
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("ack lease %s: %w", ref.LeaseID, err)
 	}
 	_, err := queueCall(ctx, q, "ack", func(s *queueState) (struct{}, error) {
 		return struct{}{}, s.ack(ref)
@@ -250,8 +234,8 @@ func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	if !topicPattern.MatchString(ref.Topic) {
-		return fmt.Errorf("release lease %s: topic %q: %w", ref.LeaseID, ref.Topic, ports.ErrInvalidArgument)
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
 	}
 	_, err := queueCall(ctx, q, "release", func(s *queueState) (struct{}, error) {
 		return struct{}{}, s.release(ref)
@@ -259,66 +243,26 @@ func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
 	return err
 }
 
-func (q *Queue) validateLease(req ports.LeaseRequest) error {
-	switch {
-	case !topicPattern.MatchString(req.Topic):
-		return fmt.Errorf("topic %q must match %s: %w", req.Topic, topicPattern, ports.ErrInvalidArgument)
-	case req.Max < 1 || req.Max > MaxLease:
-		return fmt.Errorf("max %d out of [1, %d]: %w", req.Max, MaxLease, ports.ErrInvalidArgument)
-	case req.LeaseDuration < q.opts.MinLease || req.LeaseDuration > MaxLeaseDuration:
-		return fmt.Errorf("lease duration %s out of [%s, %s]: %w",
-			req.LeaseDuration, q.opts.MinLease, MaxLeaseDuration, ports.ErrInvalidArgument)
-	case len(req.ConsumerID) > MaxKeyLength:
-		return fmt.Errorf("consumer id longer than %d bytes: %w", MaxKeyLength, ports.ErrInvalidArgument)
-	}
-	return nil
-}
-
 // prepareMessages validates a publish and builds its messages outside the owner
 // goroutine, so the loop only does bookkeeping.
 func prepareMessages(topic string, msgs []ports.OutgoingMessage) ([]*queuedMessage, error) {
-	switch {
-	case !topicPattern.MatchString(topic):
-		return nil, fmt.Errorf("topic must match %s: %w", topicPattern, ports.ErrInvalidArgument)
-	case len(msgs) == 0:
-		return nil, fmt.Errorf("no messages: %w", ports.ErrInvalidArgument)
-	case len(msgs) > MaxMessagesPerPublish:
-		return nil, fmt.Errorf("%d messages, more than %d: %w", len(msgs), MaxMessagesPerPublish, ports.ErrInvalidArgument)
+	if err := domain.ValidatePublish(topic, msgs); err != nil {
+		return nil, err
 	}
 	out := make([]*queuedMessage, len(msgs))
 	for i, m := range msgs {
-		switch {
-		case !json.Valid(m.Payload):
-			return nil, fmt.Errorf("message %d: payload is not valid JSON: %w", i, ports.ErrInvalidArgument)
-		case len(m.Key) > MaxKeyLength || len(m.IdempotencyKey) > MaxKeyLength:
-			return nil, fmt.Errorf("message %d: key longer than %d bytes: %w", i, MaxKeyLength, ports.ErrInvalidArgument)
-		}
 		id := domain.MessageID(topic, m.IdempotencyKey)
 		out[i] = &queuedMessage{
 			Message: domain.Message{
 				ID:        id,
 				Topic:     topic,
-				Partition: domain.PartitionOf(partitionKey(m, id)),
+				Partition: domain.PartitionOf(domain.PartitionKey(m, id)),
 				Payload:   slices.Clone(m.Payload),
 			},
 			idempotent: m.IdempotencyKey != "",
 		}
 	}
 	return out, nil
-}
-
-// partitionKey is the message's Key, else its payload's "gpu_uuid", else its id.
-func partitionKey(m ports.OutgoingMessage, id uuid.UUID) string {
-	if m.Key != "" {
-		return m.Key
-	}
-	var p struct {
-		GPUUUID string `json:"gpu_uuid"`
-	}
-	if json.Unmarshal(m.Payload, &p) == nil && p.GPUUUID != "" {
-		return p.GPUUUID
-	}
-	return id.String()
 }
 
 // queueResult carries an owner-goroutine answer back to the caller.
@@ -542,6 +486,9 @@ func (s *queueState) lease(req ports.LeaseRequest) domain.Lease {
 func (s *queueState) ack(ref ports.LeaseRef) error {
 	if t := s.topics[ref.Topic]; t != nil {
 		if l := t.leases[ref.LeaseID]; l != nil {
+			if err := domain.CheckOwner(ref, l.consumer); err != nil {
+				return fmt.Errorf("ack: %w", err)
+			}
 			s.dropLease(l)
 			for _, m := range l.msgs {
 				delete(t.held, m.ID)
@@ -564,6 +511,9 @@ func (s *queueState) ack(ref ports.LeaseRef) error {
 func (s *queueState) release(ref ports.LeaseRef) error {
 	if t := s.topics[ref.Topic]; t != nil {
 		if l := t.leases[ref.LeaseID]; l != nil {
+			if err := domain.CheckOwner(ref, l.consumer); err != nil {
+				return fmt.Errorf("release: %w", err)
+			}
 			s.dropLease(l)
 			s.requeue(l)
 			s.metrics.released.Add(float64(len(l.msgs)))

@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -85,7 +86,7 @@ func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Se
 // checkTopic validates a request's topic: present, well-formed, and served
 // here.
 func (s *Server) checkTopic(topic string) error {
-	if err := checkName("topic", topic); err != nil {
+	if err := domain.ValidateTopic(topic); err != nil {
 		return err
 	}
 	if s.topics == nil {
@@ -206,18 +207,15 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := s.checkTopic(req.Topic); err != nil {
 		return nil, err
 	}
-	switch n := len(req.Messages); {
-	case n == 0:
-		return nil, badRequest("messages must not be empty")
-	case n > MaxPublishMessages:
+	if n := len(req.Messages); n > MaxPublishMessages {
 		return nil, tooLarge("%d messages exceed the limit of %d per publish", n, MaxPublishMessages)
 	}
 	msgs := make([]ports.OutgoingMessage, len(req.Messages))
 	for i, m := range req.Messages {
-		if err := checkMessage(i, m); err != nil {
-			return nil, err
-		}
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
+	}
+	if err := domain.ValidatePublish(req.Topic, msgs); err != nil {
+		return nil, err
 	}
 	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)
 	if err != nil {
@@ -234,21 +232,20 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := s.checkTopic(req.Topic); err != nil {
 		return nil, err
 	}
-	if err := checkName("consumer_id", req.ConsumerID); err != nil {
-		return nil, err
+	// Checked before the conversion to a Duration, which could overflow.
+	if req.LeaseSeconds < 1 || time.Duration(req.LeaseSeconds) > MaxLeaseSeconds {
+		return nil, badRequest("lease_seconds must be between 1 and %d, got %d", int64(MaxLeaseSeconds), req.LeaseSeconds)
 	}
-	if req.Max < 1 || req.Max > MaxLeaseMessages {
-		return nil, badRequest("max must be between 1 and %d, got %d", MaxLeaseMessages, req.Max)
-	}
-	if req.LeaseSeconds < 1 || req.LeaseSeconds > MaxLeaseSeconds {
-		return nil, badRequest("lease_seconds must be between 1 and %d, got %d", MaxLeaseSeconds, req.LeaseSeconds)
-	}
-	lease, err := s.cons.Lease(r.Context(), ports.LeaseRequest{
+	lreq := ports.LeaseRequest{
 		Topic:         req.Topic,
 		ConsumerID:    req.ConsumerID,
 		Max:           req.Max,
 		LeaseDuration: time.Duration(req.LeaseSeconds) * time.Second,
-	})
+	}
+	if err := lreq.Validate(time.Second); err != nil {
+		return nil, err
+	}
+	lease, err := s.cons.Lease(r.Context(), lreq)
 	if err != nil {
 		return nil, fmt.Errorf("lease from %s for %s: %w", req.Topic, req.ConsumerID, err)
 	}
@@ -310,9 +307,6 @@ func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.L
 	if err := s.checkTopic(req.Topic); err != nil {
 		return ports.LeaseRef{}, err
 	}
-	if err := checkName("consumer_id", req.ConsumerID); err != nil {
-		return ports.LeaseRef{}, err
-	}
 	if req.LeaseID == "" {
 		return ports.LeaseRef{}, badRequest("lease_id is required")
 	}
@@ -320,7 +314,8 @@ func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.L
 	if err != nil {
 		return ports.LeaseRef{}, badRequest("lease_id must be a UUID, got %q", truncate(req.LeaseID, 64))
 	}
-	return ports.LeaseRef{Topic: req.Topic, ConsumerID: req.ConsumerID, LeaseID: id}, nil
+	ref := ports.LeaseRef{Topic: req.Topic, ConsumerID: req.ConsumerID, LeaseID: id}
+	return ref, ref.Validate()
 }
 
 // decode reads r's body into dst: application/json, at most maxBody bytes,
@@ -409,62 +404,6 @@ func checkContentType(ct string) error {
 			message: "charset must be utf-8, got " + strconv.Quote(truncate(cs, 32))}
 	}
 	return nil
-}
-
-// checkName validates a required identifier (topic, consumer_id).
-func checkName(field, v string) error {
-	if strings.TrimSpace(v) == "" {
-		return badRequest("%s is required", field)
-	}
-	return checkOptional(field, v)
-}
-
-// checkOptional validates an optional string field. NUL is refused because
-// PostgreSQL text cannot hold it, and one such message would fail a whole
-// group commit.
-func checkOptional(field, v string) error {
-	if len(v) > MaxNameBytes {
-		return badRequest("%s is longer than %d bytes", field, MaxNameBytes)
-	}
-	if strings.IndexByte(v, 0) >= 0 {
-		return badRequest("%s must not contain NUL", field)
-	}
-	return nil
-}
-
-// checkMessage validates messages[i] of a publish.
-func checkMessage(i int, m publishMessage) error {
-	field := func(name string) string { return "messages[" + strconv.Itoa(i) + "]." + name }
-	if len(m.Payload) == 0 || bytes.Equal(m.Payload, []byte("null")) {
-		return badRequest("%s is required and must not be null", field("payload"))
-	}
-	if hasEscapedNUL(m.Payload) {
-		return badRequest(`%s must not contain \u0000 (PostgreSQL jsonb cannot store it)`, field("payload"))
-	}
-	if err := checkOptional(field("key"), m.Key); err != nil {
-		return err
-	}
-	return checkOptional(field("idempotency_key"), m.IdempotencyKey)
-}
-
-// hasEscapedNUL reports whether raw JSON contains the escape \u0000 (an odd
-// run of backslashes before "u0000"; "\\u0000" is a literal backslash).
-func hasEscapedNUL(raw []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(raw[i:], []byte(`u0000`))
-		if j < 0 {
-			return false
-		}
-		at := i + j
-		n := 0
-		for k := at - 1; k >= 0 && raw[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 1 {
-			return true
-		}
-		i = at + 1
-	}
 }
 
 func truncate(s string, n int) string {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/gpufleet/telemetry/domain"
 )
 
 // Routes of the protocol.
@@ -17,19 +19,17 @@ const (
 	PathReady = "/readyz"
 )
 
-// Protocol limits; the server rejects requests outside them before calling
-// the port.
+// Protocol limits. The queue's rules (sizes, names, lease bounds) are
+// domain's; the server checks a request against them before calling the port,
+// so a bad request gets a precise 400 whatever the backend.
 const (
 	// DefaultMaxBodyBytes is the default request body limit (8 MiB).
 	DefaultMaxBodyBytes = 8 << 20
 	// MaxPublishMessages is the most messages one publish may carry.
-	MaxPublishMessages = 10000
-	// MaxLeaseMessages is the largest "max" a lease may ask for.
-	MaxLeaseMessages = 10000
-	// MaxLeaseSeconds is the longest lease, in seconds.
-	MaxLeaseSeconds = 3600
-	// MaxNameBytes bounds topic, consumer_id, key and idempotency_key.
-	MaxNameBytes = 256
+	MaxPublishMessages = domain.MaxMessagesPerPublish
+	// MaxLeaseSeconds is the longest lease, in seconds; the protocol counts
+	// leases in whole seconds, so the shortest is one.
+	MaxLeaseSeconds = domain.MaxLeaseDuration / time.Second
 )
 
 // The wire types are the protocol, kept apart from domain's JSON tags so a

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
+	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -236,6 +237,9 @@ func (s *state) beginAck(ref ports.LeaseRef, now time.Time) (<-chan error, error
 	if l == nil {
 		return nil, fmt.Errorf("ack lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
 	}
+	if err := domain.CheckOwner(ref, l.consumer); err != nil {
+		return nil, fmt.Errorf("ack: %w", err)
+	}
 	w := make(chan error, 1)
 	l.waiters = append(l.waiters, w)
 	if l.acking {
@@ -282,6 +286,9 @@ func (s *state) release(ref ports.LeaseRef, now time.Time) (<-chan struct{}, err
 	l := s.lookup(ref, now)
 	if l == nil || l.acking {
 		return nil, fmt.Errorf("release lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
+	}
+	if err := domain.CheckOwner(ref, l.consumer); err != nil {
+		return nil, fmt.Errorf("release: %w", err)
 	}
 	sent := make(chan struct{})
 	s.end(l, sent)

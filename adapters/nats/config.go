@@ -34,23 +34,11 @@ func DefaultConfig() Config {
 	return Config{Replicas: 1, AckWait: 30 * time.Second, DuplicateWindow: 2 * time.Minute, StreamPrefix: "tq"}
 }
 
-// Limits of the adapter. Requests beyond them fail with
-// ports.ErrInvalidArgument; they match the in-memory queue's.
-const (
-	// MinLease is the shortest lease accepted. A lease's expiry is kept by
-	// this client (it Naks the messages when the lease ends), so a lease much
-	// shorter than a few round trips to the server would be meaningless.
-	MinLease = time.Second
-	// MaxLeaseDuration caps LeaseRequest.LeaseDuration.
-	MaxLeaseDuration = time.Hour
-	// MaxLease caps LeaseRequest.Max.
-	MaxLease = 10000
-	// MaxMessagesPerPublish caps the messages of one Publish.
-	MaxMessagesPerPublish = 10000
-	// MaxKeyLength caps OutgoingMessage.Key, IdempotencyKey and a consumer
-	// id, in bytes.
-	MaxKeyLength = 256
-)
+// MinLease is the shortest lease accepted (the other limits are the queue's
+// rules in domain). A lease's expiry is kept by this client (it Naks the
+// messages when the lease ends), so a lease much shorter than a few round
+// trips to the server would be meaningless.
+const MinLease = time.Second
 
 // Tuning that is not configuration.
 const (
@@ -74,9 +62,6 @@ const (
 	// ioTimeout bounds a PubAck, one Ack's double-acks and a flush.
 	ioTimeout = 30 * time.Second
 )
-
-// topicPattern is the set of valid topic names (the in-memory queue's).
-var topicPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // prefixPattern is the set of valid stream prefixes.
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,32}$`)

@@ -2,7 +2,6 @@ package nats
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,8 +27,8 @@ import (
 // the server from the caller's goroutine or a helper, and the Naks and
 // InProgress updates run decides on are sent by signalLoop.
 //
-// Ack and Release identify a lease by its id and topic; the consumer id of a
-// LeaseRef is not checked (the random lease id is the capability).
+// Ack and Release identify a lease by its id and topic and must name the
+// consumer it was granted to (domain.CheckOwner).
 type Queue struct {
 	cfg     Config              // read-only after New
 	log     *slog.Logger        // read-only
@@ -268,7 +267,7 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 	if err := ctx.Err(); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	if err := validateLease(req); err != nil {
+	if err := req.Validate(MinLease); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
 	}
 	t, err := q.topic(ctx, req.Topic)
@@ -349,8 +348,8 @@ func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
-	if !topicPattern.MatchString(ref.Topic) {
-		return fmt.Errorf("ack lease %s: topic %q: %w", ref.LeaseID, ref.Topic, ports.ErrInvalidArgument)
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("ack lease %s: %w", ref.LeaseID, err)
 	}
 	wait, err := call(ctx, q, "ack", func(s *state) (<-chan error, error) { return s.beginAck(ref, time.Now()) })
 	if err != nil || wait == nil {
@@ -400,8 +399,8 @@ func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	if !topicPattern.MatchString(ref.Topic) {
-		return fmt.Errorf("release lease %s: topic %q: %w", ref.LeaseID, ref.Topic, ports.ErrInvalidArgument)
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
 	}
 	sent, err := call(ctx, q, "release", func(s *state) (<-chan struct{}, error) { return s.release(ref, time.Now()) })
 	if err != nil {
@@ -572,27 +571,13 @@ type topic struct {
 func (t *topic) natsMsg(m ports.OutgoingMessage) *natsgo.Msg {
 	id := domain.MessageID(t.name, m.IdempotencyKey)
 	return &natsgo.Msg{
-		Subject: t.name + "." + strconv.Itoa(domain.PartitionOf(partitionKey(m, id))),
+		Subject: t.name + "." + strconv.Itoa(domain.PartitionOf(domain.PartitionKey(m, id))),
 		Data:    m.Payload,
 		Header: natsgo.Header{
 			jetstream.MsgIDHeader:          []string{id.String()},
 			jetstream.ExpectedStreamHeader: []string{t.stream},
 		},
 	}
-}
-
-// partitionKey is the message's Key, else its payload's "gpu_uuid", else its id.
-func partitionKey(m ports.OutgoingMessage, id uuid.UUID) string {
-	if m.Key != "" {
-		return m.Key
-	}
-	var p struct {
-		GPUUUID string `json:"gpu_uuid"`
-	}
-	if json.Unmarshal(m.Payload, &p) == nil && p.GPUUUID != "" {
-		return p.GPUUUID
-	}
-	return id.String()
 }
 
 // toMessage converts a fetched message. A message published by another
@@ -619,60 +604,18 @@ func toMessage(topic string, m jetstream.Msg) domain.Message {
 	return out
 }
 
-// validatePublish checks a publish as the in-memory queue does, and that
-// every payload fits the server's max_payload.
+// validatePublish checks a publish against the queue's rules (domain), and
+// that every payload fits the server's max_payload.
 func validatePublish(topic string, msgs []ports.OutgoingMessage, maxPayload int64) error {
-	if err := validateTopic(topic); err != nil {
+	if err := domain.ValidatePublish(topic, msgs); err != nil {
 		return err
-	}
-	switch {
-	case len(msgs) == 0:
-		return fmt.Errorf("no messages: %w", ports.ErrInvalidArgument)
-	case len(msgs) > MaxMessagesPerPublish:
-		return fmt.Errorf("%d messages, more than %d: %w", len(msgs), MaxMessagesPerPublish, ports.ErrInvalidArgument)
 	}
 	for i, m := range msgs {
-		switch {
-		case !json.Valid(m.Payload):
-			return fmt.Errorf("message %d: payload is not valid JSON: %w", i, ports.ErrInvalidArgument)
-		case len(m.Key) > MaxKeyLength || len(m.IdempotencyKey) > MaxKeyLength:
-			return fmt.Errorf("message %d: key longer than %d bytes: %w", i, MaxKeyLength, ports.ErrInvalidArgument)
-		case maxPayload > 0 && int64(len(m.Payload)) > maxPayload-512:
-			// 512 bytes leave room for the headers.
-			return fmt.Errorf("message %d: payload of %d bytes exceeds the server's max payload %d: %w",
+		// 512 bytes leave room for the headers.
+		if maxPayload > 0 && int64(len(m.Payload)) > maxPayload-512 {
+			return fmt.Errorf("messages[%d]: payload of %d bytes exceeds the server's max payload %d: %w",
 				i, len(m.Payload), maxPayload, ports.ErrInvalidArgument)
 		}
-	}
-	return nil
-}
-
-// validateTopic checks the in-memory queue's topic pattern, and that the
-// topic makes valid NATS subjects: no empty dot-separated token, and no
-// leading "_", which would reach the clients' reply subjects (_INBOX).
-func validateTopic(topic string) error {
-	switch {
-	case !topicPattern.MatchString(topic):
-		return fmt.Errorf("topic must match %s: %w", topicPattern, ports.ErrInvalidArgument)
-	case strings.HasPrefix(topic, ".") || strings.HasSuffix(topic, ".") || strings.Contains(topic, ".."):
-		return fmt.Errorf("topic has an empty subject token: %w", ports.ErrInvalidArgument)
-	case strings.HasPrefix(topic, "_"):
-		return fmt.Errorf("topic starts with \"_\": %w", ports.ErrInvalidArgument)
-	}
-	return nil
-}
-
-func validateLease(req ports.LeaseRequest) error {
-	if err := validateTopic(req.Topic); err != nil {
-		return err
-	}
-	switch {
-	case req.Max < 1 || req.Max > MaxLease:
-		return fmt.Errorf("max %d out of [1, %d]: %w", req.Max, MaxLease, ports.ErrInvalidArgument)
-	case req.LeaseDuration < MinLease || req.LeaseDuration > MaxLeaseDuration:
-		return fmt.Errorf("lease duration %s out of [%s, %s]: %w",
-			req.LeaseDuration, MinLease, MaxLeaseDuration, ports.ErrInvalidArgument)
-	case len(req.ConsumerID) > MaxKeyLength:
-		return fmt.Errorf("consumer id longer than %d bytes: %w", MaxKeyLength, ports.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -127,7 +127,7 @@ func TestTopicNames(t *testing.T) {
 			t.Parallel()
 			_, err := q.Publish(ctx, bad, []ports.OutgoingMessage{msg("GPU-a", 1, "")})
 			require.ErrorIs(t, err, ports.ErrInvalidArgument)
-			_, err = q.Lease(ctx, ports.LeaseRequest{Topic: bad, Max: 1, LeaseDuration: time.Minute})
+			_, err = q.Lease(ctx, ports.LeaseRequest{Topic: bad, ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
 			require.ErrorIs(t, err, ports.ErrInvalidArgument)
 		})
 	}
@@ -141,11 +141,11 @@ func TestTopicNames(t *testing.T) {
 			require.Equal(t, 1, res.Accepted)
 		}
 		for i, name := range topics {
-			l, err := q.Lease(ctx, ports.LeaseRequest{Topic: name, Max: 10, LeaseDuration: time.Minute})
+			l, err := q.Lease(ctx, ports.LeaseRequest{Topic: name, ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})
 			require.NoError(t, err)
 			require.Len(t, l.Messages, 1, "topic %q", name)
 			require.JSONEq(t, fmt.Sprintf(`{"gpu_uuid":"GPU-a","seq":%d}`, i), string(l.Messages[0].Payload))
-			require.NoError(t, q.Ack(ctx, ports.LeaseRef{Topic: name, LeaseID: l.ID}))
+			require.NoError(t, q.Ack(ctx, ports.LeaseRef{Topic: name, ConsumerID: "c", LeaseID: l.ID}))
 		}
 	})
 }

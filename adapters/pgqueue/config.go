@@ -151,7 +151,7 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 		return c, fmt.Errorf("reader config: buffer size %d, refill batch %d, delete batch %d and max topics %d must be positive",
 			c.BufferSize, c.RefillBatch, c.DeleteBatch, c.MaxTopics)
 	case c.RefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0,
-		c.MinLease < 0 || c.MinLease > MaxLeaseDuration:
+		c.MinLease < 0 || c.MinLease > domain.MaxLeaseDuration:
 		return c, fmt.Errorf("reader config: intervals and timeouts must not be negative")
 	}
 	return c, nil

@@ -113,7 +113,7 @@ func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	if err := ctx.Err(); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	if err := r.validateLease(req); err != nil {
+	if err := req.Validate(r.cfg.MinLease); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
 	if r.cfg.Range == nil {
@@ -185,7 +185,7 @@ func (r *Reader) settle(ctx context.Context, ref ports.LeaseRef, release bool) e
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if err := validateTopic(ref.Topic); err != nil {
+	if err := ref.Validate(); err != nil {
 		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
 	}
 	if r.cfg.Range == nil {
@@ -238,22 +238,6 @@ func await[R any](ctx context.Context, t *topic, reply <-chan R) (R, error) {
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
-}
-
-func (r *Reader) validateLease(req ports.LeaseRequest) error {
-	if err := validateTopic(req.Topic); err != nil {
-		return err
-	}
-	switch {
-	case req.Max < 1 || req.Max > MaxLeaseMessages:
-		return fmt.Errorf("%w: max %d out of [1, %d]", ports.ErrInvalidArgument, req.Max, MaxLeaseMessages)
-	case req.LeaseDuration < r.cfg.MinLease || req.LeaseDuration > MaxLeaseDuration:
-		return fmt.Errorf("%w: lease duration %s out of [%s, %s]",
-			ports.ErrInvalidArgument, req.LeaseDuration, r.cfg.MinLease, MaxLeaseDuration)
-	case len(req.ConsumerID) > MaxKeyLength:
-		return fmt.Errorf("%w: consumer id longer than %d bytes", ports.ErrInvalidArgument, MaxKeyLength)
-	}
-	return nil
 }
 
 // topicFor returns the topic's owner, starting it on first use.

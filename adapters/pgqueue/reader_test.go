@@ -527,14 +527,14 @@ func TestLeaseValidation(t *testing.T) {
 		req  ports.LeaseRequest
 		err  error
 	}{
-		{"max 0", ports.LeaseRequest{Topic: "a", Max: 0, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
-		{"max too large", ports.LeaseRequest{Topic: "a", Max: MaxLeaseMessages + 1, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
-		{"below min lease", ports.LeaseRequest{Topic: "a", Max: 1, LeaseDuration: 100 * time.Millisecond}, ports.ErrInvalidArgument},
-		{"over max lease", ports.LeaseRequest{Topic: "a", Max: 1, LeaseDuration: 2 * time.Hour}, ports.ErrInvalidArgument},
-		{"bad topic", ports.LeaseRequest{Topic: "a b", Max: 1, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
-		{"first topic", ports.LeaseRequest{Topic: "a", Max: 1, LeaseDuration: time.Minute}, nil},
-		{"second topic", ports.LeaseRequest{Topic: "b", Max: 1, LeaseDuration: time.Minute}, nil},
-		{"third topic over MaxTopics", ports.LeaseRequest{Topic: "c", Max: 1, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
+		{"max 0", ports.LeaseRequest{Topic: "a", ConsumerID: "c", Max: 0, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
+		{"max too large", ports.LeaseRequest{Topic: "a", ConsumerID: "c", Max: domain.MaxLeaseMessages + 1, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
+		{"below min lease", ports.LeaseRequest{Topic: "a", ConsumerID: "c", Max: 1, LeaseDuration: 100 * time.Millisecond}, ports.ErrInvalidArgument},
+		{"over max lease", ports.LeaseRequest{Topic: "a", ConsumerID: "c", Max: 1, LeaseDuration: 2 * time.Hour}, ports.ErrInvalidArgument},
+		{"bad topic", ports.LeaseRequest{Topic: "a b", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
+		{"first topic", ports.LeaseRequest{Topic: "a", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute}, nil},
+		{"second topic", ports.LeaseRequest{Topic: "b", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute}, nil},
+		{"third topic over MaxTopics", ports.LeaseRequest{Topic: "c", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute}, ports.ErrInvalidArgument},
 	}
 	// Sequential: the topic cases count topics.
 	for _, tc := range tests {

@@ -319,9 +319,8 @@ func (s *topicState) settle(c settleCall, now time.Time) (waiting bool, err erro
 			return false, nil
 		}
 		return false, ports.ErrLeaseExpired
-	case c.ref.ConsumerID != l.consumer:
-		return false, fmt.Errorf("%w: lease belongs to consumer %q, not %q",
-			ports.ErrInvalidArgument, l.consumer, c.ref.ConsumerID)
+	case l.consumer != c.ref.ConsumerID:
+		return false, domain.CheckOwner(c.ref, l.consumer)
 	case l.acking && c.release:
 		return false, fmt.Errorf("%w: lease is acked", ports.ErrLeaseExpired)
 	case l.acking:

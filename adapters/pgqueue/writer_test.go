@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -19,69 +17,6 @@ import (
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
-
-func TestPrepareRows(t *testing.T) {
-	t.Parallel()
-	big := json.RawMessage(`"` + strings.Repeat("x", MaxPayloadBytes) + `"`)
-	tests := []struct {
-		name  string
-		topic string
-		msgs  []ports.OutgoingMessage
-		err   string // substring of the error; "" means valid
-	}{
-		{"valid object", "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`{"a":1}`)}}, ""},
-		{"valid array, string, number", "t.1_x-y", []ports.OutgoingMessage{
-			{Payload: json.RawMessage(`[1,2]`)}, {Payload: json.RawMessage(`"s"`)}, {Payload: json.RawMessage(`3`)}}, ""},
-		{"escaped backslash before u0000 is fine", "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`{"a":"\\u0000"}`)}}, ""},
-		{"empty topic", "", []ports.OutgoingMessage{{Payload: json.RawMessage(`1`)}}, "topic"},
-		{"topic with slash", "a/b", []ports.OutgoingMessage{{Payload: json.RawMessage(`1`)}}, "topic"},
-		{"topic of 65 chars", strings.Repeat("a", 65), []ports.OutgoingMessage{{Payload: json.RawMessage(`1`)}}, "topic"},
-		{"no messages", "t", nil, "1 to 10000"},
-		{"too many messages", "t", make([]ports.OutgoingMessage, MaxMessagesPerPublish+1), "1 to 10000"},
-		{"empty payload", "t", []ports.OutgoingMessage{{}}, "empty"},
-		{"not JSON", "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`{x`)}}, "not valid JSON"},
-		{"NUL escape", "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`{"a":"x\u0000"}`)}}, `\u0000`},
-		{"invalid UTF-8", "t", []ports.OutgoingMessage{{Payload: json.RawMessage("\"\xff\"")}}, "UTF-8"},
-		{"payload over 1 MiB", "t", []ports.OutgoingMessage{{Payload: big}}, "limit"},
-		{"key too long", "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`1`), Key: strings.Repeat("k", 257)}}, "longer"},
-		{"bad message among good", "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`1`)}, {Payload: json.RawMessage(`nope`)}}, "message 1"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			rows, err := prepareRows(tc.topic, tc.msgs)
-			if tc.err == "" {
-				require.NoError(t, err)
-				require.Len(t, rows, len(tc.msgs))
-				return
-			}
-			require.ErrorIs(t, err, ports.ErrInvalidArgument)
-			require.ErrorContains(t, err, tc.err)
-		})
-	}
-}
-
-func TestPartitionChoice(t *testing.T) {
-	t.Parallel()
-	id := uuid.MustParse("0b7c1c4e-0000-4000-8000-000000000001")
-	tests := []struct {
-		name string
-		msg  ports.OutgoingMessage
-		want int
-	}{
-		{"key wins", ports.OutgoingMessage{Key: "GPU-a", Payload: json.RawMessage(`{"gpu_uuid":"GPU-b"}`)}, domain.PartitionOf("GPU-a")},
-		{"payload gpu_uuid", ports.OutgoingMessage{Payload: json.RawMessage(` {"x":[1,{"gpu_uuid":"no"}],"gpu_uuid":"GPU-b"}`)}, domain.PartitionOf("GPU-b")},
-		{"gpu_uuid not a string", ports.OutgoingMessage{Payload: json.RawMessage(`{"gpu_uuid":7}`)}, domain.PartitionOf(id.String())},
-		{"empty gpu_uuid", ports.OutgoingMessage{Payload: json.RawMessage(`{"gpu_uuid":""}`)}, domain.PartitionOf(id.String())},
-		{"array payload", ports.OutgoingMessage{Payload: json.RawMessage(`["gpu_uuid"]`)}, domain.PartitionOf(id.String())},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			require.Equal(t, tc.want, partitionOf(tc.msg, id))
-		})
-	}
-}
 
 func TestWriterStoresRows(t *testing.T) {
 	t.Parallel()

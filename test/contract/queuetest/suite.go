@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -57,6 +58,7 @@ func Run(t *testing.T, newHarness NewHarness, caps Capabilities) {
 		{"InvalidArguments", s.testInvalidArguments},
 		{"CancelledContext", s.testCancelledContext},
 		{"AbandonedLeaseGivenBack", s.testAbandonedLeaseGivenBack},
+		{"ConsumerIDRule", s.testConsumerIDRule},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -502,6 +504,11 @@ func (s suite) testInvalidArguments(t *testing.T) {
 		{"lease duration 0", lease(func(r *ports.LeaseRequest) { r.LeaseDuration = 0 })},
 		{"lease duration negative", lease(func(r *ports.LeaseRequest) { r.LeaseDuration = -time.Second })},
 		{"lease duration below MinLease", lease(func(r *ports.LeaseRequest) { r.LeaseDuration = s.caps.MinLease / 2 })},
+		{"lease without consumer id", lease(func(r *ports.LeaseRequest) { r.ConsumerID = "" })},
+		{"lease max over the limit", lease(func(r *ports.LeaseRequest) { r.Max = domain.MaxLeaseMessages + 1 })},
+		{"publish null payload", publish(e.topic, []ports.OutgoingMessage{{Payload: json.RawMessage(`null`)}})},
+		{"publish key with NUL", publish(e.topic, []ports.OutgoingMessage{{Payload: json.RawMessage(`1`), Key: "a\x00b"}})},
+		{"publish topic with an empty part", publish("a..b", good)},
 		{"ack empty topic", func(ctx context.Context, q ports.Queue) error { return q.Ack(ctx, ref) }},
 		{"release empty topic", func(ctx context.Context, q ports.Queue) error { return q.Release(ctx, ref) }},
 	}

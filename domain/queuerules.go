@@ -1,0 +1,273 @@
+package domain
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// ErrInvalidArgument is wrapped by every queue rule a request breaks: the
+// request is malformed or out of bounds, and retrying it unchanged fails
+// again. ports.ErrInvalidArgument is this same value, so adapters and callers
+// test for it with errors.Is whichever package they name.
+var ErrInvalidArgument = errors.New("invalid argument")
+
+// Limits of the queue, the same for every backend, so swapping adapters never
+// changes which requests are accepted. Adapters may accept less where their
+// backend must (a larger minimum lease), never more.
+const (
+	// MaxTopicBytes caps a topic name.
+	MaxTopicBytes = 64
+	// MaxMessagesPerPublish caps the messages of one publish.
+	MaxMessagesPerPublish = 10000
+	// MaxPayloadBytes caps one message's payload.
+	MaxPayloadBytes = 1 << 20
+	// MaxKeyBytes caps a message's Key and IdempotencyKey and a consumer id.
+	MaxKeyBytes = 256
+	// MaxLeaseMessages caps LeaseRequest.Max.
+	MaxLeaseMessages = 10000
+	// MaxLeaseDuration caps LeaseRequest.LeaseDuration.
+	MaxLeaseDuration = time.Hour
+)
+
+// topicPattern is the set of valid topic names: they become parts of NATS
+// subjects and stream names, so only characters every backend accepts.
+var topicPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// OutgoingMessage is one message to publish.
+type OutgoingMessage struct {
+	Payload json.RawMessage `json:"payload"`
+	// Key chooses the partition (see PartitionKey); telemetry uses the GPU
+	// UUID. When empty, the queue takes the payload's "gpu_uuid" field, or
+	// spreads the message by its id.
+	Key string `json:"key,omitempty"`
+	// IdempotencyKey, when set, makes the publish safe to retry: the message
+	// id is derived from (topic, key) by MessageID, and a second message with
+	// the same id is reported as a duplicate, not stored.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// LeaseRequest asks for up to Max messages of Topic for LeaseDuration.
+type LeaseRequest struct {
+	Topic         string
+	ConsumerID    string
+	Max           int
+	LeaseDuration time.Duration
+}
+
+// LeaseRef names a lease for Ack and Release.
+type LeaseRef struct {
+	Topic      string
+	ConsumerID string
+	LeaseID    uuid.UUID
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// ValidateTopic checks a topic name: 1 to MaxTopicBytes characters of A-Z,
+// a-z, 0-9, '.', '_' and '-', with no empty dot-separated part and no leading
+// '_' (a topic names NATS subjects, where those mean something else).
+func ValidateTopic(topic string) error {
+	switch {
+	case strings.TrimSpace(topic) == "":
+		return invalid("topic is required")
+	case !topicPattern.MatchString(topic):
+		return invalid("topic %q must be 1-%d characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+			truncate(topic, MaxTopicBytes+8), MaxTopicBytes)
+	case strings.HasPrefix(topic, ".") || strings.HasSuffix(topic, ".") || strings.Contains(topic, ".."):
+		return invalid("topic %q has an empty dot-separated part", topic)
+	case strings.HasPrefix(topic, "_"):
+		return invalid("topic %q starts with '_'", topic)
+	}
+	return nil
+}
+
+// ValidateConsumerID checks a consumer id: required (not blank), at most
+// MaxKeyBytes, no NUL.
+func ValidateConsumerID(id string) error {
+	if strings.TrimSpace(id) == "" {
+		return invalid("consumer_id is required")
+	}
+	return validateKey("consumer_id", id)
+}
+
+// validateKey checks an optional identifier: at most MaxKeyBytes, no NUL
+// (PostgreSQL text cannot hold it, and one such value would fail a whole
+// group commit).
+func validateKey(field, v string) error {
+	switch {
+	case len(v) > MaxKeyBytes:
+		return invalid("%s is longer than %d bytes (%d)", field, MaxKeyBytes, len(v))
+	case strings.IndexByte(v, 0) >= 0:
+		return invalid("%s must not contain NUL", field)
+	}
+	return nil
+}
+
+// ValidatePayload checks a payload: present and not JSON null, at most
+// MaxPayloadBytes, valid UTF-8 JSON, and without the escape \u0000, which
+// PostgreSQL's jsonb refuses (the rule holds on every backend, so a message
+// one backend accepts every backend accepts).
+func ValidatePayload(p json.RawMessage) error { return validatePayload("payload", p) }
+
+func validatePayload(field string, p json.RawMessage) error {
+	switch {
+	case len(p) == 0 || bytes.Equal(bytes.TrimSpace(p), []byte("null")):
+		return invalid("%s is required and must not be null", field)
+	case len(p) > MaxPayloadBytes:
+		return invalid("%s is %d bytes, over the %d byte limit", field, len(p), MaxPayloadBytes)
+	case !utf8.Valid(p):
+		return invalid("%s is not valid UTF-8", field)
+	case !json.Valid(p):
+		return invalid("%s is not valid JSON", field)
+	case HasEscapedNUL(p):
+		return invalid(`%s must not contain \u0000 (PostgreSQL's jsonb cannot store it)`, field)
+	}
+	return nil
+}
+
+// Validate checks one message of a publish.
+func (m OutgoingMessage) Validate() error { return m.validate("") }
+
+// validate checks m, naming its fields with prefix ("messages[3].").
+func (m OutgoingMessage) validate(prefix string) error {
+	if err := validatePayload(prefix+"payload", m.Payload); err != nil {
+		return err
+	}
+	if err := validateKey(prefix+"key", m.Key); err != nil {
+		return err
+	}
+	return validateKey(prefix+"idempotency_key", m.IdempotencyKey)
+}
+
+// ValidatePublish checks a whole publish: the topic, 1 to
+// MaxMessagesPerPublish messages, and each message; an error names the first
+// bad message's field ("messages[3].payload is not valid JSON").
+func ValidatePublish(topic string, msgs []OutgoingMessage) error {
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	switch n := len(msgs); {
+	case n == 0:
+		return invalid("messages must not be empty")
+	case n > MaxMessagesPerPublish:
+		return invalid("a publish carries at most %d messages, got %d", MaxMessagesPerPublish, n)
+	}
+	for i, m := range msgs {
+		if err := m.validate(fmt.Sprintf("messages[%d].", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks a lease request against the queue's limits and the
+// backend's shortest lease, minLease.
+func (r LeaseRequest) Validate(minLease time.Duration) error {
+	if err := ValidateTopic(r.Topic); err != nil {
+		return err
+	}
+	if err := ValidateConsumerID(r.ConsumerID); err != nil {
+		return err
+	}
+	switch {
+	case r.Max < 1 || r.Max > MaxLeaseMessages:
+		return invalid("max must be between 1 and %d, got %d", MaxLeaseMessages, r.Max)
+	case r.LeaseDuration < minLease || r.LeaseDuration > MaxLeaseDuration:
+		return invalid("lease duration must be between %s and %s, got %s", minLease, MaxLeaseDuration, r.LeaseDuration)
+	}
+	return nil
+}
+
+// Validate checks an Ack or Release reference: a valid topic and consumer id
+// and a lease id. Whether the lease is live, and whose it is, is the
+// queue's to say (ErrLeaseExpired, or ErrInvalidArgument for another
+// consumer's lease: see ports/doc.go).
+func (r LeaseRef) Validate() error {
+	if err := ValidateTopic(r.Topic); err != nil {
+		return err
+	}
+	if err := ValidateConsumerID(r.ConsumerID); err != nil {
+		return err
+	}
+	if r.LeaseID == uuid.Nil {
+		return invalid("lease_id is required")
+	}
+	return nil
+}
+
+// CheckOwner is the consumer-id rule every queue applies on Ack and Release:
+// only the consumer a lease was granted to may settle it. A ref naming
+// another consumer fails with ErrInvalidArgument and changes nothing.
+func CheckOwner(ref LeaseRef, owner string) error {
+	if ref.ConsumerID != owner {
+		return invalid("lease %s belongs to consumer %q, not %q", ref.LeaseID, owner, ref.ConsumerID)
+	}
+	return nil
+}
+
+// PartitionKey is the string a message's partition is derived from
+// (PartitionOf): its Key, else its payload's top-level "gpu_uuid" string (so
+// telemetry lands by GPU even without a key), else its message id, which
+// spreads keyless messages evenly.
+func PartitionKey(m OutgoingMessage, id uuid.UUID) string {
+	if m.Key != "" {
+		return m.Key
+	}
+	if gpu := gpuUUIDOf(m.Payload); gpu != "" {
+		return gpu
+	}
+	return id.String()
+}
+
+// gpuUUIDOf returns the payload's top-level "gpu_uuid" string, or "". Only
+// objects are decoded, and only that field.
+func gpuUUIDOf(p json.RawMessage) string {
+	if !bytes.HasPrefix(bytes.TrimLeft(p, " \t\r\n"), []byte("{")) {
+		return ""
+	}
+	var probe struct {
+		GPUUUID *string `json:"gpu_uuid"`
+	}
+	if err := json.Unmarshal(p, &probe); err != nil || probe.GPUUUID == nil {
+		return ""
+	}
+	return *probe.GPUUUID
+}
+
+// HasEscapedNUL reports whether raw JSON contains the escape \u0000: an odd
+// run of backslashes before "u0000" ("\\u0000" is a literal backslash).
+func HasEscapedNUL(raw []byte) bool {
+	needle := []byte(`u0000`)
+	for off := 0; ; {
+		i := bytes.Index(raw[off:], needle)
+		if i < 0 {
+			return false
+		}
+		at := off + i
+		backslashes := 0
+		for j := at - 1; j >= 0 && raw[j] == '\\'; j-- {
+			backslashes++
+		}
+		if backslashes%2 == 1 {
+			return true
+		}
+		off = at + len(needle)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

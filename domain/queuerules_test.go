@@ -1,0 +1,133 @@
+package domain_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/domain"
+)
+
+func TestValidatePublish(t *testing.T) {
+	t.Parallel()
+	msg := func(p string) domain.OutgoingMessage { return domain.OutgoingMessage{Payload: json.RawMessage(p)} }
+	big := `"` + strings.Repeat("x", domain.MaxPayloadBytes) + `"`
+	tests := []struct {
+		name  string
+		topic string
+		msgs  []domain.OutgoingMessage
+		err   string // substring of the error; "" means valid
+	}{
+		{"valid object", "t", []domain.OutgoingMessage{msg(`{"a":1}`)}, ""},
+		{"valid array, string, number", "t.1_x-y", []domain.OutgoingMessage{msg(`[1,2]`), msg(`"s"`), msg(`3`)}, ""},
+		{"escaped backslash before u0000 is fine", "t", []domain.OutgoingMessage{msg(`{"a":"\\u0000"}`)}, ""},
+		{"key of 256 bytes", "t", []domain.OutgoingMessage{{Payload: json.RawMessage(`1`), Key: strings.Repeat("k", 256)}}, ""},
+		{"empty topic", "", []domain.OutgoingMessage{msg(`1`)}, "topic is required"},
+		{"topic with slash", "a/b", []domain.OutgoingMessage{msg(`1`)}, "topic"},
+		{"topic with an empty part", "a..b", []domain.OutgoingMessage{msg(`1`)}, "empty dot-separated part"},
+		{"topic ending in a dot", "a.", []domain.OutgoingMessage{msg(`1`)}, "empty dot-separated part"},
+		{"topic starting with _", "_INBOX", []domain.OutgoingMessage{msg(`1`)}, "starts with '_'"},
+		{"topic of 65 chars", strings.Repeat("a", 65), []domain.OutgoingMessage{msg(`1`)}, "topic"},
+		{"no messages", "t", nil, "messages must not be empty"},
+		{"too many messages", "t", make([]domain.OutgoingMessage, domain.MaxMessagesPerPublish+1), "at most 10000 messages, got 10001"},
+		{"empty payload", "t", []domain.OutgoingMessage{{}}, "payload is required"},
+		{"null payload", "t", []domain.OutgoingMessage{msg(` null `)}, "payload is required"},
+		{"not JSON", "t", []domain.OutgoingMessage{msg(`{x`)}, "not valid JSON"},
+		{"NUL escape", "t", []domain.OutgoingMessage{msg(`{"a":"x\u0000"}`)}, `\u0000`},
+		{"invalid UTF-8", "t", []domain.OutgoingMessage{msg("\"\xff\"")}, "UTF-8"},
+		{"payload over 1 MiB", "t", []domain.OutgoingMessage{msg(big)}, "byte limit"},
+		{"key too long", "t", []domain.OutgoingMessage{{Payload: json.RawMessage(`1`), Key: strings.Repeat("k", 257)}}, "messages[0].key is longer than 256 bytes"},
+		{"idempotency key with NUL", "t", []domain.OutgoingMessage{{Payload: json.RawMessage(`1`), IdempotencyKey: "a\x00"}}, "messages[0].idempotency_key must not contain NUL"},
+		{"bad message among good", "t", []domain.OutgoingMessage{msg(`1`), msg(`nope`)}, "messages[1].payload is not valid JSON"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := domain.ValidatePublish(tc.topic, tc.msgs)
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, domain.ErrInvalidArgument)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+func TestLeaseRequestValidate(t *testing.T) {
+	t.Parallel()
+	ok := domain.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: time.Minute}
+	with := func(f func(*domain.LeaseRequest)) domain.LeaseRequest { r := ok; f(&r); return r }
+	tests := []struct {
+		name string
+		req  domain.LeaseRequest
+		err  string
+	}{
+		{"valid", ok, ""},
+		{"bounds are inclusive", with(func(r *domain.LeaseRequest) {
+			r.Max, r.LeaseDuration = domain.MaxLeaseMessages, domain.MaxLeaseDuration
+		}), ""},
+		{"bad topic", with(func(r *domain.LeaseRequest) { r.Topic = "a b" }), "topic"},
+		{"no consumer id", with(func(r *domain.LeaseRequest) { r.ConsumerID = " " }), "consumer_id is required"},
+		{"consumer id too long", with(func(r *domain.LeaseRequest) { r.ConsumerID = strings.Repeat("c", 257) }), "consumer_id is longer than 256 bytes"},
+		{"max 0", with(func(r *domain.LeaseRequest) { r.Max = 0 }), "max must be between 1 and 10000, got 0"},
+		{"max too large", with(func(r *domain.LeaseRequest) { r.Max = domain.MaxLeaseMessages + 1 }), "got 10001"},
+		{"lease below the backend's minimum", with(func(r *domain.LeaseRequest) { r.LeaseDuration = time.Second / 2 }), "lease duration"},
+		{"lease over an hour", with(func(r *domain.LeaseRequest) { r.LeaseDuration = domain.MaxLeaseDuration + 1 }), "lease duration"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.req.Validate(time.Second)
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, domain.ErrInvalidArgument)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+func TestLeaseRefValidateAndOwner(t *testing.T) {
+	t.Parallel()
+	ref := domain.LeaseRef{Topic: "t", ConsumerID: "c", LeaseID: uuid.New()}
+	require.NoError(t, ref.Validate())
+	require.NoError(t, domain.CheckOwner(ref, "c"))
+	require.ErrorIs(t, domain.CheckOwner(ref, "d"), domain.ErrInvalidArgument)
+	require.ErrorContains(t, domain.CheckOwner(ref, "d"), `belongs to consumer "d", not "c"`)
+
+	for name, bad := range map[string]domain.LeaseRef{
+		"bad topic":   {Topic: "", ConsumerID: "c", LeaseID: ref.LeaseID},
+		"no consumer": {Topic: "t", LeaseID: ref.LeaseID},
+		"nil lease":   {Topic: "t", ConsumerID: "c"},
+	} {
+		require.ErrorIs(t, bad.Validate(), domain.ErrInvalidArgument, name)
+	}
+}
+
+func TestPartitionKey(t *testing.T) {
+	t.Parallel()
+	id := uuid.MustParse("0b7c1c4e-0000-4000-8000-000000000001")
+	tests := []struct {
+		name string
+		msg  domain.OutgoingMessage
+		want string
+	}{
+		{"key wins", domain.OutgoingMessage{Key: "GPU-a", Payload: json.RawMessage(`{"gpu_uuid":"GPU-b"}`)}, "GPU-a"},
+		{"payload gpu_uuid", domain.OutgoingMessage{Payload: json.RawMessage(` {"x":[1,{"gpu_uuid":"no"}],"gpu_uuid":"GPU-b"}`)}, "GPU-b"},
+		{"gpu_uuid not a string", domain.OutgoingMessage{Payload: json.RawMessage(`{"gpu_uuid":7}`)}, id.String()},
+		{"empty gpu_uuid", domain.OutgoingMessage{Payload: json.RawMessage(`{"gpu_uuid":""}`)}, id.String()},
+		{"array payload", domain.OutgoingMessage{Payload: json.RawMessage(`["gpu_uuid"]`)}, id.String()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, domain.PartitionKey(tc.msg, id))
+		})
+	}
+}
