@@ -2,7 +2,6 @@ package memory
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
+	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -110,8 +110,8 @@ func NewQueue(opts QueueOptions) *Queue {
 	}
 	s := &queueState{
 		topics:      make(map[string]*topicState),
-		ackedLeases: newBoundedSet[string](opts.AckedLeases),
-		dedup:       newBoundedSet[struct{}](opts.DedupWindow),
+		ackedLeases: leasebook.NewRecent[uuid.UUID, string](opts.AckedLeases),
+		dedup:       leasebook.NewRecent[uuid.UUID, struct{}](opts.DedupWindow),
 		capacity:    opts.Capacity,
 		metrics:     &q.metrics,
 		log:         q.log,
@@ -291,30 +291,21 @@ func queueCall[T any](ctx context.Context, q *Queue, op string, fn func(*queueSt
 // leases on its timer.
 func (q *Queue) run(s *queueState) {
 	defer close(q.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var armed time.Time // deadline the timer is set for; zero when stopped. Owned by run.
+	alarm := leasebook.NewAlarm() // the earliest lease expiry. Owned by run.
+	defer alarm.Stop()
 	for {
 		select {
 		case <-q.stop:
-			timer.Stop()
 			q.log.Debug("memory queue closed", "messages_lost", s.held)
 			return
 		case req := <-q.ops:
 			s.expire(time.Now())
 			req(s)
-		case <-timer.C:
-			armed = time.Time{}
+		case <-alarm.C:
+			alarm.Fired()
 			s.expire(time.Now())
 		}
-		switch next := s.nextExpiry(); {
-		case next.IsZero() && !armed.IsZero():
-			timer.Stop()
-			armed = time.Time{}
-		case !next.IsZero() && !next.Equal(armed):
-			timer.Reset(time.Until(next))
-			armed = next
-		}
+		alarm.Set(s.expiries.Next())
 		q.metrics.ready.Set(float64(s.ready))
 		q.metrics.leased.Set(float64(s.held - s.ready))
 	}
@@ -334,7 +325,7 @@ type liveLease struct {
 	consumer  string
 	expiresAt time.Time
 	msgs      []*queuedMessage
-	index     int // position in queueState.expiries
+	expiry    *leasebook.Entry[*liveLease] // in queueState.expiries
 }
 
 // fifo is one partition's ready messages in seq order.
@@ -397,15 +388,15 @@ type topicState struct {
 // queueState is everything the owner goroutine owns.
 type queueState struct {
 	topics      map[string]*topicState
-	expiries    expiryHeap            // live leases by expiry
-	ackedLeases *boundedSet[string]   // acked lease id → topic
-	dedup       *boundedSet[struct{}] // acked idempotent message ids
-	capacity    int                   // max held messages
-	held        int                   // messages ready or leased, all topics
-	ready       int                   // messages ready, all topics
-	seq         uint64                // last assigned publish sequence
-	metrics     *queueMetrics         // shared, concurrency-safe collectors
-	log         *slog.Logger          // read-only
+	expiries    leasebook.Heap[*liveLease]             // live leases by expiry
+	ackedLeases *leasebook.Recent[uuid.UUID, string]   // acked lease id → topic
+	dedup       *leasebook.Recent[uuid.UUID, struct{}] // acked idempotent message ids
+	capacity    int                                    // max held messages
+	held        int                                    // messages ready or leased, all topics
+	ready       int                                    // messages ready, all topics
+	seq         uint64                                 // last assigned publish sequence
+	metrics     *queueMetrics                          // shared, concurrency-safe collectors
+	log         *slog.Logger                           // read-only
 }
 
 func (s *queueState) publish(topic string, msgs []*queuedMessage) (ports.PublishResult, error) {
@@ -421,7 +412,7 @@ func (s *queueState) publish(topic string, msgs []*queuedMessage) (ports.Publish
 	inBatch := make(map[uuid.UUID]struct{}, len(msgs))
 	for _, m := range msgs {
 		_, held := t.held[m.ID]
-		_, acked := s.dedup.get(m.ID)
+		_, acked := s.dedup.Get(m.ID)
 		_, dup := inBatch[m.ID]
 		if held || acked || dup {
 			res.Duplicates++
@@ -474,7 +465,7 @@ func (s *queueState) lease(req ports.LeaseRequest) domain.Lease {
 	t.cursor = p
 	s.ready -= len(l.msgs)
 	t.leases[l.id] = l
-	heap.Push(&s.expiries, l)
+	l.expiry = s.expiries.Push(l, l.expiresAt)
 	out.ID = l.id
 	out.Messages = make([]domain.Message, len(l.msgs))
 	for i, m := range l.msgs {
@@ -493,16 +484,16 @@ func (s *queueState) ack(ref ports.LeaseRef) error {
 			for _, m := range l.msgs {
 				delete(t.held, m.ID)
 				if m.idempotent {
-					s.dedup.add(m.ID, struct{}{})
+					s.dedup.Put(m.ID, struct{}{})
 				}
 			}
 			s.held -= len(l.msgs)
-			s.ackedLeases.add(l.id, t.name)
+			s.ackedLeases.Put(l.id, t.name)
 			s.metrics.acked.Add(float64(len(l.msgs)))
 			return nil
 		}
 	}
-	if topic, ok := s.ackedLeases.get(ref.LeaseID); ok && topic == ref.Topic {
+	if topic, ok := s.ackedLeases.Get(ref.LeaseID); ok && topic == ref.Topic {
 		return nil
 	}
 	return fmt.Errorf("ack lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
@@ -525,8 +516,8 @@ func (s *queueState) release(ref ports.LeaseRef) error {
 
 // expire requeues every lease due at now.
 func (s *queueState) expire(now time.Time) {
-	for s.expiries.Len() > 0 && !now.Before(s.expiries[0].expiresAt) {
-		l := s.expiries[0]
+	for e, ok := s.expiries.PopDue(now); ok; e, ok = s.expiries.PopDue(now) {
+		l := e.Value
 		s.dropLease(l)
 		s.requeue(l)
 		s.metrics.expired.Inc()
@@ -535,16 +526,9 @@ func (s *queueState) expire(now time.Time) {
 	}
 }
 
-func (s *queueState) nextExpiry() time.Time {
-	if s.expiries.Len() == 0 {
-		return time.Time{}
-	}
-	return s.expiries[0].expiresAt
-}
-
 // dropLease forgets a live lease (not its messages).
 func (s *queueState) dropLease(l *liveLease) {
-	heap.Remove(&s.expiries, l.index)
+	s.expiries.Remove(l.expiry)
 	delete(l.topic.leases, l.id)
 }
 
@@ -564,62 +548,6 @@ func (s *queueState) requeue(l *liveLease) {
 	}
 	l.topic.readyCount += len(ms)
 	s.ready += len(ms)
-}
-
-// expiryHeap orders live leases by expiry (container/heap).
-type expiryHeap []*liveLease
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].expiresAt.Before(h[j].expiresAt) }
-func (h expiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-
-func (h *expiryHeap) Push(x any) {
-	l := x.(*liveLease)
-	l.index = len(*h)
-	*h = append(*h, l)
-}
-
-func (h *expiryHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return l
-}
-
-// boundedSet remembers the last size ids added, with a value each; the
-// oldest is forgotten first. Owned by run.
-type boundedSet[V any] struct {
-	ring []uuid.UUID
-	next int
-	m    map[uuid.UUID]V
-}
-
-func newBoundedSet[V any](size int) *boundedSet[V] {
-	return &boundedSet[V]{ring: make([]uuid.UUID, 0, size), m: make(map[uuid.UUID]V)}
-}
-
-func (b *boundedSet[V]) add(id uuid.UUID, v V) {
-	if _, ok := b.m[id]; ok {
-		b.m[id] = v
-		return
-	}
-	if len(b.ring) < cap(b.ring) {
-		b.ring = append(b.ring, id)
-	} else {
-		delete(b.m, b.ring[b.next])
-		b.ring[b.next] = id
-		b.next = (b.next + 1) % len(b.ring)
-	}
-	b.m[id] = v
-}
-
-func (b *boundedSet[V]) get(id uuid.UUID) (V, bool) {
-	v, ok := b.m[id]
-	return v, ok
 }
 
 // queueMetrics are the queue's Prometheus collectors.

@@ -1,7 +1,6 @@
 package nats
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
+	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -45,11 +45,11 @@ type lease struct {
 	consumer   string
 	msgs       []jetstream.Msg
 	expiresAt  time.Time
-	progressAt time.Time     // when the next InProgress is due; zero when the lease ends first
-	every      time.Duration // InProgress period: the consumer's AckWait/2
-	acking     bool          // an ack is in flight; the lease is not in state.due meanwhile
-	waiters    []chan error  // callers waiting for the ack in flight; each 1-buffered
-	index      int           // position in state.due; -1 when not there
+	progressAt time.Time                // when the next InProgress is due; zero when the lease ends first
+	every      time.Duration            // InProgress period: the consumer's AckWait/2
+	acking     bool                     // an ack is in flight; the lease is not in state.due meanwhile
+	waiters    []chan error             // callers waiting for the ack in flight; each 1-buffered
+	due        *leasebook.Entry[*lease] // in state.due while live and not acking; nil before register
 }
 
 // setProgress schedules the next InProgress at t, or none when the lease
@@ -72,14 +72,14 @@ func (l *lease) next() time.Time {
 
 // state is everything run owns.
 type state struct {
-	q       *Queue               // read-only fields only: cfg, log, metrics, wg, ops, done
-	topics  map[string]*topic    // topics set up on the server
-	leases  map[uuid.UUID]*lease // live leases, and those with an ack in flight
-	due     leaseHeap            // live leases by next()
-	acked   *boundedSet          // recently acked lease id → topic
-	outbox  []signal             // signals waiting for signalLoop
-	acking  int                  // acks in flight
-	closing bool                 // Close was called: refuse requests, finish acks, then stop
+	q       *Queue                               // read-only fields only: cfg, log, metrics, wg, ops, done
+	topics  map[string]*topic                    // topics set up on the server
+	leases  map[uuid.UUID]*lease                 // live leases, and those with an ack in flight
+	due     leasebook.Heap[*lease]               // live leases by next()
+	acked   *leasebook.Recent[uuid.UUID, string] // recently acked lease id → topic
+	outbox  []signal                             // signals waiting for signalLoop
+	acking  int                                  // acks in flight
+	closing bool                                 // Close was called: refuse requests, finish acks, then stop
 }
 
 // result carries run's answer back to a caller.
@@ -113,13 +113,11 @@ func call[T any](ctx context.Context, q *Queue, op string, fn func(*state) (T, e
 // signalLoop the last signals, and returns.
 func (q *Queue) run(s *state) {
 	defer close(q.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var armed time.Time // when the timer fires; zero when stopped. Owned by run.
+	alarm := leasebook.NewAlarm() // the earliest next() of a live lease. Owned by run.
 	stop := q.stop
 	for {
 		if s.closing && s.acking == 0 && len(s.outbox) == 0 {
-			timer.Stop()
+			alarm.Stop()
 			close(q.signals)
 			return
 		}
@@ -139,26 +137,19 @@ func (q *Queue) run(s *state) {
 		case signals <- next:
 			s.outbox[0] = signal{}
 			s.outbox = s.outbox[1:]
-		case <-timer.C:
-			armed = time.Time{}
+		case <-alarm.C:
+			alarm.Fired()
 		}
 		s.tick(time.Now())
-		switch at := s.nextDue(); {
-		case at.IsZero() && !armed.IsZero():
-			timer.Stop()
-			armed = time.Time{}
-		case !at.IsZero() && !at.Equal(armed):
-			timer.Reset(time.Until(at))
-			armed = at
-		}
+		alarm.Set(s.due.Next())
 	}
 }
 
 // tick expires the leases due at now and sends InProgress for those that
 // need one.
 func (s *state) tick(now time.Time) {
-	for len(s.due) > 0 {
-		l := s.due[0]
+	for e := s.due.Peek(); e != nil; e = s.due.Peek() {
+		l := e.Value
 		if now.Before(l.next()) {
 			return
 		}
@@ -168,21 +159,14 @@ func (s *state) tick(now time.Time) {
 		}
 		s.outbox = append(s.outbox, signal{kind: signalProgress, msgs: l.msgs})
 		l.setProgress(now.Add(l.every))
-		heap.Fix(&s.due, l.index)
+		s.due.Fix(l.due, l.next())
 	}
-}
-
-func (s *state) nextDue() time.Time {
-	if len(s.due) == 0 {
-		return time.Time{}
-	}
-	return s.due[0].next()
 }
 
 // register makes l live.
 func (s *state) register(l *lease) {
 	s.leases[l.id] = l
-	heap.Push(&s.due, l)
+	l.due = s.due.Push(l, l.next())
 }
 
 // expire ends a live lease that reached its expiry and Naks its messages.
@@ -196,8 +180,8 @@ func (s *state) expire(l *lease) {
 // end forgets a lease that is not acking and queues a Nak of its messages;
 // sent, when not nil, is closed once the Naks are sent.
 func (s *state) end(l *lease, sent chan struct{}) {
-	if l.index >= 0 {
-		heap.Remove(&s.due, l.index)
+	if l.due != nil {
+		s.due.Remove(l.due)
 	}
 	delete(s.leases, l.id)
 	s.outbox = append(s.outbox, signal{kind: signalNak, msgs: l.msgs, sent: sent})
@@ -230,7 +214,7 @@ func (s *state) lookup(ref ports.LeaseRef, now time.Time) *lease {
 // returns the channel its outcome arrives on. An acked lease yields a nil
 // channel and no error.
 func (s *state) beginAck(ref ports.LeaseRef, now time.Time) (<-chan error, error) {
-	if topic, ok := s.acked.get(ref.LeaseID); ok && topic == ref.Topic {
+	if topic, ok := s.acked.Get(ref.LeaseID); ok && topic == ref.Topic {
 		return nil, nil
 	}
 	l := s.lookup(ref, now)
@@ -245,7 +229,7 @@ func (s *state) beginAck(ref ports.LeaseRef, now time.Time) (<-chan error, error
 	if l.acking {
 		return w, nil
 	}
-	heap.Remove(&s.due, l.index)
+	s.due.Remove(l.due)
 	l.acking = true
 	s.acking++
 	q, msgs := s.q, l.msgs
@@ -265,14 +249,14 @@ func (s *state) finishAck(l *lease, err error, now time.Time) {
 	switch {
 	case err == nil:
 		delete(s.leases, l.id)
-		s.acked.add(l.id, l.topic)
+		s.acked.Put(l.id, l.topic)
 		s.q.metrics.acked.Add(float64(len(l.msgs)))
 	case s.closing:
 		s.end(l, nil)
 	case !now.Before(l.expiresAt):
 		s.expire(l)
 	default:
-		heap.Push(&s.due, l)
+		s.due.Requeue(l.due, l.next())
 	}
 	for _, w := range l.waiters {
 		w <- err
@@ -294,61 +278,4 @@ func (s *state) release(ref ports.LeaseRef, now time.Time) (<-chan struct{}, err
 	s.end(l, sent)
 	s.q.metrics.released.Add(float64(len(l.msgs)))
 	return sent, nil
-}
-
-// leaseHeap orders live leases by next() (container/heap).
-type leaseHeap []*lease
-
-func (h leaseHeap) Len() int           { return len(h) }
-func (h leaseHeap) Less(i, j int) bool { return h[i].next().Before(h[j].next()) }
-func (h leaseHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-
-func (h *leaseHeap) Push(x any) {
-	l := x.(*lease)
-	l.index = len(*h)
-	*h = append(*h, l)
-}
-
-func (h *leaseHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	l.index = -1
-	return l
-}
-
-// boundedSet remembers the last size lease ids added, each with its topic;
-// the oldest is forgotten first. Owned by run.
-type boundedSet struct {
-	ring []uuid.UUID
-	next int
-	m    map[uuid.UUID]string
-}
-
-func newBoundedSet(size int) *boundedSet {
-	return &boundedSet{ring: make([]uuid.UUID, 0, size), m: make(map[uuid.UUID]string, size)}
-}
-
-func (b *boundedSet) add(id uuid.UUID, topic string) {
-	if _, ok := b.m[id]; ok {
-		b.m[id] = topic
-		return
-	}
-	if len(b.ring) < cap(b.ring) {
-		b.ring = append(b.ring, id)
-	} else {
-		delete(b.m, b.ring[b.next])
-		b.ring[b.next] = id
-		b.next = (b.next + 1) % len(b.ring)
-	}
-	b.m[id] = topic
-}
-
-func (b *boundedSet) get(id uuid.UUID) (string, bool) {
-	topic, ok := b.m[id]
-	return topic, ok
 }

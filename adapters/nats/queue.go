@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -122,7 +123,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		q:      q,
 		topics: make(map[string]*topic),
 		leases: make(map[uuid.UUID]*lease),
-		acked:  newBoundedSet(ackedLeases),
+		acked:  leasebook.NewRecent[uuid.UUID, string](ackedLeases),
 	}
 	q.wg.Go(func() { q.run(s) })
 	q.wg.Go(q.signalLoop)
@@ -316,7 +317,6 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 		msgs:      msgs,
 		expiresAt: out.ExpiresAt,
 		every:     t.ackWait / 2,
-		index:     -1,
 	}
 	l.setProgress(fetched.Add(l.every))
 	if err := q.register(l); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 	"github.com/gpufleet/telemetry/test/pgtest"
@@ -588,7 +589,7 @@ func newTestState(t *testing.T, rng domain.PartitionRange) *topicState {
 	return &topicState{
 		t: &topic{r: r, name: "unit"}, cfg: cfg, first: rng.First,
 		ready: make([][]*message, rng.Len()), held: map[int64]*message{}, leases: map[uuid.UUID]*lease{},
-		acked: newBoundedMap[uuid.UUID, struct{}](8), seen: newBoundedMap[int64, int](8),
+		acked: leasebook.NewRecent[uuid.UUID, struct{}](8), seen: leasebook.NewRecent[int64, int](8),
 		tombstones: map[int64]struct{}{},
 	}
 }
@@ -657,24 +658,6 @@ func TestRefillSkipsTombstonesAndHeld(t *testing.T) {
 	require.False(t, s.refillMore, "a short result means caught up")
 }
 
-func TestBoundedMap(t *testing.T) {
-	t.Parallel()
-	b := newBoundedMap[int, string](3)
-	for i := range 5 {
-		b.put(i, fmt.Sprint(i))
-	}
-	for i, want := range []bool{false, false, true, true, true} {
-		_, ok := b.get(i)
-		require.Equal(t, want, ok, "key %d", i)
-	}
-	b.put(4, "again")
-	v, _ := b.get(4)
-	require.Equal(t, "again", v)
-	b.remove(3)
-	_, ok := b.get(3)
-	require.False(t, ok)
-}
-
 // Only live leases stay in the expiry heap: an acked or released lease
 // leaves it at once (so it does not pin its payloads until it would have
 // expired), and a lease whose delete failed returns to it.
@@ -695,7 +678,7 @@ func TestExpiryHeapHoldsLiveLeases(t *testing.T) {
 		require.NoError(t, rep.err)
 		leases[i] = rep.lease
 	}
-	require.Len(t, s.expiry, 3)
+	require.Equal(t, 3, s.expiry.Len())
 	ackReply := make(chan error, 1)
 	waiting, err := s.settle(settleCall{ref: ref(leases[0]), reply: ackReply}, now)
 	require.NoError(t, err)
@@ -703,7 +686,7 @@ func TestExpiryHeapHoldsLiveLeases(t *testing.T) {
 	waiting, err = s.settle(settleCall{ref: ref(leases[1]), release: true, reply: make(chan error, 1)}, now)
 	require.NoError(t, err)
 	require.False(t, waiting)
-	require.Len(t, s.expiry, 1, "acking and released leases left the heap")
+	require.Equal(t, 1, s.expiry.Len(), "acking and released leases left the heap")
 	require.Equal(t, 2, s.readyCount, "released messages are ready again")
 
 	// Hand the pending ack to a DELETE that fails, as maybeDelete and its
@@ -712,9 +695,9 @@ func TestExpiryHeapHoldsLiveLeases(t *testing.T) {
 	s.pendingDel, s.pendingIDs, s.deleting = nil, 0, true
 	s.deleted(deleteResult{leases: batch, err: errors.New("connection reset")}, now)
 	require.ErrorIs(t, <-ackReply, ports.ErrUnavailable)
-	require.Len(t, s.expiry, 2, "a lease whose delete failed is live again")
+	require.Equal(t, 2, s.expiry.Len(), "a lease whose delete failed is live again")
 	s.expire(now.Add(2 * time.Minute))
-	require.Empty(t, s.expiry)
+	require.Zero(t, s.expiry.Len())
 	require.Empty(t, s.leases)
 	require.Len(t, s.held, 2, "expired messages left memory; released ones stay")
 }

@@ -1,7 +1,6 @@
 package pgqueue
 
 import (
-	"container/heap"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -85,7 +85,7 @@ type lease struct {
 	msgs     []*message
 	acking   bool
 	waiters  []chan error
-	index    int // position in the expiry heap; -1 when not in it
+	expiry   *leasebook.Entry[*lease] // in the expiry heap while live
 }
 
 // loadedRow is a row a refill read.
@@ -121,15 +121,15 @@ type topicState struct {
 	cfg   ReaderConfig
 	first int // first partition of the range
 
-	ready       [][]*message         // per partition (index p-first), FIFO
-	readyCount  int                  // sum of len(ready[i])
-	cursor      int                  // partition index the next take starts at; rotates for fairness
-	held        map[int64]*message   // every message in memory: ready, leased, acked awaiting delete
-	leases      map[uuid.UUID]*lease // live and acking leases
-	leasedCount int                  // messages in live, not acking, leases
-	expiry      leaseHeap            // live, not acking, leases by expiry
-	acked       *boundedMap[uuid.UUID, struct{}]
-	seen        *boundedMap[int64, int] // deliveries of messages this reader handed out
+	ready       [][]*message           // per partition (index p-first), FIFO
+	readyCount  int                    // sum of len(ready[i])
+	cursor      int                    // partition index the next take starts at; rotates for fairness
+	held        map[int64]*message     // every message in memory: ready, leased, acked awaiting delete
+	leases      map[uuid.UUID]*lease   // live and acking leases
+	leasedCount int                    // messages in live, not acking, leases
+	expiry      leasebook.Heap[*lease] // live, not acking, leases by expiry
+	acked       *leasebook.Recent[uuid.UUID, struct{}]
+	seen        *leasebook.Recent[int64, int] // deliveries of messages this reader handed out
 
 	refilling    bool
 	refillCancel context.CancelFunc
@@ -161,8 +161,8 @@ func (t *topic) run() {
 		ready:      make([][]*message, t.r.cfg.Range.Len()),
 		held:       make(map[int64]*message),
 		leases:     make(map[uuid.UUID]*lease),
-		acked:      newBoundedMap[uuid.UUID, struct{}](ackedMemory),
-		seen:       newBoundedMap[int64, int](max(2*t.r.cfg.BufferSize, 1024)),
+		acked:      leasebook.NewRecent[uuid.UUID, struct{}](ackedMemory),
+		seen:       leasebook.NewRecent[int64, int](max(2*t.r.cfg.BufferSize, 1024)),
 		tombstones: make(map[int64]struct{}),
 		refillDone: make(chan refillResult, 1),
 		deleteDone: make(chan deleteResult, 1),
@@ -172,9 +172,7 @@ func (t *topic) run() {
 	defer s.io.Wait()
 
 	var (
-		expiryTimer = time.NewTimer(time.Hour)
-		expiryAt    time.Time
-		expiryC     <-chan time.Time
+		expiryAlarm = leasebook.NewAlarm()
 		deleteTimer = time.NewTimer(time.Hour)
 		deleteC     <-chan time.Time
 		refillTick  = time.NewTicker(max(s.cfg.RefillInterval, time.Millisecond))
@@ -182,9 +180,8 @@ func (t *topic) run() {
 		abandon     = t.abandon
 		cancelled   = t.r.ctx.Done()
 	)
-	expiryTimer.Stop()
 	deleteTimer.Stop()
-	defer expiryTimer.Stop()
+	defer expiryAlarm.Stop()
 	defer deleteTimer.Stop()
 	defer refillTick.Stop()
 
@@ -202,8 +199,8 @@ func (t *topic) run() {
 			s.refilled(res, time.Now())
 		case res := <-s.deleteDone:
 			s.deleted(res, time.Now())
-		case now := <-expiryC:
-			expiryC, expiryAt = nil, time.Time{}
+		case now := <-expiryAlarm.C:
+			expiryAlarm.Fired()
 			s.expire(now)
 		case <-deleteC:
 			deleteC, s.deleteDue = nil, true
@@ -226,14 +223,7 @@ func (t *topic) run() {
 		}
 		s.maybeDelete()
 		s.maybeRefill(now)
-		if next, ok := s.expiry.next(); !ok && expiryC != nil {
-			expiryTimer.Stop()
-			expiryC, expiryAt = nil, time.Time{}
-		} else if ok && !next.Equal(expiryAt) {
-			expiryAt = next
-			expiryTimer.Reset(time.Until(next))
-			expiryC = expiryTimer.C
-		}
+		expiryAlarm.Set(s.expiry.Next())
 		t.held.Store(int64(len(s.held)))
 		t.backlog.Store(int64(s.readyCount + s.leasedCount))
 		if s.draining && len(s.leases) == 0 && !s.refilling && !s.deleting {
@@ -254,14 +244,14 @@ func (s *topicState) lease(req ports.LeaseRequest, now time.Time) leaseReply {
 	if len(msgs) == 0 {
 		return leaseReply{lease: empty}
 	}
-	l := &lease{id: uuid.New(), consumer: req.ConsumerID, expires: now.Add(req.LeaseDuration), msgs: msgs, index: -1}
+	l := &lease{id: uuid.New(), consumer: req.ConsumerID, expires: now.Add(req.LeaseDuration), msgs: msgs}
 	s.leases[l.id] = l
-	heap.Push(&s.expiry, l)
+	l.expiry = s.expiry.Push(l, l.expires)
 	s.leasedCount += len(msgs)
 	out := make([]domain.Message, len(msgs))
 	for i, m := range msgs {
 		m.deliveries++
-		s.seen.put(m.id, m.deliveries)
+		s.seen.Put(m.id, m.deliveries)
 		out[i] = domain.Message{ID: m.uuid, Topic: s.t.name, Partition: m.partition, Payload: m.payload,
 			CreatedAt: m.createdAt, Deliveries: m.deliveries}
 	}
@@ -315,7 +305,7 @@ func (s *topicState) settle(c settleCall, now time.Time) (waiting bool, err erro
 	l := s.leases[c.ref.LeaseID]
 	switch {
 	case l == nil:
-		if _, ok := s.acked.get(c.ref.LeaseID); ok && !c.release {
+		if _, ok := s.acked.Get(c.ref.LeaseID); ok && !c.release {
 			return false, nil
 		}
 		return false, ports.ErrLeaseExpired
@@ -333,7 +323,7 @@ func (s *topicState) settle(c settleCall, now time.Time) (waiting bool, err erro
 		s.release(l)
 		return false, nil
 	}
-	heap.Remove(&s.expiry, l.index)
+	s.expiry.Remove(l.expiry)
 	l.acking = true
 	l.waiters = append(l.waiters, c.reply)
 	s.leasedCount -= len(l.msgs)
@@ -347,7 +337,7 @@ func (s *topicState) settle(c settleCall, now time.Time) (waiting bool, err erro
 // nothing will lease them here.
 func (s *topicState) release(l *lease) {
 	delete(s.leases, l.id)
-	heap.Remove(&s.expiry, l.index)
+	s.expiry.Remove(l.expiry)
 	s.leasedCount -= len(l.msgs)
 	if s.draining {
 		for _, m := range l.msgs {
@@ -368,8 +358,8 @@ func (s *topicState) release(l *lease) {
 
 // expire drops every live lease whose time has come.
 func (s *topicState) expire(now time.Time) {
-	for len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
-		s.expireLease(s.expiry[0])
+	for e, ok := s.expiry.PopDue(now); ok; e, ok = s.expiry.PopDue(now) {
+		s.expireLease(e.Value)
 	}
 }
 
@@ -377,9 +367,7 @@ func (s *topicState) expire(now time.Time) {
 // stay in PostgreSQL, so a later refill reloads and redelivers them.
 func (s *topicState) expireLease(l *lease) {
 	delete(s.leases, l.id)
-	if l.index >= 0 {
-		heap.Remove(&s.expiry, l.index)
-	}
+	s.expiry.Remove(l.expiry)
 	s.leasedCount -= len(l.msgs)
 	for _, m := range l.msgs {
 		delete(s.held, m.id)
@@ -444,7 +432,7 @@ func (s *topicState) deleted(res deleteResult, now time.Time) {
 				w <- err
 			}
 			l.waiters = nil
-			heap.Push(&s.expiry, l)
+			s.expiry.Requeue(l.expiry, l.expires)
 			if s.abandoned || !now.Before(l.expires) {
 				s.expireLease(l)
 			}
@@ -456,13 +444,13 @@ func (s *topicState) deleted(res deleteResult, now time.Time) {
 		delete(s.leases, l.id)
 		for _, m := range l.msgs {
 			delete(s.held, m.id)
-			s.seen.remove(m.id)
+			s.seen.Delete(m.id)
 			if s.refilling {
 				s.tombstones[m.id] = struct{}{}
 			}
 		}
 		acked += len(l.msgs)
-		s.acked.put(l.id, struct{}{})
+		s.acked.Put(l.id, struct{}{})
 		for _, w := range l.waiters {
 			w <- nil
 		}
@@ -529,7 +517,7 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 			continue
 		}
 		m := &message{id: row.id, uuid: row.uuid, partition: int(row.partition), payload: row.payload, createdAt: row.createdAt}
-		if d, ok := s.seen.get(row.id); ok {
+		if d, ok := s.seen.Get(row.id); ok {
 			m.deliveries = d
 			s.t.r.metrics.redelivered.Inc()
 		}
@@ -590,71 +578,3 @@ func (r *Reader) loadRows(ctx context.Context, topic string, held []int64, limit
 	}
 	return out, rows.Err()
 }
-
-// leaseHeap orders leases by expiry (container/heap), keeping each
-// lease's index so a settled lease leaves at once.
-type leaseHeap []*lease
-
-func (h leaseHeap) Len() int           { return len(h) }
-func (h leaseHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
-func (h leaseHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-
-func (h *leaseHeap) Push(x any) {
-	l := x.(*lease)
-	l.index = len(*h)
-	*h = append(*h, l)
-}
-
-func (h *leaseHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = nil
-	l.index = -1
-	*h = old[:len(old)-1]
-	return l
-}
-
-// next is the earliest expiry, if any.
-func (h leaseHeap) next() (time.Time, bool) {
-	if len(h) == 0 {
-		return time.Time{}, false
-	}
-	return h[0].expires, true
-}
-
-// boundedMap remembers at most capacity keys, forgetting the oldest first.
-// It is owned by one goroutine.
-type boundedMap[K comparable, V any] struct {
-	m    map[K]V
-	ring []K // insertion order; slots of removed keys are skipped on eviction
-	head int
-	n    int
-}
-
-func newBoundedMap[K comparable, V any](capacity int) *boundedMap[K, V] {
-	return &boundedMap[K, V]{m: make(map[K]V), ring: make([]K, capacity)}
-}
-
-func (b *boundedMap[K, V]) get(k K) (V, bool) {
-	v, ok := b.m[k]
-	return v, ok
-}
-
-func (b *boundedMap[K, V]) put(k K, v V) {
-	if _, ok := b.m[k]; !ok {
-		if b.n == len(b.ring) {
-			delete(b.m, b.ring[b.head])
-			b.ring[b.head] = k
-			b.head = (b.head + 1) % len(b.ring)
-		} else {
-			b.ring[(b.head+b.n)%len(b.ring)] = k
-			b.n++
-		}
-	}
-	b.m[k] = v
-}
-
-func (b *boundedMap[K, V]) remove(k K) { delete(b.m, k) }
