@@ -3,7 +3,6 @@ package memory
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -265,27 +264,13 @@ func prepareMessages(topic string, msgs []ports.OutgoingMessage) ([]*queuedMessa
 	return out, nil
 }
 
-// queueResult carries an owner-goroutine answer back to the caller.
-type queueResult[T any] struct {
-	v   T
-	err error
-}
-
 // queueCall runs fn on the owner goroutine and waits for its answer, the
 // caller's context or the queue's end.
 func queueCall[T any](ctx context.Context, q *Queue, op string, fn func(*queueState) (T, error)) (T, error) {
-	r, err := actor.Call(ctx, q.ops, q.done, func(s *queueState) queueResult[T] {
-		v, err := fn(s)
-		return queueResult[T]{v, err}
-	})
-	switch {
-	case errors.Is(err, actor.ErrStopped):
-		return r.v, fmt.Errorf("%s: memory queue: %w", op, ports.ErrClosed)
-	case err != nil:
-		return r.v, fmt.Errorf("%s: %w", op, err)
-	}
-	return r.v, r.err
+	return actor.Do(ctx, q.ops, q.done, op, errQueueClosed, fn)
 }
+
+var errQueueClosed = fmt.Errorf("memory queue: %w", ports.ErrClosed)
 
 // run is the owner goroutine: it applies requests one at a time and expires
 // leases on its timer.

@@ -2,7 +2,6 @@ package nats
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -82,30 +81,19 @@ type state struct {
 	closing bool                                 // Close was called: refuse requests, finish acks, then stop
 }
 
-// result carries run's answer back to a caller.
-type result[T any] struct {
-	v   T
-	err error
-}
-
 // call runs fn on run and waits for its answer, the caller's context or the
 // queue's end. After Close, fn is not run and call fails with ports.ErrClosed.
 func call[T any](ctx context.Context, q *Queue, op string, fn func(*state) (T, error)) (T, error) {
-	r, err := actor.Call(ctx, q.ops, q.done, func(s *state) result[T] {
+	return actor.Do(ctx, q.ops, q.done, op, errQueueClosed, func(s *state) (T, error) {
 		if s.closing {
-			return result[T]{err: fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)}
+			var zero T
+			return zero, fmt.Errorf("%s: %w", op, errQueueClosed)
 		}
-		v, err := fn(s)
-		return result[T]{v, err}
+		return fn(s)
 	})
-	switch {
-	case errors.Is(err, actor.ErrStopped):
-		return r.v, fmt.Errorf("%s: nats queue: %w", op, ports.ErrClosed)
-	case err != nil:
-		return r.v, fmt.Errorf("%s: %w", op, err)
-	}
-	return r.v, r.err
 }
+
+var errQueueClosed = fmt.Errorf("nats queue: %w", ports.ErrClosed)
 
 // run is the owner goroutine: it applies requests one at a time, expires
 // leases and keeps long ones alive on its timer, and feeds signalLoop. After

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -211,33 +212,21 @@ func (r *Reader) settle(ctx context.Context, ref ports.LeaseRef, release bool) e
 
 // send hands c to topic t's owner.
 func send[C any](ctx context.Context, t *topic, ch chan<- C, c C) error {
-	select {
-	case ch <- c:
-		return nil
-	case <-t.done:
-		return fmt.Errorf("reader %w", ports.ErrClosed)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ownerErr(actor.Send(ctx, ch, t.done, c))
 }
 
 // await waits for topic t's answer on reply.
 func await[R any](ctx context.Context, t *topic, reply <-chan R) (R, error) {
-	var zero R
-	select {
-	case rep := <-reply:
-		return rep, nil
-	case <-t.done:
-		// The owner may have answered just before it exited.
-		select {
-		case rep := <-reply:
-			return rep, nil
-		default:
-			return zero, fmt.Errorf("reader %w", ports.ErrClosed)
-		}
-	case <-ctx.Done():
-		return zero, ctx.Err()
+	v, err := actor.Await(ctx, reply, t.done)
+	return v, ownerErr(err)
+}
+
+// ownerErr reports a topic owner that ended as the reader being closed.
+func ownerErr(err error) error {
+	if errors.Is(err, actor.ErrStopped) {
+		return fmt.Errorf("reader %w", ports.ErrClosed)
 	}
+	return err
 }
 
 // topicFor returns the topic's owner, starting it on first use.
