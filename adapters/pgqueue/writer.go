@@ -2,6 +2,7 @@ package pgqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -292,7 +293,7 @@ func (w *Writer) flusher() {
 // one publish at a time so only the offending publish fails.
 func (w *Writer) flush(batch []*publishRequest) {
 	err := w.write(batch)
-	if err != nil && len(batch) > 1 && isDataError(err) {
+	if err != nil && len(batch) > 1 && errors.Is(translate(err), ports.ErrInvalidArgument) {
 		for _, r := range batch {
 			if err := w.write([]*publishRequest{r}); err != nil {
 				w.fail([]*publishRequest{r}, err)
@@ -367,7 +368,7 @@ func (w *Writer) fail(batch []*publishRequest, err error) {
 		r.reply <- publishReply{err: fmt.Errorf("flush %d messages: %w", len(r.rows), err)}
 	}
 	reason := reasonUnavailable
-	if isDataError(err) {
+	if errors.Is(err, ports.ErrInvalidArgument) {
 		reason = reasonInvalid
 	}
 	w.metrics.rejected.WithLabelValues(reason).Add(float64(len(batch)))

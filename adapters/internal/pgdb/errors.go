@@ -1,0 +1,52 @@
+package pgdb
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// Translate maps a driver error to the ports sentinels, keeping the original
+// in the chain for logs (and for errors.Is(err, context.Canceled)). It is the
+// only place the project interprets PostgreSQL's errors:
+//
+//   - errors about the data — SQLSTATE class 22 (data exception), 23
+//     (integrity constraint violation), 54 (program limit exceeded, e.g. an
+//     index row too large for a value) — are ports.ErrInvalidArgument: the
+//     same input fails again, so callers dead-letter it rather than retry;
+//   - everything else is ports.ErrUnavailable: connection loss (08), a
+//     serialization failure or deadlock (40), resources (53), a lock timeout
+//     (55), a shutdown or statement timeout (57), a missing table during a
+//     migration (42), a closed pool, a deadline, a cancelled statement. Those
+//     are about the database, not the message; treating an unknown error as
+//     the data's fault would dead-letter good messages wholesale (a schema
+//     mismatch would empty the queue into dead letters), so the safe reading
+//     of the unknown is "retry later".
+//
+// An error that already carries a sentinel is returned unchanged.
+func Translate(err error) error {
+	switch {
+	case err == nil, errors.Is(err, ports.ErrInvalidArgument), errors.Is(err, ports.ErrUnavailable):
+		return err
+	case IsDataError(err):
+		return fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err)
+	}
+	return fmt.Errorf("%w: %w", ports.ErrUnavailable, err)
+}
+
+// IsDataError reports whether err is PostgreSQL refusing a value (SQLSTATE
+// class 22, 23 or 54) rather than the database failing.
+func IsDataError(err error) bool {
+	pgErr, ok := errors.AsType[*pgconn.PgError](err)
+	if !ok || len(pgErr.Code) != 5 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
+}
