@@ -36,7 +36,7 @@ var errNoRange = fmt.Errorf("%w: no partition range assigned to this reader", po
 // copy-on-write: run replaces it, everyone else reads it with one atomic
 // load.
 type Reader struct {
-	pool    *pgxpool.Pool
+	rows    rowStore
 	cfg     ReaderConfig
 	logger  *slog.Logger
 	metrics *readerMetrics
@@ -68,18 +68,23 @@ type createReply struct {
 // NewReader starts a Reader over pool. A nil logger means slog.Default(); a
 // nil registerer leaves the metrics unregistered. Drain or Close stops it.
 func NewReader(pool *pgxpool.Pool, cfg ReaderConfig, logger *slog.Logger, reg prometheus.Registerer) (*Reader, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("new reader: nil pool")
+	}
+	return newReaderOn(pgRows{pool}, cfg, logger, reg)
+}
+
+// newReaderOn starts a Reader over any rowStore.
+func newReaderOn(rows rowStore, cfg ReaderConfig, logger *slog.Logger, reg prometheus.Registerer) (*Reader, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
-	}
-	if pool == nil {
-		return nil, fmt.Errorf("new reader: nil pool")
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
 	r := &Reader{
-		pool:    pool,
+		rows:    rows,
 		cfg:     cfg,
 		logger:  logger.With("component", "pgqueue.reader"),
 		creates: make(chan createRequest),
@@ -299,7 +304,7 @@ func (r *Reader) Check(ctx context.Context) error {
 	case r.draining.Load():
 		return fmt.Errorf("reader check: draining: %w", ports.ErrClosed)
 	}
-	if err := r.pool.Ping(ctx); err != nil {
+	if err := r.rows.ping(ctx); err != nil {
 		return fmt.Errorf("reader check: %w", translate(err))
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
@@ -411,7 +410,7 @@ func (s *topicState) maybeDelete() {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
 		defer cancel()
 		start := time.Now()
-		_, err := r.pool.Exec(ctx, deleteSQL, idList)
+		err := r.rows.delete(ctx, idList)
 		done <- deleteResult{leases: batch, err: err, elapsed: time.Since(start)}
 	})
 }
@@ -484,7 +483,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 	s.io.Go(func() {
 		defer cancel()
 		start := time.Now()
-		rows, err := r.loadRows(ctx, name, held, limit)
+		rows, err := r.rows.load(ctx, name, *r.cfg.Range, held, limit)
 		done <- refillResult{rows: rows, limit: limit, err: err, elapsed: time.Since(start)}
 	})
 }
@@ -556,25 +555,4 @@ func (s *topicState) abandon() {
 			s.expireLease(l)
 		}
 	}
-}
-
-// loadRows runs refillSQL. The unnamed statement of
-// QueryExecModeCacheDescribe makes PostgreSQL plan with the held ids as a
-// constant, which lets it hash them (see refillSQL).
-func (r *Reader) loadRows(ctx context.Context, topic string, held []int64, limit int) ([]loadedRow, error) {
-	rows, err := r.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe,
-		topic, r.cfg.Range.First, r.cfg.Range.Last, held, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make([]loadedRow, 0, limit)
-	for rows.Next() {
-		var l loadedRow
-		if err := rows.Scan(&l.id, &l.uuid, &l.payload, &l.partition, &l.createdAt); err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
 }

@@ -1,0 +1,262 @@
+package pgqueue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// The reader's engine (topic owners) over an in-memory rowStore, in virtual
+// time: lease expiry, redelivery counts, delete batching and failure, refill
+// pacing and drain, each to the exact instant. PostgreSQL's side of the same
+// behaviour is tested in reader_test.go against a real server.
+
+// memRows is a rowStore in memory. Its rows are an immutable map replaced
+// on every delete (copy-on-write through an atomic pointer), so it needs no
+// lock; the counters let tests see how the engine used it.
+type memRows struct {
+	rows      atomic.Pointer[map[int64]loadedRow]
+	loads     atomic.Int64
+	deletes   atomic.Int64
+	failNext  atomic.Int64 // deletes still to fail
+	lastBatch atomic.Int64 // ids in the last delete
+}
+
+func newMemRows(topic string, n int) *memRows {
+	m := &memRows{}
+	rows := make(map[int64]loadedRow, n)
+	for i := range n {
+		id := int64(i + 1)
+		rows[id] = loadedRow{id: id, uuid: domain.MessageID(topic, fmt.Sprint(id)),
+			payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, id)), partition: int16(i % domain.NumPartitions),
+			createdAt: time.Now()}
+	}
+	m.rows.Store(&rows)
+	return m
+}
+
+func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange, held []int64, limit int) ([]loadedRow, error) {
+	m.loads.Add(1)
+	skip := make(map[int64]bool, len(held))
+	for _, id := range held {
+		skip[id] = true
+	}
+	rows := *m.rows.Load()
+	ids := slices.Sorted(maps.Keys(rows))
+	var out []loadedRow
+	for _, id := range ids {
+		r := rows[id]
+		if !skip[id] && rng.Contains(int(r.partition)) && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out, ctx.Err()
+}
+
+func (m *memRows) delete(_ context.Context, ids []int64) error {
+	m.deletes.Add(1)
+	m.lastBatch.Store(int64(len(ids)))
+	if m.failNext.Add(-1) >= 0 {
+		return errors.New("connection reset")
+	}
+	for {
+		old := m.rows.Load()
+		next := maps.Clone(*old)
+		for _, id := range ids {
+			delete(next, id)
+		}
+		if m.rows.CompareAndSwap(old, &next) {
+			return nil
+		}
+	}
+}
+
+func (m *memRows) ping(context.Context) error { return nil }
+
+func (m *memRows) count() int { return len(*m.rows.Load()) }
+
+
+// engine starts a reader over rows; tests must run inside a synctest bubble.
+func engine(t *testing.T, rows rowStore, cfg ReaderConfig) *Reader {
+	t.Helper()
+	if cfg.Range == nil {
+		cfg.Range = fullRange()
+	}
+	r, err := newReaderOn(rows, cfg, discardLogger(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	return r
+}
+
+// leaseWhenReady leases until a lease has messages: the first Lease of a
+// topic starts it, and its first refill runs in the background.
+func leaseWhenReady(t *testing.T, r *Reader, max int, d time.Duration) domain.Lease {
+	t.Helper()
+	for range 10 {
+		l, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: max, LeaseDuration: d})
+		require.NoError(t, err)
+		if len(l.Messages) > 0 {
+			return l
+		}
+		time.Sleep(r.cfg.RefillInterval)
+		synctest.Wait()
+	}
+	t.Fatal("no messages became ready")
+	return domain.Lease{}
+}
+
+func TestEngineExpiryRedelivers(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 3)
+		r := engine(t, rows, ReaderConfig{})
+		first := leaseWhenReady(t, r, 10, time.Hour)
+		require.Len(t, first.Messages, 3)
+
+		time.Sleep(time.Hour - time.Nanosecond)
+		synctest.Wait()
+		l, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})
+		require.NoError(t, err)
+		require.Empty(t, l.Messages, "nothing is redelivered a nanosecond before the expiry")
+
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		require.ErrorIs(t, r.Ack(t.Context(), ref(first)), ports.ErrLeaseExpired, "an ack at the expiry is too late")
+		again := leaseWhenReady(t, r, 10, time.Minute)
+		require.ElementsMatch(t, ids(first.Messages), ids(again.Messages))
+		for _, m := range again.Messages {
+			require.Equal(t, 2, m.Deliveries, "the reader remembers the first delivery")
+		}
+		require.NoError(t, r.Ack(t.Context(), ref(again)))
+		require.Zero(t, rows.count(), "acked rows are deleted")
+	})
+}
+
+// Acks within DeleteInterval share one DELETE, and none returns before it
+// commits.
+func TestEngineBatchesDeletes(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 30)
+		r := engine(t, rows, ReaderConfig{DeleteInterval: time.Second})
+		var leases []domain.Lease
+		for len(leases) < 3 {
+			leases = append(leases, leaseWhenReady(t, r, 10, time.Minute))
+		}
+		start := time.Now()
+		acked := make(chan time.Duration, len(leases))
+		for _, l := range leases {
+			go func() {
+				if err := r.Ack(context.Background(), ref(l)); err == nil {
+					acked <- time.Since(start)
+				}
+			}()
+		}
+		synctest.Wait()
+		require.Zero(t, rows.deletes.Load(), "no DELETE before DeleteInterval")
+		require.Empty(t, acked, "no ack answered before its DELETE")
+		for range leases {
+			require.Equal(t, time.Second, <-acked)
+		}
+		require.EqualValues(t, 1, rows.deletes.Load(), "one DELETE for the three acks")
+		require.EqualValues(t, 30, rows.lastBatch.Load())
+		require.Zero(t, rows.count())
+	})
+}
+
+// A failed DELETE fails the ack with ErrUnavailable and leaves the lease
+// live, so the ack can be retried; nothing is redelivered meanwhile.
+func TestEngineDeleteFailureKeepsLease(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 5)
+		r := engine(t, rows, ReaderConfig{})
+		l := leaseWhenReady(t, r, 10, time.Minute)
+		rows.failNext.Store(1)
+		require.ErrorIs(t, r.Ack(t.Context(), ref(l)), ports.ErrUnavailable)
+		require.Equal(t, 5, rows.count())
+
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		other, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})
+		require.NoError(t, err)
+		require.Empty(t, other.Messages, "the lease is still live: nothing to redeliver")
+		require.NoError(t, r.Ack(t.Context(), ref(l)), "the retried ack")
+		require.Zero(t, rows.count())
+	})
+}
+
+// An idle topic polls once per RefillInterval, not in a busy loop.
+func TestEngineRefillPacing(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 0)
+		r := engine(t, rows, ReaderConfig{RefillInterval: 100 * time.Millisecond})
+		_, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+		require.NoError(t, err)
+		synctest.Wait()
+		before := rows.loads.Load()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		require.InDelta(t, 100, rows.loads.Load()-before, 1, "loads in 10 s at one per 100 ms")
+	})
+}
+
+// Drain refuses new leases at once, waits for the outstanding one exactly
+// as long as DrainTimeout, then reports it abandoned; its rows stay.
+func TestEngineDrainWaitsThenAbandons(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 4)
+		r := engine(t, rows, ReaderConfig{DrainTimeout: 30 * time.Second})
+		leaseWhenReady(t, r, 10, time.Hour)
+		start := time.Now()
+		err := r.Drain(t.Context())
+		require.ErrorContains(t, err, "1 leases were still outstanding")
+		require.Equal(t, 30*time.Second, time.Since(start))
+		require.Equal(t, 4, rows.count(), "unacked rows stay for the next owner")
+		_, err = r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+		require.ErrorIs(t, err, ports.ErrClosed)
+	})
+}
+
+// Drain returns as soon as the last outstanding lease is acked.
+func TestEngineDrainEndsWithLastAck(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 4)
+		r := engine(t, rows, ReaderConfig{DrainTimeout: time.Hour})
+		l := leaseWhenReady(t, r, 10, time.Hour)
+		drained := make(chan error, 1)
+		start := time.Now()
+		go func() { drained <- r.Drain(context.Background()) }()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		require.Empty(t, drained, "still waiting for the lease")
+		require.NoError(t, r.Ack(t.Context(), ref(l)), "acks still work while draining")
+		require.NoError(t, <-drained)
+		require.Equal(t, 5*time.Second, time.Since(start))
+		require.Zero(t, rows.count())
+	})
+}
+
+func ids(msgs []domain.Message) []uuid.UUID {
+	out := make([]uuid.UUID, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
