@@ -88,7 +88,6 @@ func (m *memRows) ping(context.Context) error { return nil }
 
 func (m *memRows) count() int { return len(*m.rows.Load()) }
 
-
 // engine starts a reader over rows; tests must run inside a synctest bubble.
 func engine(t *testing.T, rows rowStore, cfg ReaderConfig) *Reader {
 	t.Helper()
