@@ -16,14 +16,7 @@
 // transaction. Each publisher is answered with its own accepted and
 // duplicate counts only after COMMIT; a failed flush answers all of them
 // with ports.ErrUnavailable and frees their room.
-//
-// The unnest INSERT was measured against COPY into a staging table followed
-// by INSERT … SELECT (BenchmarkInsertMethod, telemetry-sized payloads, two
-// runs on a loaded 2-core machine): unnest is 4-17× faster for single
-// messages, 1.8-3.5× for 10 and 1.5× for 100, and as fast or up to 1.65×
-// faster for 1000. COPY's extra round trips (BEGIN, CREATE TEMP TABLE, the
-// COPY exchange, INSERT, COMMIT) cost more than its cheaper encoding saves
-// at these sizes; it only allocates less.
+// Why unnest and not COPY: docs/adr/0005-group-commit-with-unnest.md.
 //
 // # Read side
 //
