@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,6 +16,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -68,12 +69,11 @@ type Queue struct {
 	log     *slog.Logger // read-only
 	metrics queueMetrics // read-only; the collectors are safe for concurrent use
 
-	ops  chan func(*queueState) // requests to run; unbuffered
-	stop chan struct{}          // closed by Close
-	done chan struct{}          // closed when run returns
-
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+	ops   chan func(*queueState)         // requests to run; unbuffered
+	state *queueState                    // handed to run by Start; owned by run from then on
+	done  chan struct{}                  // closed when run returns (or by Close when it never ran)
+	once  atomic.Bool                    // set by the first Start or Close
+	loop  atomic.Pointer[startstop.Loop] // run, once started
 }
 
 var (
@@ -81,7 +81,8 @@ var (
 	_ ports.Checker = (*Queue)(nil)
 )
 
-// NewQueue starts a queue's owner goroutine. Call Close to stop it.
+// NewQueue builds a queue; it starts nothing. Start runs its owner goroutine
+// (calls before Start fail), Close stops it.
 func NewQueue(opts QueueOptions) *Queue {
 	if opts.MinLease <= 0 {
 		opts.MinLease = DefaultMinLease
@@ -104,10 +105,9 @@ func NewQueue(opts QueueOptions) *Queue {
 		log:     log.With("component", "memory.queue"),
 		metrics: newQueueMetrics(opts.Registerer),
 		ops:     make(chan func(*queueState)),
-		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	s := &queueState{
+	q.state = &queueState{
 		topics:      make(map[string]*topicState),
 		ackedLeases: leasebook.NewRecent[uuid.UUID, string](opts.AckedLeases),
 		dedup:       leasebook.NewRecent[uuid.UUID, struct{}](opts.DedupWindow),
@@ -115,19 +115,27 @@ func NewQueue(opts QueueOptions) *Queue {
 		metrics:     &q.metrics,
 		log:         q.log,
 	}
-	q.wg.Add(1)
-	go func() {
-		defer q.wg.Done()
-		q.run(s)
-	}()
 	return q
+}
+
+// Start runs the owner goroutine on a context of its own. A queue starts
+// once; Start after Start or Close fails with ports.ErrClosed.
+func (q *Queue) Start(context.Context) error {
+	if !q.once.CompareAndSwap(false, true) {
+		return fmt.Errorf("start: %w", errQueueClosed)
+	}
+	q.loop.Store(startstop.Go(q.run))
+	return nil
 }
 
 // Close stops the owner goroutine and waits for it. Messages still held are
 // lost; later calls fail with ports.ErrClosed. Close is idempotent.
 func (q *Queue) Close() {
-	q.closeOnce.Do(func() { close(q.stop) })
-	q.wg.Wait()
+	if q.once.CompareAndSwap(false, true) {
+		close(q.done) // never started: later calls fail at once
+		return
+	}
+	_ = q.loop.Load().Stop(context.Background())
 }
 
 // Check reports ports.ErrClosed once the queue is closed.
@@ -267,20 +275,28 @@ func prepareMessages(topic string, msgs []ports.OutgoingMessage) ([]*queuedMessa
 // queueCall runs fn on the owner goroutine and waits for its answer, the
 // caller's context or the queue's end.
 func queueCall[T any](ctx context.Context, q *Queue, op string, fn func(*queueState) (T, error)) (T, error) {
+	if !q.once.Load() {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", op, errNotStarted)
+	}
 	return actor.Do(ctx, q.ops, q.done, op, errQueueClosed, fn)
 }
 
-var errQueueClosed = fmt.Errorf("memory queue: %w", ports.ErrClosed)
+var (
+	errQueueClosed = fmt.Errorf("memory queue: %w", ports.ErrClosed)
+	errNotStarted  = fmt.Errorf("memory queue not started: %w", ports.ErrClosed)
+)
 
 // run is the owner goroutine: it applies requests one at a time and expires
 // leases on its timer.
-func (q *Queue) run(s *queueState) {
+func (q *Queue) run(ctx context.Context) {
 	defer close(q.done)
+	s := q.state
 	alarm := leasebook.NewAlarm() // the earliest lease expiry. Owned by run.
 	defer alarm.Stop()
 	for {
 		select {
-		case <-q.stop:
+		case <-ctx.Done():
 			q.log.Debug("memory queue closed", "messages_lost", s.held)
 			return
 		case req := <-q.ops:
@@ -581,7 +597,7 @@ func newQueueFx(p QueueParams) *Queue {
 		opts.Registerer = p.Registerer
 	}
 	q := NewQueue(opts)
-	p.Lifecycle.Append(fx.StopHook(q.Close))
+	p.Lifecycle.Append(fx.Hook{OnStart: q.Start, OnStop: func(context.Context) error { q.Close(); return nil }})
 	return q
 }
 

@@ -23,6 +23,7 @@ import (
 
 func newHarness(t testing.TB) queuetest.Harness {
 	q := memory.NewQueue(memory.QueueOptions{MinLease: 50 * time.Millisecond})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	return queuetest.Harness{Queue: q}
 }
@@ -37,6 +38,7 @@ func BenchmarkQueue(b *testing.B) {
 		// A smaller capacity than the default keeps the publish benchmarks'
 		// memory bounded: a full queue is drained by the workload.
 		q := memory.NewQueue(memory.QueueOptions{Capacity: 200000})
+		require.NoError(t, q.Start(t.Context()))
 		t.Cleanup(q.Close)
 		return queuetest.Harness{Queue: q}
 	})
@@ -59,6 +61,7 @@ func ref(l domain.Lease) ports.LeaseRef {
 func TestQueueClosed(t *testing.T) {
 	t.Parallel()
 	q := memory.NewQueue(memory.QueueOptions{})
+	require.NoError(t, q.Start(t.Context()))
 	ctx := t.Context()
 	_, err := q.Publish(ctx, topic, []ports.OutgoingMessage{msg("GPU-a", 1)})
 	require.NoError(t, err)
@@ -90,6 +93,7 @@ func TestQueueClosed(t *testing.T) {
 func TestQueueCapacity(t *testing.T) {
 	t.Parallel()
 	q := memory.NewQueue(memory.QueueOptions{Capacity: 5})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	ctx := t.Context()
 
@@ -128,6 +132,7 @@ func TestQueueBoundedMemories(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			q := memory.NewQueue(memory.QueueOptions{DedupWindow: tc.window, AckedLeases: tc.window})
+			require.NoError(t, q.Start(t.Context()))
 			t.Cleanup(q.Close)
 			ctx := t.Context()
 			var leases []domain.Lease
@@ -180,6 +185,7 @@ func TestQueuePartitions(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				q := memory.NewQueue(memory.QueueOptions{})
+				require.NoError(t, q.Start(t.Context()))
 				t.Cleanup(q.Close)
 				_, err := q.Publish(t.Context(), topic, []ports.OutgoingMessage{tc.msg})
 				require.NoError(t, err)
@@ -194,6 +200,7 @@ func TestQueuePartitions(t *testing.T) {
 	t.Run("round robin", func(t *testing.T) {
 		t.Parallel()
 		q := memory.NewQueue(memory.QueueOptions{})
+		require.NoError(t, q.Start(t.Context()))
 		t.Cleanup(q.Close)
 		var msgs []ports.OutgoingMessage
 		for i := range 10 {
@@ -216,6 +223,7 @@ func TestQueuePartitions(t *testing.T) {
 	t.Run("release keeps order", func(t *testing.T) {
 		t.Parallel()
 		q := memory.NewQueue(memory.QueueOptions{})
+		require.NoError(t, q.Start(t.Context()))
 		t.Cleanup(q.Close)
 		ctx := t.Context()
 		for i := range 6 {
@@ -248,6 +256,7 @@ func TestQueueExpiryTimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := prometheus.NewPedanticRegistry()
 		q := memory.NewQueue(memory.QueueOptions{Registerer: reg})
+		require.NoError(t, q.Start(t.Context()))
 		defer q.Close()
 		ctx := context.Background()
 		_, err := q.Publish(ctx, topic, []ports.OutgoingMessage{msg("GPU-a", 1), msg("GPU-b", 2)})
@@ -281,6 +290,7 @@ func TestQueueMetricsLint(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewPedanticRegistry()
 	q := memory.NewQueue(memory.QueueOptions{Registerer: reg})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	_, err := q.Publish(t.Context(), topic, []ports.OutgoingMessage{msg("GPU-a", 1)})
 	require.NoError(t, err)
@@ -311,6 +321,7 @@ func TestQueueModule(t *testing.T) {
 func TestQueueLeaseIDs(t *testing.T) {
 	t.Parallel()
 	q := memory.NewQueue(memory.QueueOptions{})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	l, err := q.Lease(t.Context(), leaseReq(1, time.Minute))
 	require.NoError(t, err)
@@ -336,4 +347,23 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	require.Failf(t, "metric not found", "%s", name)
 	return 0
+}
+
+// A queue starts nothing until Start: calls fail fast with ErrClosed rather
+// than wait for an owner that does not run; Close works either way.
+func TestQueueLifecycle(t *testing.T) {
+	t.Parallel()
+	q := memory.NewQueue(memory.QueueOptions{})
+	_, err := q.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`1`)}})
+	require.ErrorIs(t, err, ports.ErrClosed, "before Start")
+	require.ErrorContains(t, err, "not started")
+	q.Close()
+	require.ErrorIs(t, q.Start(t.Context()), ports.ErrClosed, "Start after Close")
+
+	started := memory.NewQueue(memory.QueueOptions{})
+	require.NoError(t, started.Start(t.Context()))
+	require.ErrorIs(t, started.Start(t.Context()), ports.ErrClosed, "Start twice")
+	require.NoError(t, started.Check(t.Context()))
+	started.Close()
+	require.ErrorIs(t, started.Check(t.Context()), ports.ErrClosed, "after Close")
 }

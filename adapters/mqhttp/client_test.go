@@ -329,6 +329,7 @@ type reader struct {
 func newReader(t *testing.T) *reader {
 	t.Helper()
 	r := &reader{q: memory.NewQueue(memory.QueueOptions{MinLease: time.Second})}
+	require.NoError(t, r.q.Start(t.Context()))
 	t.Cleanup(r.q.Close)
 	h := NewServer(nil, r.q, ServerOptions{}).Handler()
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -17,6 +17,7 @@ func newHarness(t testing.TB) queuetest.Harness {
 	t.Helper()
 	quiet := quietLogger()
 	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second, Logger: quiet})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet}).Handler())
 	t.Cleanup(srv.Close)

@@ -74,6 +74,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func newMemoryServer(t *testing.T, opts mqhttp.ServerOptions) (*httptest.Server, *memory.Queue) {
 	t.Helper()
 	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	srv := httptest.NewServer(mqhttp.NewServer(q, q, opts).Handler())
 	t.Cleanup(srv.Close)
@@ -86,6 +87,7 @@ func TestServerRejectsBadRequests(t *testing.T) {
 	t.Parallel()
 	srv, _ := newMemoryServer(t, mqhttp.ServerOptions{})
 	smallQ := memory.NewQueue(memory.QueueOptions{})
+	require.NoError(t, smallQ.Start(t.Context()))
 	t.Cleanup(smallQ.Close)
 	small := httptest.NewServer(mqhttp.NewServer(smallQ, nil, mqhttp.ServerOptions{MaxBodyBytes: 1024}).Handler())
 	t.Cleanup(small.Close)
@@ -238,6 +240,7 @@ func TestServerMapsPortErrors(t *testing.T) {
 func TestServerServesOneSide(t *testing.T) {
 	t.Parallel()
 	q := memory.NewQueue(memory.QueueOptions{})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	tests := []struct {
 		name      string
@@ -417,6 +420,7 @@ func (h hangUp) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 func TestServerReleasesLeaseOfGoneClient(t *testing.T) {
 	t.Parallel()
 	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	_, err := q.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`{"gpu_uuid":"GPU-1"}`), Key: "GPU-1"}})
 	require.NoError(t, err)

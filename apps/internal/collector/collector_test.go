@@ -196,6 +196,7 @@ type rig struct {
 func newRig(t testing.TB, cfg Config) *rig {
 	t.Helper()
 	q := memory.NewQueue(memory.QueueOptions{MinLease: 10 * time.Millisecond, Logger: quiet})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	store := memory.NewTelemetryStore()
 	t.Cleanup(store.Close)
@@ -778,6 +779,7 @@ func TestStopHonoursItsContext(t *testing.T) {
 func TestNewDefaults(t *testing.T) {
 	t.Parallel()
 	q := memory.NewQueue(memory.QueueOptions{})
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	store := memory.NewTelemetryStore()
 	t.Cleanup(store.Close)

@@ -1,0 +1,61 @@
+package startstop_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/internal/startstop"
+)
+
+func TestLoopStopsOnItsOwnContext(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		startCtx, cancelStart := context.WithCancel(context.Background())
+		started := make(chan struct{})
+		var loop *startstop.Loop
+		func(ctx context.Context) { // an fx OnStart hook: its ctx ends when it returns
+			loop = startstop.Go(func(ctx context.Context) {
+				close(started)
+				<-ctx.Done()
+			})
+		}(startCtx)
+		cancelStart()
+		<-started
+		synctest.Wait()
+		select {
+		case <-loop.Done():
+			t.Fatal("the loop stopped with the start hook's context")
+		default:
+		}
+		require.NoError(t, loop.Stop(context.Background()))
+		<-loop.Done()
+		require.NoError(t, loop.Stop(context.Background()), "a second Stop")
+	})
+}
+
+func TestStopIsBounded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		loop := startstop.Go(func(context.Context) { <-release }) // ignores cancellation
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		require.ErrorIs(t, loop.Stop(ctx), context.DeadlineExceeded)
+		require.Equal(t, time.Second, time.Since(start))
+		close(release)
+		<-loop.Done()
+	})
+}
+
+func TestNeverStarted(t *testing.T) {
+	t.Parallel()
+	var loop *startstop.Loop
+	require.NoError(t, loop.Stop(context.Background()))
+	require.NoError(t, (&startstop.Loop{}).Stop(context.Background()))
+	require.Nil(t, loop.Done())
+}
