@@ -34,6 +34,7 @@ func newHarnessWith(t testing.TB, wcfg WriterConfig) queuetest.Harness {
 			Reader: ReaderConfig{Range: fullRange(), MinLease: minLease, RefillInterval: 5 * time.Millisecond},
 		}, nil, nil)
 		require.NoError(t, err)
+		require.NoError(t, q.Start(context.Background()))
 		t.Cleanup(func() { _ = q.Close(context.Background()) })
 		return q
 	}

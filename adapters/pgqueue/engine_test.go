@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
@@ -96,6 +97,7 @@ func engine(t *testing.T, rows rowStore, cfg ReaderConfig) *Reader {
 	}
 	r, err := newReaderOn(rows, cfg, discardLogger(), nil)
 	require.NoError(t, err)
+	require.NoError(t, r.Start(t.Context()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 	return r
 }
@@ -258,4 +260,29 @@ func ids(msgs []domain.Message) []uuid.UUID {
 		out[i] = m.ID
 	}
 	return out
+}
+
+// A reader and a writer start nothing until Start: calls fail fast, and
+// stopping one that never started returns at once.
+func TestStartsNothingUntilStart(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r, err := newReaderOn(newMemRows("t", 1), ReaderConfig{Range: fullRange()}, discardLogger(), nil)
+		require.NoError(t, err)
+		_, err = r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+		require.ErrorIs(t, err, ports.ErrClosed)
+		require.ErrorContains(t, err, "not started")
+		require.NoError(t, r.Drain(t.Context()))
+		require.ErrorIs(t, r.Start(t.Context()), ports.ErrClosed, "Start after Drain")
+
+		pool, err := pgxpool.New(t.Context(), "postgres://nobody@127.0.0.1:1/none") // connects lazily: never here
+		require.NoError(t, err)
+		defer pool.Close()
+		w, err := NewWriter(pool, WriterConfig{}, discardLogger(), nil)
+		require.NoError(t, err)
+		_, err = w.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: json.RawMessage(`1`)}})
+		require.ErrorIs(t, err, ports.ErrClosed)
+		require.NoError(t, w.Close(t.Context()))
+		synctest.Wait() // nothing was started, so nothing is left running
+	})
 }

@@ -29,6 +29,7 @@ func newWriter(t testing.TB, pool *pgxpool.Pool, cfg WriterConfig) *Writer {
 	t.Helper()
 	w, err := NewWriter(pool, cfg, nil, nil)
 	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
 	return w
 }
@@ -40,6 +41,7 @@ func newReader(t testing.TB, pool *pgxpool.Pool, cfg ReaderConfig) *Reader {
 	}
 	r, err := NewReader(pool, cfg, nil, nil)
 	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 	return r
 }

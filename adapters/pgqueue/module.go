@@ -29,7 +29,7 @@ func provideWriter(lc fx.Lifecycle, pool *pgxpool.Pool, cfg WriterConfig, logger
 	if err != nil {
 		return nil, err
 	}
-	lc.Append(fx.StopHook(w.Close))
+	lc.Append(fx.Hook{OnStart: w.Start, OnStop: w.Close})
 	return w, nil
 }
 
@@ -38,6 +38,6 @@ func provideReader(lc fx.Lifecycle, pool *pgxpool.Pool, cfg ReaderConfig, logger
 	if err != nil {
 		return nil, err
 	}
-	lc.Append(fx.StopHook(r.Drain))
+	lc.Append(fx.Hook{OnStart: r.Start, OnStop: r.Drain})
 	return r, nil
 }

@@ -76,6 +76,7 @@ func TestCheck(t *testing.T) {
 			pool := pgtest.Pool(t, pgtest.NewDatabase(t))
 			q, err := NewQueue(pool, Config{Reader: ReaderConfig{Range: fullRange()}}, nil, nil)
 			require.NoError(t, err)
+			require.NoError(t, q.Start(context.Background()))
 			t.Cleanup(func() { _ = q.Close(context.Background()) })
 			tc.breakIt(q, pool)
 			err = q.Check(context.Background())

@@ -26,8 +26,9 @@ type Queue struct {
 	reader *Reader
 }
 
-// NewQueue starts a Writer and a Reader over pool. A nil logger means
-// slog.Default(); a nil registerer leaves the metrics unregistered.
+// NewQueue builds a Writer and a Reader over pool; Start starts both. A nil
+// logger means slog.Default(); a nil registerer leaves the metrics
+// unregistered.
 func NewQueue(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queue, error) {
 	w, err := NewWriter(pool, cfg.Writer, logger, reg)
 	if err != nil {
@@ -40,9 +41,13 @@ func NewQueue(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheu
 	return NewQueueOf(w, r), nil
 }
 
-// NewQueueOf composes a running Writer and Reader; closing the Queue closes
-// both.
+// NewQueueOf composes a Writer and a Reader; closing the Queue closes both.
 func NewQueueOf(w *Writer, r *Reader) *Queue { return &Queue{writer: w, reader: r} }
+
+// Start starts the writer and the reader.
+func (q *Queue) Start(ctx context.Context) error {
+	return errors.Join(q.writer.Start(ctx), q.reader.Start(ctx))
+}
 
 // Writer is the queue's write side.
 func (q *Queue) Writer() *Writer { return q.writer }

@@ -43,6 +43,7 @@ type Reader struct {
 
 	topics   atomic.Pointer[map[string]*topic] // replaced only by run; read by anyone
 	draining atomic.Bool                       // set once by Drain; read by anyone
+	started  atomic.Bool                       // set by the first Start, Drain or Close
 
 	creates   chan createRequest // Lease → run; unbuffered
 	quit      chan struct{}      // closed by Drain: run stops, topics stop leasing and wind down
@@ -65,8 +66,10 @@ type createReply struct {
 	err error
 }
 
-// NewReader starts a Reader over pool. A nil logger means slog.Default(); a
-// nil registerer leaves the metrics unregistered. Drain or Close stops it.
+// NewReader builds a Reader over pool; it starts nothing. Start runs it
+// (Lease before Start fails with ports.ErrClosed); Drain or Close stops it. A
+// nil logger means slog.Default(); a nil registerer leaves the metrics
+// unregistered.
 func NewReader(pool *pgxpool.Pool, cfg ReaderConfig, logger *slog.Logger, reg prometheus.Registerer) (*Reader, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("new reader: nil pool")
@@ -100,14 +103,26 @@ func newReaderOn(rows rowStore, cfg ReaderConfig, logger *slog.Logger, reg prome
 		return nil, fmt.Errorf("new reader: register metrics: %w", err)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Start runs the goroutine that starts topic owners. A reader starts once:
+// Start after Start, Drain or Close fails with ports.ErrClosed.
+func (r *Reader) Start(context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("start reader: %w", ports.ErrClosed)
+	}
 	r.wg.Go(r.run)
 	go func() {
 		r.wg.Wait()
 		r.cancel()
 		close(r.done)
 	}()
-	return r, nil
+	return nil
 }
+
+// errNotStarted fails calls made before Start.
+var errNotStarted = fmt.Errorf("reader not started: %w", ports.ErrClosed)
 
 // Lease hands out up to req.Max ready messages of req.Topic, fairly across
 // partitions and in order within each. See ports.Consumer. A topic is served
@@ -121,6 +136,9 @@ func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	}
 	if err := req.Validate(r.cfg.MinLease); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	if !r.started.Load() {
+		return domain.Lease{}, fmt.Errorf("lease: %w", errNotStarted)
 	}
 	if r.cfg.Range == nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", errNoRange)
@@ -332,6 +350,12 @@ func (r *Reader) Close(ctx context.Context) error {
 func (r *Reader) drain(ctx context.Context, wait time.Duration, reportAbandoned bool) error {
 	r.draining.Store(true)
 	r.quitOnce.Do(func() { close(r.quit) })
+	if r.started.CompareAndSwap(false, true) { // never started: nothing runs
+		close(r.runDone)
+		r.cancel()
+		close(r.done)
+		return nil
+	}
 	giveUp := time.NewTimer(wait)
 	defer giveUp.Stop()
 	// Wait for the leases, then stop waiting for them but let the deletes

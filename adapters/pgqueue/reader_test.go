@@ -54,6 +54,7 @@ func TestRefillSeesLateCommits(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Millisecond}, nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 
 	txA, err := pool.Begin(ctx)
@@ -154,8 +155,10 @@ func TestRestartBetweenPublishAndLease(t *testing.T) {
 	pool1 := pgtest.Pool(t, dsn)
 	w1, err := NewWriter(pool1, WriterConfig{}, nil, nil)
 	require.NoError(t, err)
+	require.NoError(t, w1.Start(context.Background()))
 	r1, err := NewReader(pool1, ReaderConfig{Range: fullRange()}, nil, nil)
 	require.NoError(t, err)
+	require.NoError(t, r1.Start(context.Background()))
 	var g errgroup.Group
 	for i := range 6 {
 		g.Go(func() error {
@@ -199,6 +202,7 @@ func TestLateAckAfterExpiry(t *testing.T) {
 	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), MinLease: 50 * time.Millisecond,
 		RefillInterval: time.Millisecond}, nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 	_, err = w.Publish(ctx, "late-ack", msgs(1, "x"))
 	require.NoError(t, err)
@@ -461,6 +465,7 @@ func TestAckBatching(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), DeleteInterval: 20 * time.Millisecond}, nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 	_, err = w.Publish(ctx, "batch", msgs(leases, "b"))
 	require.NoError(t, err)
@@ -490,6 +495,7 @@ func TestReaderBufferBound(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), BufferSize: 10, RefillInterval: time.Millisecond}, nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 	_, err = w.Publish(ctx, "bound", msgs(30, "b"))
 	require.NoError(t, err)

@@ -38,6 +38,7 @@ type Writer struct {
 	insert  insertFunc // how a flusher writes a batch; set before run starts
 
 	buffered atomic.Int64 // messages reserved and not yet finished; any goroutine
+	started  atomic.Bool  // set by the first Start or Close
 	closed   atomic.Bool  // set by Close; read by Publish
 	flushes  atomic.Int64 // flush statements attempted; read by tests
 	gathered atomic.Int64 // messages run holds, not yet handed to a flusher; written by run, read by tests
@@ -71,8 +72,10 @@ type msgKey struct {
 	id    uuid.UUID
 }
 
-// NewWriter starts a Writer over pool. A nil logger means slog.Default(); a
-// nil registerer leaves the metrics unregistered. Close stops it.
+// NewWriter builds a Writer over pool; it starts nothing. Start runs it
+// (Publish before Start fails with ports.ErrClosed), Close stops it. A nil
+// logger means slog.Default(); a nil registerer leaves the metrics
+// unregistered.
 func NewWriter(pool *pgxpool.Pool, cfg WriterConfig, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -98,8 +101,17 @@ func NewWriter(pool *pgxpool.Pool, cfg WriterConfig, logger *slog.Logger, reg pr
 		return nil, fmt.Errorf("new writer: register metrics: %w", err)
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
+	return w, nil
+}
+
+// Start runs the batching goroutine and the flushers. A writer starts once:
+// Start after Start or Close fails with ports.ErrClosed.
+func (w *Writer) Start(context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("start writer: %w", ports.ErrClosed)
+	}
 	var wg sync.WaitGroup
-	for range cfg.Flushers {
+	for range w.cfg.Flushers {
 		wg.Go(w.flusher)
 	}
 	wg.Go(w.run)
@@ -108,7 +120,7 @@ func NewWriter(pool *pgxpool.Pool, cfg WriterConfig, logger *slog.Logger, reg pr
 		w.cancel()
 		close(w.done)
 	}()
-	return w, nil
+	return nil
 }
 
 // Publish validates msgs, waits until they are committed together with
@@ -120,9 +132,9 @@ func (w *Writer) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 	if err := ctx.Err(); err != nil {
 		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
 	}
-	if w.closed.Load() {
+	if w.closed.Load() || !w.started.Load() {
 		w.metrics.rejected.WithLabelValues(reasonClosed).Inc()
-		return ports.PublishResult{}, fmt.Errorf("publish: writer %w", ports.ErrClosed)
+		return ports.PublishResult{}, fmt.Errorf("publish: writer not started or %w", ports.ErrClosed)
 	}
 	rows, err := prepareRows(topic, msgs)
 	if err != nil {
@@ -197,6 +209,11 @@ func (w *Writer) Check(ctx context.Context) error {
 func (w *Writer) Close(ctx context.Context) error {
 	w.closed.Store(true)
 	w.quitOnce.Do(func() { close(w.quit) })
+	if w.started.CompareAndSwap(false, true) { // never started: nothing runs
+		w.cancel()
+		close(w.done)
+		return nil
+	}
 	select {
 	case <-w.done:
 		return nil

@@ -86,6 +86,7 @@ func TestWriterBackpressure(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	w, err := NewWriter(pool, WriterConfig{BufferSize: 10, FlushInterval: 0}, nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
 
 	lock, err := pool.Begin(ctx)
@@ -157,6 +158,7 @@ func TestWriterGroupCommit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	w, err := NewWriter(pool, DefaultWriterConfig(), nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
 
 	start := make(chan struct{})
@@ -257,6 +259,7 @@ func TestWriterClose(t *testing.T) {
 	ctx := context.Background()
 	w, err := NewWriter(pool, WriterConfig{FlushInterval: time.Hour, MaxBatch: 1000}, nil, nil)
 	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
 
 	var g errgroup.Group
 	for i := range 10 {
@@ -285,6 +288,7 @@ func TestWriterCloseTimeout(t *testing.T) {
 	ctx := context.Background()
 	w, err := NewWriter(pool, WriterConfig{}, nil, nil)
 	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
 	lock, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = lock.Rollback(ctx) }()
@@ -338,9 +342,11 @@ func TestMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	w, err := NewWriter(pool, WriterConfig{}, nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background()))
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
 	r, err := NewReader(pool, ReaderConfig{Range: fullRange()}, nil, reg)
 	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 
 	mfs, err := reg.Gather()

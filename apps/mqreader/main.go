@@ -53,15 +53,10 @@ func options(env *platform.Env) fx.Option {
 				return mqhttp.NewServer(nil, cons, mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody, Topics: topics})
 			}),
 			platform.AsCheck(func(r *pgqueue.Reader) platform.Check { return platform.Check{Name: "reader", Fn: r.Check} }),
+			// The reader drains (no new leases; waits for the outstanding
+			// ones) while the server still takes their acks.
+			platform.AsDrainer(func(r *pgqueue.Reader) platform.Drainer { return platform.Drainer{Name: "reader", Fn: r.Drain} }),
 		),
-		// Registered after the HTTP server's hook, so it runs first on stop:
-		// the reader drains while the server still takes acks.
-		fx.Invoke(func(lc fx.Lifecycle, r *pgqueue.Reader, logger *slog.Logger) {
-			lc.Append(fx.StopHook(func(ctx context.Context) error {
-				logger.Info("draining: no new leases; waiting for outstanding leases")
-				return r.Drain(ctx)
-			}))
-		}),
 	)
 }
 

@@ -32,9 +32,9 @@ func LoadCommon(env *Env, app, defAddr string) Common {
 }
 
 // Module provides the logger, the metrics registry and the HTTP server, and
-// starts and stops the server with the app. Apps that must keep serving while
-// they drain (mqreader) append their own stop hook after this module's, so it
-// runs first.
+// starts and stops the server with the app. Components that must drain while
+// the server still serves (mqreader's reader) join the "drainers" group
+// (AsDrainer); the server runs them first when it stops.
 func Module(c Common) fx.Option {
 	return fx.Options(
 		fx.Supply(ServerConfig{Addr: c.HTTPAddr, ShutdownTimeout: 10 * time.Second, Pprof: c.Pprof}),

@@ -17,10 +17,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/fx"
+	"golang.org/x/sync/errgroup"
 )
 
 // Check is one readiness check; /readyz runs them all.
 type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Drainer is work a component must finish while the app still serves HTTP:
+// a queue reader waits for the acks of its outstanding leases, which arrive
+// over HTTP. The server runs every drainer when the app stops, before it
+// stops taking requests, so no app depends on the order of fx stop hooks.
+type Drainer struct {
 	Name string
 	Fn   func(ctx context.Context) error
 }
@@ -51,8 +61,9 @@ type ServerParams struct {
 	Config   ServerConfig
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
-	Routes   []Routes `group:"routes"`
-	Checks   []Check  `group:"checks"`
+	Routes   []Routes  `group:"routes"`
+	Checks   []Check   `group:"checks"`
+	Drainers []Drainer `group:"drainers"`
 }
 
 // Server is the app's HTTP server.
@@ -61,6 +72,7 @@ type Server struct {
 	listener net.Listener
 	logger   *slog.Logger
 	checks   []Check
+	drainers []Drainer
 	done     chan struct{} // closed when Serve returns
 }
 
@@ -68,7 +80,7 @@ type Server struct {
 // /metrics and, when Config.Pprof is set, /debug/pprof/.
 func NewServer(p ServerParams) *Server {
 	r := mux.NewRouter()
-	s := &Server{logger: p.Logger, checks: p.Checks, done: make(chan struct{})}
+	s := &Server{logger: p.Logger, checks: p.Checks, drainers: p.Drainers, done: make(chan struct{})}
 	sort.Slice(s.checks, func(i, j int) bool { return s.checks[i].Name < s.checks[j].Name })
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -145,9 +157,20 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Stop shuts down gracefully: stops accepting, waits for in-flight requests.
+// Stop runs the drainers (all at once, while requests are still served),
+// then shuts down gracefully: stops accepting, waits for in-flight requests.
 func (s *Server) Stop(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	var g errgroup.Group
+	for _, d := range s.drainers {
+		g.Go(func() error {
+			s.logger.Info("draining before the HTTP server stops", "component", d.Name)
+			if err := d.Fn(ctx); err != nil {
+				return fmt.Errorf("drain %s: %w", d.Name, err)
+			}
+			return nil
+		})
+	}
+	err := errors.Join(g.Wait(), s.srv.Shutdown(ctx))
 	if s.listener != nil {
 		<-s.done
 	}
@@ -171,6 +194,11 @@ func NewRegistry() (*prometheus.Registry, prometheus.Registerer) {
 // AsRoutes annotates a constructor whose result joins the "routes" group.
 func AsRoutes(f any) any {
 	return fx.Annotate(f, fx.As(new(Routes)), fx.ResultTags(`group:"routes"`))
+}
+
+// AsDrainer annotates a constructor whose result joins the "drainers" group.
+func AsDrainer(f any) any {
+	return fx.Annotate(f, fx.ResultTags(`group:"drainers"`))
 }
 
 // AsCheck annotates a constructor whose result joins the "checks" group.
