@@ -84,6 +84,10 @@ type state struct {
 // call runs fn on run and waits for its answer, the caller's context or the
 // queue's end. After Close, fn is not run and call fails with ports.ErrClosed.
 func call[T any](ctx context.Context, q *Queue, op string, fn func(*state) (T, error)) (T, error) {
+	if !q.started.Load() {
+		var zero T
+		return zero, fmt.Errorf("%s: nats queue not started: %w", op, ports.ErrClosed)
+	}
 	return actor.Do(ctx, q.ops, q.done, op, errQueueClosed, func(s *state) (T, error) {
 		if s.closing {
 			var zero T

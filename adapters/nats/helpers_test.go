@@ -93,6 +93,7 @@ func newQueue(t testing.TB, url string, cfg natsq.Config, reg prometheus.Registe
 	}
 	q, err := natsq.New(t.Context(), cfg, testLogger(t), reg)
 	require.NoError(t, err)
+	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(func() { _ = q.Close() })
 	return q
 }

@@ -38,6 +38,6 @@ func provideQueue(p Params) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Lifecycle.Append(fx.StopHook(q.Close))
+	p.Lifecycle.Append(fx.Hook{OnStart: q.Start, OnStop: func(context.Context) error { return q.Close() }})
 	return q, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,6 +43,8 @@ type Queue struct {
 	stop    chan struct{}     // closed by Close
 	done    chan struct{}     // closed when run returns
 
+	started   atomic.Bool // set by the first Start or Close
+	state     *state      // handed to run by Start; owned by run from then on
 	closeOnce sync.Once
 	wg        sync.WaitGroup // run, signalLoop and the I/O goroutines run starts
 }
@@ -119,15 +122,25 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	s := &state{
+	q.state = &state{
 		q:      q,
 		topics: make(map[string]*topic),
 		leases: make(map[uuid.UUID]*lease),
 		acked:  leasebook.NewRecent[uuid.UUID, string](ackedLeases),
 	}
-	q.wg.Go(func() { q.run(s) })
-	q.wg.Go(q.signalLoop)
 	return q, nil
+}
+
+// Start runs the goroutine that owns the leases and the one that sends
+// their Naks and progress updates. A queue starts once: Start after Start or
+// Close fails with ports.ErrClosed.
+func (q *Queue) Start(context.Context) error {
+	if !q.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("start: %w", errQueueClosed)
+	}
+	q.wg.Go(func() { q.run(q.state) })
+	q.wg.Go(q.signalLoop)
+	return nil
 }
 
 // Close stops the queue: live leases are Nak'ed (their messages are ready
@@ -138,6 +151,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		close(q.stop)
+		if q.started.CompareAndSwap(false, true) { // never started: nothing runs
+			close(q.done)
+		}
 		q.wg.Wait()
 		if q.nc.IsConnected() {
 			if err := q.nc.FlushTimeout(ioTimeout); err != nil {
