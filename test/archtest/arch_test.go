@@ -85,6 +85,20 @@ var rules = []rule{
 		return innerLayer(m, "ports", []string{"domain"})
 	}},
 	{"adapters do not import other adapters or apps", adapterImports},
+	{"internal (libraries shared by adapters and apps) imports nothing of the module", func(m module) []string {
+		var out []string
+		for _, p := range m.pkgs {
+			if rel, _ := m.rel(p.ImportPath); !under(rel, "internal") {
+				continue
+			}
+			for _, imp := range p.Imports {
+				if r, ok := m.rel(imp); ok && !under(r, "internal") {
+					out = append(out, fmt.Sprintf("%s imports %s", p.ImportPath, imp))
+				}
+			}
+		}
+		return out
+	}},
 	{"only apps import apps", func(m module) []string {
 		var out []string
 		for _, p := range m.pkgs {
