@@ -9,7 +9,7 @@ BIN       := bin
 DEVDB     := $(GO) run ./test/devdb
 SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 TEST_FLAGS ?= -race -count=1 -timeout 20m
-COVER_PKGS := ./domain/...,./ports/...,./adapters/...,./apps/...,./migrations/...
+COVER_PKGS := ./domain/...,./ports/...,./internal/...,./adapters/...,./apps/...,./migrations/...
 
 .DEFAULT_GOAL := help
 include deployments/k8s.mk

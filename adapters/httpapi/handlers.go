@@ -139,11 +139,6 @@ func (s *Server) streamTelemetry(w http.ResponseWriter, r *http.Request, q ports
 		h.Set("Content-Type", mediaNDJSON)
 		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusOK)
-		// Send the headers now: the client learns the stream started, and a
-		// later abort reads as a broken body, not a failed request.
-		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			s.log.Debug("flush ndjson headers", "request_id", requestIDFrom(r.Context()), "err", err)
-		}
 		bw = bufio.NewWriterSize(w, streamBufferBytes)
 		enc = json.NewEncoder(bw)
 		lastFlush = time.Now()
@@ -172,7 +167,11 @@ func (s *Server) streamTelemetry(w http.ResponseWriter, r *http.Request, q ports
 			return fmt.Errorf("write entry: %w", err)
 		}
 		rows++
-		if rows%streamFlushRows == 0 || time.Since(lastFlush) >= streamFlushInterval {
+		// The first row goes out at once, with the headers: the client
+		// learns the stream started, and a later abort reads as a broken
+		// body, not a failed request. (Not the headers alone: the gzip
+		// middleware sends nothing before the first byte of the body.)
+		if rows == 1 || rows%streamFlushRows == 0 || time.Since(lastFlush) >= streamFlushInterval {
 			if err := flush(); err != nil {
 				return fmt.Errorf("flush: %w", err)
 			}

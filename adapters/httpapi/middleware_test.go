@@ -1,16 +1,20 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -18,6 +22,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
 )
 
 func TestGzipNegotiation(t *testing.T) {
@@ -70,6 +76,78 @@ func TestGzipNegotiation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// steppedReader streams rows in stages: after the first, each stage waits
+// until the test, having read the rows before it, says go on.
+type steppedReader struct {
+	ports.TelemetryReader
+	stages []int
+	next   chan struct{}
+}
+
+func (s steppedReader) StreamTelemetry(ctx context.Context, q ports.TelemetryQuery, fn func(domain.Record) error) error {
+	id := 0
+	for i, n := range s.stages {
+		if i > 0 {
+			select {
+			case <-s.next:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		for range n {
+			id++
+			v := float64(id)
+			if err := fn(domain.Record{ID: int64(id), Point: domain.Point{GPUUUID: q.GPUUUID, Timestamp: instant(id),
+				MetricName: "DCGM_FI_DEV_GPU_UTIL", Value: &v}}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func TestGzippedNDJSONArrivesIncrementally(t *testing.T) {
+	t.Parallel()
+	// One row (flushed as the stream starts), 511 more (the 512th is a flush
+	// by count), then the rest. The server writes a stage only after the
+	// client has read the one before, so a compressor that held the stream
+	// back until the end would hang here until the guard below, and fail.
+	stages := []int{1, 511, 10}
+	reader := steppedReader{stages: stages, next: make(chan struct{})}
+	srv := httptest.NewServer(httpapi.NewHandler(reader, httpapi.Options{Logger: discardLogger()}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a deadlock guard, not a timing check
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+telemetryURL("GPU-x", url.Values{"format": {"ndjson"}}), nil)
+	require.NoError(t, err)
+	resp, err := srv.Client().Do(req) // the transport asks for gzip and decompresses
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.True(t, resp.Uncompressed, "the stream was gzipped")
+	lines := bufio.NewReader(resp.Body)
+	read := 0
+	for i, n := range stages {
+		if i > 0 {
+			select {
+			case reader.next <- struct{}{}:
+			case <-ctx.Done():
+				t.Fatalf("the handler stopped before stage %d", i)
+			}
+		}
+		for range n {
+			line, err := lines.ReadString('\n')
+			require.NoError(t, err, "row %d must reach the client before the server writes the next stage", read+1)
+			var e httpapi.TelemetryEntry
+			require.NoError(t, json.Unmarshal([]byte(line), &e))
+			read++
+			require.EqualValues(t, read, *e.Value)
+		}
+	}
+	_, err = lines.ReadString('\n')
+	require.ErrorIs(t, err, io.EOF, "the stream ends whole")
 }
 
 func TestRequestID(t *testing.T) {

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/memory"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -86,10 +88,40 @@ func newTestClient(t *testing.T, cfg ClientConfig, sl *sleeps) *Client {
 	c, err := NewClient(cfg)
 	require.NoError(t, err)
 	if sl != nil {
-		c.sleep = sl.sleep
+		c.policy.Sleep = sl.sleep
 	}
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return c
+}
+
+// retriesByLabel reads mqhttp_client_retries_total from reg, summed by op
+// and by reason.
+func retriesByLabel(t *testing.T, reg *prometheus.Registry) (byOp, byReason map[string]int) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	byOp, byReason = map[string]int{}, map[string]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "mqhttp_client_retries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			byOp[labels["op"]] += int(m.GetCounter().GetValue())
+			byReason[labels["reason"]] += int(m.GetCounter().GetValue())
+		}
+	}
+	return byOp, byReason
+}
+
+func total(m map[string]int) (n int) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 const (
@@ -123,7 +155,7 @@ func TestClientRetries(t *testing.T) {
 			minSleeps: []time.Duration{time.Second}},
 		{name: "absurd Retry-After is capped", ok: okPublish, call: publish, attempts: 2,
 			script:    []reply{{status: 503, retryAfter: "86400"}, {status: 200}},
-			minSleeps: []time.Duration{maxRetryAfter}},
+			minSleeps: []time.Duration{retry.DefaultMaxRetryAfter}},
 		{name: "502 and 504 are transient", ok: okStatus, call: ack, attempts: 3,
 			script:    []reply{{status: 502, body: "<html>bad gateway</html>"}, {status: 504}, {status: 200}},
 			minSleeps: []time.Duration{0, 0}},
@@ -152,15 +184,10 @@ func TestClientRetries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newScriptedServer(t, tc.ok, tc.script...)
-			var retries atomic.Int32
+			reg := prometheus.NewRegistry()
 			sl := newSleeps()
 			c := newTestClient(t, ClientConfig{
-				WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, MaxAttempts: 4,
-				OnRetry: func(op string, err error) {
-					require.Contains(t, []string{"publish", "ack"}, op)
-					require.Error(t, err)
-					retries.Add(1)
-				},
+				WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, MaxAttempts: 4, Metrics: reg,
 			}, sl)
 			err := tc.call(t.Context(), c)
 			if tc.wantErr == nil {
@@ -170,31 +197,51 @@ func TestClientRetries(t *testing.T) {
 				require.Contains(t, err.Error(), tc.wantMsg)
 			}
 			require.Equal(t, tc.attempts, srv.requests.Load(), "attempts")
-			require.Equal(t, tc.attempts-1, retries.Load(), "OnRetry calls")
+			byOp, byReason := retriesByLabel(t, reg)
+			require.Equal(t, int(tc.attempts-1), total(byOp), "retries counted")
+			for op := range byOp {
+				require.Contains(t, []string{"publish", "ack"}, op)
+			}
+			for reason := range byReason {
+				require.Contains(t, []string{"http_429", "http_502", "http_503", "http_504"}, reason)
+			}
 			waits := sl.all()
 			require.Len(t, waits, int(tc.attempts-1))
 			for i, lo := range tc.minSleeps {
 				require.GreaterOrEqual(t, waits[i], lo, "wait %d", i)
 			}
 			for _, w := range waits {
-				require.LessOrEqual(t, w, max(DefaultMaxBackoff, maxRetryAfter))
+				require.LessOrEqual(t, w, max(DefaultMaxBackoff, retry.DefaultMaxRetryAfter))
 			}
 		})
 	}
 }
 
-func TestClientBackoffIsCappedFullJitter(t *testing.T) {
+func TestClientPolicyFromConfig(t *testing.T) {
 	t.Parallel()
-	c := newTestClient(t, ClientConfig{WriterURL: "http://127.0.0.1:1", BaseBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond}, nil)
-	transient := transportError{errors.New("refused")}
-	for attempt := 1; attempt <= 70; attempt++ {
-		ceiling := min(80*time.Millisecond, 10*time.Millisecond<<min(attempt-1, 20))
-		for range 50 {
-			d := c.delay(attempt, transient)
-			require.GreaterOrEqual(t, d, time.Duration(0))
-			require.LessOrEqual(t, d, ceiling, "attempt %d", attempt)
-		}
-	}
+	// The backoff's shape (capped, jittered) is tested in internal/retry;
+	// here, that the client hands it its configuration and defaults.
+	c := newTestClient(t, ClientConfig{WriterURL: "http://127.0.0.1:1", BaseBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond, MaxAttempts: 7}, nil)
+	require.Equal(t, retry.Policy{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, MaxTries: 7}, c.policy)
+	d := newTestClient(t, ClientConfig{WriterURL: "http://127.0.0.1:1"}, nil)
+	require.Equal(t, retry.Policy{Initial: DefaultBaseBackoff, Max: DefaultMaxBackoff, MaxTries: DefaultMaxAttempts}, d.policy)
+}
+
+func TestClientPublishOnce(t *testing.T) {
+	t.Parallel()
+	// The streamer retries its publishes itself: its client must not retry
+	// inside that loop (the nested loop multiplied the attempts by five).
+	srv := newScriptedServer(t, okPublish, reply{status: 503, retryAfter: "7"})
+	reg := prometheus.NewRegistry()
+	c := newTestClient(t, ClientConfig{WriterURL: srv.URL, PublishOnce: true, Metrics: reg}, newSleeps())
+	_, err := c.Publish(t.Context(), "t", []ports.OutgoingMessage{{Payload: []byte(`{}`)}})
+	require.ErrorIs(t, err, ports.ErrUnavailable)
+	require.Equal(t, int32(1), srv.requests.Load(), "one attempt")
+	byOp, _ := retriesByLabel(t, reg)
+	require.Zero(t, total(byOp))
+	h, ok := errors.AsType[retry.Hinter](err)
+	require.True(t, ok, "the caller's policy sees the server's Retry-After")
+	require.Equal(t, 7*time.Second, h.RetryDelay())
 }
 
 func TestClientConnectionRefused(t *testing.T) {
@@ -216,12 +263,13 @@ func TestClientCancelStopsRetries(t *testing.T) {
 	srv := newScriptedServer(t, okPublish, reply{status: 503})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	// A real sleep of up to an hour: only the cancellation can end it.
-	c := newTestClient(t, ClientConfig{
-		WriterURL: srv.URL, MaxAttempts: 100, BaseBackoff: time.Hour, MaxBackoff: time.Hour,
-		OnRetry: func(string, error) { cancel() },
-	}, nil)
-	c.sleep = func(ctx context.Context, _ time.Duration) error { return sleepCtx(ctx, time.Hour) }
+	c := newTestClient(t, ClientConfig{WriterURL: srv.URL, MaxAttempts: 100, BaseBackoff: time.Hour, MaxBackoff: time.Hour}, nil)
+	c.policy.Sleep = func(ctx context.Context, d time.Duration) error {
+		require.GreaterOrEqual(t, d, 30*time.Minute, "the configured hour of backoff")
+		cancel()
+		<-ctx.Done() // only the cancellation ends the wait
+		return ctx.Err()
+	}
 	_, err := c.Publish(ctx, "t", []ports.OutgoingMessage{{Payload: []byte(`{}`)}})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Contains(t, err.Error(), "scripted 503", "the last error is kept in the message")
@@ -405,11 +453,8 @@ func TestClientSkipsEmptyAndDownReaders(t *testing.T) {
 	dead.Close()
 	empty, full := newReader(t), newReader(t)
 	full.put(t, topic, 1, 2, 3)
-	var retries atomic.Int32
-	c := newTestClient(t, ClientConfig{
-		ReaderURLs: []string{empty.srv.URL, dead.URL, full.srv.URL},
-		OnRetry:    func(string, error) { retries.Add(1) },
-	}, newSleeps())
+	reg := prometheus.NewRegistry()
+	c := newTestClient(t, ClientConfig{ReaderURLs: []string{empty.srv.URL, dead.URL, full.srv.URL}, Metrics: reg}, newSleeps())
 
 	// Whatever reader the round starts at, one call finds full's messages.
 	one := ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 1, LeaseDuration: time.Minute}
@@ -419,7 +464,9 @@ func TestClientSkipsEmptyAndDownReaders(t *testing.T) {
 		require.Len(t, l.Messages, 1, "call %d", i)
 		require.NoError(t, c.Release(t.Context(), refOf(l)))
 	}
-	require.Positive(t, retries.Load(), "the dead reader was reported")
+	byOp, byReason := retriesByLabel(t, reg)
+	require.Positive(t, byOp["lease"], "the dead reader was counted")
+	require.Equal(t, byOp["lease"], byReason["transport"])
 
 	// Nothing ready anywhere: an empty lease, not an error, in one round.
 	drained, err := c.Lease(t.Context(), ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})

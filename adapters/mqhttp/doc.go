@@ -41,11 +41,16 @@
 // # Client
 //
 // The Client maps those answers back to the ports sentinels and retries the
-// transient ones (network errors, 429, 502, 503, 504) with capped
-// exponential backoff and full jitter, honouring Retry-After. Ack and
+// transient ones (network errors, 429, 502, 503, 504) with the module's one
+// retry policy (internal/retry: capped exponential backoff with jitter, at
+// most MaxAttempts tries, Retry-After honoured), counting every retry in
+// mqhttp_client_retries_total{op,reason}. A Lease moves on to the next
+// reader at once and backs off only when every reader failed. Ack and
 // Release are idempotent, so retrying them is safe. Publish is retried too:
 // with idempotency keys a retry can never store a message twice; without
 // them a publish whose answer was lost may be stored twice under two
 // msg_uuids, and since the collector deduplicates by msg_uuid that becomes a
-// duplicate telemetry row. That is why the streamer always sets keys.
+// duplicate telemetry row. That is why the streamer always sets keys. The
+// streamer retries its publishes itself, over any backend, so its client is
+// built with PublishOnce: one loop per path, never one inside another.
 package mqhttp

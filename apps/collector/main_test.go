@@ -3,34 +3,28 @@ package main
 import (
 	"testing"
 
-	"github.com/stretchr/testify/require"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxtest"
-
-	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 )
 
-func TestValidateApp(t *testing.T) {
+func TestLifecycle(t *testing.T) {
 	t.Parallel()
+	apptest.RequireLifecycle(t, options, apptest.Lifecycle{
+		Bad: map[string]string{"QUEUE_BACKEND": "kafka", "STORE_BACKEND": "memory", "LEASE_MAX": "0"}, BadNames: []string{"QUEUE_BACKEND", "LEASE_MAX"},
+		Start: func(*testing.T) map[string]string {
+			return map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory"}
+		}})
 	for _, queue := range []string{"postgres", "memory"} {
 		for _, store := range []string{"postgres", "memory"} {
-			env := platform.NewEnvFrom(map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "QUEUE_BACKEND": queue, "STORE_BACKEND": store})
-			require.NoError(t, fx.ValidateApp(options(env)), "queue %s store %s", queue, store)
-			require.NoError(t, env.Err())
+			apptest.RequireValid(t, options, map[string]string{"DATABASE_URL": apptest.UnreachableDB, "QUEUE_BACKEND": queue, "STORE_BACKEND": store})
 		}
 	}
 }
 
-func TestUnknownBackendIsAStartError(t *testing.T) {
+func TestMetrics(t *testing.T) {
 	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"QUEUE_BACKEND": "kafka", "STORE_BACKEND": "memory", "LEASE_MAX": "0"})
-	_ = options(env)
-	require.ErrorContains(t, env.Err(), "QUEUE_BACKEND")
-	require.ErrorContains(t, env.Err(), "LEASE_MAX")
-}
-
-func TestStartStopInMemory(t *testing.T) {
-	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory", "HTTP_ADDR": "127.0.0.1:0"})
-	fxtest.New(t, options(env)).RequireStart().RequireStop()
+	base := apptest.Start(t, options, map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory"})
+	apptest.RequireServes(t, base, nil,
+		"collector_records_persisted_total", "collector_messages_acked_total", "collector_acks_rejected_total",
+		"collector_messages_dead_lettered_total", "collector_batch_duration_seconds",
+		"memory_queue_ready_messages")
 }

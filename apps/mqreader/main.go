@@ -19,12 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
-	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/adapters/pgqueue"
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
-	"github.com/gpufleet/telemetry/ports"
 )
 
 func main() { platform.Main(options) }
@@ -39,19 +37,14 @@ func options(env *platform.Env) fx.Option {
 		RefillBatch:  env.Int("READER_REFILL_BATCH", d.RefillBatch, 1, 100_000),
 		DrainTimeout: env.Millis("READER_DRAIN_TIMEOUT_MS", d.DrainTimeout, 0, 600_000),
 	}
-	maxBody := int64(env.Int("MAX_BODY_BYTES", mqhttp.DefaultMaxBodyBytes, 1024, 1<<30))
-	// Only these topics are served; a request for another is a 404.
-	topics := env.List("QUEUE_TOPICS", []string{domain.TelemetryTopic})
 	return fx.Options(
 		platform.Module(common),
 		backend.Database(env),
 		watchAssignment(env, served),
 		fx.Supply(cfg),
 		pgqueue.Module,
+		backend.QueueServer(env, backend.ReadSide),
 		fx.Provide(
-			platform.AsRoutes(func(cons ports.Consumer, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
-				return mqhttp.NewServer(nil, cons, mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody, Topics: topics})
-			}),
 			platform.AsCheck(func(r *pgqueue.Reader) platform.Check { return platform.Check{Name: "reader", Fn: r.Check} }),
 			// The reader drains (no new leases; waits for the outstanding
 			// ones) while the server still takes their acks.

@@ -5,17 +5,11 @@
 package main
 
 import (
-	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
-	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/adapters/pgqueue"
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
-	"github.com/gpufleet/telemetry/domain"
-	"github.com/gpufleet/telemetry/ports"
 )
 
 func main() { platform.Main(options) }
@@ -28,19 +22,12 @@ func options(env *platform.Env) fx.Option {
 		FlushInterval: env.Millis("WRITER_FLUSH_INTERVAL_MS", 0, 0, 10_000),
 		Flushers:      env.Int("WRITER_FLUSHERS", 2, 1, 64),
 	}
-	maxBody := int64(env.Int("MAX_BODY_BYTES", mqhttp.DefaultMaxBodyBytes, 1024, 1<<30))
-	// Only these topics are served; a request for another is a 404.
-	topics := env.List("QUEUE_TOPICS", []string{domain.TelemetryTopic})
 	return fx.Options(
 		platform.Module(common),
 		backend.Database(env),
 		fx.Supply(cfg),
 		pgqueue.Module,
-		fx.Provide(
-			platform.AsRoutes(func(pub ports.Publisher, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
-				return mqhttp.NewServer(pub, nil, mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody, Topics: topics})
-			}),
-			platform.AsCheck(func(w *pgqueue.Writer) platform.Check { return platform.Check{Name: "writer", Fn: w.Check} }),
-		),
+		backend.QueueServer(env, backend.WriteSide),
+		fx.Provide(platform.AsCheck(func(w *pgqueue.Writer) platform.Check { return platform.Check{Name: "writer", Fn: w.Check} })),
 	)
 }

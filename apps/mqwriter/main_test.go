@@ -1,34 +1,43 @@
 package main
 
 import (
+	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxtest"
 
-	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
 
-func TestValidateApp(t *testing.T) {
+func TestLifecycle(t *testing.T) {
 	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"})
-	require.NoError(t, fx.ValidateApp(options(env)))
-	require.NoError(t, env.Err())
+	apptest.RequireLifecycle(t, options, apptest.Lifecycle{Valid: map[string]string{"DATABASE_URL": apptest.UnreachableDB},
+		Bad: map[string]string{"WRITER_BUFFER_SIZE": "lots"}, BadNames: []string{"WRITER_BUFFER_SIZE", "DATABASE_URL is required"},
+		Start: func(t *testing.T) map[string]string { return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t)} }})
 }
 
-func TestBadConfigNamesTheVariable(t *testing.T) {
+func TestMetrics(t *testing.T) {
 	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"WRITER_BUFFER_SIZE": "lots"})
-	_ = options(env)
-	require.ErrorContains(t, env.Err(), "WRITER_BUFFER_SIZE")
-	require.ErrorContains(t, env.Err(), "DATABASE_URL is required")
+	base := apptest.Start(t, options, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t)})
+	publish := &apptest.Request{Method: http.MethodPost, Path: "/v1/publish",
+		Body: `{"topic":"telemetry","messages":[{"payload":{"gpu_uuid":"GPU-1"},"key":"GPU-1","idempotency_key":"metrics-test/1"}]}`}
+	scrape := apptest.RequireServes(t, base, publish,
+		"mqwriter_buffer_utilization_ratio", "mqwriter_messages_published_total", "mqhttp_requests_total")
+	require.Contains(t, scrape, "\nmqwriter_messages_published_total 1\n")
 }
 
-func TestStartStop(t *testing.T) {
+// TestServesOnlyQueueTopics: a publish to a topic outside QUEUE_TOPICS
+// (default: telemetry) is a 404 and stores nothing nobody would consume.
+func TestServesOnlyQueueTopics(t *testing.T) {
 	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "HTTP_ADDR": "127.0.0.1:0"})
-	app := fxtest.New(t, options(env))
-	app.RequireStart().RequireStop()
+	apptest.RequireServesOnlyQueueTopics(t, options,
+		func(t *testing.T) map[string]string { return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t)} },
+		"/v1/publish", func(topic string) string { return `{"topic":"` + topic + `","messages":[{"payload":{"n":1}}]}` },
+		[]apptest.TopicCase{
+			{Name: "default serves telemetry", Topic: "telemetry", Status: http.StatusOK},
+			{Name: "default refuses others", Topic: "no-such-topic", Status: http.StatusNotFound},
+			{Name: "a configured topic", Env: map[string]string{"QUEUE_TOPICS": "telemetry, audit"}, Topic: "audit", Status: http.StatusOK},
+			{Name: "configured list refuses others", Env: map[string]string{"QUEUE_TOPICS": "audit"}, Topic: "telemetry", Status: http.StatusNotFound},
+		})
 }

@@ -13,15 +13,14 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/gpufleet/telemetry/adapters/kube"
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
 )
 
 func TestValidateApp(t *testing.T) {
 	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"NAMESPACE": "telemetry"})
-	require.NoError(t, fx.ValidateApp(options(env)))
-	require.NoError(t, env.Err())
+	apptest.RequireValid(t, options, map[string]string{"NAMESPACE": "telemetry"})
 }
 
 func TestConfig(t *testing.T) {

@@ -1,22 +1,26 @@
 package main
 
 import (
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
-	"go.uber.org/fx/fxtest"
 
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
 
 const shipped = "../../" + DefaultCSV
 
-func TestValidateApp(t *testing.T) {
+func TestLifecycle(t *testing.T) {
 	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"STREAMER_CSV_PATH": shipped})
-	require.NoError(t, fx.ValidateApp(options(env)))
-	require.NoError(t, env.Err())
+	apptest.RequireLifecycle(t, options, apptest.Lifecycle{Valid: map[string]string{"STREAMER_CSV_PATH": shipped},
+		Start: func(*testing.T) map[string]string {
+			return map[string]string{"STREAMER_CSV_PATH": shipped, "QUEUE_BACKEND": "memory"}
+		}})
 }
 
 func TestMissingCSVFailsStart(t *testing.T) {
@@ -26,8 +30,16 @@ func TestMissingCSVFailsStart(t *testing.T) {
 	require.ErrorContains(t, app.Err(), "nonexistent.csv")
 }
 
-func TestStartStopInMemory(t *testing.T) {
+func TestMetrics(t *testing.T) {
 	t.Parallel()
-	env := platform.NewEnvFrom(map[string]string{"STREAMER_CSV_PATH": shipped, "QUEUE_BACKEND": "memory", "HTTP_ADDR": "127.0.0.1:0"})
-	fxtest.New(t, options(env)).RequireStart().RequireStop()
+	const rows = 20
+	base := apptest.Start(t, options, map[string]string{"STREAMER_CSV_PATH": shipped, "QUEUE_BACKEND": "memory", "STREAMER_MAX_ROWS": "20"})
+	apptest.RequireServes(t, base, nil,
+		"streamer_messages_published_total", "streamer_rows_read_total", "streamer_messages_dropped_total",
+		"streamer_csv_rows_skipped_total")
+	require.Eventually(t, func() bool {
+		_, body := apptest.Fetch(t, http.MethodGet, base+"/metrics", "")
+		return strings.Contains(body, "\nstreamer_messages_published_total 20\n")
+	}, 30*time.Second, 20*time.Millisecond, "the %d rows reach the queue", rows)
+	apptest.RequireCleanMetrics(t, base, "streamer_publish_duration_seconds")
 }

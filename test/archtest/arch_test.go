@@ -85,35 +85,40 @@ var rules = []rule{
 		return innerLayer(m, "ports", []string{"domain"})
 	}},
 	{"adapters do not import other adapters or apps", adapterImports},
+	{"internal (libraries shared by adapters and apps) imports nothing of the module", func(m module) []string {
+		return crossings(m, func(rel string) bool { return under(rel, "internal") }, pkg.nonTest,
+			func(rel string) bool { return !under(rel, "internal") }, "")
+	}},
 	{"only apps import apps", func(m module) []string {
-		var out []string
-		for _, p := range m.pkgs {
-			if rel, _ := m.rel(p.ImportPath); under(rel, "apps") {
-				continue
-			}
-			for _, imp := range allImports(p) {
-				if r, ok := m.rel(imp); ok && under(r, "apps") {
-					out = append(out, fmt.Sprintf("%s imports %s", p.ImportPath, imp))
-				}
-			}
-		}
-		return out
+		return crossings(m, func(rel string) bool { return !under(rel, "apps") }, allImports,
+			func(rel string) bool { return under(rel, "apps") }, "")
 	}},
 	{"only tests import test/...", func(m module) []string {
-		var out []string
-		for _, p := range m.pkgs {
-			if rel, _ := m.rel(p.ImportPath); under(rel, "test") {
-				continue
-			}
-			for _, imp := range p.Imports { // TestImports may use the helpers
-				if r, ok := m.rel(imp); ok && under(r, "test") {
-					out = append(out, fmt.Sprintf("%s (non-test code) imports %s", p.ImportPath, imp))
-				}
-			}
-		}
-		return out
+		// TestImports may use the helpers.
+		return crossings(m, func(rel string) bool { return !under(rel, "test") }, pkg.nonTest,
+			func(rel string) bool { return under(rel, "test") }, " (non-test code)")
 	}},
 }
+
+// crossings reports, for every package whose module-relative path is in
+// from, each of imports(p) that is in the module and in to, as
+// "p<note> imports imp".
+func crossings(m module, from func(rel string) bool, imports func(pkg) []string, to func(rel string) bool, note string) []string {
+	var out []string
+	for _, p := range m.pkgs {
+		if rel, _ := m.rel(p.ImportPath); !from(rel) {
+			continue
+		}
+		for _, imp := range imports(p) {
+			if r, ok := m.rel(imp); ok && to(r) {
+				out = append(out, fmt.Sprintf("%s%s imports %s", p.ImportPath, note, imp))
+			}
+		}
+	}
+	return out
+}
+
+func (p pkg) nonTest() []string { return p.Imports }
 
 // innerLayer checks the non-test imports of the packages under dir: the
 // standard library, uuid, dir's own subtree and the allowed module dirs.

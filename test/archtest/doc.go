@@ -1,6 +1,7 @@
 // Package archtest holds the architecture lint test: it checks, over
 // `go list -json ./...` and the source tree, that dependencies point inward
 // (apps → adapters → ports → domain), that adapters stay independent of each
-// other, that only tests import test helpers, and that no code uses a sync
+// other, that internal/ (libraries both adapters and apps use) imports
+// nothing of the module, that only tests import test helpers, and that no code uses a sync
 // mutex (SPEC §4). It has no non-test code.
 package archtest

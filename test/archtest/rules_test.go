@@ -52,6 +52,11 @@ func TestRulesCatchViolations(t *testing.T) {
 			want: []string{"migrations (non-test code) imports example.com/m/test/pgtest"}},
 		{name: "tests on test helper", pkg: pkg{ImportPath: mod + "/migrations", TestImports: []string{mod + "/test/pgtest"}}},
 		{name: "test helpers on each other", pkg: pkg{ImportPath: mod + "/test/contract/queuetest", Imports: []string{mod + "/test/pgtest"}}},
+		{name: "adapter and app on the shared internal library", pkg: pkg{ImportPath: mod + "/adapters/mqhttp", Imports: []string{mod + "/internal/retry"}}},
+		{name: "shared internal library on a third-party module and its own tree", pkg: pkg{ImportPath: mod + "/internal/retry",
+			Imports: []string{"github.com/cenkalti/backoff/v5", mod + "/internal/other"}}},
+		{name: "shared internal library on ports", pkg: pkg{ImportPath: mod + "/internal/retry", Imports: []string{mod + "/ports"}},
+			want: []string{"internal/retry imports example.com/m/ports"}},
 		{name: "other modules are not ours", pkg: pkg{ImportPath: mod + "/adapters/csv", Imports: []string{"example.com/mother/adapters/x"}}},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@ package apptest
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -59,9 +60,11 @@ func RequireProbesOK(t *testing.T, base string) {
 }
 
 // RequireCleanMetrics scrapes /metrics, requires promlint to find no
-// problem and each name to be exposed, and returns the scrape.
+// problem and each name to be exposed, and returns the scrape. The Go and
+// process collectors every app registers are always required.
 func RequireCleanMetrics(t *testing.T, base string, names ...string) string {
 	t.Helper()
+	names = append(names, "go_goroutines", "process_cpu_seconds_total")
 	code, body := Fetch(t, http.MethodGet, base+"/metrics", "")
 	require.Equal(t, http.StatusOK, code)
 	problems, err := promlint.New(strings.NewReader(body)).Lint()
@@ -71,4 +74,109 @@ func RequireCleanMetrics(t *testing.T, base string, names ...string) string {
 		require.Contains(t, body, "\n# TYPE "+name+" ", "metric %s is exposed", name)
 	}
 	return body
+}
+
+// UnreachableDB is a well-formed DATABASE_URL nothing listens on:
+// fx.ValidateApp never connects.
+const UnreachableDB = "postgres://x@127.0.0.1:1/x"
+
+// Lifecycle is what every app's main_test checks, given its options.
+type Lifecycle struct {
+	// Valid is an environment fx.ValidateApp accepts (no connection is
+	// made); nil skips the check.
+	Valid map[string]string
+	// Bad is an environment with mistakes, and BadNames what the
+	// configuration error must contain (the variables it names).
+	Bad      map[string]string
+	BadNames []string
+	// Start returns an environment to start and stop the app with
+	// (HTTP_ADDR is forced to 127.0.0.1:0); nil skips it.
+	Start func(t *testing.T) map[string]string
+}
+
+// RequireLifecycle runs l's checks as parallel subtests.
+func RequireLifecycle(t *testing.T, build func(*platform.Env) fx.Option, l Lifecycle) {
+	t.Helper()
+	if l.Valid != nil {
+		t.Run("validate", func(t *testing.T) {
+			t.Parallel()
+			RequireValid(t, build, l.Valid)
+		})
+	}
+	if l.Bad != nil {
+		t.Run("bad config names the variable", func(t *testing.T) {
+			t.Parallel()
+			e := platform.NewEnvFrom(l.Bad)
+			_ = build(e)
+			for _, want := range l.BadNames {
+				require.ErrorContains(t, e.Err(), want)
+			}
+		})
+	}
+	if l.Start != nil {
+		t.Run("start stop", func(t *testing.T) {
+			t.Parallel()
+			env := l.Start(t)
+			env["HTTP_ADDR"] = "127.0.0.1:0"
+			e := platform.NewEnvFrom(env)
+			app := fxtest.New(t, build(e))
+			require.NoError(t, e.Err())
+			app.RequireStart().RequireStop()
+		})
+	}
+}
+
+// RequireValid checks that the app's options build a valid fx graph from
+// env, and that env holds no configuration error.
+func RequireValid(t *testing.T, build func(*platform.Env) fx.Option, env map[string]string) {
+	t.Helper()
+	e := platform.NewEnvFrom(env)
+	require.NoError(t, fx.ValidateApp(build(e)), "env %v", env)
+	require.NoError(t, e.Err())
+}
+
+// Request is one call an app must answer with 200 before its metrics are
+// scraped (so labelled series exist and are linted too).
+type Request struct{ Method, Path, Body string }
+
+// RequireServes checks the probes, makes req (when set), and requires a
+// clean /metrics exposing names; it returns the scrape.
+func RequireServes(t *testing.T, base string, req *Request, names ...string) string {
+	t.Helper()
+	RequireProbesOK(t, base)
+	if req != nil {
+		code, body := Fetch(t, req.Method, base+req.Path, req.Body)
+		require.Equal(t, http.StatusOK, code, body)
+	}
+	return RequireCleanMetrics(t, base, names...)
+}
+
+// TopicCase is one request of RequireServesOnlyQueueTopics: to Topic, from
+// an app started with Env, answered with Status.
+type TopicCase struct {
+	Name   string
+	Env    map[string]string
+	Topic  string
+	Status int
+}
+
+// RequireServesOnlyQueueTopics starts the app once per case (with env's
+// variables added to the case's) and POSTs body(topic) to path: a topic
+// outside QUEUE_TOPICS must be a 404 with the not_found code.
+func RequireServesOnlyQueueTopics(t *testing.T, build func(*platform.Env) fx.Option, env func(t *testing.T) map[string]string,
+	path string, body func(topic string) string, cases []TopicCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			t.Parallel()
+			vars := env(t)
+			maps.Copy(vars, tc.Env)
+			base := Start(t, build, vars)
+			code, resp := Fetch(t, http.MethodPost, base+path, body(tc.Topic))
+			require.Equal(t, tc.Status, code, resp)
+			if tc.Status == http.StatusNotFound {
+				require.Contains(t, resp, `"not_found"`)
+			}
+		})
+	}
 }

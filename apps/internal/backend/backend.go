@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/gpufleet/telemetry/adapters/memory"
@@ -37,12 +38,19 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 		cfg := mqhttp.ClientConfig{}
 		if writer {
 			cfg.WriterURL = env.String("MQ_WRITER_URL", "http://127.0.0.1:8081")
+			// The streamer's publish loop is the one retry loop of its path
+			// (it retries for STREAMER_RETRY_TIMEOUT_MS over any backend):
+			// the client makes one attempt inside it.
+			cfg.PublishOnce = true
 		}
 		if readers {
 			cfg.ReaderURLs = env.List("MQ_READER_URLS", []string{"http://127.0.0.1:8082"})
 		}
 		return fx.Options(
-			fx.Supply(cfg),
+			fx.Provide(func(reg prometheus.Registerer) mqhttp.ClientConfig {
+				cfg.Metrics = reg // mqhttp_client_retries_total
+				return cfg
+			}),
 			mqhttp.Module,
 			fx.Provide(platform.AsCheck(func(c *mqhttp.Client) platform.Check { return platform.Check{Name: "queue", Fn: c.Check} })),
 		)

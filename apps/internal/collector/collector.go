@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -144,8 +144,13 @@ func (c *Collector) Run(ctx context.Context) {
 	wg.Wait()
 }
 
+// work is one worker's loop. It is not a retry loop: the queue client has
+// already retried the lease (mqhttp), and a failed batch is released for
+// redelivery; the growing pause after failures, with the module's backoff
+// (internal/retry), only keeps a worker from hammering a backend that is
+// down. An empty lease pauses PollInterval.
 func (c *Collector) work(ctx context.Context) {
-	backoff := c.cfg.PollInterval
+	failures := retry.NewBackOff(max(2*c.cfg.PollInterval, 100*time.Millisecond), 5*time.Second)
 	for ctx.Err() == nil {
 		n, err := c.ProcessOnce(ctx)
 		var pause time.Duration
@@ -155,13 +160,12 @@ func (c *Collector) work(ctx context.Context) {
 				return
 			}
 			c.log.Warn("batch failed", "err", err)
-			backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
-			pause = backoff/2 + rand.N(backoff/2+1)
+			pause = failures.NextBackOff()
 		case n == 0:
-			backoff = c.cfg.PollInterval
+			failures.Reset()
 			pause = c.cfg.PollInterval
 		default:
-			backoff = c.cfg.PollInterval
+			failures.Reset()
 			continue // a non-empty lease: the next one at once
 		}
 		select {

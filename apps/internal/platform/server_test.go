@@ -18,6 +18,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
 
@@ -146,18 +147,6 @@ func TestAppRoutes(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, serve(t, s.Handler(), http.MethodPost, "/healthz").Code)
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
-}
-
 func TestStartStop(t *testing.T) {
 	t.Parallel()
 	s, _ := newServer(t, check("database", nil))
@@ -168,7 +157,7 @@ func TestStartStop(t *testing.T) {
 	require.True(t, strings.HasPrefix(addr, "127.0.0.1:"))
 
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/hello"} {
-		code, _ := get(t, "http://"+addr+path)
+		code, _ := apptest.Fetch(t, http.MethodGet, "http://"+addr+path, "")
 		require.Equal(t, http.StatusOK, code, path)
 	}
 
@@ -216,9 +205,9 @@ func TestModule(t *testing.T) {
 	app.RequireStart()
 	require.Same(t, registry, reg.(*prometheus.Registry), "the Registerer is the served registry")
 	base := "http://" + srv.Addr()
-	code, _ := get(t, base+"/v1/app")
+	code, _ := apptest.Fetch(t, http.MethodGet, base+"/v1/app", "")
 	require.Equal(t, http.StatusTeapot, code, "the app's routes are mounted")
-	code, body := get(t, base+"/readyz")
+	code, body := apptest.Fetch(t, http.MethodGet, base+"/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Contains(t, body, "queue down", "the app's checks run")
 	app.RequireStop()

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -51,8 +51,24 @@ type Config struct {
 }
 
 type metrics struct {
-	read, published, duplicates, retried, dropped prometheus.Counter
-	publishSeconds                                prometheus.Histogram
+	read, published, duplicates, dropped prometheus.Counter
+	retried                              *prometheus.CounterVec // by reason: retryReasons
+	publishSeconds                       prometheus.Histogram
+}
+
+// retryReasons are the reason labels of streamer_publish_retries_total.
+var retryReasons = []string{"backpressure", "unavailable", "other"}
+
+// retryReason is the reason label of a publish error.
+func retryReason(err error) string {
+	switch {
+	case errors.Is(err, ports.ErrBackpressure):
+		return "backpressure"
+	case errors.Is(err, ports.ErrUnavailable):
+		return "unavailable"
+	default:
+		return "other"
+	}
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,10 +76,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		read:       prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_rows_read_total", Help: "Rows taken from the source."}),
 		published:  prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_published_total", Help: "Messages the queue acknowledged."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_duplicate_total", Help: "Publishes the queue reported as duplicates (a retry of an already stored message)."}),
-		retried:    prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_publish_retries_total", Help: "Publish attempts retried after backpressure or an outage."}),
-		dropped:    prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_dropped_total", Help: "Messages given up on after RetryFor or rejected as invalid."}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamer_publish_retries_total",
+			Help: "Publish attempts retried, by reason (backpressure, unavailable, other)."}, []string{"reason"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_dropped_total", Help: "Messages given up on after RetryFor or rejected as invalid."}),
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamer_publish_duration_seconds",
 			Help: "Time from handing a message to a sender to its acknowledgement, retries included.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+	}
+	for _, r := range retryReasons {
+		m.retried.WithLabelValues(r) // exported at zero, so rate() sees the first retry
 	}
 	if reg != nil {
 		reg.MustRegister(m.read, m.published, m.duplicates, m.retried, m.dropped, m.publishSeconds)
@@ -237,52 +257,51 @@ func (s *Streamer) sendBatch(ctx context.Context, batch []emission) {
 }
 
 // send publishes one message, retrying through backpressure and outages for
-// up to RetryFor with capped, jittered exponential backoff. The idempotency
-// key makes every retry safe.
+// up to RetryFor (see publish). The idempotency key makes every retry safe.
 func (s *Streamer) send(ctx context.Context, e emission) {
 	_ = s.publish(ctx, []emission{e})
 }
 
-// publish sends batch in one request, retrying as send describes. It
-// returns the error that ended the attempts for an invalid batch (the caller
-// may split it), nil otherwise; drops are counted here, except those of an
-// invalid batch of several messages, which the caller resends one by one.
+// publish sends batch in one request, retrying with the module's retry
+// policy (internal/retry) until RetryFor has passed: it never drops a
+// message sooner. This is the one retry loop of the path: a queue client
+// that retries by itself is built to make one attempt here (mqhttp's
+// PublishOnce). It returns the error that ended the attempts for an invalid
+// batch (the caller may split it), nil otherwise; drops are counted here,
+// except those of an invalid batch of several messages, which the caller
+// resends one by one.
 func (s *Streamer) publish(ctx context.Context, batch []emission) error {
 	msgs := make([]ports.OutgoingMessage, len(batch))
 	for i, e := range batch {
 		msgs[i] = e.msg
 	}
-	backoff := 50 * time.Millisecond
-	deadline := time.Now().Add(s.cfg.RetryFor)
-	for {
+	policy := retry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: s.cfg.RetryFor,
+		Notify: func(err error, wait time.Duration) {
+			s.m.retried.WithLabelValues(retryReason(err)).Inc()
+			s.log.Debug("publish retry", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err, "backoff", wait.String())
+		}}
+	res, err := retry.Do(ctx, policy, func() (ports.PublishResult, error) {
 		res, err := s.pub.Publish(ctx, s.cfg.Topic, msgs)
-		if err == nil {
-			s.m.published.Add(float64(res.Accepted))
-			s.m.duplicates.Add(float64(res.Duplicates))
-			for _, e := range batch {
-				s.m.publishSeconds.Observe(time.Since(e.taken).Seconds())
-			}
-			return nil
+		if errors.Is(err, ports.ErrInvalidArgument) {
+			return res, retry.Permanent(err) // the same batch fails again
 		}
-		if ctx.Err() != nil {
-			return nil // stopping: the message was never acknowledged, so nothing is lost that was promised
+		return res, err
+	})
+	switch {
+	case err == nil:
+		s.m.published.Add(float64(res.Accepted))
+		s.m.duplicates.Add(float64(res.Duplicates))
+		for _, e := range batch {
+			s.m.publishSeconds.Observe(time.Since(e.taken).Seconds())
 		}
-		invalid := errors.Is(err, ports.ErrInvalidArgument)
-		if invalid && len(batch) > 1 {
-			return err
-		}
-		if invalid || time.Now().After(deadline) {
-			s.m.dropped.Add(float64(len(batch)))
-			s.log.Warn("message dropped", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err)
-			return nil
-		}
-		s.m.retried.Inc()
-		s.log.Debug("publish retry", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err, "backoff", backoff.String())
-		select {
-		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
-		case <-ctx.Done():
-			return nil
-		}
-		backoff = min(backoff*2, 2*time.Second)
+		return nil
+	case ctx.Err() != nil:
+		return nil // stopping: the message was never acknowledged, so nothing is lost that was promised
+	case errors.Is(err, ports.ErrInvalidArgument) && len(batch) > 1:
+		return err
+	default:
+		s.m.dropped.Add(float64(len(batch)))
+		s.log.Warn("message dropped", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err)
+		return nil
 	}
 }

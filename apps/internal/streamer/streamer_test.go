@@ -172,7 +172,7 @@ func TestPublishesEveryRowOnce(t *testing.T) {
 			require.EqualValues(t, tt.rows, pub.calls.Load(), "one publish per row, no retries")
 			require.Equal(t, float64(tt.rows), testutil.ToFloat64(s.m.read))
 			require.Equal(t, float64(tt.rows), testutil.ToFloat64(s.m.published))
-			require.Zero(t, testutil.ToFloat64(s.m.retried))
+			require.Zero(t, retried(s))
 			require.Zero(t, testutil.ToFloat64(s.m.dropped))
 		})
 	}
@@ -253,6 +253,7 @@ func TestRetries(t *testing.T) {
 		wantPub     float64
 		wantRetried func(float64) bool
 		wantDropped float64
+		minElapsed  time.Duration
 	}{
 		{name: "backpressure then success", failures: 3, failWith: ports.ErrBackpressure, retryFor: time.Hour,
 			wantPub: 1, wantRetried: func(n float64) bool { return n == 3 }},
@@ -261,7 +262,7 @@ func TestRetries(t *testing.T) {
 		{name: "invalid is dropped at once", always: true, failWith: ports.ErrInvalidArgument, retryFor: time.Hour,
 			wantDropped: 1, wantRetried: func(n float64) bool { return n == 0 }},
 		{name: "RetryFor exceeded", always: true, failWith: ports.ErrUnavailable, retryFor: 10 * time.Second,
-			wantDropped: 1, wantRetried: func(n float64) bool { return n > 0 }},
+			wantDropped: 1, wantRetried: func(n float64) bool { return n > 0 }, minElapsed: 10 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -282,10 +283,12 @@ func TestRetries(t *testing.T) {
 				}
 				require.Equal(t, tt.wantPub, testutil.ToFloat64(s.m.published))
 				require.Equal(t, tt.wantDropped, testutil.ToFloat64(s.m.dropped))
-				retried := testutil.ToFloat64(s.m.retried)
+				retried := retried(s)
 				require.True(t, tt.wantRetried(retried), "retries: %v", retried)
+				require.Equal(t, retried, testutil.ToFloat64(s.m.retried.WithLabelValues(retryReason(tt.failWith))), "counted under the error's reason")
 				require.EqualValues(t, retried+1, pub.calls.Load(), "every retry is one more publish")
 				require.LessOrEqual(t, time.Since(start), tt.retryFor+2*time.Second, "gives up about RetryFor after the first attempt (fake clock)")
+				require.GreaterOrEqual(t, time.Since(start), tt.minElapsed, "never drops before RetryFor (fake clock)")
 			})
 		})
 	}
@@ -305,7 +308,7 @@ func TestBackpressureDropsNothing(t *testing.T) {
 		for i, m := range got {
 			require.Equal(t, s.RunID()+"/"+strconv.Itoa(i+1), m.IdempotencyKey)
 		}
-		require.Equal(t, 25.0, testutil.ToFloat64(s.m.retried))
+		require.Equal(t, 25.0, retried(s))
 		require.Zero(t, testutil.ToFloat64(s.m.dropped))
 	})
 }
@@ -412,4 +415,13 @@ func TestMetricsLint(t *testing.T) {
 	for _, name := range []string{"streamer_messages_published_total", "streamer_rows_read_total", "streamer_publish_duration_seconds"} {
 		require.Equal(t, 1, testutil.CollectAndCount(reg, name), name)
 	}
+}
+
+// retried sums streamer_publish_retries_total over its reasons.
+func retried(s *Streamer) float64 {
+	var n float64
+	for _, r := range retryReasons {
+		n += testutil.ToFloat64(s.m.retried.WithLabelValues(r))
+	}
+	return n
 }
