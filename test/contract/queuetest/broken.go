@@ -30,6 +30,9 @@ const (
 	// PublishDespiteCancel: Publish with an ended context stores the
 	// messages anyway, then reports the context's error.
 	PublishDespiteCancel = "publish-despite-cancel"
+	// StoreNothing: Publish stores nothing and answers that every message
+	// was a duplicate, as a writer whose dedup key collides would.
+	StoreNothing = "store-nothing"
 	// AnswerBeforeCommit: Publish answers at once and stores the messages
 	// later (at the next Lease or Flush), as a writer acknowledging before
 	// its group commit would; a clean stop flushes, a crash loses them.
@@ -48,6 +51,8 @@ func Broken(name string, q ports.Queue) ports.Queue {
 		return ackDeletesNothing{q}
 	case PublishDespiteCancel:
 		return publishDespiteCancel{q}
+	case StoreNothing:
+		return storeNothing{q}
 	case AnswerBeforeCommit:
 		return &answerBeforeCommit{Queue: q, pending: make(chan pendingBatch, pendingBatches)}
 	default:
@@ -67,6 +72,12 @@ func (q publishDespiteCancel) Publish(ctx context.Context, topic string, msgs []
 		return ports.PublishResult{}, ctx.Err()
 	}
 	return res, err
+}
+
+type storeNothing struct{ ports.Queue }
+
+func (storeNothing) Publish(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	return ports.PublishResult{Duplicates: len(msgs)}, nil
 }
 
 // pendingBatches bounds answerBeforeCommit's buffer: more than any suite
@@ -125,7 +136,20 @@ type Flusher interface {
 // wants. The child's test builds its harness over Broken(BrokenVariant(), …).
 func RequireCaught(t *testing.T, pattern, variant string, wants ...string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run="+pattern, "-test.count=1", "-test.v")
+	requireChildFails(t, []string{"-test.run=" + pattern, "-test.count=1", "-test.v"}, variant, wants)
+}
+
+// RequireBenchCaught is RequireCaught for the benchmarks matching pattern
+// (a -test.bench pattern), each run for one iteration.
+func RequireBenchCaught(t *testing.T, pattern, variant string, wants ...string) {
+	t.Helper()
+	requireChildFails(t, []string{"-test.run=^$", "-test.bench=" + pattern, "-test.benchtime=1x", "-test.count=1"}, variant, wants)
+}
+
+func requireChildFails(t *testing.T, args []string, variant string, wants []string) {
+	t.Helper()
+	pattern := strings.Join(args, " ")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
 	cmd.Env = append(os.Environ(), brokenEnv+"="+variant)
 	out, err := cmd.CombinedOutput()
 	text := string(out)
@@ -142,7 +166,7 @@ func failures(out string) string {
 	var keep []string
 	for _, line := range strings.Split(out, "\n") {
 		l := strings.TrimSpace(line)
-		if strings.HasPrefix(l, "--- FAIL") || strings.HasPrefix(l, "Error:") || strings.HasPrefix(l, "Messages:") ||
+		if strings.HasPrefix(l, "--- FAIL") || strings.Contains(strings.SplitN(l, " ", 2)[0], ".go:") || strings.HasPrefix(l, "Error:") || strings.HasPrefix(l, "Messages:") ||
 			strings.HasPrefix(l, "Error Trace:") || strings.HasPrefix(l, "expected") || strings.HasPrefix(l, "actual") {
 			keep = append(keep, line)
 		}

@@ -20,11 +20,36 @@ func TestSuiteOverBroken(t *testing.T) {
 	if variant == "" {
 		return
 	}
-	queuetest.Run(t, func(t testing.TB) queuetest.Harness {
+	queuetest.Run(t, brokenMemory(variant), memoryCaps)
+}
+
+// BenchmarkOverBroken is the child TestBenchmarksCatchBrokenQueues runs.
+func BenchmarkOverBroken(b *testing.B) {
+	variant := queuetest.BrokenVariant()
+	if variant == "" {
+		b.Skip("run by TestBenchmarksCatchBrokenQueues")
+	}
+	queuetest.RunBenchmarks(b, brokenMemory(variant))
+}
+
+// brokenMemory builds memory queues inside the named broken wrapper.
+func brokenMemory(variant string) queuetest.NewHarness {
+	return func(t testing.TB) queuetest.Harness {
 		q := memory.NewQueue(memory.QueueOptions{MinLease: memoryCaps.MinLease})
 		t.Cleanup(q.Close)
 		return queuetest.Harness{Queue: queuetest.Broken(variant, q)}
-	}, memoryCaps)
+	}
+}
+
+// TestBenchmarksCatchBrokenQueues checks that every benchmark fails over a
+// queue that stores nothing (each reported its msgs/s over it before).
+func TestBenchmarksCatchBrokenQueues(t *testing.T) {
+	t.Parallel()
+	queuetest.RequireBenchCaught(t, "^BenchmarkOverBroken$", queuetest.StoreNothing,
+		"--- FAIL: BenchmarkOverBroken/Publish/1msg",
+		"--- FAIL: BenchmarkOverBroken/Publish/100msgs",
+		"--- FAIL: BenchmarkOverBroken/LeaseAck/max100",
+		"publishes answered 0 accepted and 1 duplicates for 1 distinct messages")
 }
 
 // TestSuiteCatchesBrokenQueues checks that each case fails over the wrapper
