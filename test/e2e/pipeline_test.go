@@ -45,7 +45,8 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
+	// Race-built: each test then checks its services' logs (see newLogDir).
+	if err := stack.BuildFlags(ctx, root, dir, stack.RaceFlags, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -68,7 +69,7 @@ type pipeline struct {
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
-	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
+	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: newLogDir(t)}
 	p.writer = p.start("mqwriter", map[string]string{})
 	p.reader = p.start("mqreader", map[string]string{"PARTITIONS": "0-255"})
 	return p
@@ -79,12 +80,30 @@ func newPipeline(t *testing.T) *pipeline {
 func newNATSPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
-	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
+	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: newLogDir(t)}
 	natsAddr, err := stack.FreeAddr()
 	require.NoError(t, err)
 	p.start("natsd", map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": t.TempDir()})
 	p.natsURL = "nats://" + natsAddr
 	return p
+}
+
+// newLogDir is a folder for the services' logs. Once every service has
+// stopped (cleanups run last-registered first, and the services register
+// theirs later), the test fails on any race the race-built services
+// reported.
+func newLogDir(t *testing.T) string {
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		reports, err := stack.RaceReports(dir)
+		if err != nil {
+			t.Errorf("read service logs: %v", err)
+		}
+		for _, r := range reports {
+			t.Errorf("data race in a service: %s", r)
+		}
+	})
+	return dir
 }
 
 func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
