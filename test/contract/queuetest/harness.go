@@ -24,8 +24,9 @@ type Harness struct {
 	// would: no Close, nothing flushed, its connections cut (e.g. with
 	// pg_terminate_backend) and the abandoned instance unable to reach the
 	// durable state again; it returns a new instance over that state. The
-	// durability cases run once after Restart and once after Crash. Nil when
-	// the adapter is not durable, or when Restart already is a crash.
+	// durability cases run once after Restart and once after Crash, and need
+	// both. Nil when the adapter is not durable; a harness whose Restart
+	// already is a crash sets both to it.
 	Crash func(t testing.TB) ports.Queue
 }
 
