@@ -27,21 +27,25 @@ func harness(t testing.TB, intervalSync bool) queuetest.Harness {
 	if url := externalURL(); url != "" {
 		cfg := natsq.Config{StreamPrefix: uniquePrefix(t, url)}
 		q := newQueue(t, url, cfg, nil)
-		return queuetest.Harness{Queue: q, Restart: func(t testing.TB) ports.Queue {
+		restart := func(t testing.TB) ports.Queue {
 			require.NoError(t, q.Close())
 			q = newQueue(t, url, cfg, nil)
 			return q
-		}}
+		}
+		// Crash is Restart: the client keeps no state of its own to lose.
+		return queuetest.Harness{Queue: q, Restart: restart, Crash: restart}
 	}
 	ts := startServerSync(t, intervalSync)
 	q := newQueue(t, ts.url(), natsq.Config{}, nil)
-	return queuetest.Harness{Queue: q, Restart: func(t testing.TB) ports.Queue {
+	crash := func(t testing.TB) ports.Queue {
 		ts.shutdown()
 		require.NoError(t, q.Close(), "close with the server down")
 		ts.start(t)
 		q = newQueue(t, ts.url(), natsq.Config{}, nil)
 		return q
-	}}
+	}
+	// Restart is already a crash (the server goes down first).
+	return queuetest.Harness{Queue: q, Restart: crash, Crash: crash}
 }
 
 // TestConformance runs the queue contract. Capabilities:

@@ -19,39 +19,96 @@ const minLease = 200 * time.Millisecond
 func newHarness(t testing.TB) queuetest.Harness { return harnessWith(DefaultWriterConfig())(t) }
 
 // harnessWith builds Queues over a fresh database. Restart closes the queue
-// without acking (as a crashed or redeployed process would leave things) and
-// starts a new Writer and Reader, on a new pool, over the same database.
+// without acking (as a redeployed process leaves things) and starts a new
+// Writer and Reader, on a new pool, over the same database. Crash abandons
+// the queue instead, never closed, and terminates its pool's connections (as
+// a killed process leaves things) before starting the new one.
 func harnessWith(wcfg WriterConfig) queuetest.NewHarness {
-	return func(t testing.TB) queuetest.Harness { return newHarnessWith(t, wcfg) }
+	return func(t testing.TB) queuetest.Harness { return newHarnessWith(t, wcfg, nil) }
 }
 
-func newHarnessWith(t testing.TB, wcfg WriterConfig) queuetest.Harness {
+// newHarnessWith is harnessWith; wrap, when set, wraps every queue it
+// starts (a deliberately broken wrapper, for the meta-tests).
+func newHarnessWith(t testing.TB, wcfg WriterConfig, wrap func(ports.Queue) ports.Queue) queuetest.Harness {
 	dsn := pgtest.NewDatabase(t)
-	start := func() ports.Queue {
-		pool := pgtest.Pool(t, dsn)
+	type instance struct {
+		q     *Queue
+		port  ports.Queue // q, or wrap(q)
+		crash func(testing.TB)
+	}
+	start := func() instance {
+		pool, crash := pgtest.CrashablePool(t, dsn)
 		q, err := NewQueue(pool, Config{
 			Writer: wcfg,
 			Reader: ReaderConfig{Range: fullRange(), MinLease: minLease, RefillInterval: 5 * time.Millisecond},
 		}, nil, nil)
 		require.NoError(t, err)
 		require.NoError(t, q.Start(context.Background()))
-		t.Cleanup(func() { _ = q.Close(context.Background()) })
-		return q
+		// Cancelled: a crashed queue's Close only stops its goroutines.
+		t.Cleanup(func() { _ = q.Close(cancelledContext()) })
+		in := instance{q: q, port: q, crash: crash}
+		if wrap != nil {
+			in.port = wrap(q)
+		}
+		return in
 	}
 	current := start()
 	return queuetest.Harness{
-		Queue: current,
+		Queue: current.port,
 		Restart: func(t testing.TB) ports.Queue {
-			require.NoError(t, current.(*Queue).Close(t.Context()))
+			if f, ok := current.port.(queuetest.Flusher); ok {
+				require.NoError(t, f.Flush(t.Context()))
+			}
+			require.NoError(t, current.q.Close(t.Context()))
 			current = start()
-			return current
+			return current.port
+		},
+		Crash: func(t testing.TB) ports.Queue {
+			current.crash(t)
+			current = start()
+			return current.port
 		},
 	}
 }
 
+// cancelledContext is a context that has already ended.
+func cancelledContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	queuetest.Run(t, newHarness, queuetest.Capabilities{Durable: true, OrderedPerPartition: true, GivesBackAbandonedLeases: true, MinLease: minLease})
+	queuetest.Run(t, newHarness, conformanceCaps)
+}
+
+var conformanceCaps = queuetest.Capabilities{Durable: true, OrderedPerPartition: true, GivesBackAbandonedLeases: true, MinLease: minLease}
+
+// TestConformanceOverBroken is the child TestSuiteCatchesLostCommits runs:
+// the suite over queues inside the broken wrapper named by
+// queuetest.BrokenVariant. In an ordinary run it has nothing to do.
+func TestConformanceOverBroken(t *testing.T) {
+	variant := queuetest.BrokenVariant()
+	if variant == "" {
+		return
+	}
+	wrap := func(q ports.Queue) ports.Queue { return queuetest.Broken(variant, q) }
+	queuetest.Run(t, func(t testing.TB) queuetest.Harness {
+		return newHarnessWith(t, DefaultWriterConfig(), wrap)
+	}, conformanceCaps)
+}
+
+// TestSuiteCatchesLostCommits checks that the durability cases fail over a
+// queue that answers a publish before committing it: a clean Restart
+// flushes it (and passes, which is all the suite checked before), a Crash
+// loses the messages.
+func TestSuiteCatchesLostCommits(t *testing.T) {
+	t.Parallel()
+	queuetest.RequireCaught(t, "^TestConformanceOverBroken$/^DurablePublish$", queuetest.AnswerBeforeCommit,
+		"--- PASS: TestConformanceOverBroken/DurablePublish/Restart",
+		"--- FAIL: TestConformanceOverBroken/DurablePublish/Crash",
+		"only 0 of 20 messages delivered")
 }
 
 // BenchmarkQueue runs the shared workload on the default writer and, for

@@ -121,10 +121,19 @@ func BenchmarkWriteBatch(b *testing.B) {
 						LabelsRaw: `DCGM_FI_DRIVER_VERSION="535.129.03"`,
 					}}
 				}
+				// Every tenth record repeats one of the previous batch.
+				want := ports.WriteResult{Inserted: 500}
+				if prev != nil {
+					want = ports.WriteResult{Inserted: 450, Duplicates: 50}
+				}
 				prev = batch
 				b.StartTimer()
-				if _, err := write(ctx, batch); err != nil {
+				res, err := write(ctx, batch)
+				if err != nil {
 					b.Fatal(err)
+				}
+				if res != want {
+					b.Fatalf("write batch: %+v, want %+v", res, want)
 				}
 			}
 			b.ReportMetric(float64(500*b.N)/b.Elapsed().Seconds(), "records/s")

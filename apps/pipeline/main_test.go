@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +18,9 @@ import (
 
 	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/streamer"
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
 
@@ -26,46 +34,129 @@ func TestValidateApp(t *testing.T) {
 	}
 }
 
-// gpuCount asks the app's own API how many GPUs it has seen.
-func gpuCount(t *testing.T, base string) int {
-	resp, err := http.Get(base + "/api/v1/gpus")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var body struct {
-		GPUs []json.RawMessage `json:"gpus"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
-		return -1
-	}
-	return len(body.GPUs)
-}
-
-// The whole pipeline in one process lists every GPU of one pass of the CSV.
+// The whole pipeline in one process stores every row of one pass of the CSV
+// exactly once: each (GPU, metric) pair of the file, which has one row per
+// pair, once in the store.
 func TestOneProcessStreamsTheCSV(t *testing.T) {
 	t.Parallel()
+	want := csvPairs(t, shipped)
 	for _, backends := range [][2]string{{"memory", "memory"}, {"postgres", "postgres"}} {
 		t.Run(backends[0]+"-queue/"+backends[1]+"-store", func(t *testing.T) {
 			t.Parallel()
 			vars := map[string]string{"QUEUE_BACKEND": backends[0], "STORE_BACKEND": backends[1],
-				"STREAMER_CSV_PATH": shipped, "STREAMER_MAX_ROWS": "2470", "HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn"}
+				"STREAMER_CSV_PATH": shipped, "STREAMER_ONCE": "true", "HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn"}
 			if backends[0] == "postgres" || backends[1] == "postgres" {
 				vars["DATABASE_URL"] = pgtest.NewDatabase(t)
 			}
-			var srv *platform.Server
-			app := fxtest.New(t, options(platform.NewEnvFrom(vars)), fx.Populate(&srv))
+			var (
+				srv    *platform.Server
+				store  ports.TelemetryReader
+				stream *streamer.Streamer
+			)
+			app := fxtest.New(t, options(platform.NewEnvFrom(vars)), fx.Populate(&srv, &store, &stream))
 			app.RequireStart()
 			defer app.RequireStop()
-			base := "http://" + srv.Addr()
-			require.Eventually(t, func() bool { return gpuCount(t, base) == 247 }, 60*time.Second, 50*time.Millisecond)
+
+			// One pass: the streamer stops at the end of the file.
+			require.Eventually(t, func() bool {
+				select {
+				case <-stream.Done():
+					return true
+				default:
+					return false
+				}
+			}, 60*time.Second, 10*time.Millisecond, "the streamer did not finish its one pass")
+			got := storedPairs(t, store)
+			for deadline := time.Now().Add(60 * time.Second); rowCount(got) < len(want); got = storedPairs(t, store) {
+				require.True(t, time.Now().Before(deadline), "stored %d of %d rows within 60s", rowCount(got), len(want))
+				select {
+				case <-t.Context().Done():
+					t.FailNow()
+				case <-time.After(50 * time.Millisecond): // poll interval
+				}
+			}
+			missing, repeated := comparePairs(want, got)
+			require.Empty(t, head(repeated), "%d of %d rows stored more than once (%d stored in all)", len(repeated), len(want), rowCount(got))
+			require.Empty(t, head(missing), "%d of %d rows never stored", len(missing), len(want))
+
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.Addr()+"/readyz", nil)
 			resp, err := http.DefaultClient.Do(req)
 			require.NoError(t, err)
 			resp.Body.Close()
 			require.Equal(t, http.StatusOK, resp.StatusCode)
 		})
 	}
+}
+
+// pair identifies a row of the CSV: a GPU's metric.
+type pair struct{ gpu, metric string }
+
+// csvPairs reads the (GPU UUID, metric) pair of every row of the CSV at path.
+func csvPairs(t *testing.T, path string) map[pair]int {
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	r := csv.NewReader(f)
+	header, err := r.Read()
+	require.NoError(t, err)
+	gpuCol, metricCol := slices.Index(header, "uuid"), slices.Index(header, "metric_name")
+	require.True(t, gpuCol >= 0 && metricCol >= 0, "CSV header %v", header)
+	out := make(map[pair]int)
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		require.NoError(t, err)
+		out[pair{rec[gpuCol], rec[metricCol]}]++
+	}
+}
+
+// storedPairs counts the stored rows of every GPU by (GPU, metric).
+func storedPairs(t *testing.T, store ports.TelemetryReader) map[pair]int {
+	ctx := t.Context()
+	gpus, err := store.ListGPUs(ctx)
+	require.NoError(t, err)
+	out := make(map[pair]int)
+	for _, g := range gpus {
+		require.NoError(t, store.StreamTelemetry(ctx, ports.TelemetryQuery{GPUUUID: g.UUID}, func(r domain.Record) error {
+			out[pair{r.GPUUUID, r.MetricName}]++
+			return nil
+		}))
+	}
+	return out
+}
+
+// head is the first few of list, for a readable failure.
+func head(list []string) []string { return list[:min(len(list), 5)] }
+
+func rowCount(m map[pair]int) int {
+	n := 0
+	for _, c := range m {
+		n += c
+	}
+	return n
+}
+
+// comparePairs lists the rows of want (each once) missing from got and
+// those got holds more than once, a few of each.
+func comparePairs(want, got map[pair]int) (missing, repeated []string) {
+	for p := range want {
+		switch n := got[p]; {
+		case n == 0:
+			missing = append(missing, fmt.Sprintf("%s/%s", p.gpu, p.metric))
+		case n > 1:
+			repeated = append(repeated, fmt.Sprintf("%s/%s ×%d", p.gpu, p.metric, n))
+		}
+	}
+	for p, n := range got {
+		if want[p] == 0 {
+			repeated = append(repeated, fmt.Sprintf("%s/%s ×%d (not in the CSV)", p.gpu, p.metric, n))
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(repeated)
+	return missing, repeated
 }

@@ -6,8 +6,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -41,7 +45,8 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
+	// Race-built: each test then checks its services' logs (see newLogDir).
+	if err := stack.BuildFlags(ctx, root, dir, stack.RaceFlags, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -64,7 +69,7 @@ type pipeline struct {
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
-	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
+	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: newLogDir(t)}
 	p.writer = p.start("mqwriter", map[string]string{})
 	p.reader = p.start("mqreader", map[string]string{"PARTITIONS": "0-255"})
 	return p
@@ -75,12 +80,30 @@ func newPipeline(t *testing.T) *pipeline {
 func newNATSPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
-	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
+	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: newLogDir(t)}
 	natsAddr, err := stack.FreeAddr()
 	require.NoError(t, err)
 	p.start("natsd", map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": t.TempDir()})
 	p.natsURL = "nats://" + natsAddr
 	return p
+}
+
+// newLogDir is a folder for the services' logs. Once every service has
+// stopped (cleanups run last-registered first, and the services register
+// theirs later), the test fails on any race the race-built services
+// reported.
+func newLogDir(t *testing.T) string {
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		reports, err := stack.RaceReports(dir)
+		if err != nil {
+			t.Errorf("read service logs: %v", err)
+		}
+		for _, r := range reports {
+			t.Errorf("data race in a service: %s", r)
+		}
+	})
+	return dir
 }
 
 func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
@@ -173,23 +196,97 @@ func TestStreamOncePersistsEveryRowExactlyOnce(t *testing.T) {
 	p.checkExactlyOnce(start)
 }
 
+// A collector killed while every one of its workers holds a lease, in the
+// middle of writing it, loses and duplicates nothing: exactly the messages
+// of those leases are redelivered (after the leases expire), each stored
+// once. The test holds an EXCLUSIVE lock on the telemetry table so that the
+// kill lands while each worker waits, lease in hand, for its INSERT; the
+// reader's metrics say what was outstanding and what was redelivered.
 func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	t.Parallel()
+	const workers, leaseMax = 4, 50
 	p := newPipeline(t)
 	start := time.Now().UTC()
-	// Short leases so the killed collector's batch is redelivered quickly;
-	// small batches so the kill lands while batches are in flight.
-	slow := map[string]string{"LEASE_SECONDS": "2", "LEASE_MAX": "50", "COLLECTOR_WORKERS": "4"}
-	c := p.collector(slow)
+	// Short leases so the killed collector's batches come back quickly;
+	// small batches so many are in flight.
+	c := p.collector(map[string]string{"LEASE_SECONDS": "2", "LEASE_MAX": fmt.Sprint(leaseMax), "COLLECTOR_WORKERS": fmt.Sprint(workers)})
 	p.streamer(csvRows)
 	require.Eventually(t, func() bool { return p.count(`SELECT count(*) FROM telemetry`) >= 400 }, 60*time.Second, 5*time.Millisecond)
+
+	ctx := context.Background()
+	lock, err := p.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = lock.Rollback(ctx) }()
+	_, err = lock.Exec(ctx, `LOCK TABLE telemetry IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	// Each worker leases, then blocks on its INSERT; blocked, none can ack.
+	require.Eventually(t, func() bool { return p.count(waitingInserts) == workers }, 30*time.Second, 5*time.Millisecond,
+		"the collector's %d workers did not all block on their INSERT", workers)
+	before := scrape(t, p.reader)
+	require.Zero(t, before.expired, "a lease expired before the kill: redeliveries could not be told apart")
+	held := before.leased - before.acked
+	require.Positive(t, held, "the kill would land with no lease outstanding (leased %v, acked %v)", before.leased, before.acked)
+	require.LessOrEqual(t, held, float64(workers*leaseMax), "more messages unacked than the blocked leases hold: some were released before the kill")
+	t.Logf("killing the collector with %v messages leased in %d blocked batches (leased %v, acked %v)", held, workers, before.leased, before.acked)
 	require.NoError(t, c.Signal(syscall.SIGKILL))
 	<-c.Done()
-	stored := p.count(`SELECT count(*) FROM telemetry`)
-	require.Less(t, stored, csvRows, "the kill must land before the collector finished")
-	p.collector(slow)
+	// The killed workers' INSERTs go on once unlocked: stored, never acked.
+	require.NoError(t, lock.Rollback(ctx))
+	require.Less(t, p.count(`SELECT count(*) FROM telemetry`), csvRows, "the kill must land before the collector finished")
+
+	// Long leases now: from here only the killed collector's leases expire.
+	p.collector(nil)
 	p.settled(csvRows)
 	p.checkExactlyOnce(start)
+	after := scrape(t, p.reader)
+	require.Equal(t, float64(csvRows), after.acked, "every message acked exactly once")
+	require.Equal(t, float64(workers), after.expired, "leases expired: exactly the killed collector's, one per worker")
+	require.Equal(t, held, after.leased-after.acked, "messages delivered twice: exactly those leased at the kill")
+	require.Equal(t, held, after.redelivered-before.redelivered, "messages the reader reloaded for redelivery")
+}
+
+// waitingInserts counts the sessions of this database waiting for a lock
+// while inserting telemetry.
+const waitingInserts = `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO telemetry%'`
+
+// readerMetrics are mqreader's delivery counters.
+type readerMetrics struct {
+	leased, acked, expired, redelivered float64
+}
+
+// scrape reads proc's (mqreader's) delivery counters from its /metrics.
+func scrape(t *testing.T, proc *stack.Proc) readerMetrics {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, proc.URL()+"/metrics", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	values := make(map[string]float64)
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		require.NoError(t, err, "metric line %q", line)
+		values[name] = v
+	}
+	m := readerMetrics{
+		leased:      values["mqreader_messages_leased_total"],
+		acked:       values["mqreader_messages_acked_total"],
+		expired:     values["mqreader_leases_expired_total"],
+		redelivered: values["mqreader_messages_redelivered_total"],
+	}
+	_, ok := values["mqreader_messages_leased_total"]
+	require.True(t, ok, "no mqreader_messages_leased_total in %s's metrics", proc.Name)
+	return m
 }
 
 func TestNATSBackendPersistsEveryRowExactlyOnce(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 )
 
 // apps are the binaries the suite runs, built with the "faults" tag so the
-// writer's test-only failpoints exist.
+// writer's test-only failpoints exist, and with the race detector.
 var apps = []string{"mqwriter", "mqreader", "collector", "streamer", "apigw"}
 
 // Set once by TestMain, read-only afterwards.
@@ -75,7 +75,8 @@ func setup() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := stack.BuildTags(ctx, root, binDir, []string{"faults"}, apps...); err != nil {
+	// Race-built: newSystem checks the services' logs for race reports.
+	if err := stack.BuildFlags(ctx, root, binDir, append([]string{"-tags", "faults"}, stack.RaceFlags...), apps...); err != nil {
 		return err
 	}
 	// A cluster of the suite's own, so stopping it (scenario 4) disturbs no

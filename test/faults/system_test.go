@@ -87,6 +87,13 @@ func newSystem(t *testing.T) *system {
 			}
 		}
 		pool.Close()
+		reports, err := stack.RaceReports(logDir)
+		if err != nil {
+			t.Errorf("read service logs: %v", err)
+		}
+		for _, r := range reports {
+			t.Errorf("data race in a service: %s", r)
+		}
 		if t.Failed() {
 			t.Logf("service logs kept in %s", logDir)
 		} else {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +130,52 @@ func Pool(t testing.TB, dsn string) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// CrashablePool opens a pool on dsn, closed at cleanup, and a crash function
+// that cuts the pool off as the death of its process would: from then on it
+// opens no connection, and every connection it had is terminated with
+// pg_terminate_backend. Whatever the pool's users had not committed is lost,
+// and they can never reach the database again. Harnesses use it to crash a
+// component without calling its Close.
+func CrashablePool(t testing.TB, dsn string) (*pgxpool.Pool, func(t testing.TB)) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatalf("pgtest: pool config: %v", err)
+	}
+	app := "pgtest-crashable-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	var crashed atomic.Bool
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
+		if crashed.Load() {
+			return errors.New("pgtest: the pool's process has crashed")
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pgtest: pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	crash := func(t testing.TB) {
+		t.Helper()
+		crashed.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatalf("pgtest: crash: connect: %v", err)
+		}
+		defer admin.Close(ctx)
+		// The timeout makes pg_terminate_backend wait until each backend has
+		// exited, so nothing it was doing commits afterwards.
+		var left int
+		err = admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 10000))
+FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&left)
+		if err != nil || left > 0 {
+			t.Fatalf("pgtest: crash: terminate the pool's backends: %d left: %v", left, err)
+		}
+	}
+	return pool, crash
 }

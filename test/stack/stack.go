@@ -21,16 +21,23 @@ import (
 
 // Build compiles the named apps (directories under apps/) into binDir.
 func Build(ctx context.Context, root, binDir string, apps ...string) error {
-	return BuildTags(ctx, root, binDir, nil, apps...)
+	return BuildFlags(ctx, root, binDir, nil, apps...)
 }
 
 // BuildTags is Build with build tags, e.g. "faults" for the binaries of the
 // fault-injection suite, which compiles in its test-only failpoints.
 func BuildTags(ctx context.Context, root, binDir string, tags []string, apps ...string) error {
-	args := []string{"build", "-o", binDir + string(filepath.Separator)}
+	var flags []string
 	if len(tags) > 0 {
-		args = append(args, "-tags", strings.Join(tags, ","))
+		flags = []string{"-tags", strings.Join(tags, ",")}
 	}
+	return BuildFlags(ctx, root, binDir, flags, apps...)
+}
+
+// BuildFlags is Build with extra `go build` flags: RaceFlags for the
+// end-to-end and fault suites, whose logs RaceReports then checks.
+func BuildFlags(ctx context.Context, root, binDir string, flags []string, apps ...string) error {
+	args := append([]string{"build", "-o", binDir + string(filepath.Separator)}, flags...)
 	for _, a := range apps {
 		args = append(args, "./apps/"+a)
 	}
@@ -41,6 +48,42 @@ func BuildTags(ctx context.Context, root, binDir string, tags []string, apps ...
 		return fmt.Errorf("go build %s: %w: %s", strings.Join(apps, " "), err, out)
 	}
 	return nil
+}
+
+// RaceFlags builds with the race detector. A race-built app that hits a
+// race prints a report to its log (and exits 66 at the end), so the suites
+// check the logs with RaceReports rather than exit codes, which a killed or
+// stopped process does not reliably give.
+var RaceFlags = []string{"-race"}
+
+// raceHeader starts every report of the race detector.
+const raceHeader = "WARNING: DATA RACE"
+
+// RaceReports returns, for each log (*.log) in logDir holding a report of
+// the race detector, its name and the first report.
+func RaceReports(logDir string) ([]string, error) {
+	logs, err := filepath.Glob(filepath.Join(logDir, "*.log"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		text := string(b)
+		i := strings.Index(text, raceHeader)
+		if i < 0 {
+			continue
+		}
+		report := text[i:]
+		if end := strings.Index(report, "\n==================\n"); end >= 0 {
+			report = report[:end]
+		}
+		out = append(out, fmt.Sprintf("%s: %d race reports; the first:\n%s", filepath.Base(path), strings.Count(text, raceHeader), report))
+	}
+	return out, nil
 }
 
 // Root returns the module root above the working directory.

@@ -47,6 +47,10 @@ type bench struct {
 	q      ports.Queue
 	topic  string
 	drains atomic.Int64
+	// accepted and duplicates sum the publish results, which must account
+	// for every message published: a queue that answers without storing
+	// must not look fast.
+	accepted, duplicates atomic.Int64
 }
 
 func newBench(b *testing.B, newHarness NewHarness) *bench {
@@ -62,7 +66,11 @@ func newBench(b *testing.B, newHarness NewHarness) *bench {
 // backpressure. With untimed set (one goroutine only), drains are not timed.
 func (bn *bench) publish(ctx context.Context, msgs []ports.OutgoingMessage, untimed *testing.B) error {
 	for {
-		_, err := bn.q.Publish(ctx, bn.topic, msgs)
+		res, err := bn.q.Publish(ctx, bn.topic, msgs)
+		if err == nil {
+			bn.accepted.Add(int64(res.Accepted))
+			bn.duplicates.Add(int64(res.Duplicates))
+		}
 		if !errors.Is(err, ports.ErrBackpressure) {
 			return err
 		}
@@ -97,6 +105,16 @@ func (bn *bench) drain(ctx context.Context) error {
 	return bn.q.Ack(ctx, ports.LeaseRef{Topic: bn.topic, ConsumerID: "bench-drain", LeaseID: l.ID})
 }
 
+// requirePublished fails the benchmark unless its publishes were answered
+// with exactly want accepted messages and no duplicates (the workload has no
+// idempotency keys, so nothing can be a duplicate).
+func (bn *bench) requirePublished(b *testing.B, want int64) {
+	b.Helper()
+	if got, dup := bn.accepted.Load(), bn.duplicates.Load(); got != want || dup != 0 {
+		b.Fatalf("publishes answered %d accepted and %d duplicates for %d distinct messages", got, dup, want)
+	}
+}
+
 func (bn *bench) report(b *testing.B, msgs int64) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(msgs)/s, "msgs/s")
@@ -122,6 +140,7 @@ func benchPublishOne(b *testing.B, newHarness NewHarness) {
 		}
 	})
 	b.StopTimer()
+	bn.requirePublished(b, int64(b.N))
 	bn.report(b, int64(b.N))
 }
 
@@ -137,6 +156,7 @@ func benchPublishBatch(b *testing.B, newHarness NewHarness) {
 		}
 	}
 	b.StopTimer()
+	bn.requirePublished(b, int64(b.N)*int64(len(msgs)))
 	bn.report(b, int64(b.N)*int64(len(msgs)))
 }
 
@@ -149,7 +169,7 @@ func benchLeaseAck(b *testing.B, newHarness NewHarness) {
 	ctx := b.Context()
 	msgs := batch(0, 1000, benchGPUs)
 	req := ports.LeaseRequest{Topic: bn.topic, ConsumerID: "bench", Max: max, LeaseDuration: longLease}
-	var remaining, acked int64
+	var remaining, published, acked int64
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -161,6 +181,10 @@ func benchLeaseAck(b *testing.B, newHarness NewHarness) {
 				}
 			}
 			remaining += chunk
+			published += chunk
+			// Before leasing: a queue that stored nothing would otherwise
+			// be polled forever.
+			bn.requirePublished(b, published)
 			b.StartTimer()
 		}
 		l, err := bn.q.Lease(ctx, req)
@@ -183,5 +207,8 @@ func benchLeaseAck(b *testing.B, newHarness NewHarness) {
 		acked += int64(len(l.Messages))
 	}
 	b.StopTimer()
+	if acked > published {
+		b.Fatalf("acked %d messages of %d published", acked, published)
+	}
 	bn.report(b, acked)
 }

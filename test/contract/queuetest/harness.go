@@ -16,10 +16,18 @@ import (
 type Harness struct {
 	// Queue is the queue under test.
 	Queue ports.Queue
-	// Restart, for durable adapters, stops the current instance (as a crash
-	// or a clean stop would) and returns a new one over the same durable
+	// Restart, for durable adapters, stops the current instance cleanly
+	// (Close, without acking) and returns a new one over the same durable
 	// state. Nil when the adapter is not durable.
 	Restart func(t testing.TB) ports.Queue
+	// Crash, for durable adapters, stops the current instance as a crash
+	// would: no Close, nothing flushed, its connections cut (e.g. with
+	// pg_terminate_backend) and the abandoned instance unable to reach the
+	// durable state again; it returns a new instance over that state. The
+	// durability cases run once after Restart and once after Crash, and need
+	// both. Nil when the adapter is not durable; a harness whose Restart
+	// already is a crash sets both to it.
+	Crash func(t testing.TB) ports.Queue
 }
 
 // Capabilities lists the allowed differences between adapters; a test that

@@ -26,7 +26,18 @@ const (
 	longLease = 5 * time.Minute
 	// defaultMinLease stands in for a zero Capabilities.MinLease.
 	defaultMinLease = time.Second
+	// shortAckableLease is the shortest lease a case both acks in time and
+	// waits out: long enough that a loaded machine still acks before it
+	// expires, short enough to wait for.
+	shortAckableLease = 2 * time.Second
+	// controlSeq marks a control message: one that is let expire to prove
+	// that the leases before it have expired too.
+	controlSeq = -2
 )
+
+// ackableLease is the lease a case acks before it expires and then waits
+// out: shortAckableLease, or MinLease when that is longer.
+func (c Capabilities) ackableLease() time.Duration { return max(c.MinLease, shortAckableLease) }
 
 // withDefaults fills the zero fields of caps.
 func (c Capabilities) withDefaults() Capabilities {
@@ -121,6 +132,9 @@ type env struct {
 	q     ports.Queue // the current instance; replaced by restart
 	topic string
 	caps  Capabilities
+	// stop is Harness.Restart or Harness.Crash: how restart stops the
+	// current instance.
+	stop func(t testing.TB) ports.Queue
 }
 
 func newEnv(t *testing.T, newHarness NewHarness, caps Capabilities) *env {
@@ -130,12 +144,13 @@ func newEnv(t *testing.T, newHarness NewHarness, caps Capabilities) *env {
 	return &env{t: t, ctx: t.Context(), h: h, q: h.Queue, topic: newTopic(), caps: caps}
 }
 
-// restart replaces the queue by a new instance over the same durable state.
+// restart replaces the queue by a new instance over the same durable
+// state, stopping the current one with e.stop.
 func (e *env) restart() {
 	e.t.Helper()
-	require.NotNil(e.t, e.h.Restart, "harness has no Restart")
-	e.q = e.h.Restart(e.t)
-	require.NotNil(e.t, e.q, "Restart returned no queue")
+	require.NotNil(e.t, e.stop, "no Restart or Crash chosen for this case")
+	e.q = e.stop(e.t)
+	require.NotNil(e.t, e.q, "Restart or Crash returned no queue")
 }
 
 func (e *env) publish(msgs ...ports.OutgoingMessage) ports.PublishResult {
@@ -240,6 +255,15 @@ func ids(msgs []domain.Message) map[uuid.UUID]int {
 	out := make(map[uuid.UUID]int, len(msgs))
 	for _, m := range msgs {
 		out[m.ID] = m.Deliveries
+	}
+	return out
+}
+
+// payloads returns the payloads of msgs as text, for failure messages.
+func payloads(msgs []domain.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = string(m.Payload)
 	}
 	return out
 }

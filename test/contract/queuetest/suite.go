@@ -42,7 +42,7 @@ func Run(t *testing.T, newHarness NewHarness, caps Capabilities) {
 		{"LeaseRespectsMax", s.testLeaseRespectsMax},
 		{"EmptyQueue", s.testEmptyQueue},
 		{"AckRemovesForGood", s.testAckRemovesForGood},
-		{"AckRemovesForGoodAcrossRestart", s.testAckRemovesForGoodAcrossRestart},
+		{"AckRemovesForGoodAcrossRestart", s.afterStop(s.testAckRemovesForGoodAcrossRestart)},
 		{"AckIsIdempotent", s.testAckIsIdempotent},
 		{"UnknownLease", s.testUnknownLease},
 		{"AckAfterDeadline", s.testAckAfterDeadline},
@@ -52,8 +52,8 @@ func Run(t *testing.T, newHarness NewHarness, caps Capabilities) {
 		{"ConcurrentConsumers", s.testConcurrentConsumers},
 		{"IdempotencyKey", s.testIdempotencyKey},
 		{"MixedBatchDuplicates", s.testMixedBatchDuplicates},
-		{"DurablePublish", s.testDurablePublish},
-		{"LeasedRedeliveredAfterRestart", s.testLeasedRedeliveredAfterRestart},
+		{"DurablePublish", s.afterStop(s.testDurablePublish)},
+		{"LeasedRedeliveredAfterRestart", s.afterStop(s.testLeasedRedeliveredAfterRestart)},
 		{"FIFOWithinPartition", s.testFIFOWithinPartition},
 		{"InvalidArguments", s.testInvalidArguments},
 		{"CancelledContext", s.testCancelledContext},
@@ -74,6 +74,28 @@ func (s suite) requireDurable(t *testing.T) {
 	t.Helper()
 	if !s.caps.Durable {
 		t.Skip("adapter is not durable (Capabilities.Durable is false)")
+	}
+}
+
+// afterStop runs a durability case twice, each on a fresh instance: once
+// stopping it with Harness.Restart (a clean Close) and once with
+// Harness.Crash (no Close, connections cut), since a graceful stop flushes
+// what a crash loses.
+func (s suite) afterStop(run func(t *testing.T, e *env)) func(t *testing.T) {
+	return func(t *testing.T) {
+		s.requireDurable(t)
+		for _, kind := range []string{"Restart", "Crash"} {
+			t.Run(kind, func(t *testing.T) {
+				t.Parallel()
+				e := s.env(t)
+				e.stop = e.h.Restart
+				if kind == "Crash" {
+					e.stop = e.h.Crash
+				}
+				require.NotNil(t, e.stop, "a durable adapter's harness needs %s", kind)
+				run(t, e)
+			})
+		}
 	}
 }
 
@@ -122,6 +144,11 @@ func (s suite) testEmptyQueue(t *testing.T) {
 	require.Empty(t, l.Messages)
 }
 
+// An acked message never comes back, not even after its lease would have
+// expired: the acks are on leases short enough to expire during the test,
+// and a control message leased after them, in the same partition, is let
+// expire. Once the control is redelivered every acked lease is past its
+// expiry too, so an Ack that deleted nothing would have shown its messages.
 func (s suite) testAckRemovesForGood(t *testing.T) {
 	e := s.env(t)
 	gpu := gpuUUID(1)
@@ -130,19 +157,26 @@ func (s suite) testAckRemovesForGood(t *testing.T) {
 		msgs[i] = outgoing(gpu, i, "")
 	}
 	e.publish(msgs...)
-	leases, _ := e.collect(10, 4, longLease)
+	d := s.caps.ackableLease()
+	leases, _ := e.collect(10, 4, d)
 	for _, l := range leases {
 		e.ack(l)
 	}
-	require.Empty(t, e.drainWithMarker(gpu), "acked messages delivered again")
+
+	e.publish(outgoing(gpu, controlSeq, ""))
+	_, control := e.collect(1, 1, d)
+	held, again := e.collect(1, 1, longLease)
+	require.Equal(t, controlSeq, seqOf(t, again[0]),
+		"acked message delivered again (its lease expired before the control's): %s", again[0].Payload)
+	require.Equal(t, control[0].ID, again[0].ID, "the control message came back")
+	e.ack(held[0])
+	require.Empty(t, payloads(e.drainWithMarker(gpu)), "acked messages delivered again after their leases expired")
 	l, err := e.q.Lease(e.ctx, e.request(100, longLease))
 	require.NoError(t, err)
 	require.Empty(t, l.Messages, "queue not empty after draining")
 }
 
-func (s suite) testAckRemovesForGoodAcrossRestart(t *testing.T) {
-	s.requireDurable(t)
-	e := s.env(t)
+func (s suite) testAckRemovesForGoodAcrossRestart(t *testing.T, e *env) {
 	gpu := gpuUUID(2)
 	msgs := make([]ports.OutgoingMessage, 10)
 	for i := range msgs {
@@ -154,7 +188,7 @@ func (s suite) testAckRemovesForGoodAcrossRestart(t *testing.T) {
 		e.ack(l)
 	}
 	e.restart()
-	require.Empty(t, e.drainWithMarker(gpu), "acked messages delivered again after restart")
+	require.Empty(t, payloads(e.drainWithMarker(gpu)), "acked messages delivered again after restart")
 }
 
 func (s suite) testAckIsIdempotent(t *testing.T) {
@@ -361,7 +395,7 @@ func (s suite) testIdempotencyKey(t *testing.T) {
 	for _, l := range leases {
 		e.ack(l)
 	}
-	require.Empty(t, e.drainWithMarker(gpu), "duplicate delivered")
+	require.Empty(t, payloads(e.drainWithMarker(gpu)), "duplicate delivered")
 }
 
 func (s suite) testMixedBatchDuplicates(t *testing.T) {
@@ -397,12 +431,10 @@ func (s suite) testMixedBatchDuplicates(t *testing.T) {
 	for _, l := range leases {
 		e.ack(l)
 	}
-	require.Empty(t, e.drainWithMarker(gpu), "duplicate delivered")
+	require.Empty(t, payloads(e.drainWithMarker(gpu)), "duplicate delivered")
 }
 
-func (s suite) testDurablePublish(t *testing.T) {
-	s.requireDurable(t)
-	e := s.env(t)
+func (s suite) testDurablePublish(t *testing.T, e *env) {
 	msgs := batch(0, 20, 5)
 	e.publish(msgs[:10]...)
 	e.publish(msgs[10:]...)
@@ -422,9 +454,7 @@ func (s suite) testDurablePublish(t *testing.T) {
 	}
 }
 
-func (s suite) testLeasedRedeliveredAfterRestart(t *testing.T) {
-	s.requireDurable(t)
-	e := s.env(t)
+func (s suite) testLeasedRedeliveredAfterRestart(t *testing.T, e *env) {
 	e.publish(batch(0, 10, 3)...)
 	_, first := e.collect(10, 100, longLease)
 	e.restart()
@@ -522,7 +552,7 @@ func (s suite) testInvalidArguments(t *testing.T) {
 		}
 	})
 	t.Run("nothing stored", func(t *testing.T) {
-		require.Empty(t, e.drainWithMarker(gpuUUID(0)), "a rejected publish stored messages")
+		require.Empty(t, payloads(e.drainWithMarker(gpuUUID(0))), "a rejected publish stored messages")
 	})
 }
 
@@ -559,6 +589,8 @@ func (s suite) testCancelledContext(t *testing.T) {
 	}
 	// The cancelled release did not release: the lease is still live.
 	e.ack(held)
+	// The cancelled publish stored nothing.
+	require.Empty(t, payloads(e.drainWithMarker(gpuUUID(0))), "a publish with a cancelled context stored messages")
 }
 
 // A Lease abandoned by its caller at any moment (deadlines from 0 to ~50µs

@@ -1,0 +1,175 @@
+package queuetest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// A suite case is only as good as the broken adapter it catches. The
+// wrappers here break one promise each, and RequireCaught runs a case over
+// one of them in a child process of the test binary and requires it to
+// fail: a meta-test that keeps each case able to bite.
+
+// brokenEnv names the wrapper a child run of RequireCaught uses.
+const brokenEnv = "QUEUETEST_BROKEN"
+
+// Names of the deliberately broken wrappers, for Broken and RequireCaught.
+const (
+	// AckDeletesNothing: Ack returns nil and leaves the lease alone, so its
+	// messages come back at the lease's expiry.
+	AckDeletesNothing = "ack-deletes-nothing"
+	// PublishDespiteCancel: Publish with an ended context stores the
+	// messages anyway, then reports the context's error.
+	PublishDespiteCancel = "publish-despite-cancel"
+	// StoreNothing: Publish stores nothing and answers that every message
+	// was a duplicate, as a writer whose dedup key collides would.
+	StoreNothing = "store-nothing"
+	// AnswerBeforeCommit: Publish answers at once and stores the messages
+	// later (at the next Lease or Flush), as a writer acknowledging before
+	// its group commit would; a clean stop flushes, a crash loses them.
+	AnswerBeforeCommit = "answer-before-commit"
+)
+
+// BrokenVariant is the wrapper a child run of RequireCaught was started
+// with, "" in an ordinary run.
+func BrokenVariant() string { return os.Getenv(brokenEnv) }
+
+// Broken wraps q in the named broken wrapper (one of the constants above).
+// It panics on an unknown name: a typo in a test.
+func Broken(name string, q ports.Queue) ports.Queue {
+	switch name {
+	case AckDeletesNothing:
+		return ackDeletesNothing{q}
+	case PublishDespiteCancel:
+		return publishDespiteCancel{q}
+	case StoreNothing:
+		return storeNothing{q}
+	case AnswerBeforeCommit:
+		return &answerBeforeCommit{Queue: q, pending: make(chan pendingBatch, pendingBatches)}
+	default:
+		panic(fmt.Sprintf("queuetest: no broken wrapper %q", name))
+	}
+}
+
+type ackDeletesNothing struct{ ports.Queue }
+
+func (ackDeletesNothing) Ack(context.Context, ports.LeaseRef) error { return nil }
+
+type publishDespiteCancel struct{ ports.Queue }
+
+func (q publishDespiteCancel) Publish(ctx context.Context, topic string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	res, err := q.Queue.Publish(context.WithoutCancel(ctx), topic, msgs)
+	if ctx.Err() != nil {
+		return ports.PublishResult{}, ctx.Err()
+	}
+	return res, err
+}
+
+type storeNothing struct{ ports.Queue }
+
+func (storeNothing) Publish(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	return ports.PublishResult{Duplicates: len(msgs)}, nil
+}
+
+// pendingBatches bounds answerBeforeCommit's buffer: more than any suite
+// case publishes between two leases.
+const pendingBatches = 1024
+
+// answerBeforeCommit holds published batches in a channel (its buffer, so
+// it needs no lock) until the next Lease or Flush. It defers every publish,
+// invalid ones included: run it only on the cases it is meant to break.
+type answerBeforeCommit struct {
+	ports.Queue
+	pending chan pendingBatch
+}
+
+type pendingBatch struct {
+	topic string
+	msgs  []ports.OutgoingMessage
+}
+
+func (q *answerBeforeCommit) Publish(_ context.Context, topic string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+	q.pending <- pendingBatch{topic: topic, msgs: msgs}
+	return ports.PublishResult{Accepted: len(msgs)}, nil
+}
+
+func (q *answerBeforeCommit) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
+	if err := q.Flush(ctx); err != nil {
+		return domain.Lease{}, err
+	}
+	return q.Queue.Lease(ctx, req)
+}
+
+// Flush stores every pending batch: what a clean stop does.
+func (q *answerBeforeCommit) Flush(ctx context.Context) error {
+	for {
+		select {
+		case b := <-q.pending:
+			if _, err := q.Queue.Publish(ctx, b.topic, b.msgs); err != nil {
+				return fmt.Errorf("flush: %w", err)
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// Flusher is implemented by a broken wrapper that holds messages until a
+// clean stop: a harness's Restart calls Flush before Close, its Crash does
+// not.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// RequireCaught runs the tests of the calling test binary that match
+// pattern (a -test.run pattern) in a child process whose BrokenVariant is
+// variant, and requires the run to fail with output containing each of
+// wants. The child's test builds its harness over Broken(BrokenVariant(), …).
+func RequireCaught(t *testing.T, pattern, variant string, wants ...string) {
+	t.Helper()
+	requireChildFails(t, []string{"-test.run=" + pattern, "-test.count=1", "-test.v"}, variant, wants)
+}
+
+// RequireBenchCaught is RequireCaught for the benchmarks matching pattern
+// (a -test.bench pattern), each run for one iteration.
+func RequireBenchCaught(t *testing.T, pattern, variant string, wants ...string) {
+	t.Helper()
+	requireChildFails(t, []string{"-test.run=^$", "-test.bench=" + pattern, "-test.benchtime=1x", "-test.count=1"}, variant, wants)
+}
+
+func requireChildFails(t *testing.T, args []string, variant string, wants []string) {
+	t.Helper()
+	pattern := strings.Join(args, " ")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
+	cmd.Env = append(os.Environ(), brokenEnv+"="+variant)
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	require.Error(t, err, "the suite passed over the broken wrapper %q:\n%s", variant, text)
+	require.Contains(t, text, "--- FAIL", "run over %q failed without a failing test:\n%s", variant, text)
+	for _, w := range wants {
+		require.Contains(t, text, w, "run over %q:\n%s", variant, text)
+	}
+	t.Logf("%s over %s failed as it should:\n%s", pattern, variant, failures(text))
+}
+
+// failures keeps the lines of a test run's output that report a failure.
+func failures(out string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		l := strings.TrimSpace(line)
+		if strings.HasPrefix(l, "--- FAIL") || strings.Contains(strings.SplitN(l, " ", 2)[0], ".go:") || strings.HasPrefix(l, "Error:") || strings.HasPrefix(l, "Messages:") ||
+			strings.HasPrefix(l, "Error Trace:") || strings.HasPrefix(l, "expected") || strings.HasPrefix(l, "actual") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
+}

@@ -1,0 +1,42 @@
+package stack
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestRaceReports feeds RaceReports logs shaped like a race-built service's:
+// it must name the log with a report and ignore the clean one.
+func TestRaceReports(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	race := `{"level":"INFO","msg":"collecting"}
+==================
+WARNING: DATA RACE
+Write at 0x000001926470 by goroutine 33:
+  collector.(*Collector).ProcessOnce()
+      /src/apps/internal/collector/collector.go:179 +0x65
+
+Previous write at 0x000001926470 by goroutine 34:
+  collector.(*Collector).ProcessOnce()
+      /src/apps/internal/collector/collector.go:179 +0x84
+==================
+==================
+WARNING: DATA RACE
+Read at 0x000001926470 by goroutine 35:
+==================
+{"level":"INFO","msg":"stopped"}
+`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "collector.log"), []byte(race), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mqreader.log"), []byte(`{"level":"INFO","msg":"ready"}`+"\n"), 0o600))
+
+	got, err := RaceReports(dir)
+	require.NoError(t, err)
+	require.Len(t, got, 1, "reports: %q", got)
+	require.Contains(t, got[0], "collector.log: 2 race reports; the first:")
+	require.Contains(t, got[0], "collector.go:179 +0x84")
+	require.NotContains(t, got[0], "goroutine 35", "only the first report")
+}
