@@ -23,6 +23,7 @@ import (
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/retry"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -77,13 +78,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 // Collector runs the loop.
 type Collector struct {
-	q      ports.Consumer
-	store  ports.TelemetryWriter
-	cfg    Config
-	log    *slog.Logger
-	m      *metrics
-	cancel context.CancelFunc
-	done   chan struct{}
+	q     ports.Consumer
+	store ports.TelemetryWriter
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	loop  *startstop.Loop // set by Start, stopped by Stop (fx runs them in order)
 }
 
 // New returns a collector; Start runs it.
@@ -103,31 +103,19 @@ func New(q ports.Consumer, store ports.TelemetryWriter, cfg Config, logger *slog
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
-	return &Collector{q: q, store: store, cfg: cfg, log: logger, m: newMetrics(reg), done: make(chan struct{})}
+	return &Collector{q: q, store: store, cfg: cfg, log: logger, m: newMetrics(reg)}
 }
 
 // Start runs the workers in the background until Stop.
-func (c *Collector) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	go func() {
-		defer close(c.done)
-		c.Run(ctx)
-	}()
-}
+func (c *Collector) Start() { c.loop = startstop.Go(c.Run) }
 
-// Stop stops leasing, lets each worker finish the batch it holds, and waits.
+// Stop stops leasing, lets each worker finish the batch it holds, and waits
+// (bounded by ctx).
 func (c *Collector) Stop(ctx context.Context) error {
-	if c.cancel == nil {
-		return nil
+	if err := c.loop.Stop(ctx); err != nil {
+		return fmt.Errorf("collector: %w", err)
 	}
-	c.cancel()
-	select {
-	case <-c.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop collector: %w", ctx.Err())
-	}
+	return nil
 }
 
 // Run runs Workers loops until ctx ends.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/retry"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -93,14 +94,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 // Streamer runs the loop.
 type Streamer struct {
-	src    ports.Source
-	pub    ports.Publisher
-	cfg    Config
-	log    *slog.Logger
-	m      *metrics
-	runID  string
-	cancel context.CancelFunc
-	done   chan struct{}
+	src   ports.Source
+	pub   ports.Publisher
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	runID string
+	loop  *startstop.Loop // set by Start, stopped by Stop (fx runs them in order)
 }
 
 // New returns a streamer; Start runs it.
@@ -123,7 +123,7 @@ func New(src ports.Source, pub ports.Publisher, cfg Config, logger *slog.Logger,
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = time.Minute
 	}
-	return &Streamer{src: src, pub: pub, cfg: cfg, log: logger, m: newMetrics(reg), runID: uuid.NewString(), done: make(chan struct{})}
+	return &Streamer{src: src, pub: pub, cfg: cfg, log: logger, m: newMetrics(reg), runID: uuid.NewString()}
 }
 
 // RunID identifies this run in every idempotency key.
@@ -131,32 +131,23 @@ func (s *Streamer) RunID() string { return s.runID }
 
 // Start runs the loop in the background until Stop or MaxRows.
 func (s *Streamer) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go func() {
-		defer close(s.done)
+	s.loop = startstop.Go(func(ctx context.Context) {
 		if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Error("streamer stopped", "err", err)
 		}
-	}()
+	})
 }
 
-// Stop cancels the loop and waits for it.
+// Stop cancels the loop and waits for it (bounded by ctx).
 func (s *Streamer) Stop(ctx context.Context) error {
-	if s.cancel == nil {
-		return nil
+	if err := s.loop.Stop(ctx); err != nil {
+		return fmt.Errorf("streamer: %w", err)
 	}
-	s.cancel()
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop streamer: %w", ctx.Err())
-	}
+	return nil
 }
 
-// Done is closed when a started loop has returned.
-func (s *Streamer) Done() <-chan struct{} { return s.done }
+// Done is closed when a started loop has returned (nil before Start).
+func (s *Streamer) Done() <-chan struct{} { return s.loop.Done() }
 
 type emission struct {
 	msg   ports.OutgoingMessage
