@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/gpufleet/telemetry/internal/startstop"
 )
 
 // Options are what an app supplies to Module besides Config and ClientConfig.
@@ -37,12 +39,10 @@ func NewFromParams(p Params) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	var loop *startstop.Loop
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
-			go func() {
-				defer close(done)
+			loop = startstop.Go(func(ctx context.Context) {
 				var err error
 				if p.Options.Elect {
 					err = c.RunElected(ctx, p.Options.Election)
@@ -52,18 +52,10 @@ func NewFromParams(p Params) (*Controller, error) {
 				if err != nil {
 					c.logger.Error("partition controller stopped", "err", err)
 				}
-			}()
+			})
 			return nil
 		},
-		OnStop: func(stop context.Context) error {
-			cancel()
-			select {
-			case <-done:
-				return nil
-			case <-stop.Done():
-				return stop.Err()
-			}
-		},
+		OnStop: func(ctx context.Context) error { return loop.Stop(ctx) },
 	})
 	return c, nil
 }
