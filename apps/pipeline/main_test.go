@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +15,10 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/gpufleet/telemetry/adapters/csv"
+	"github.com/gpufleet/telemetry/adapters/scrape/scrapetest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
 
@@ -69,4 +76,34 @@ func TestOneProcessStreamsTheCSV(t *testing.T) {
 			require.Equal(t, http.StatusOK, resp.StatusCode)
 		})
 	}
+}
+
+// STREAMER_SOURCE=scrape in one process: 31 fake dcgm-exporters serve the
+// shipped CSV, and every GPU they serve is listed by the API.
+func TestOneProcessScrapesFakeExporters(t *testing.T) {
+	t.Parallel()
+	rows, err := csv.New(shipped, csv.Options{Once: true, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	var points []domain.Point
+	for {
+		p, err := rows.Next(t.Context())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		points = append(points, p)
+	}
+	fleet, err := scrapetest.StartFleet("127.0.0.1", 0, scrapetest.Hosts(points), 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, fleet.Stop(context.Background())) })
+	require.Len(t, fleet.URLs, 31)
+
+	vars := map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory", "STREAMER_SOURCE": "scrape",
+		"SCRAPE_TARGETS": strings.Join(fleet.URLs, ","), "SCRAPE_INTERVAL": "1s",
+		"HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn"}
+	var srv *platform.Server
+	app := fxtest.New(t, options(platform.NewEnvFrom(vars)), fx.Populate(&srv))
+	app.RequireStart()
+	defer app.RequireStop()
+	require.Eventually(t, func() bool { return gpuCount(t, "http://"+srv.Addr()) == 247 }, 60*time.Second, 50*time.Millisecond)
 }

@@ -1,0 +1,94 @@
+package backend
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/gpufleet/telemetry/adapters/csv"
+	"github.com/gpufleet/telemetry/adapters/scrape"
+	"github.com/gpufleet/telemetry/apps/internal/platform"
+)
+
+// Stream sources.
+const (
+	SourceCSV    = "csv"    // replay a DCGM CSV dump in a loop (the default)
+	SourceScrape = "scrape" // scrape live dcgm-exporter endpoints
+)
+
+// DefaultCSV is the shipped DCGM dump, relative to the repository root.
+const DefaultCSV = "deployments/data/dcgm_metrics_20250718_134233.csv"
+
+// Source provides the streamer's ports.Source, chosen by STREAMER_SOURCE:
+// the CSV (STREAMER_CSV_PATH, STREAMER_ONCE) or the scraper (SCRAPE_*).
+func Source(env *platform.Env) fx.Option {
+	switch kind := env.OneOf("STREAMER_SOURCE", SourceCSV, SourceCSV, SourceScrape); kind {
+	case SourceCSV:
+		return fx.Options(
+			fx.Supply(csv.Config{Path: env.String("STREAMER_CSV_PATH", DefaultCSV), Once: env.Bool("STREAMER_ONCE", false)}),
+			csv.Module,
+		)
+	case SourceScrape:
+		return scrapeSource(env)
+	default:
+		return fx.Error(fmt.Errorf("STREAMER_SOURCE=%q: want csv or scrape", kind))
+	}
+}
+
+// scrapeSource reads the scraper's variables: exactly one of SCRAPE_TARGETS,
+// SCRAPE_TARGETS_FILE and SCRAPE_KUBERNETES_SELECTOR says what to scrape.
+func scrapeSource(env *platform.Env) fx.Option {
+	cfg := scrape.Config{
+		TargetsFile:  env.String("SCRAPE_TARGETS_FILE", ""),
+		Interval:     duration(env, "SCRAPE_INTERVAL", scrape.DefaultInterval, time.Second, 24*time.Hour),
+		MaxBodyBytes: int64(env.Int("SCRAPE_MAX_BODY_BYTES", scrape.DefaultMaxBodyBytes, 1024, 1<<30)),
+		Buffer:       env.Int("SCRAPE_BUFFER", scrape.DefaultBuffer, 1, 1<<20),
+	}
+	cfg.Timeout = duration(env, "SCRAPE_TIMEOUT", 0, time.Millisecond, 24*time.Hour)
+	if cfg.Timeout != 0 && cfg.Timeout >= cfg.Interval {
+		env.Fail(fmt.Errorf("SCRAPE_TIMEOUT=%s: must be shorter than SCRAPE_INTERVAL (%s)", cfg.Timeout, cfg.Interval))
+	}
+	if list := env.String("SCRAPE_TARGETS", ""); list != "" {
+		targets, err := scrape.ParseTargets(list)
+		if err != nil {
+			env.Fail(fmt.Errorf("SCRAPE_TARGETS: %w", err))
+		}
+		cfg.Targets = targets
+	}
+	discovery, kubeOn := kubernetesDiscovery(env)
+	given := 0
+	for _, on := range []bool{len(cfg.Targets) > 0, cfg.TargetsFile != "", kubeOn} {
+		if on {
+			given++
+		}
+	}
+	if given != 1 {
+		env.Fail(fmt.Errorf("STREAMER_SOURCE=scrape: set exactly one of SCRAPE_TARGETS, SCRAPE_TARGETS_FILE and SCRAPE_KUBERNETES_SELECTOR (%d set)", given))
+	}
+	return fx.Options(fx.Supply(cfg), discovery, scrape.Module)
+}
+
+// duration reads a Go duration ("15s", "1m30s") within [lo, hi], or def.
+func duration(env *platform.Env, name string, def, lo, hi time.Duration) time.Duration {
+	v := env.String(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		env.Fail(fmt.Errorf("%s=%q: not a duration (e.g. 15s)", name, v))
+		return def
+	}
+	if d < lo || d > hi {
+		env.Fail(fmt.Errorf("%s=%s: want %s..%s", name, d, lo, hi))
+		return def
+	}
+	return d
+}
+
+// kubernetesDiscovery is filled in with the Kubernetes discoverer.
+func kubernetesDiscovery(env *platform.Env) (fx.Option, bool) {
+	_ = env
+	return fx.Options(), false
+}
