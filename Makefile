@@ -4,7 +4,7 @@
 # unprivileged user when run as root).
 
 GO        ?= go
-APPS      := mqwriter mqreader collector streamer apigw migrate pipeline natsd partition-controller
+APPS      := mqwriter mqreader collector streamer apigw migrate pipeline natsd partition-controller fake-dcgm-exporter
 BIN       := bin
 DEVDB     := $(GO) run ./test/devdb
 SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
