@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
+	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "natsd", "apigw", "fake-dcgm-exporter"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
