@@ -175,27 +175,8 @@ func labelsRaw(name, instance string, labels []*dto.LabelPair) string {
 		pairs = append(pairs, [2]string{"instance", instance})
 	}
 	slices.SortFunc(pairs, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
-	return FormatLabels(pairs)
+	return domain.FormatLabels(pairs)
 }
-
-// FormatLabels renders name/value pairs in their order as name="value"
-// separated by commas, values escaped as in the exposition format: the
-// inside of a series' braces, and the form of labels_raw.
-func FormatLabels(pairs [][2]string) string {
-	var b strings.Builder
-	for i, p := range pairs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(p[0])
-		b.WriteString(`="`)
-		b.WriteString(labelValueEscaper.Replace(p[1]))
-		b.WriteByte('"')
-	}
-	return b.String()
-}
-
-var labelValueEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
 
 // openMetricsToText rewrites an OpenMetrics 1.0 body into the Prometheus
 // text format expfmt's text parser reads: it stops at "# EOF", drops "# UNIT"

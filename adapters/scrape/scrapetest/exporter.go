@@ -22,7 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gpufleet/telemetry/adapters/scrape"
 	"github.com/gpufleet/telemetry/domain"
 )
 
@@ -176,7 +175,7 @@ func exporterLabels(p domain.Point) string {
 	for _, k := range extra {
 		pairs = append(pairs, [2]string{k, raw[k]})
 	}
-	return "{" + scrape.FormatLabels(pairs) + "}"
+	return "{" + domain.FormatLabels(pairs) + "}"
 }
 
 // ParseLabels reads labels_raw (name="value" pairs separated by commas, the
