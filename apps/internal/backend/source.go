@@ -5,8 +5,10 @@ import (
 	"time"
 
 	"go.uber.org/fx"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/gpufleet/telemetry/adapters/csv"
+	"github.com/gpufleet/telemetry/adapters/kube"
 	"github.com/gpufleet/telemetry/adapters/scrape"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
@@ -87,8 +89,31 @@ func duration(env *platform.Env, name string, def, lo, hi time.Duration) time.Du
 	return d
 }
 
-// kubernetesDiscovery is filled in with the Kubernetes discoverer.
+// kubernetesDiscovery discovers targets from the EndpointSlices matching
+// SCRAPE_KUBERNETES_SELECTOR in SCRAPE_KUBERNETES_NAMESPACE (default: the
+// pod's own namespace), through the in-cluster service account or
+// KUBECONFIG. It reports whether the selector is set.
 func kubernetesDiscovery(env *platform.Env) (fx.Option, bool) {
-	_ = env
-	return fx.Options(), false
+	selector := env.String("SCRAPE_KUBERNETES_SELECTOR", "")
+	if selector == "" {
+		return fx.Options(), false
+	}
+	cfg := kube.DiscoveryConfig{
+		Namespace: env.String("SCRAPE_KUBERNETES_NAMESPACE", kube.InClusterNamespace()),
+		Selector:  selector,
+		Port:      env.String("SCRAPE_KUBERNETES_PORT", ""),
+		Scheme:    env.OneOf("SCRAPE_KUBERNETES_SCHEME", "http", "http", "https"),
+		Path:      env.String("SCRAPE_KUBERNETES_PATH", scrape.DefaultPath),
+	}
+	if cfg.Namespace == "" {
+		env.Fail(fmt.Errorf("SCRAPE_KUBERNETES_NAMESPACE is required outside a cluster"))
+	}
+	if _, err := labels.Parse(selector); err != nil {
+		env.Fail(fmt.Errorf("SCRAPE_KUBERNETES_SELECTOR=%q: %w", selector, err))
+	}
+	return fx.Options(
+		fx.Supply(cfg, kube.ClientConfig{Kubeconfig: env.String("KUBECONFIG", ""), UserAgent: "streamer"}),
+		kube.DiscoveryModule,
+		fx.Provide(func(d *kube.EndpointSliceTargets) scrape.Discoverer { return d }),
+	), true
 }

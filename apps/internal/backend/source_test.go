@@ -37,6 +37,12 @@ func TestSource(t *testing.T) {
 		{name: "interval too short", env: map[string]string{"STREAMER_SOURCE": "scrape", "SCRAPE_TARGETS": "h:1", "SCRAPE_INTERVAL": "10ms"}, wantErr: "SCRAPE_INTERVAL=10ms: want"},
 		{name: "timeout not below interval", env: map[string]string{"STREAMER_SOURCE": "scrape", "SCRAPE_TARGETS": "h:1", "SCRAPE_INTERVAL": "10s", "SCRAPE_TIMEOUT": "10s"},
 			wantErr: "SCRAPE_TIMEOUT=10s: must be shorter than SCRAPE_INTERVAL"},
+		{name: "scrape kubernetes", env: map[string]string{"STREAMER_SOURCE": "scrape", "SCRAPE_KUBERNETES_SELECTOR": "app=nvidia-dcgm-exporter",
+			"SCRAPE_KUBERNETES_NAMESPACE": "gpu-operator", "KUBECONFIG": "testdata/kubeconfig"}, concrete: (*scrape.Source)(nil)},
+		{name: "kubernetes without namespace", env: map[string]string{"STREAMER_SOURCE": "scrape", "SCRAPE_KUBERNETES_SELECTOR": "app=x"},
+			wantErr: "SCRAPE_KUBERNETES_NAMESPACE is required"},
+		{name: "kubernetes bad selector", env: map[string]string{"STREAMER_SOURCE": "scrape", "SCRAPE_KUBERNETES_SELECTOR": "app in ((",
+			"SCRAPE_KUBERNETES_NAMESPACE": "n"}, wantErr: "SCRAPE_KUBERNETES_SELECTOR"},
 		{name: "bad body cap", env: map[string]string{"STREAMER_SOURCE": "scrape", "SCRAPE_TARGETS": "h:1", "SCRAPE_MAX_BODY_BYTES": "big"}, wantErr: "SCRAPE_MAX_BODY_BYTES"},
 	}
 	for _, tt := range tests {
