@@ -88,6 +88,17 @@ func TestEndpointSliceTargets(t *testing.T) {
 
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
+
+	// Discovery itself only listed and watched EndpointSlices in its
+	// namespace: exactly what DiscoveryRules (the chart's Role) grants.
+	rule := kube.DiscoveryRules()[0]
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "list" || a.GetVerb() == "watch" {
+			require.Equal(t, "gpu-operator", a.GetNamespace(), "%v", a)
+			require.Contains(t, rule.Resources, a.GetResource().Resource)
+			require.Contains(t, rule.APIGroups, a.GetResource().Group)
+		}
+	}
 }
 
 func TestEndpointSliceTargetsPortAndConfig(t *testing.T) {
