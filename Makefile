@@ -45,7 +45,7 @@ lint: ## go vet, gofmt, the no-mutex rule, dependency direction
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
-run: build ## run the whole pipeline locally on the shipped CSV (Ctrl-C stops everything)
+run: build ## run the whole pipeline locally on the shipped CSV, or STREAMER_SOURCE=scrape (SCRAPE_TARGETS, else fake exporters); Ctrl-C stops everything
 	@$(GO) build -o $(BIN)/devrun ./test/devrun
 	@exec $(BIN)/devrun -bin $(BIN)
 
