@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -138,3 +139,12 @@ func f64(v float64) *float64 { return &v }
 
 // fast is a short interval for tests that wait for several rounds.
 const fast = 50 * time.Millisecond
+
+// writeFile replaces path atomically (a rename), as an operator's tooling
+// or a ConfigMap volume would, so a reader never sees half a file.
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o644))
+	require.NoError(t, os.Rename(tmp, path))
+}

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -310,12 +308,12 @@ func TestTargetsFileEditedWhileRunning(t *testing.T) {
 	a := serve(t, text(hostBody("host-a", 1, "1", "DCGM_FI_DEV_GPU_UTIL")))
 	b := serve(t, text(hostBody("host-b", 1, "2", "DCGM_FI_DEV_GPU_UTIL")))
 	path := filepath.Join(t.TempDir(), "targets")
-	require.NoError(t, os.WriteFile(path, []byte("# dcgm exporters\n"+a+"\n"), 0o644))
+	writeFile(t, path, "# dcgm exporters\n"+a+"\n")
 	h := start(t, scrape.Options{Targets: scrape.File{Path: path, Refresh: 10 * time.Millisecond, Logger: quiet()}, Interval: fast})
 	require.Equal(t, "host-a", h.next(t, 1)[0].Hostname)
 
 	hostPort := strings.TrimSuffix(strings.TrimPrefix(b, "http://"), "/metrics")
-	require.NoError(t, os.WriteFile(path, []byte(hostPort+", ftp://nope\n"), 0o644))
+	writeFile(t, path, hostPort+", ftp://nope\n")
 	require.Eventually(t, func() bool {
 		return h.metric(t, "streamer_scrape_target_up", map[string]string{"target": a}) == -1 &&
 			h.metric(t, "streamer_scrape_targets", nil) == 1
@@ -426,9 +424,21 @@ func TestParseTargets(t *testing.T) {
 	}
 }
 
-func TestFileDiscovererMissingFile(t *testing.T) {
+// A targets file that does not exist yet (the fake exporters have not
+// written it) is waited for, not fatal.
+func TestTargetsFileAppearsLater(t *testing.T) {
 	t.Parallel()
-	err := scrape.File{Path: filepath.Join(t.TempDir(), "none"), Logger: quiet()}.Targets(t.Context(), make(chan []string))
-	require.Error(t, err)
-	require.True(t, errors.Is(err, os.ErrNotExist))
+	path := filepath.Join(t.TempDir(), "targets")
+	out := make(chan []string)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- scrape.File{Path: path, Refresh: 5 * time.Millisecond, Logger: quiet()}.Targets(ctx, out)
+	}()
+	writeFile(t, path, "h:9400\n")
+	require.Equal(t, []string{"http://h:9400/metrics"}, <-out)
+	writeFile(t, path, "")
+	require.Equal(t, []string{}, <-out, "an emptied file removes every target")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
 }

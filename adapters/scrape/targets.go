@@ -106,9 +106,12 @@ type File struct {
 	Logger  *slog.Logger
 }
 
-// Targets reads the file at once (an unreadable file is an error then) and
-// at every Refresh after. A later read that fails, or a bad entry, is logged
-// and the usable targets are kept: a half-written file never stops scraping.
+// Targets reads the file at once and at every Refresh after, sending the
+// targets whenever the content changed. A file that is missing or
+// unreadable (not written yet, a ConfigMap being swapped) is logged and read
+// again at the next Refresh, keeping the current targets; a bad entry is
+// logged and the others are used: a half-written file never stops scraping.
+// It returns only when ctx ends.
 func (f File) Targets(ctx context.Context, out chan<- []string) error {
 	logger := f.Logger
 	if logger == nil {
@@ -118,53 +121,44 @@ func (f File) Targets(ctx context.Context, out chan<- []string) error {
 	if refresh <= 0 {
 		refresh = 5 * time.Second
 	}
-	var last []byte // content of the last read that was sent; owned by this call
-	read := func() ([]string, bool, error) {
-		b, err := os.ReadFile(f.Path)
-		if err != nil {
-			return nil, false, fmt.Errorf("targets file %s: %w", f.Path, err)
-		}
-		if last != nil && bytes.Equal(b, last) {
-			return nil, false, nil
-		}
-		last = b
-		targets, err := ParseTargets(string(b))
-		if err != nil {
-			logger.Warn("targets file has bad entries; scraping the others", "path", f.Path, "err", err)
-		}
-		if targets == nil {
-			targets = []string{} // non-nil: an emptied file removes every target
-		}
-		return targets, true, nil
-	}
-	targets, _, err := read()
-	if err != nil {
-		return err
-	}
+	var (
+		last     []byte // content of the last read sent; owned by this call
+		sent     bool
+		failures int // consecutive failed reads, so a missing file is logged once, not every Refresh
+	)
 	t := time.NewTicker(refresh)
 	defer t.Stop()
 	for {
-		if targets != nil {
+		b, err := os.ReadFile(f.Path)
+		switch {
+		case err != nil:
+			if failures == 0 {
+				logger.Warn("targets file unreadable; keeping the current targets and trying again", "path", f.Path, "err", err)
+			}
+			failures++
+		case sent && bytes.Equal(b, last):
+			failures = 0
+		default:
+			failures = 0
+			targets, perr := ParseTargets(string(b))
+			if perr != nil {
+				logger.Warn("targets file has bad entries; scraping the others", "path", f.Path, "err", perr)
+			}
+			if targets == nil {
+				targets = []string{} // an emptied file removes every target
+			}
 			logger.Info("scrape targets loaded", "path", f.Path, "targets", len(targets))
 			select {
 			case out <- targets:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			targets = nil
+			last, sent = b, true
 		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return ctx.Err()
-		}
-		next, changed, err := read()
-		if err != nil {
-			logger.Warn("targets file unreadable; keeping the current targets", "err", err)
-			continue
-		}
-		if changed {
-			targets = next
 		}
 	}
 }
