@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,6 +108,9 @@ type Source struct {
 	cancel context.CancelFunc // set by Start
 	done   chan struct{}      // closed when the manager and every target goroutine returned
 	closed chan struct{}      // closed by Stop: Next answers ErrClosed
+
+	// discovered is set once the first target set arrived; read by Check.
+	discovered atomic.Bool
 }
 
 var _ ports.Source = (*Source)(nil)
@@ -185,6 +189,17 @@ func (s *Source) Next(ctx context.Context) (domain.Point, error) {
 	}
 }
 
+// Check reports whether the source knows what to scrape: it fails until the
+// discoverer has sent its first target set (a Kubernetes discoverer that is
+// not allowed to list EndpointSlices never does), for /readyz. A down
+// target does not fail it: targets come and go, and each is counted.
+func (s *Source) Check(context.Context) error {
+	if !s.discovered.Load() {
+		return fmt.Errorf("scrape source: %w: no targets discovered yet", ports.ErrUnavailable)
+	}
+	return nil
+}
+
 // loop is a running target goroutine, as the manager knows it.
 type loop struct {
 	cancel context.CancelFunc
@@ -225,6 +240,7 @@ func (s *Source) run(ctx context.Context) {
 			}
 			discovered = nil // nothing more comes; wait for Stop
 		case urls := <-updates:
+			s.discovered.Store(true)
 			want := make(map[string]bool, len(urls))
 			for _, u := range urls {
 				want[u] = true

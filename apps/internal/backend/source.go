@@ -68,7 +68,8 @@ func scrapeSource(env *platform.Env) fx.Option {
 	if given != 1 {
 		env.Fail(fmt.Errorf("STREAMER_SOURCE=scrape: set exactly one of SCRAPE_TARGETS, SCRAPE_TARGETS_FILE and SCRAPE_KUBERNETES_SELECTOR (%d set)", given))
 	}
-	return fx.Options(fx.Supply(cfg), discovery, scrape.Module)
+	return fx.Options(fx.Supply(cfg), discovery, scrape.Module,
+		fx.Provide(platform.AsCheck(func(s *scrape.Source) platform.Check { return platform.Check{Name: "scrape targets", Fn: s.Check} })))
 }
 
 // duration reads a Go duration ("15s", "1m30s") within [lo, hi], or def.
