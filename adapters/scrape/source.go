@@ -180,6 +180,11 @@ func (s *Source) Next(ctx context.Context) (domain.Point, error) {
 		return domain.Point{}, err
 	}
 	select {
+	case <-s.closed: // before the buffer: points left in it are dropped with the source
+		return domain.Point{}, fmt.Errorf("scrape source: %w", ports.ErrClosed)
+	default:
+	}
+	select {
 	case p := <-s.out:
 		return p, nil
 	case <-ctx.Done():
