@@ -4,7 +4,7 @@
 # unprivileged user when run as root).
 
 GO        ?= go
-APPS      := mqwriter mqreader collector streamer apigw migrate pipeline natsd partition-controller
+APPS      := mqwriter mqreader collector streamer apigw migrate pipeline natsd partition-controller fake-dcgm-exporter
 BIN       := bin
 DEVDB     := $(GO) run ./test/devdb
 SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
@@ -45,7 +45,7 @@ lint: ## go vet, gofmt, the no-mutex rule, dependency direction
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
-run: build ## run the whole pipeline locally on the shipped CSV (Ctrl-C stops everything)
+run: build ## run the whole pipeline locally on the shipped CSV, or STREAMER_SOURCE=scrape (SCRAPE_TARGETS, else fake exporters); Ctrl-C stops everything
 	@$(GO) build -o $(BIN)/devrun ./test/devrun
 	@exec $(BIN)/devrun -bin $(BIN)
 

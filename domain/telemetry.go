@@ -3,6 +3,7 @@ package domain
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -144,3 +145,23 @@ func ValidateRecords(records []Record) error {
 	}
 	return nil
 }
+
+// FormatLabels renders label name/value pairs, in the order given, the way
+// labels_raw holds them: name="value" separated by commas, values escaped as
+// in the Prometheus exposition format (backslash, double quote, newline).
+// It is also the inside of a series' braces.
+func FormatLabels(pairs [][2]string) string {
+	var b strings.Builder
+	for i, p := range pairs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p[0])
+		b.WriteString(`="`)
+		b.WriteString(labelValueEscaper.Replace(p[1]))
+		b.WriteByte('"')
+	}
+	return b.String()
+}
+
+var labelValueEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)

@@ -99,3 +99,10 @@ func TestGPUOf(t *testing.T) {
 	require.Equal(t, domain.GPU{UUID: "GPU-1", Hostname: "h", GPUIndex: 3, Device: "nvidia3", ModelName: "H100", LastSeen: ts},
 		domain.GPUOf(p))
 }
+
+func TestFormatLabels(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, `Hostname="h",UUID="GPU-1",odd="a\"b\\c\nd"`,
+		domain.FormatLabels([][2]string{{"Hostname", "h"}, {"UUID", "GPU-1"}, {"odd", "a\"b\\c\nd"}}))
+	require.Empty(t, domain.FormatLabels(nil))
+}

@@ -603,11 +603,11 @@ func TestConcurrentNext(t *testing.T) {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	sourcetest.Run(t, func(t testing.TB, path string) ports.Source {
-		src, err := csvsource.New(path, csvsource.Options{Logger: quiet(), Registerer: prometheus.NewRegistry()})
+	sourcetest.Run(t, func(t testing.TB, records [][]string) ports.Source {
+		src, err := csvsource.New(sourcetest.CSVFile(t, records), csvsource.Options{Logger: quiet(), Registerer: prometheus.NewRegistry()})
 		require.NoError(t, err)
 		return src
-	})
+	}, sourcetest.Capabilities{Replay: true})
 }
 
 // A directory of CSV parts (the Helm chart splits the dump to stay under the

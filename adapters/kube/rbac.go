@@ -66,3 +66,15 @@ func has(list []string, s string) bool {
 	}
 	return false
 }
+
+// DiscoveryRules are the RBAC rules EndpointSliceTargets needs in the
+// exporter's namespace, and no more: the streamer chart's discovery Role
+// must grant exactly these (a test compares them), and the fake-clientset
+// test checks every request discovery makes against them.
+func DiscoveryRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{{
+		APIGroups: []string{"discovery.k8s.io"},
+		Resources: []string{"endpointslices"},
+		Verbs:     []string{"list", "watch"},
+	}}
+}

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +19,8 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	csvsource "github.com/gpufleet/telemetry/adapters/csv"
+	"github.com/gpufleet/telemetry/adapters/scrape/scrapetest"
 	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/apps/internal/streamer"
@@ -159,4 +164,54 @@ func comparePairs(want, got map[pair]int) (missing, repeated []string) {
 	slices.Sort(missing)
 	slices.Sort(repeated)
 	return missing, repeated
+}
+
+// STREAMER_SOURCE=scrape in one process: 31 fake dcgm-exporters serve the
+// shipped CSV, and every GPU they serve is listed by the API.
+func TestOneProcessScrapesFakeExporters(t *testing.T) {
+	t.Parallel()
+	rows, err := csvsource.New(shipped, csvsource.Options{Once: true, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	var points []domain.Point
+	for {
+		p, err := rows.Next(t.Context())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		points = append(points, p)
+	}
+	fleet, err := scrapetest.StartFleet("127.0.0.1", 0, scrapetest.Hosts(points), 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, fleet.Stop(context.Background())) })
+	require.Len(t, fleet.URLs, 31)
+
+	vars := map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory", "STREAMER_SOURCE": "scrape",
+		"SCRAPE_TARGETS": strings.Join(fleet.URLs, ","), "SCRAPE_INTERVAL": "1s",
+		"HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn"}
+	var srv *platform.Server
+	app := fxtest.New(t, options(platform.NewEnvFrom(vars)), fx.Populate(&srv))
+	app.RequireStart()
+	defer app.RequireStop()
+	require.Eventually(t, func() bool { return gpuCount(t, "http://"+srv.Addr()) == 247 }, 60*time.Second, 50*time.Millisecond)
+}
+
+// gpuCount is the number of GPUs base's API lists, or -1 while it cannot say.
+func gpuCount(t *testing.T, base string) int {
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/api/v1/gpus", nil)
+	if err != nil {
+		return -1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var body struct {
+		GPUs []json.RawMessage `json:"gpus"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
+		return -1
+	}
+	return len(body.GPUs)
 }

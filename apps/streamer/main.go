@@ -1,6 +1,8 @@
-// Command streamer reads a DCGM exporter CSV in a loop, stamps each row with
-// the time it is emitted (UTC now), and publishes it to the queue as one
-// message with an idempotency key.
+// Command streamer reads a DCGM exporter CSV in a loop, stamping each row with
+// the time it is emitted (UTC now), or with STREAMER_SOURCE=scrape scrapes
+// live dcgm-exporter endpoints (listed, from a file, or discovered in
+// Kubernetes), and publishes every point to the queue as one message with an
+// idempotency key.
 package main
 
 import (

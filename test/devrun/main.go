@@ -1,7 +1,9 @@
 // Command devrun is `make run`: it brings the whole pipeline up on this
 // machine — the local PostgreSQL (when DATABASE_URL is unset), migrations,
 // mqwriter, mqreader (all 256 partitions), collector, apigw and the streamer
-// on the shipped CSV — as separate processes, prints the URLs, and on Ctrl-C
+// on the shipped CSV (or, with STREAMER_SOURCE=scrape, scraping SCRAPE_TARGETS,
+// or fake dcgm-exporters serving the CSV that it starts itself when no
+// target is given) — as separate processes, prints the URLs, and on Ctrl-C
 // stops them in order (streamer first, so nothing is left half-sent) and the
 // database it started. A previous run that is still alive is stopped first,
 // so a second `make run` never trips over the first.
@@ -118,6 +120,11 @@ func run() error {
 			a.env["NATS_URL"] = natsURL
 		}
 	}
+	source, fakes := streamerSource(runDir)
+	if fakes != nil {
+		apps = append([]app{*fakes}, apps...) // started first, stopped last
+		apps[len(apps)-1].env["SCRAPE_TARGETS_FILE"] = fakes.env["FAKE_DCGM_TARGETS_FILE"]
+	}
 	var procs []*stack.Proc
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- { // streamer first, writer last
@@ -147,7 +154,7 @@ func run() error {
 		}
 	}
 	fmt.Printf(`
-GPU telemetry pipeline is running (queue backend: %s).
+GPU telemetry pipeline is running (queue backend: %s, source: %s).
   API            http://127.0.0.1:8080/api/v1/gpus
   Swagger UI     http://127.0.0.1:8080/swagger/
   mqwriter       http://127.0.0.1:8081/metrics   (postgres backend)
@@ -158,7 +165,7 @@ GPU telemetry pipeline is running (queue backend: %s).
   logs           %s
 Try: curl -s localhost:8080/api/v1/gpus | jq '.gpus | length'
 Ctrl-C stops everything.
-`, queue, pgadmin.Redact(dbURL), logDir)
+`, queue, source, pgadmin.Redact(dbURL), logDir)
 
 	exited := make(chan *stack.Proc, len(procs))
 	for _, p := range procs {
@@ -171,6 +178,29 @@ Ctrl-C stops everything.
 	case p := <-exited:
 		return fmt.Errorf("%s exited unexpectedly; see %s", p.Name, p.Log)
 	}
+}
+
+// streamerSource describes the streamer's source for the banner and, for
+// STREAMER_SOURCE=scrape with no SCRAPE_TARGETS, SCRAPE_TARGETS_FILE or
+// SCRAPE_KUBERNETES_SELECTOR, returns the fake exporters to start: the
+// shipped CSV as 31 dcgm-exporters on 127.0.0.1:9400..9430 (FAKE_DCGM_*
+// from the environment apply), their URLs in .local/run/scrape-targets.
+func streamerSource(runDir string) (string, *app) {
+	if !strings.EqualFold(os.Getenv("STREAMER_SOURCE"), "scrape") {
+		return "csv", nil
+	}
+	interval := os.Getenv("SCRAPE_INTERVAL")
+	if interval == "" {
+		interval = "15s"
+	}
+	for _, v := range []string{"SCRAPE_TARGETS", "SCRAPE_TARGETS_FILE", "SCRAPE_KUBERNETES_SELECTOR"} {
+		if os.Getenv(v) != "" {
+			return "scrape " + v + " every " + interval, nil
+		}
+	}
+	targets := filepath.Join(runDir, "scrape-targets")
+	return "scrape of fake dcgm-exporters on 127.0.0.1:9400+ every " + interval,
+		&app{"fake-dcgm-exporter", "127.0.0.1:9399", "/readyz", map[string]string{"FAKE_DCGM_TARGETS_FILE": targets}}
 }
 
 // writePIDs records our children so a later run can stop them.

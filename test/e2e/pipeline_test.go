@@ -46,7 +46,7 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// Race-built: each test then checks its services' logs (see newLogDir).
-	if err := stack.BuildFlags(ctx, root, dir, stack.RaceFlags, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
+	if err := stack.BuildFlags(ctx, root, dir, stack.RaceFlags, "mqwriter", "mqreader", "collector", "streamer", "natsd", "apigw", "fake-dcgm-exporter"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -123,6 +123,14 @@ func TestChartsRenderStrictly(t *testing.T) {
 				"--set", "mqreader.replicaCount=5", "--set", "global.mqreader.maxReplicas=5"},
 			wantHPAs:        []string{"mqwriter", "collector", "streamer"},
 			externalSecrets: []string{"telemetry-database"}},
+		{name: "umbrella streamer scraping the GPU Operator's exporters", chart: "telemetry-pipeline",
+			args:            []string{"-f", "ci/scrape-values.yaml"},
+			wantHPAs:        []string{"mqwriter", "mqreader", "collector"},
+			externalSecrets: []string{"telemetry-database"}},
+		{name: "streamer alone scraping a target list", chart: "streamer",
+			args: []string{"--set", "source=scrape", "--set", "scrape.targets={10.0.0.7:9400,https://gpu-8:9400/metrics}", "--set", "scrape.interval=30s"}},
+		{name: "streamer alone discovering in its own namespace", chart: "streamer",
+			args: []string{"--set", "source=scrape", "--set", "scrape.kubernetes.namespace=", "--set", "scrape.kubernetes.port=9400"}},
 		{name: "mqwriter alone", chart: "mqwriter", externalSecrets: []string{"telemetry-database"}},
 		{name: "mqreader alone", chart: "mqreader", externalSecrets: []string{"telemetry-database"}},
 		{name: "collector alone", chart: "collector", externalSecrets: []string{"telemetry-database"}},
@@ -162,9 +170,13 @@ func checkMetadata(t *testing.T, r release) {
 		key := o.String()
 		require.False(t, seen[key], "%s rendered twice", key)
 		seen[key] = true
-		if o.gvk.Kind == "ConfigMap" && o.meta.GetName() == "telemetry-prometheus-adapter-rules" {
+		switch {
+		case o.gvk.Kind == "ConfigMap" && o.meta.GetName() == "telemetry-prometheus-adapter-rules":
 			require.Equal(t, "monitoring", o.meta.GetNamespace(), "adapter rules live in the adapter's namespace")
-		} else {
+		case (o.gvk.Kind == "Role" || o.gvk.Kind == "RoleBinding") && o.meta.GetName() == "streamer-discovery":
+			// The streamer reads EndpointSlices where the exporters are;
+			// checkStreamer checks the namespace.
+		default:
 			require.Equal(t, namespace, o.meta.GetNamespace(), "%s namespace", key)
 		}
 		l := o.meta.GetLabels()
@@ -218,12 +230,13 @@ func checkWorkloads(t *testing.T, r release, externalSecrets []string) {
 		grace := deref(pod.TerminationGracePeriodSeconds, 30)
 		require.Greater(t, grace, c.Lifecycle.PreStop.Sleep.Seconds, key)
 
-		require.Equal(t, c.Name == "partition-controller", deref(pod.AutomountServiceAccountToken, true),
-			"%s: only the controller talks to the API server", key)
+		env := envOf(t, r, c)
+		discovers := c.Name == "streamer" && env["SCRAPE_KUBERNETES_SELECTOR"] != ""
+		require.Equal(t, c.Name == "partition-controller" || discovers, deref(pod.AutomountServiceAccountToken, true),
+			"%s: only the controller and a streamer discovering exporters talk to the API server", key)
 		_, ok := r.get("ServiceAccount", pod.ServiceAccountName)
 		require.True(t, ok, "%s service account %s rendered", key, pod.ServiceAccountName)
 
-		env := envOf(t, r, c)
 		require.Equal(t, fmt.Sprintf(":%d", port), env["HTTP_ADDR"], "%s HTTP_ADDR", key)
 		require.NotEmpty(t, env["LOG_LEVEL"], key)
 		for _, e := range c.Env {
@@ -510,6 +523,12 @@ func checkStreamer(t *testing.T, r release) {
 	if w := one[corev1.Service](r, "mqwriter"); w != nil {
 		require.Equal(t, fmt.Sprintf("http://mqwriter.%s.svc:%d", namespace, w.Spec.Ports[0].Port), env["MQ_WRITER_URL"])
 	}
+	if env["STREAMER_SOURCE"] == "scrape" {
+		checkStreamerScrape(t, r, d, env)
+		return
+	}
+	require.Equal(t, "csv", env["STREAMER_SOURCE"])
+	require.Nil(t, one[rbacv1.Role](r, "streamer-discovery"), "the CSV source needs no API access")
 	if len(d.Spec.Template.Spec.Volumes) == 0 {
 		require.Empty(t, env["STREAMER_CSV_PATH"], "csv.source=image uses the image's default path")
 		return
@@ -531,6 +550,35 @@ func checkStreamer(t *testing.T, r release) {
 		got = append(got, pl[1:]...)
 	}
 	require.Equal(t, rows, got, "the parts are the shipped CSV's rows, in order, each once")
+}
+
+// checkStreamerScrape: a scraping streamer mounts no CSV, runs alone, and
+// has API access (its token, a Role of exactly kube.DiscoveryRules in the
+// exporter's namespace) only when it discovers its targets.
+func checkStreamerScrape(t *testing.T, r release, d *appsv1.Deployment, env map[string]string) {
+	t.Helper()
+	pod := d.Spec.Template.Spec
+	require.Empty(t, pod.Volumes, "no CSV mounted")
+	require.Empty(t, env["STREAMER_CSV_PATH"])
+	require.EqualValues(t, 1, deref(d.Spec.Replicas, 1), "one scraping streamer")
+	require.NotEmpty(t, env["SCRAPE_INTERVAL"])
+	role := one[rbacv1.Role](r, "streamer-discovery")
+	if env["SCRAPE_TARGETS"] != "" {
+		require.Empty(t, env["SCRAPE_KUBERNETES_SELECTOR"], "one source of targets")
+		require.Nil(t, role, "a target list needs no API access")
+		require.False(t, deref(pod.AutomountServiceAccountToken, true), "no token without discovery")
+		return
+	}
+	require.NotEmpty(t, env["SCRAPE_KUBERNETES_SELECTOR"])
+	require.True(t, deref(pod.AutomountServiceAccountToken, false), "discovery needs the service account token")
+	require.NotNil(t, role)
+	require.Equal(t, env["SCRAPE_KUBERNETES_NAMESPACE"], role.Namespace, "the Role is where the exporters are")
+	require.Equal(t, kube.DiscoveryRules(), role.Rules, "the Role is exactly what discovery does")
+	rb := one[rbacv1.RoleBinding](r, "streamer-discovery")
+	require.NotNil(t, rb)
+	require.Equal(t, role.Namespace, rb.Namespace)
+	require.Equal(t, rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name}, rb.RoleRef)
+	require.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: pod.ServiceAccountName, Namespace: namespace}}, rb.Subjects)
 }
 
 func nonEmptyLines(b []byte) []string {
@@ -637,6 +685,10 @@ func TestValuesSchemaRejects(t *testing.T) {
 		{"buffer threshold above 1", "mqwriter", "autoscaling.bufferUtilization.scaleUpAbove=1.5", "scaleUpAbove"},
 		{"reader grace too short to drain", "mqreader", "terminationGracePeriodSeconds=10", "terminationGracePeriodSeconds"},
 		{"controller autoscaled", "partition-controller", "autoscaling.enabled=true", "autoscaling"},
+		{"unknown streamer source", "streamer", "source=kafka", "source"},
+		{"scrape interval not a duration", "streamer", "scrape.interval=15", "interval"},
+		{"several scraping streamers", "streamer", "source=scrape,replicaCount=2", "one streamer"},
+		{"autoscaled scraping streamer", "telemetry-pipeline", "streamer.source=scrape", "one streamer"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -68,6 +68,25 @@ func (e *Env) Seconds(name string, def time.Duration, lo, hi int) time.Duration 
 	return time.Duration(e.Int(name, int(def/time.Second), lo, hi)) * time.Second
 }
 
+// Duration returns the variable as a Go duration ("15s", "1m30s") within
+// [lo, hi], or def when unset.
+func (e *Env) Duration(name string, def, lo, hi time.Duration) time.Duration {
+	v, ok := e.raw(name)
+	if !ok || v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		e.Fail(fmt.Errorf("%s=%q: not a duration (e.g. 15s)", name, v))
+		return def
+	case d < lo || d > hi:
+		e.Fail(fmt.Errorf("%s=%s: want %s..%s", name, d, lo, hi))
+		return def
+	}
+	return d
+}
+
 // Bool returns the variable parsed by strconv.ParseBool, or def.
 func (e *Env) Bool(name string, def bool) bool {
 	v, ok := e.raw(name)

@@ -22,7 +22,7 @@ import (
 
 // envReaders are the platform.Env methods whose first argument names a
 // variable.
-var envReaders = []string{"String", "Int", "Millis", "Seconds", "Bool", "List", "OneOf", "Require"}
+var envReaders = []string{"String", "Int", "Millis", "Seconds", "Duration", "Bool", "List", "OneOf", "Require"}
 
 // envName is what a variable name looks like; it keeps slog.String("key", …)
 // and other methods of the same names out.

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
-	"github.com/gpufleet/telemetry/adapters/csv"
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/collector"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
@@ -23,7 +22,7 @@ import (
 )
 
 // DefaultCSV is the shipped DCGM dump, relative to the repository root.
-const DefaultCSV = "deployments/data/dcgm_metrics_20250718_134233.csv"
+const DefaultCSV = backend.DefaultCSV
 
 // Collector runs the collector loop over the app's ports.Consumer and
 // ports.TelemetryWriter.
@@ -49,8 +48,8 @@ func Collector(env *platform.Env) fx.Option {
 	)
 }
 
-// Streamer runs the streamer loop over the CSV source and the app's
-// ports.Publisher.
+// Streamer runs the streamer loop over the source STREAMER_SOURCE picks (the
+// CSV, or scraped dcgm-exporters) and the app's ports.Publisher.
 func Streamer(env *platform.Env) fx.Option {
 	cfg := streamer.Config{
 		Topic:    env.String("TOPIC", domain.TelemetryTopic),
@@ -63,10 +62,9 @@ func Streamer(env *platform.Env) fx.Option {
 		MaxRows:   env.Int("STREAMER_MAX_ROWS", 0, 0, 1<<31-1),
 		RetryFor:  env.Millis("STREAMER_RETRY_TIMEOUT_MS", 60e9, 1, 86_400_000),
 	}
-	src := csv.Config{Path: env.String("STREAMER_CSV_PATH", DefaultCSV), Once: env.Bool("STREAMER_ONCE", false)}
 	return fx.Options(
-		fx.Supply(cfg, src),
-		csv.Module,
+		fx.Supply(cfg),
+		backend.Source(env),
 		fx.Provide(func(src ports.Source, pub ports.Publisher, cfg streamer.Config, logger *slog.Logger, reg prometheus.Registerer) *streamer.Streamer {
 			return streamer.New(src, pub, cfg, logger, reg)
 		}),

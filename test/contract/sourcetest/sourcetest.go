@@ -1,9 +1,12 @@
-// Package sourcetest is the contract suite every ports.Source adapter over a
-// DCGM CSV file runs: each Next returns a valid point stamped with a fresh
-// UTC time, a done context ends Next with its error, one pass yields every
-// row of the file, and an unparsable row is skipped rather than returned as
-// an error. An adapter's TestConformance calls Run with a constructor; each
-// subtest writes its own fixture file and runs in parallel.
+// Package sourcetest is the contract suite every ports.Source adapter runs:
+// each Next returns a valid point stamped with a fresh UTC time, a done
+// context ends Next with its error, one pass (a file, a scrape round) yields
+// every fixture record, and an unparsable record is skipped rather than
+// returned as an error. The fixture is DCGM CSV records; each adapter's
+// harness serves them its own way (a CSV file, fake dcgm-exporters).
+// Capabilities lists the allowed differences between a replaying source and
+// a live one. An adapter's TestConformance calls Run; every subtest builds
+// its own source and runs in parallel.
 package sourcetest
 
 import (
@@ -23,10 +26,28 @@ import (
 	"github.com/gpufleet/telemetry/ports"
 )
 
-// NewSource builds a fresh source over the CSV file at csvPath, stamping
-// points with the real clock. It may loop or stop with io.EOF after one pass.
-// It registers its own cleanup.
-type NewSource func(t testing.TB, csvPath string) ports.Source
+// NewSource builds a fresh source over records (fields in Header order; the
+// suite's unparsable records may have another length), stamping points with
+// the real clock. It may loop or stop with io.EOF after one pass. It
+// registers its own cleanup.
+type NewSource func(t testing.TB, records [][]string) ports.Source
+
+// Capabilities are the differences between sources the suite allows.
+type Capabilities struct {
+	// Replay: the source replays stored records (the CSV): labels_raw is
+	// passed through verbatim, and each point is stamped with the time Next
+	// hands it out. A live source (scrape) rebuilds labels_raw from the
+	// exporter's labels and stamps the time of the scrape, which precedes
+	// the Next call that returns the point.
+	Replay bool
+}
+
+// CSVFile is a NewSource harness's helper for file-based sources: it writes
+// records under Header to a fresh file and returns its path.
+func CSVFile(t testing.TB, records [][]string) string {
+	t.Helper()
+	return WriteCSV(t, Header, records...)
+}
 
 // Header is the DCGM exporter's CSV header, as the fixtures use it.
 var Header = []string{"timestamp", "metric_name", "gpu_id", "device", "uuid", "modelName",
@@ -90,18 +111,18 @@ func fields(rows []Row) [][]string {
 }
 
 // Run runs the source contract suite against sources built by newSource.
-func Run(t *testing.T, newSource NewSource) {
+func Run(t *testing.T, newSource NewSource, caps Capabilities) {
 	t.Run("YieldsEveryRow", func(t *testing.T) {
 		t.Parallel()
-		src := newSource(t, WriteCSV(t, Header, fields(Fixture)...))
+		src := newSource(t, fields(Fixture))
 		got := make([]domain.Point, 0, len(Fixture))
 		for range Fixture {
 			p, err := src.Next(t.Context())
 			require.NoError(t, err)
 			p.Timestamp = time.Time{}
-			got = append(got, p)
+			got = append(got, caps.comparable(t, p))
 		}
-		require.ElementsMatch(t, wantPoints(Fixture), got)
+		require.ElementsMatch(t, wantPoints(Fixture, caps), got)
 
 		// After one pass a source either ends or starts over.
 		p, err := src.Next(t.Context())
@@ -112,21 +133,25 @@ func Run(t *testing.T, newSource NewSource) {
 		}
 		require.NoError(t, err)
 		p.Timestamp = time.Time{}
-		require.Contains(t, wantPoints(Fixture), p, "a looping source repeats the file's rows")
+		require.Contains(t, wantPoints(Fixture, caps), caps.comparable(t, p), "a looping source repeats the fixture's records")
 	})
 
 	t.Run("ValidPointWithFreshUTCTimestamp", func(t *testing.T) {
 		t.Parallel()
-		src := newSource(t, WriteCSV(t, Header, fields(Fixture)...))
+		created := time.Now().Round(0) // wall clock only: stamps carry no monotonic reading
+		src := newSource(t, fields(Fixture))
 		for i := range Fixture {
-			before := time.Now().Round(0) // wall clock only: stamps carry no monotonic reading
+			before := time.Now().Round(0)
+			if !caps.Replay {
+				before = created // stamped at the scrape, which may precede this call
+			}
 			p, err := src.Next(t.Context())
 			after := time.Now().Round(0)
 			require.NoError(t, err)
 			require.NoError(t, p.Validate(), "point %d", i)
 			require.Equal(t, time.UTC, p.Timestamp.Location(), "point %d", i)
 			require.False(t, p.Timestamp.Before(before) || p.Timestamp.After(after),
-				"point %d stamped %s, want the time of the call [%s, %s], not the CSV's", i, p.Timestamp, before, after)
+				"point %d stamped %s, want the time it was read [%s, %s], not the fixture's", i, p.Timestamp, before, after)
 		}
 	})
 
@@ -151,7 +176,7 @@ func Run(t *testing.T, newSource NewSource) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
-				src := newSource(t, WriteCSV(t, Header, fields(Fixture)...))
+				src := newSource(t, fields(Fixture))
 				_, err := src.Next(tt.ctx(t))
 				require.ErrorIs(t, err, tt.want)
 
@@ -171,22 +196,38 @@ func Run(t *testing.T, newSource NewSource) {
 			{fixtureTime, "DCGM_FI_DEV_GPU_UTIL", "0"},
 		}
 		records := [][]string{Fixture[0].Fields, bad[0], bad[1], Fixture[1].Fields, bad[2], bad[3], Fixture[2].Fields}
-		src := newSource(t, WriteCSV(t, Header, records...))
+		src := newSource(t, records)
 		got := make([]domain.Point, 0, 3)
 		for range 3 {
 			p, err := src.Next(t.Context())
 			require.NoError(t, err, "bad rows are skipped, not returned as errors")
 			p.Timestamp = time.Time{}
-			got = append(got, p)
+			got = append(got, caps.comparable(t, p))
 		}
-		require.ElementsMatch(t, wantPoints(Fixture[:3]), got)
+		require.ElementsMatch(t, wantPoints(Fixture[:3], caps), got)
 	})
 }
 
-func wantPoints(rows []Row) []domain.Point {
+// comparable returns p as the suite compares it: a live source's rebuilt
+// labels_raw is checked to name the series and the GPU, then left out.
+func (c Capabilities) comparable(t testing.TB, p domain.Point) domain.Point {
+	t.Helper()
+	if c.Replay {
+		return p
+	}
+	require.Contains(t, p.LabelsRaw, fmt.Sprintf(`__name__="%s"`, p.MetricName))
+	require.Contains(t, p.LabelsRaw, fmt.Sprintf(`UUID="%s"`, p.GPUUUID))
+	p.LabelsRaw = ""
+	return p
+}
+
+func wantPoints(rows []Row, caps Capabilities) []domain.Point {
 	out := make([]domain.Point, len(rows))
 	for i, r := range rows {
 		out[i] = r.Want
+		if !caps.Replay {
+			out[i].LabelsRaw = ""
+		}
 	}
 	return out
 }

@@ -2,9 +2,39 @@
 {{- $w := .Values.global.mqwriter -}}
 MQ_WRITER_URL: {{ printf "http://%s.%s.svc:%v" $w.name .Release.Namespace $w.port | quote }}
 QUEUE_BACKEND: postgres
-{{- if eq .Values.csv.source "configMap" }}
+STREAMER_SOURCE: {{ .Values.source | quote }}
+{{- if eq .Values.source "scrape" }}
+SCRAPE_INTERVAL: {{ .Values.scrape.interval | quote }}
+{{- with .Values.scrape.timeout }}
+SCRAPE_TIMEOUT: {{ . | quote }}
+{{- end }}
+{{- if .Values.scrape.targets }}
+SCRAPE_TARGETS: {{ join "," .Values.scrape.targets | quote }}
+{{- else }}
+SCRAPE_KUBERNETES_SELECTOR: {{ .Values.scrape.kubernetes.selector | quote }}
+SCRAPE_KUBERNETES_NAMESPACE: {{ include "streamer.exporterNamespace" . | quote }}
+{{- with .Values.scrape.kubernetes.port }}
+SCRAPE_KUBERNETES_PORT: {{ . | toString | quote }}
+{{- end }}
+{{- end }}
+{{- else if eq .Values.csv.source "configMap" }}
 STREAMER_CSV_PATH: {{ .Values.csv.mountPath | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* The namespace of the dcgm-exporter's EndpointSlices. */}}
+{{- define "streamer.exporterNamespace" -}}
+{{- .Values.scrape.kubernetes.namespace | default .Release.Namespace -}}
+{{- end -}}
+
+{{/* Whether the streamer discovers targets through the Kubernetes API. */}}
+{{- define "streamer.discovers" -}}
+{{- if and (eq .Values.source "scrape") (not .Values.scrape.targets) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether the CSV is shipped in ConfigMaps and mounted. */}}
+{{- define "streamer.csvMounted" -}}
+{{- if and (eq .Values.source "csv") (eq .Values.csv.source "configMap") -}}true{{- end -}}
 {{- end -}}
 
 {{/*
