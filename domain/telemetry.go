@@ -42,7 +42,7 @@ func (p Point) Validate() error {
 	case p.Value != nil && IsBlank(*p.Value):
 		return invalidPoint("value is a DCGM blank sentinel; send null")
 	}
-	return nil
+	return p.checkBounds()
 }
 
 // Record is a Point as the telemetry store holds it: keyed by the queue
