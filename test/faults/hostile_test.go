@@ -46,6 +46,7 @@ type hostileCase struct {
 // JSON error body, every service stays alive and its memory bounded, and
 // the pipeline's invariants still hold afterwards.
 func hostileInput(t *testing.T, s *system, rng *rand.Rand) (history, expectations, func(figures)) {
+	s.bins = plainDir // memory is bounded here; the race detector multiplies it
 	w, r, _ := pipeline(s, nil, nil)
 	api := s.apigw()
 	p := startPublisher(t, w, defaultLoad("s7", rng.Uint64()))

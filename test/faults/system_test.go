@@ -38,14 +38,17 @@ type system struct {
 	pool   *pgxpool.Pool
 	logDir string
 	svcs   []*service // every service started, in start order
-	http   *http.Client
+	// bins holds the binaries it starts: binDir (race-built) unless the
+	// scenario measures memory (plainDir).
+	bins string
+	http *http.Client
 }
 
 // service is one app instance that may be killed and started again on the
 // same address, so its peers find it without reconfiguration.
 type service struct {
 	name string // log file and collector id, e.g. "collector-1"
-	app  string // binary under binDir
+	app  string // binary under the system's bins
 	addr string
 	env  map[string]string
 
@@ -79,7 +82,7 @@ func newSystem(t *testing.T) *system {
 
 	logDir, err := os.MkdirTemp("", "faults-log-")
 	require.NoError(t, err)
-	s := &system{t: t, dsn: dsn, pool: pool, logDir: logDir, http: &http.Client{Timeout: 5 * time.Second}}
+	s := &system{t: t, dsn: dsn, pool: pool, logDir: logDir, http: &http.Client{Timeout: 5 * time.Second}, bins: binDir}
 	t.Cleanup(func() {
 		for i := len(s.svcs) - 1; i >= 0; i-- {
 			if p := s.svcs[i].proc; p != nil {
@@ -136,7 +139,7 @@ func (s *system) launchNoWait(svc *service, label string) {
 	require.Nil(s.t, svc.proc, "%s is already running", svc.name)
 	env := map[string]string{"DATABASE_URL": s.dsn, "LOG_LEVEL": "warn"}
 	maps.Copy(env, svc.env)
-	p, err := stack.Start(filepath.Join(binDir, svc.app), svc.name, svc.addr, s.logDir, env)
+	p, err := stack.Start(filepath.Join(s.bins, svc.app), svc.name, svc.addr, s.logDir, env)
 	require.NoError(s.t, err)
 	svc.proc = p
 	svc.starts++
