@@ -252,7 +252,7 @@ func writerCases(w *service) []hostileCase {
 		pub("payload nested 100000 deep", msg(strings.Repeat("[", 100000)+strings.Repeat("]", 100000)), 400, "invalid_argument"),
 		pub("payload over 1 MiB", msg(`"`+strings.Repeat("B", 1<<20+10)+`"`), 400, "invalid_argument"),
 		// Not one of QUEUE_TOPICS: refused before it gets anywhere near SQL.
-		pub("SQL injection topic", jsonBody(map[string]any{"topic": sqlInjection, "messages": []any{map[string]any{"payload": 1}}}), 404, "not_found"),
+		pub("SQL injection topic", jsonBody(map[string]any{"topic": sqlInjection, "messages": []any{map[string]any{"payload": 1}}}), 400, "invalid_argument"), // malformed: refused by the topic rule before the served check
 		pub("topic of 300 bytes", jsonBody(map[string]any{"topic": strings.Repeat("t", 300), "messages": []any{map[string]any{"payload": 1}}}), 400, "invalid_argument"),
 		pub("idempotency key of 300 bytes", jsonBody(map[string]any{"topic": "telemetry",
 			"messages": []any{map[string]any{"payload": 1, "idempotency_key": strings.Repeat("k", 300)}}}), 400, "invalid_argument"),
@@ -304,7 +304,7 @@ func readerCases(r *service) []hostileCase {
 		lease("lease_seconds huge", leaseWith("10", "99999999999999999999"), 400, "invalid_argument"),
 		lease("no consumer_id", raw(`{"topic":"telemetry","max":1,"lease_seconds":1}`), 400, "invalid_argument"),
 		lease("consumer_id of 300 bytes", jsonBody(map[string]any{"topic": "telemetry", "consumer_id": strings.Repeat("c", 300), "max": 1, "lease_seconds": 1}), 400, "invalid_argument"),
-		lease("SQL injection topic", jsonBody(map[string]any{"topic": sqlInjection, "consumer_id": "hostile", "max": 1, "lease_seconds": 1}), 404, "not_found"),
+		lease("SQL injection topic", jsonBody(map[string]any{"topic": sqlInjection, "consumer_id": "hostile", "max": 1, "lease_seconds": 1}), 400, "invalid_argument"),
 		lease("SQL injection consumer_id", jsonBody(map[string]any{"topic": "telemetry", "consumer_id": sqlInjection, "max": 1, "lease_seconds": 1}), 200, ""),
 		lease("unknown topic", jsonBody(map[string]any{"topic": "no-such-topic", "consumer_id": "hostile", "max": 1, "lease_seconds": 1}), 404, "not_found"),
 		lease("malformed JSON", raw(`{"topic":`), 400, "invalid_argument"),
