@@ -45,7 +45,7 @@ func options(env *platform.Env) fx.Option {
 		pgqueue.Module,
 		backend.QueueServer(env, backend.ReadSide),
 		fx.Provide(
-			platform.AsCheck(func(r *pgqueue.Reader) platform.Check { return platform.Check{Name: "reader", Fn: r.Check} }),
+			platform.AsCheck(func(r *pgqueue.Reader) platform.Check { return platform.CheckOf("reader", r) }),
 			// The reader drains (no new leases; waits for the outstanding
 			// ones) while the server still takes their acks.
 			platform.AsDrainer(func(r *pgqueue.Reader) platform.Drainer { return platform.Drainer{Name: "reader", Fn: r.Drain} }),

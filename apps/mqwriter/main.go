@@ -28,6 +28,6 @@ func options(env *platform.Env) fx.Option {
 		fx.Supply(cfg),
 		pgqueue.Module,
 		backend.QueueServer(env, backend.WriteSide),
-		fx.Provide(platform.AsCheck(func(w *pgqueue.Writer) platform.Check { return platform.Check{Name: "writer", Fn: w.Check} })),
+		fx.Provide(platform.AsCheck(func(w *pgqueue.Writer) platform.Check { return platform.CheckOf("writer", w) })),
 	)
 }

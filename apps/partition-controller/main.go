@@ -42,7 +42,7 @@ func options(env *platform.Env) fx.Option {
 		fx.Supply(cfg, opts, client),
 		kube.Module,
 		fx.Provide(platform.AsCheck(func(c *kube.Controller) platform.Check {
-			return platform.Check{Name: "controller", Fn: c.Check}
+			return platform.CheckOf("controller", c)
 		})),
 		// client-go logs through klog; send it to the app's JSON logger.
 		fx.Invoke(func(l *slog.Logger) { klog.SetSlogLogger(l) }),

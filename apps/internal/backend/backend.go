@@ -52,7 +52,7 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 				return cfg
 			}),
 			mqhttp.Module,
-			fx.Provide(platform.AsCheck(func(c *mqhttp.Client) platform.Check { return platform.Check{Name: "queue", Fn: c.Check} })),
+			fx.Provide(platform.AsCheck(func(c *mqhttp.Client) platform.Check { return platform.CheckOf("queue", c) })),
 		)
 	case QueueNATS:
 		return natsQueue(env)
@@ -141,7 +141,7 @@ func InProcess(env *platform.Env, writer pgqueue.WriterConfig, reader pgqueue.Re
 			store = fx.Options(store, Pool(env)) // the queue still needs the database
 		}
 		return fx.Options(store, fx.Supply(writer, reader), pgqueue.Module,
-			fx.Provide(platform.AsCheck(func(q *pgqueue.Queue) platform.Check { return platform.Check{Name: "queue", Fn: q.Check} })))
+			fx.Provide(platform.AsCheck(func(q *pgqueue.Queue) platform.Check { return platform.CheckOf("queue", q) })))
 	case QueueNATS:
 		return fx.Options(store, natsQueue(env))
 	case QueueMemory:

@@ -20,6 +20,6 @@ func natsQueue(env *platform.Env) fx.Option {
 	return fx.Options(
 		fx.Supply(cfg),
 		nats.Module,
-		fx.Provide(platform.AsCheck(func(q *nats.Queue) platform.Check { return platform.Check{Name: "queue", Fn: q.Check} })),
+		fx.Provide(platform.AsCheck(func(q *nats.Queue) platform.Check { return platform.CheckOf("queue", q) })),
 	)
 }

@@ -69,7 +69,7 @@ func scrapeSource(env *platform.Env) fx.Option {
 		env.Fail(fmt.Errorf("STREAMER_SOURCE=scrape: set exactly one of SCRAPE_TARGETS, SCRAPE_TARGETS_FILE and SCRAPE_KUBERNETES_SELECTOR (%d set)", given))
 	}
 	return fx.Options(fx.Supply(cfg), discovery, scrape.Module,
-		fx.Provide(platform.AsCheck(func(s *scrape.Source) platform.Check { return platform.Check{Name: "scrape targets", Fn: s.Check} })))
+		fx.Provide(platform.AsCheck(func(s *scrape.Source) platform.Check { return platform.CheckOf("scrape targets", s) })))
 }
 
 // kubernetesDiscovery discovers targets from the EndpointSlices matching

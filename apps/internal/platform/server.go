@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/fx"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/gpufleet/telemetry/ports"
 )
 
 // Check is one readiness check; /readyz runs them all.
@@ -25,6 +27,10 @@ type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
 }
+
+// CheckOf is the readiness check of a component that implements
+// ports.Checker (every queue and store adapter does).
+func CheckOf(name string, c ports.Checker) Check { return Check{Name: name, Fn: c.Check} }
 
 // Drainer is work a component must finish while the app still serves HTTP:
 // a queue reader waits for the acks of its outstanding leases, which arrive
