@@ -63,8 +63,7 @@ type Queue interface {
 // Checker reports whether a component can serve now: its dependencies are
 // reachable and it is not closed or draining. Every app's /readyz runs the
 // Checkers of its components (platform.CheckOf). Check must answer within
-// ctx and say why in its error (ErrUnavailable, ErrClosed), with no host
-// names or credentials in it.
+// ctx and say why in its error (ErrUnavailable, ErrClosed).
 type Checker interface {
 	Check(ctx context.Context) error
 }
