@@ -136,31 +136,36 @@ func (p *pipeline) count(query string) int {
 	return n
 }
 
+// stored is every stored sample with its series identity (the store keeps
+// no message UUID: samples are deduplicated on (series, timestamp)).
+const stored = `(SELECT x.ts AS "timestamp", s.gpu_uuid, s.metric_name
+    FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) t`
+
 // settled waits until every streamed row is stored and the queue is empty.
 func (p *pipeline) settled(rows int) {
 	p.t.Helper()
 	require.Eventually(p.t, func() bool {
-		return p.count(`SELECT count(*) FROM telemetry`) >= rows && p.count(`SELECT count(*) FROM queue_messages`) == 0
+		return p.count(`SELECT count(*) FROM telemetry_samples`) >= rows && p.count(`SELECT count(*) FROM queue_messages`) == 0
 	}, 90*time.Second, 100*time.Millisecond, "pipeline did not settle: telemetry=%d queue=%d",
-		p.count(`SELECT count(*) FROM telemetry`), p.count(`SELECT count(*) FROM queue_messages`))
+		p.count(`SELECT count(*) FROM telemetry_samples`), p.count(`SELECT count(*) FROM queue_messages`))
 }
 
 func (p *pipeline) checkExactlyOnce(streamStart time.Time) {
 	p.t.Helper()
-	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM telemetry`), "every streamed row stored once")
-	require.Equal(p.t, csvRows, p.count(`SELECT count(DISTINCT uuid) FROM telemetry`), "no duplicate message uuids")
+	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM telemetry_samples`), "every streamed row stored once")
+	require.Equal(p.t, csvRows, p.count(`SELECT count(DISTINCT (gpu_uuid, metric_name, "timestamp")) FROM `+stored), "no duplicate samples")
 	require.Equal(p.t, 247, p.count(`SELECT count(*) FROM gpus`), "GPU registry")
-	require.Equal(p.t, 247, p.count(`SELECT count(DISTINCT gpu_uuid) FROM telemetry`))
+	require.Equal(p.t, 247, p.count(`SELECT count(DISTINCT gpu_uuid) FROM `+stored))
 	require.Equal(p.t, 0, p.count(`SELECT count(*) FROM queue_messages`), "queue drained")
 	require.Equal(p.t, 0, p.count(`SELECT count(*) FROM dead_letters`))
 	// Every row carries the time it was streamed, not the CSV's 2025 date.
 	var oldest, newest time.Time
 	require.NoError(p.t, p.pool.QueryRow(context.Background(),
-		`SELECT min("timestamp"), max("timestamp") FROM telemetry`).Scan(&oldest, &newest))
+		`SELECT min("timestamp"), max("timestamp") FROM `+stored).Scan(&oldest, &newest))
 	require.False(p.t, oldest.Before(streamStart.Add(-time.Second)), "oldest timestamp %s predates the stream (%s)", oldest, streamStart)
 	require.False(p.t, newest.After(time.Now().Add(time.Second)), "timestamp from the future: %s", newest)
 	// Each (GPU, metric) pair of the CSV appears exactly once in one pass.
-	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM telemetry) s`))
+	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM `+stored+`) s`))
 }
 
 func TestStreamOncePersistsEveryRowExactlyOnce(t *testing.T) {
@@ -182,10 +187,10 @@ func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	slow := map[string]string{"LEASE_SECONDS": "2", "LEASE_MAX": "50", "COLLECTOR_WORKERS": "4"}
 	c := p.collector(slow)
 	p.streamer(csvRows)
-	require.Eventually(t, func() bool { return p.count(`SELECT count(*) FROM telemetry`) >= 400 }, 60*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return p.count(`SELECT count(*) FROM telemetry_samples`) >= 400 }, 60*time.Second, 5*time.Millisecond)
 	require.NoError(t, c.Signal(syscall.SIGKILL))
 	<-c.Done()
-	stored := p.count(`SELECT count(*) FROM telemetry`)
+	stored := p.count(`SELECT count(*) FROM telemetry_samples`)
 	require.Less(t, stored, csvRows, "the kill must land before the collector finished")
 	p.collector(slow)
 	p.settled(csvRows)
