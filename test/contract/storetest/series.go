@@ -222,7 +222,10 @@ func testSeriesRejects(t *testing.T, newStore NewStore) {
 	}{
 		{"zero step", func(q *ports.SeriesQuery) { q.Step = 0 }, ports.ErrInvalidArgument},
 		{"end before start", func(q *ports.SeriesQuery) { q.End = q.Start.Add(-time.Second) }, ports.ErrInvalidArgument},
-		{"too many buckets", func(q *ports.SeriesQuery) { q.End = q.Start.Add(ports.MaxSeriesBuckets * time.Second); q.Step = time.Second }, ports.ErrInvalidArgument},
+		{"too many buckets", func(q *ports.SeriesQuery) {
+			q.End = q.Start.Add(ports.MaxSeriesBuckets * time.Second)
+			q.Step = time.Second
+		}, ports.ErrInvalidArgument},
 		{"no metric", func(q *ports.SeriesQuery) { q.MetricName = "" }, ports.ErrInvalidArgument},
 		{"unknown gpu", func(q *ports.SeriesQuery) { q.GPUUUID = gpuID() }, ports.ErrNotFound},
 		{"unknown metric is empty buckets", func(q *ports.SeriesQuery) { q.MetricName = "nope" }, nil},
