@@ -438,16 +438,31 @@ func (ser *memSeries) record(m memSample) domain.Record {
 	return r
 }
 
-func newStoreFx(lc fx.Lifecycle) *TelemetryStore {
-	s := NewTelemetryStore()
+// storeParams takes the store's Options from the graph when an app
+// supplies them.
+type storeParams struct {
+	fx.In
+	LC   fx.Lifecycle
+	Opts *Options `optional:"true"`
+}
+
+func newStoreFx(p storeParams) *TelemetryStore {
+	var opts Options
+	if p.Opts != nil {
+		opts = *p.Opts
+	}
+	s := NewTelemetryStoreWith(opts)
+	lc := p.LC
 	lc.Append(fx.StopHook(s.Close))
 	return s
 }
 
 // StoreModule provides the in-memory telemetry store as
-// ports.TelemetryStore, ports.TelemetryWriter and ports.TelemetryReader
-// (STORE_BACKEND=memory), closed when the app stops.
+// ports.TelemetryStore, ports.TelemetryWriter, ports.TelemetryReader and
+// ports.TelemetryMaintainer (STORE_BACKEND=memory), closed when the app
+// stops; a *memory.Options in the graph sets its retentions.
 var StoreModule = fx.Module("memory.store",
 	fx.Provide(fx.Annotate(newStoreFx,
-		fx.As(new(ports.TelemetryStore)), fx.As(new(ports.TelemetryWriter)), fx.As(new(ports.TelemetryReader)))),
+		fx.As(new(ports.TelemetryStore)), fx.As(new(ports.TelemetryWriter)), fx.As(new(ports.TelemetryReader)),
+		fx.As(new(ports.TelemetryMaintainer)))),
 )

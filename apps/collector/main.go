@@ -20,5 +20,6 @@ func options(env *platform.Env) fx.Option {
 		backend.Store(env),
 		backend.QueueClient(env, false, true),
 		workers.Collector(env),
+		workers.Maintenance(env),
 	)
 }

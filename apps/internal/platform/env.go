@@ -68,6 +68,25 @@ func (e *Env) Seconds(name string, def time.Duration, lo, hi int) time.Duration 
 	return time.Duration(e.Int(name, int(def/time.Second), lo, hi)) * time.Second
 }
 
+// Duration returns the variable as a Go duration (90s, 30m, 168h) or a
+// number of days (7d), or def; it must lie in [lo, hi].
+func (e *Env) Duration(name string, def, lo, hi time.Duration) time.Duration {
+	v, ok := e.raw(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if days, found := strings.CutSuffix(v, "d"); found && err != nil {
+		n, nerr := strconv.Atoi(days)
+		d, err = time.Duration(n)*24*time.Hour, nerr
+	}
+	if err != nil || d < lo || d > hi {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration (e.g. 30s, 6h, 7d) from %s to %s", name, v, lo, hi))
+		return def
+	}
+	return d
+}
+
 // Bool returns the variable parsed by strconv.ParseBool, or def.
 func (e *Env) Bool(name string, def bool) bool {
 	v, ok := e.raw(name)
