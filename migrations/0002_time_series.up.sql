@@ -42,13 +42,16 @@ CREATE INDEX telemetry_series_metric_gpu_idx ON telemetry_series (metric_name, g
 
 -- Narrow samples. The primary key (series_id, ts) is both the dedup key
 -- (a redelivered sample has the same series and timestamp) and the index of
--- every window query. Partitioned by day on ts; no default partition:
--- the store creates a missing day on demand (telemetry_ensure_partition).
+-- every window query; it carries value (INCLUDE) so window, latest and
+-- series reads are index-only scans: samples arrive interleaved across
+-- series, so a heap fetch would cost one page per sample. Partitioned by
+-- day on ts; no default partition: the store creates a missing day on
+-- demand (telemetry_ensure_partition).
 CREATE TABLE telemetry_samples (
     series_id integer          NOT NULL,
     ts        timestamptz      NOT NULL,
     value     double precision NULL,
-    CONSTRAINT telemetry_samples_pkey PRIMARY KEY (series_id, ts)
+    CONSTRAINT telemetry_samples_pkey PRIMARY KEY (series_id, ts) INCLUDE (value)
 ) PARTITION BY RANGE (ts);
 -- The rollup job reads samples by time across all series: a BRIN index on
 -- ts (samples arrive roughly in time order) finds a chunk's blocks for a

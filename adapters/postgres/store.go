@@ -99,24 +99,29 @@ ORDER BY hostname COLLATE "C", gpu_index, uuid COLLATE "C"`
 
 	// sqlQueryTelemetry reads one GPU's window after a keyset cursor: the
 	// GPU's series come from telemetry_series_identity_key (gpu_uuid
-	// prefix), and for each a range scan of the samples' primary key
-	// (series_id, ts) in each day partition the window touches reads at
-	// most LIMIT rows in ts order; the outer sort merges the series (at
-	// most series × LIMIT rows). The cursor (ts, series_id) is strictly
-	// after. Unbounded ends are -infinity/infinity, no cursor is
-	// (-infinity, 0), a NULL limit reads to the end (streams); $7, when not
-	// NULL, keeps one metric.
-	sqlQueryTelemetry = `SELECT s.id, x.ts, x.value, s.gpu_uuid, s.metric_name, s.hostname, s.gpu_index, s.device,
+	// prefix), and for each an index-only range scan of the samples' primary
+	// key (series_id, ts) INCLUDE (value) in each day partition the window
+	// touches reads at most LIMIT rows in ts order; a top-N sort of those
+	// narrow rows (at most series × LIMIT) merges the series, and only the
+	// page's rows are joined to their series' attributes. The cursor (ts,
+	// series_id) is strictly after. Unbounded ends are -infinity/infinity, no
+	// cursor is (-infinity, 0), a NULL limit reads to the end (streams); $7,
+	// when not NULL, keeps one metric.
+	sqlQueryTelemetry = `SELECT s.id, p.ts, p.value, s.gpu_uuid, s.metric_name, s.hostname, s.gpu_index, s.device,
     s.model_name, s.container, s.pod, s.namespace, s.labels_raw
-FROM telemetry_series s
-CROSS JOIN LATERAL (
-    SELECT ts, value FROM telemetry_samples x
-    WHERE x.series_id = s.id AND x.ts >= $2 AND x.ts <= $3 AND x.ts >= $4 AND (x.ts > $4 OR s.id > $5)
-    ORDER BY x.ts
-    LIMIT $6) x
-WHERE s.gpu_uuid = $1 AND ($7::text IS NULL OR s.metric_name = $7)
-ORDER BY x.ts, s.id
-LIMIT $6`
+FROM (
+    SELECT g.id, x.ts, x.value
+    FROM telemetry_series g
+    CROSS JOIN LATERAL (
+        SELECT ts, value FROM telemetry_samples x
+        WHERE x.series_id = g.id AND x.ts >= $2 AND x.ts <= $3 AND x.ts >= $4 AND (x.ts > $4 OR g.id > $5)
+        ORDER BY x.ts
+        LIMIT $6) x
+    WHERE g.gpu_uuid = $1 AND ($7::text IS NULL OR g.metric_name = $7)
+    ORDER BY x.ts, g.id
+    LIMIT $6) p
+JOIN telemetry_series s ON s.id = p.id
+ORDER BY p.ts, p.id`
 )
 
 // Options tune a TelemetryStore; the zero value keeps the defaults noted.
@@ -255,10 +260,11 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 	for i, r := range kept {
 		keys[i] = keyOf(r.Point)
 	}
-	if err := s.registerSeries(ctx, kept, keys); err != nil {
+	entries, err := s.registerSeries(ctx, kept, keys)
+	if err != nil {
 		return ports.WriteResult{}, fmt.Errorf("write batch of %d: %w", len(kept), err)
 	}
-	plan := s.planBatch(kept, keys)
+	plan := s.planBatch(kept, keys, entries)
 	inserted, err := s.sendBatch(ctx, plan)
 	if isMissingPartition(err) {
 		if _, err = s.ensurePartitions(ctx, s.pool, tableSamples, plan.ts); err == nil {
@@ -275,12 +281,16 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 	return res, nil
 }
 
-// registerSeries makes sure every key of the batch is in the series cache,
-// upserting the unknown ones (each once, at its oldest sample of the batch).
-func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Record, keys []seriesKey) error {
+// registerSeries returns the series entry of every key of the batch,
+// upserting the ones the cache does not know (each once, at its oldest
+// sample of the batch) and adding them to the cache. The batch keeps its own
+// map: the cache may start over under it (maxCacheEntries).
+func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Record, keys []seriesKey) (map[seriesKey]*seriesEntry, error) {
+	entries := make(map[seriesKey]*seriesEntry, 16)
 	oldest := map[seriesKey]int{}
 	for i, k := range keys {
-		if _, ok := s.series.get(k); ok {
+		if e, ok := s.series.get(k); ok {
+			entries[k] = e
 			continue
 		}
 		if j, ok := oldest[k]; !ok || records[i].Timestamp.Before(records[j].Timestamp) {
@@ -288,7 +298,7 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 		}
 	}
 	if len(oldest) == 0 {
-		return nil
+		return entries, nil
 	}
 	idx := make([]int, 0, len(oldest))
 	for _, i := range oldest {
@@ -309,7 +319,7 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 	}
 	rows, err := s.pool.Query(ctx, sqlUpsertSeries, gpu, metric, attrs, host, index, device, model, container, pod, ns, labels, first)
 	if err != nil {
-		return fmt.Errorf("register series: %w", translate(err))
+		return nil, fmt.Errorf("register series: %w", translate(err))
 	}
 	for rows.Next() {
 		var (
@@ -319,16 +329,22 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 		)
 		if err := rows.Scan(&id, &k.gpu, &k.metric, &k.attrs, &lastSeen); err != nil {
 			rows.Close()
-			return fmt.Errorf("register series: %w", translate(err))
+			return nil, fmt.Errorf("register series: %w", translate(err))
 		}
 		e := &seriesEntry{id: id}
 		e.lastSeen.Store(micros(lastSeen))
-		s.series.add(k, e)
+		entries[k] = s.series.add(k, e)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("register series: %w", translate(err))
+		return nil, fmt.Errorf("register series: %w", translate(err))
 	}
-	return nil
+	for k := range oldest {
+		if entries[k] == nil {
+			// RETURNING answers for every row of an upsert; never expected.
+			return nil, fmt.Errorf("register series: series of %s %s not returned", k.gpu, k.metric)
+		}
+	}
+	return entries, nil
 }
 
 // batchPlan is what one WriteBatch sends, and the cache updates to apply
@@ -346,7 +362,7 @@ type batchPlan struct {
 // planBatch turns the batch into sqlInsertSamples' arrays (sorted by
 // series, then time) and decides which series and registry rows need a
 // write.
-func (s *TelemetryStore) planBatch(records []domain.Record, keys []seriesKey) *batchPlan {
+func (s *TelemetryStore) planBatch(records []domain.Record, keys []seriesKey, entries map[seriesKey]*seriesEntry) *batchPlan {
 	type row struct {
 		id int32
 		r  *domain.Record
@@ -354,7 +370,7 @@ func (s *TelemetryStore) planBatch(records []domain.Record, keys []seriesKey) *b
 	rows := make([]row, len(records))
 	newest := map[*seriesEntry]time.Time{}
 	for i := range records {
-		e, _ := s.series.get(keys[i]) // registerSeries added every key
+		e := entries[keys[i]] // registerSeries returned every key
 		rows[i] = row{id: e.id, r: &records[i]}
 		if t, ok := newest[e]; !ok || records[i].Timestamp.After(t) {
 			newest[e] = records[i].Timestamp

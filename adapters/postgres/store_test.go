@@ -203,7 +203,7 @@ func TestQueryUsesIndex(t *testing.T) {
 			require.NoError(t, rows.Err())
 			text := fmt.Sprint(plan)
 			require.Contains(t, text, "Index Scan using telemetry_series_", text)
-			require.Contains(t, text, "telemetry_samples_20250718_pkey", text)
+			require.Contains(t, text, "Index Only Scan using telemetry_samples_20250718_pkey", text)
 			require.NotContains(t, text, "Seq Scan on telemetry_samples", text)
 		})
 	}
