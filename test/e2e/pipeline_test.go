@@ -5,7 +5,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -15,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/adapters/httpapi"
 	"github.com/gpufleet/telemetry/test/pgtest"
 	"github.com/gpufleet/telemetry/test/stack"
 )
@@ -41,7 +45,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "natsd"); err != nil {
+	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "natsd", "apigw"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -205,4 +209,66 @@ func TestNATSBackendPersistsEveryRowExactlyOnce(t *testing.T) {
 	p.streamer(csvRows)
 	p.settled(csvRows)
 	p.checkExactlyOnce(start)
+}
+
+// getJSON fetches url from a running app and decodes its 200 answer.
+func getJSON[T any](t *testing.T, url string) T {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, body)
+	var v T
+	require.NoError(t, json.Unmarshal(body, &v), "%s", url)
+	return v
+}
+
+// TestEveryEndpointAnswersForEveryGPU streams the CSV through the real
+// binaries, then asks apigw every time-series question for every GPU: the
+// GPU list in one page, the metric names with units, each GPU's latest
+// values, a series at 1 m step (rollups) and at 10 s (raw), and the fleet
+// summary of every metric.
+func TestEveryEndpointAnswersForEveryGPU(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.collector(nil)
+	start := time.Now().UTC()
+	p.streamer(csvRows)
+	p.settled(csvRows)
+	api := p.start("apigw", map[string]string{})
+	base := api.URL() + "/api/v1"
+
+	gpus := getJSON[httpapi.GPUList](t, base+"/gpus")
+	require.Len(t, gpus.GPUs, 247, "a whole fleet in the default page")
+	require.Empty(t, gpus.NextCursor)
+	metrics := getJSON[httpapi.MetricList](t, base+"/metrics")
+	require.Len(t, metrics.Metrics, 10)
+	for _, m := range metrics.Metrics {
+		require.Equal(t, 247, m.GPUs, m.Name)
+		require.NotEmpty(t, m.Unit, "the shipped dump's fields are known: %s", m.Name)
+		sum := getJSON[httpapi.FleetSummary](t, base+"/fleet/summary?metric_name="+m.Name)
+		require.Positive(t, sum.Count, m.Name)
+		require.LessOrEqual(t, *sum.Min, *sum.P50, m.Name)
+		require.LessOrEqual(t, *sum.P95, *sum.Max, m.Name)
+	}
+	from := start.Truncate(time.Minute).Format(time.RFC3339)
+	to := time.Now().UTC().Add(time.Minute).Format(time.RFC3339)
+	for _, g := range gpus.GPUs {
+		latest := getJSON[httpapi.LatestValues](t, base+"/gpus/"+g.ID+"/latest")
+		require.Len(t, latest.Metrics, 10, g.ID)
+		rolled := getJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=1m&start_time="+from+"&end_time="+to)
+		require.Equal(t, "rollup", rolled.Source)
+		raw := getJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=10s&start_time="+from+"&end_time="+to)
+		require.Equal(t, "raw", raw.Source)
+		count := func(s httpapi.Series) (n int) {
+			for _, b := range s.Buckets {
+				n += b.Count
+			}
+			return n
+		}
+		require.Equal(t, 1, count(rolled), "one pass: one temperature sample of %s", g.ID)
+		require.Equal(t, 1, count(raw), g.ID)
+	}
 }
