@@ -106,8 +106,8 @@ func hostileInput(t *testing.T, s *system, rng *rand.Rand) (history, expectation
 	}
 	var tables int
 	require.NoError(t, s.pool.QueryRow(ctx,
-		`SELECT count(*) FROM pg_tables WHERE tablename IN ('queue_messages', 'telemetry', 'gpus', 'dead_letters')`).Scan(&tables))
-	require.Equal(t, 4, tables, "a table is gone")
+		`SELECT count(*) FROM pg_tables WHERE tablename IN ('queue_messages', 'telemetry_series', 'telemetry_samples', 'gpus', 'dead_letters')`).Scan(&tables))
+	require.Equal(t, 5, tables, "a table is gone")
 	progress(t, p, 300) // the pipeline still works
 	h := p.stop()
 	return h, expectations{drainWithin: 30 * time.Second, maxRedelivered: 0.05}, nil
