@@ -10,3 +10,6 @@ func QueryArgs(q ports.TelemetryQuery, limit int64) []any { return queryArgs(q, 
 
 // MaintenanceLockKey is the advisory lock one maintenance runner holds.
 const MaintenanceLockKey = maintenanceLockKey
+
+// AttrsKey exposes attrsKey.
+var AttrsKey = attrsKey

@@ -162,7 +162,7 @@ type TelemetryStore struct {
 	log  *slog.Logger
 	opts Options
 
-	series cowMap[seriesKey, seriesEntry]
+	series cowMap[pointKey, seriesEntry]
 	gpus   cowMap[string, gpuEntry]
 
 	// Counters for the maintenance metrics (read by Stats).
@@ -256,7 +256,7 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 	if len(kept) == 0 {
 		return res, nil
 	}
-	keys := make([]seriesKey, len(kept))
+	keys := make([]pointKey, len(kept))
 	for i, r := range kept {
 		keys[i] = keyOf(r.Point)
 	}
@@ -285,9 +285,9 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 // upserting the ones the cache does not know (each once, at its oldest
 // sample of the batch) and adding them to the cache. The batch keeps its own
 // map: the cache may start over under it (maxCacheEntries).
-func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Record, keys []seriesKey) (map[seriesKey]*seriesEntry, error) {
-	entries := make(map[seriesKey]*seriesEntry, 16)
-	oldest := map[seriesKey]int{}
+func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Record, keys []pointKey) (map[pointKey]*seriesEntry, error) {
+	entries := make(map[pointKey]*seriesEntry, 16)
+	oldest := map[pointKey]int{}
 	for i, k := range keys {
 		if e, ok := s.series.get(k); ok {
 			entries[k] = e
@@ -301,12 +301,18 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 		return entries, nil
 	}
 	idx := make([]int, 0, len(oldest))
-	for _, i := range oldest {
+	ids := make(map[seriesKey]pointKey, len(oldest)) // the database's identity of each new key
+	attrsOf := make(map[int]uuid.UUID, len(oldest))
+	for k, i := range oldest {
 		idx = append(idx, i)
+		a := attrsKey(records[i].Point)
+		attrsOf[i] = a
+		ids[seriesKey{gpu: k.gpu, metric: k.metric, attrs: a}] = k
 	}
 	slices.SortFunc(idx, func(a, b int) int {
 		ka, kb := keys[a], keys[b]
-		return cmp.Or(cmp.Compare(ka.gpu, kb.gpu), cmp.Compare(ka.metric, kb.metric), slices.Compare(ka.attrs[:], kb.attrs[:]))
+		aa, ab := attrsOf[a], attrsOf[b]
+		return cmp.Or(cmp.Compare(ka.gpu, kb.gpu), cmp.Compare(ka.metric, kb.metric), slices.Compare(aa[:], ab[:]))
 	})
 	n := len(idx)
 	gpu, metric, host, device, model, container, pod, ns, labels := make([]string, n), make([]string, n),
@@ -314,7 +320,7 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 	attrs, index, first := make([]pgtype.UUID, n), make([]int32, n), make([]time.Time, n)
 	for j, i := range idx {
 		r := records[i]
-		gpu[j], metric[j], attrs[j], host[j], index[j] = r.GPUUUID, r.MetricName, uuidParam(keys[i].attrs), r.Hostname, int32(r.GPUIndex)
+		gpu[j], metric[j], attrs[j], host[j], index[j] = r.GPUUUID, r.MetricName, uuidParam(attrsOf[i]), r.Hostname, int32(r.GPUIndex)
 		device[j], model[j], container[j], pod[j], ns[j], labels[j], first[j] = r.Device, r.ModelName, r.Container, r.Pod, r.Namespace, r.LabelsRaw, r.Timestamp
 	}
 	rows, err := s.pool.Query(ctx, sqlUpsertSeries, gpu, metric, attrs, host, index, device, model, container, pod, ns, labels, first)
@@ -331,9 +337,13 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 			rows.Close()
 			return nil, fmt.Errorf("register series: %w", translate(err))
 		}
+		pk, ok := ids[k]
+		if !ok {
+			continue // not one of ours (cannot happen: RETURNING answers the rows sent)
+		}
 		e := &seriesEntry{id: id}
 		e.lastSeen.Store(micros(lastSeen))
-		entries[k] = s.series.add(k, e)
+		entries[pk] = s.series.add(pk, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("register series: %w", translate(err))
@@ -362,7 +372,7 @@ type batchPlan struct {
 // planBatch turns the batch into sqlInsertSamples' arrays (sorted by
 // series, then time) and decides which series and registry rows need a
 // write.
-func (s *TelemetryStore) planBatch(records []domain.Record, keys []seriesKey, entries map[seriesKey]*seriesEntry) *batchPlan {
+func (s *TelemetryStore) planBatch(records []domain.Record, keys []pointKey, entries map[pointKey]*seriesEntry) *batchPlan {
 	type row struct {
 		id int32
 		r  *domain.Record

@@ -161,3 +161,27 @@ func TestCoarseRegistry(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, base.Add(6*time.Second).Equal(lastSeen()), "an attribute change is written at once")
 }
+
+// TestAttrsKeyMatchesSQL: the store's attribute-set key equals the
+// migration's telemetry_attrs_key, so rows migrated in SQL and rows written
+// by the store share series.
+func TestAttrsKeyMatchesSQL(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	points := []domain.Point{
+		{},
+		{Hostname: "host-a", GPUIndex: 7, Device: "nvidia7", ModelName: "NVIDIA H100 80GB HBM3", Container: "c", Pod: "p", Namespace: "n",
+			LabelsRaw: `DCGM_FI_DRIVER_VERSION="535.129.03",Hostname="host-a"`},
+		{Hostname: "hôte-ü", LabelsRaw: "1:2", Device: "12"},
+		{Hostname: "ab", Device: "c"}, {Hostname: "a", Device: "bc"}, // no run-in between fields
+	}
+	seen := map[string]bool{}
+	for _, p := range points {
+		var sqlKey string
+		require.NoError(t, pool.QueryRow(context.Background(), `SELECT telemetry_attrs_key($1, $2, $3, $4, $5, $6, $7, $8)::text`,
+			p.Hostname, p.GPUIndex, p.Device, p.ModelName, p.Container, p.Pod, p.Namespace, p.LabelsRaw).Scan(&sqlKey))
+		require.Equal(t, sqlKey, postgres.AttrsKey(p).String())
+		require.False(t, seen[sqlKey], "distinct attributes, distinct keys")
+		seen[sqlKey] = true
+	}
+}
