@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -327,6 +328,7 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 	if err != nil {
 		return nil, fmt.Errorf("register series: %w", translate(err))
 	}
+	added := make(map[pointKey]*seriesEntry, len(oldest))
 	for rows.Next() {
 		var (
 			k        seriesKey
@@ -343,11 +345,12 @@ func (s *TelemetryStore) registerSeries(ctx context.Context, records []domain.Re
 		}
 		e := &seriesEntry{id: id}
 		e.lastSeen.Store(micros(lastSeen))
-		entries[pk] = s.series.add(pk, e)
+		added[pk] = e
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("register series: %w", translate(err))
 	}
+	maps.Copy(entries, s.series.addAll(added))
 	for k := range oldest {
 		if entries[k] == nil {
 			// RETURNING answers for every row of an upsert; never expected.
