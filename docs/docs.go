@@ -15,9 +15,66 @@ const docTemplate = `{
     "host": "{{.Host}}",
     "basePath": "{{.BasePath}}",
     "paths": {
+        "/api/v1/fleet/summary": {
+            "get": {
+                "description": "Count, min, avg, p50, p95 (linear interpolation between closest ranks) and max of every GPU's latest\nvalue of one metric, and the top GPUs by that value (hottest, busiest). GPUs whose latest sample is blank\nare left out. The statistics are null when no GPU has a value.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "fleet"
+                ],
+                "summary": "One metric across the fleet",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "example": "DCGM_FI_DEV_GPU_TEMP",
+                        "description": "Metric name",
+                        "name": "metric_name",
+                        "in": "query",
+                        "required": true
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 0,
+                        "type": "integer",
+                        "default": 5,
+                        "description": "How many top GPUs to list",
+                        "name": "top",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The summary",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.FleetSummary"
+                        }
+                    },
+                    "400": {
+                        "description": "Missing or bad metric_name, bad top, unknown parameter",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "503": {
+                        "description": "The telemetry store is unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "504": {
+                        "description": "The store did not answer in time",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/api/v1/gpus": {
             "get": {
-                "description": "Every GPU that has reported telemetry, from the GPU registry (it never scans the telemetry table),\nordered by hostname, then GPU index. A GPU's id is its UUID; gpu_index is its index on its host.",
+                "description": "GPUs that have reported telemetry, from the GPU registry (it never scans samples), ordered by hostname,\nthen GPU index, then UUID. A GPU's id is its UUID; gpu_index is its index on its host. hostname and\nmodel_name keep only exact matches. Pages hold up to limit GPUs (default 1000, a whole typical fleet);\nwhen more may follow the answer has next_cursor: repeat with cursor=next_cursor and the same filters.",
                 "produces": [
                     "application/json"
                 ],
@@ -28,6 +85,35 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
+                        "example": "mtv5-dgx1-hgpu-031",
+                        "description": "Only GPUs of this host",
+                        "name": "hostname",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "example": "NVIDIA H100 80GB HBM3",
+                        "description": "Only GPUs of this model",
+                        "name": "model_name",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 10000,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 1000,
+                        "description": "Page size",
+                        "name": "limit",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "next_cursor of the previous page, unchanged",
+                        "name": "cursor",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
                         "description": "Request id to echo (a sane token); one is generated otherwise",
                         "name": "X-Request-Id",
                         "in": "header"
@@ -35,9 +121,21 @@ const docTemplate = `{
                 ],
                 "responses": {
                     "200": {
-                        "description": "The GPU registry; gpus is [] when empty",
+                        "description": "A page of the GPU registry; gpus is [] when empty",
                         "schema": {
                             "$ref": "#/definitions/httpapi.GPUList"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad limit or cursor, unknown parameter",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
                         },
                         "headers": {
                             "X-Request-Id": {
@@ -92,6 +190,146 @@ const docTemplate = `{
                                 "type": "string",
                                 "description": "The request id, echoed or generated"
                             }
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/gpus/{id}/latest": {
+            "get": {
+                "description": "The newest stored sample of each metric of one GPU (value null when that sample was blank).",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "telemetry"
+                ],
+                "summary": "A GPU's latest values",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "example": "GPU-5fd4f087-86f3-7a43-b711-4771313afc50",
+                        "description": "GPU UUID",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "One entry per metric, by name",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.LatestValues"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad GPU id, unknown parameter",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown GPU",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "503": {
+                        "description": "The telemetry store is unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "504": {
+                        "description": "The store did not answer in time",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/gpus/{id}/series": {
+            "get": {
+                "description": "One metric of one GPU in buckets of step over [start_time, end_time] (both inclusive): bucket k starts at\nstart_time + k·step; every bucket is returned, empty ones with count 0 and null values. Each bucket has\nmin, max, avg, count and last of the non-null samples. When step is a whole number of minutes and\nstart_time is on a minute, buckets come from the 1-minute rollups (source=rollup; they outlive raw\nsamples, so long windows work after raw retention; buckets then cover whole minutes, the minute holding\nend_time included); otherwise from raw samples (source=raw). At most 10,000 buckets (400 beyond).\nend_time defaults to now, start_time to one hour before end_time, step to 1m.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "telemetry"
+                ],
+                "summary": "A GPU's metric bucketed over time",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "example": "GPU-5fd4f087-86f3-7a43-b711-4771313afc50",
+                        "description": "GPU UUID",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "example": "DCGM_FI_DEV_GPU_TEMP",
+                        "description": "Metric name",
+                        "name": "metric_name",
+                        "in": "query",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "format": "date-time",
+                        "example": "2025-07-18T20:00:00Z",
+                        "description": "Inclusive lower bound, RFC 3339",
+                        "name": "start_time",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "format": "date-time",
+                        "example": "2025-07-18T21:00:00Z",
+                        "description": "Inclusive upper bound, RFC 3339",
+                        "name": "end_time",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "default": "1m",
+                        "example": "5m",
+                        "description": "Bucket width: a Go duration (30s, 1m, 1h) or seconds, \u003e= 1s",
+                        "name": "step",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The buckets, in time order",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.Series"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad time, inverted window, bad step, more than 10,000 buckets, missing metric_name, unknown parameter",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown GPU",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "503": {
+                        "description": "The telemetry store is unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "504": {
+                        "description": "The store did not answer in time",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
                         }
                     }
                 }
@@ -271,6 +509,38 @@ const docTemplate = `{
                     }
                 }
             }
+        },
+        "/api/v1/metrics": {
+            "get": {
+                "description": "Every metric name the store has seen, with how many GPUs reported it, and the unit and description of\nthe DCGM fields we know (empty for others: newer exporters add fields, and they are served all the same).",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "metrics"
+                ],
+                "summary": "List metric names",
+                "responses": {
+                    "200": {
+                        "description": "Metric names by name",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.MetricList"
+                        }
+                    },
+                    "503": {
+                        "description": "The telemetry store is unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    },
+                    "504": {
+                        "description": "The store did not answer in time",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        }
+                    }
+                }
+            }
         }
     },
     "definitions": {
@@ -307,6 +577,82 @@ const docTemplate = `{
             "properties": {
                 "error": {
                     "$ref": "#/definitions/httpapi.ErrorBody"
+                }
+            }
+        },
+        "httpapi.FleetGPU": {
+            "type": "object",
+            "properties": {
+                "gpu_id": {
+                    "type": "string",
+                    "example": "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
+                },
+                "gpu_index": {
+                    "type": "integer",
+                    "example": 0
+                },
+                "hostname": {
+                    "type": "string",
+                    "example": "mtv5-dgx1-hgpu-031"
+                },
+                "timestamp": {
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T20:42:34Z"
+                },
+                "value": {
+                    "type": "number",
+                    "example": 83
+                }
+            }
+        },
+        "httpapi.FleetSummary": {
+            "type": "object",
+            "properties": {
+                "avg": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 44.2
+                },
+                "count": {
+                    "description": "Count is how many GPUs' latest values are summarised.",
+                    "type": "integer",
+                    "example": 247
+                },
+                "max": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 83
+                },
+                "metric_name": {
+                    "type": "string",
+                    "example": "DCGM_FI_DEV_GPU_TEMP"
+                },
+                "min": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 31
+                },
+                "p50": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 43
+                },
+                "p95": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 61
+                },
+                "top": {
+                    "description": "Top are the GPUs with the highest latest values, highest first.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/httpapi.FleetGPU"
+                    }
+                },
+                "unit": {
+                    "type": "string",
+                    "example": "°C"
                 }
             }
         },
@@ -355,6 +701,172 @@ const docTemplate = `{
                     "items": {
                         "$ref": "#/definitions/httpapi.GPU"
                     }
+                },
+                "next_cursor": {
+                    "description": "NextCursor is present when more GPUs may follow: pass it as cursor, with the same filters.",
+                    "type": "string",
+                    "example": "eyJ2IjoxLCJoIjoiaG9zdC1hIiwiaSI6MywidSI6IkdQVS0xIiwiZiI6IiJ9"
+                }
+            }
+        },
+        "httpapi.LatestEntry": {
+            "type": "object",
+            "properties": {
+                "metric_name": {
+                    "type": "string",
+                    "example": "DCGM_FI_DEV_GPU_TEMP"
+                },
+                "timestamp": {
+                    "description": "Timestamp is when the sample was taken (RFC 3339, UTC).",
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T20:42:34Z"
+                },
+                "unit": {
+                    "type": "string",
+                    "example": "°C"
+                },
+                "value": {
+                    "description": "Value is null when the newest sample was blank.",
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 41
+                }
+            }
+        },
+        "httpapi.LatestValues": {
+            "type": "object",
+            "properties": {
+                "gpu_id": {
+                    "type": "string",
+                    "example": "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
+                },
+                "metrics": {
+                    "description": "Metrics are ordered by name.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/httpapi.LatestEntry"
+                    }
+                }
+            }
+        },
+        "httpapi.MetricInfo": {
+            "type": "object",
+            "properties": {
+                "description": {
+                    "description": "Description says what the field measures, when we know it.",
+                    "type": "string",
+                    "example": "GPU temperature"
+                },
+                "gpus": {
+                    "description": "GPUs is how many GPUs reported it.",
+                    "type": "integer",
+                    "example": 247
+                },
+                "name": {
+                    "description": "Name is the DCGM field name as exported.",
+                    "type": "string",
+                    "example": "DCGM_FI_DEV_GPU_TEMP"
+                },
+                "unit": {
+                    "description": "Unit is the field's unit when we know the field, else empty.",
+                    "type": "string",
+                    "example": "°C"
+                }
+            }
+        },
+        "httpapi.MetricList": {
+            "type": "object",
+            "properties": {
+                "metrics": {
+                    "description": "Metrics are ordered by name; empty (never null) before any telemetry.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/httpapi.MetricInfo"
+                    }
+                }
+            }
+        },
+        "httpapi.Series": {
+            "type": "object",
+            "properties": {
+                "buckets": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/httpapi.SeriesBucket"
+                    }
+                },
+                "end_time": {
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T21:00:00Z"
+                },
+                "gpu_id": {
+                    "type": "string",
+                    "example": "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
+                },
+                "metric_name": {
+                    "type": "string",
+                    "example": "DCGM_FI_DEV_GPU_TEMP"
+                },
+                "source": {
+                    "description": "Source is rollup (1-minute rollups, raw samples for the minutes not\nrolled up yet; buckets cover whole minutes) or raw.",
+                    "type": "string",
+                    "enum": [
+                        "rollup",
+                        "raw"
+                    ],
+                    "example": "rollup"
+                },
+                "start_time": {
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T20:00:00Z"
+                },
+                "step_seconds": {
+                    "description": "StepSeconds is the bucket width.",
+                    "type": "number",
+                    "example": 60
+                },
+                "unit": {
+                    "type": "string",
+                    "example": "°C"
+                }
+            }
+        },
+        "httpapi.SeriesBucket": {
+            "type": "object",
+            "properties": {
+                "avg": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 41
+                },
+                "count": {
+                    "type": "integer",
+                    "example": 2
+                },
+                "last": {
+                    "description": "Last is the newest non-null value of the bucket.",
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 42
+                },
+                "max": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 42
+                },
+                "min": {
+                    "type": "number",
+                    "x-nullable": true,
+                    "example": 40
+                },
+                "start": {
+                    "description": "Start is the bucket's first instant; the bucket ends one step later.",
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T20:00:00Z"
                 }
             }
         },
@@ -454,8 +966,16 @@ const docTemplate = `{
             "name": "gpus"
         },
         {
-            "description": "Stored DCGM samples of one GPU.",
+            "description": "Stored DCGM samples of one GPU: raw, latest, bucketed.",
             "name": "telemetry"
+        },
+        {
+            "description": "The metric names seen.",
+            "name": "metrics"
+        },
+        {
+            "description": "One metric across every GPU.",
+            "name": "fleet"
         }
     ],
     "externalDocs": {

@@ -45,12 +45,15 @@ func (p Point) Validate() error {
 	return p.checkBounds()
 }
 
-// Record is a Point as the telemetry store holds it: keyed by the queue
-// message that carried it, with the store's row id (the tiebreak of the
-// (timestamp, id) order) and the time it was persisted.
+// Record is a Point as it travels to and from the telemetry store. Written,
+// it carries the queue message that brought it (MsgUUID, checked but not
+// stored: the store deduplicates on the sample's natural key, ADR 0004).
+// Read back, ID is the sample's series id (the tiebreak of the (timestamp,
+// id) order, unique per timestamp within a GPU); MsgUUID and IngestedAt are
+// zero.
 type Record struct {
 	Point
-	// MsgUUID is the queue message's UUID, the dedup key of the telemetry table.
+	// MsgUUID is the queue message's UUID.
 	MsgUUID    uuid.UUID `json:"msg_uuid"`
 	ID         int64     `json:"id"`
 	IngestedAt time.Time `json:"ingested_at"`

@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,10 @@ func tables(t *testing.T, conn *pgx.Conn) []string {
 	return names
 }
 
+// latestTables are the tables of an empty, fully migrated database.
+var latestTables = []string{"dead_letters", "gpus", "queue_messages", "telemetry_maintenance",
+	"telemetry_rollups_1m", "telemetry_samples", "telemetry_series"}
+
 func TestUpDownUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -35,7 +40,7 @@ func TestUpDownUp(t *testing.T) {
 	applied, err := migrations.Up(ctx, conn)
 	require.NoError(t, err)
 	require.Len(t, applied, len(all))
-	require.Equal(t, []string{"dead_letters", "gpus", "queue_messages", "telemetry"}, tables(t, conn))
+	require.Equal(t, latestTables, tables(t, conn))
 
 	again, err := migrations.Up(ctx, conn)
 	require.NoError(t, err)
@@ -49,7 +54,7 @@ func TestUpDownUp(t *testing.T) {
 	applied, err = migrations.Up(ctx, conn)
 	require.NoError(t, err)
 	require.Len(t, applied, len(all))
-	require.Equal(t, []string{"dead_letters", "gpus", "queue_messages", "telemetry"}, tables(t, conn))
+	require.Equal(t, latestTables, tables(t, conn))
 }
 
 func TestConcurrentUpAppliesOnce(t *testing.T) {
@@ -82,4 +87,68 @@ func TestConcurrentUpAppliesOnce(t *testing.T) {
 	all, err := migrations.All()
 	require.NoError(t, err)
 	require.Equal(t, len(all), total, "each migration is applied by exactly one runner")
+}
+
+// TestTimeSeriesMigrationKeepsData populates the wide telemetry table of
+// 0001 (three days, GPUs that changed host, a NULL value, a natural-key
+// duplicate under two message UUIDs), migrates up to the time-series
+// schema and back down, and checks no sample is lost or invented either way.
+func TestTimeSeriesMigrationKeepsData(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.NewEmptyDatabase(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	all, err := migrations.All()
+	require.NoError(t, err)
+	_, err = migrations.Up(ctx, conn)
+	require.NoError(t, err)
+	down, err := migrations.Down(ctx, conn, len(all)-1)
+	require.NoError(t, err)
+	require.Len(t, down, len(all)-1, "back to 0001")
+
+	_, err = conn.Exec(ctx, `INSERT INTO telemetry (uuid, gpu_uuid, gpu_index, device, hostname, model_name, metric_name,
+    "timestamp", value, labels_raw)
+SELECT gen_random_uuid(), 'GPU-' || (i % 4), i % 4, 'nvidia' || (i % 4), CASE WHEN i < 150 THEN 'host-a' ELSE 'host-b' END,
+    'H100', 'm' || (i % 3), TIMESTAMPTZ '2025-07-18 20:00:00Z' + i * interval '7 minutes',
+    CASE WHEN i % 10 = 0 THEN NULL ELSE i END, 'l'
+FROM generate_series(1, 300) i`)
+	require.NoError(t, err)
+	// The same sample again under another message UUID: one sample after up.
+	_, err = conn.Exec(ctx, `INSERT INTO telemetry (uuid, gpu_uuid, gpu_index, device, hostname, model_name, metric_name, "timestamp", value, labels_raw)
+SELECT gen_random_uuid(), gpu_uuid, gpu_index, device, hostname, model_name, metric_name, "timestamp", value, labels_raw
+FROM telemetry WHERE value = 42`)
+	require.NoError(t, err)
+	const content = `SELECT gpu_uuid, gpu_index, device, hostname, model_name, metric_name, "timestamp", value, labels_raw
+FROM %s ORDER BY "timestamp", gpu_uuid`
+	read := func(from string) []string {
+		rows, err := conn.Query(ctx, fmt.Sprintf(content, from))
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+			v, err := r.Values()
+			return fmt.Sprint(v), err
+		})
+		require.NoError(t, err)
+		return out
+	}
+	before := read(`(SELECT DISTINCT gpu_uuid, gpu_index, device, hostname, model_name, metric_name, "timestamp", value, labels_raw FROM telemetry) d`)
+	require.Len(t, before, 300)
+
+	_, err = migrations.Up(ctx, conn)
+	require.NoError(t, err)
+	const joined = `(SELECT s.gpu_uuid, s.gpu_index, s.device, s.hostname, s.model_name, s.metric_name, x.ts AS "timestamp", x.value, s.labels_raw
+FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) j`
+	require.Equal(t, before, read(joined), "every sample kept, the duplicate collapsed")
+	var series, partitions int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM telemetry_series`).Scan(&series))
+	require.Equal(t, 2*4*3, series, "a series per GPU, metric and attribute set: each pair reported from both hosts")
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry_samples'::regclass`).Scan(&partitions))
+	require.Equal(t, 3, partitions, "one partition per day of data (35 h from 20:07)")
+
+	_, err = migrations.Down(ctx, conn, 1)
+	require.NoError(t, err)
+	require.Equal(t, before, read("telemetry"), "down restores the wide rows")
+	var distinct int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(DISTINCT uuid) FROM telemetry`).Scan(&distinct))
+	require.Equal(t, 300, distinct)
 }

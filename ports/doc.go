@@ -16,8 +16,9 @@
 // Ack deletes the lease's messages for good. Release returns them to ready at
 // once. A lease that is neither acked nor released before it expires is
 // dropped, and its messages are delivered again later, to any consumer.
-// Consumers must therefore be idempotent; the collector is, by inserting on
-// the message UUID with ON CONFLICT DO NOTHING.
+// Consumers must therefore be idempotent; the collector is, by inserting
+// each sample with ON CONFLICT DO NOTHING on its natural key (series,
+// timestamp): a redelivered message carries the same sample.
 //
 // An ack or release of a lease that expired (whose messages may now be leased
 // to someone else) fails with ErrLeaseExpired and changes nothing. Acking a

@@ -1,6 +1,8 @@
 // Package httpapi is the REST API gateway over stored telemetry (the apigw
-// app): it lists the GPU registry and serves a GPU's telemetry in a time
-// window, as keyset-paginated JSON pages or as one NDJSON stream, and serves
+// app): it lists the GPU registry (filtered, paged) and the metric names,
+// serves a GPU's raw telemetry in a time window (keyset-paginated JSON pages
+// or one NDJSON stream), its latest values, a metric bucketed by a step, and
+// a metric summarised across the fleet, and serves
 // the OpenAPI spec generated from the annotations in this package (see docs/
 // and `make swagger`) with Swagger UI at /swagger/.
 //
@@ -27,6 +29,10 @@ package httpapi
 //	@tag.name					gpus
 //	@tag.description			The GPU registry.
 //	@tag.name					telemetry
-//	@tag.description			Stored DCGM samples of one GPU.
+//	@tag.description			Stored DCGM samples of one GPU: raw, latest, bucketed.
+//	@tag.name					metrics
+//	@tag.description			The metric names seen.
+//	@tag.name					fleet
+//	@tag.description			One metric across every GPU.
 //	@externalDocs.description	DCGM exporter field identifiers
 //	@externalDocs.url			https://docs.nvidia.com/datacenter/dcgm/latest/dcgm-api/dcgm-api-field-ids.html

@@ -365,6 +365,24 @@ type faultyReader struct {
 
 func (f faultyReader) ListGPUs(context.Context) ([]domain.GPU, error) { return nil, f.err }
 
+func (f faultyReader) QueryGPUs(context.Context, ports.GPUQuery) (ports.GPUPage, error) {
+	return ports.GPUPage{}, f.err
+}
+
+func (f faultyReader) ListMetrics(context.Context) ([]domain.MetricSeen, error) { return nil, f.err }
+
+func (f faultyReader) LatestValues(context.Context, string) ([]domain.LatestValue, error) {
+	return nil, f.err
+}
+
+func (f faultyReader) QuerySeries(context.Context, ports.SeriesQuery) (domain.Series, error) {
+	return domain.Series{}, f.err
+}
+
+func (f faultyReader) FleetSummary(context.Context, string, int) (domain.FleetSummary, error) {
+	return domain.FleetSummary{}, f.err
+}
+
 func (f faultyReader) QueryTelemetry(context.Context, ports.TelemetryQuery) (ports.TelemetryPage, error) {
 	return ports.TelemetryPage{}, f.err
 }
@@ -398,7 +416,9 @@ func TestStoreErrors(t *testing.T) {
 		{"anything else", errors.New(leak), 500, "internal", "internal error"},
 	}
 	for _, tt := range tests {
-		for _, target := range []string{"/api/v1/gpus", telemetryURL(gpu, nil), telemetryURL(gpu, url.Values{"format": {"ndjson"}})} {
+		for _, target := range []string{"/api/v1/gpus", telemetryURL(gpu, nil), telemetryURL(gpu, url.Values{"format": {"ndjson"}}),
+			"/api/v1/metrics", "/api/v1/gpus/" + gpu + "/latest", "/api/v1/fleet/summary?metric_name=DCGM_FI_DEV_GPU_TEMP",
+			"/api/v1/gpus/" + gpu + "/series?metric_name=DCGM_FI_DEV_GPU_TEMP&start_time=2025-07-18T20:00:00Z&end_time=2025-07-18T21:00:00Z"} {
 			t.Run(tt.name+" "+target, func(t *testing.T) {
 				t.Parallel()
 				h := httpapi.NewHandler(faultyReader{err: tt.err}, httpapi.Options{Logger: discardLogger()})

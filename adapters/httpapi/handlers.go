@@ -28,34 +28,6 @@ const (
 	streamWriteWindow = 30 * time.Second
 )
 
-// listGPUs godoc
-//
-//	@Summary		List GPUs
-//	@Description	Every GPU that has reported telemetry, from the GPU registry (it never scans the telemetry table),
-//	@Description	ordered by hostname, then GPU index. A GPU's id is its UUID; gpu_index is its index on its host.
-//	@Tags			gpus
-//	@Produce		json
-//	@Param			X-Request-Id	header		string			false	"Request id to echo (a sane token); one is generated otherwise"
-//	@Success		200				{object}	GPUList			"The GPU registry; gpus is [] when empty"
-//	@Failure		405				{object}	ErrorResponse	"Method not allowed (see the Allow header)"
-//	@Failure		500				{object}	ErrorResponse	"Internal error (details are logged, never returned)"
-//	@Failure		503				{object}	ErrorResponse	"The telemetry store is unavailable"
-//	@Failure		504				{object}	ErrorResponse	"The store did not answer in time"
-//	@Header			all				{string}	X-Request-Id	"The request id, echoed or generated"
-//	@Router			/api/v1/gpus [get]
-func (s *Server) listGPUs(w http.ResponseWriter, r *http.Request) {
-	gpus, err := s.reader.ListGPUs(r.Context())
-	if err != nil {
-		s.writeError(w, r, fmt.Errorf("list gpus: %w", err))
-		return
-	}
-	body := GPUList{GPUs: make([]GPU, 0, len(gpus))}
-	for _, g := range gpus {
-		body.GPUs = append(body.GPUs, gpuOf(g))
-	}
-	s.writeJSON(w, r, http.StatusOK, body)
-}
-
 // getTelemetry godoc
 //
 //	@Summary		A GPU's telemetry in a time window

@@ -27,6 +27,8 @@ type GPU struct {
 type GPUList struct {
 	// GPUs is ordered by hostname, then GPU index; empty (never null) when no GPU reported yet.
 	GPUs []GPU `json:"gpus"`
+	// NextCursor is present when more GPUs may follow: pass it as cursor, with the same filters.
+	NextCursor string `json:"next_cursor,omitempty" example:"eyJ2IjoxLCJoIjoiaG9zdC1hIiwiaSI6MywidSI6IkdQVS0xIiwiZiI6IiJ9"`
 }
 
 // TelemetryEntry is one stored DCGM sample. It is also one line of the NDJSON stream.
@@ -89,15 +91,19 @@ func gpuOf(g domain.GPU) GPU {
 }
 
 func entryOf(r domain.Record) TelemetryEntry {
-	v := r.Value
-	// encoding/json cannot represent NaN or ±Inf; the store should never hold
-	// them (blank sentinels are NULL), but one bad row must not fail a page.
-	if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
-		v = nil
-	}
 	return TelemetryEntry{
-		Timestamp: r.Timestamp.UTC(), MetricName: r.MetricName, Value: v, GPUUUID: r.GPUUUID,
+		Timestamp: r.Timestamp.UTC(), MetricName: r.MetricName, Value: finite(r.Value), GPUUUID: r.GPUUUID,
 		Hostname: r.Hostname, GPUIndex: r.GPUIndex, Device: r.Device, ModelName: r.ModelName,
 		Container: r.Container, Pod: r.Pod, Namespace: r.Namespace, LabelsRaw: r.LabelsRaw,
 	}
+}
+
+// finite returns v, or nil when it is nil, NaN or ±Inf: encoding/json cannot
+// represent those; the store should never hold them (blank sentinels are
+// NULL), but one bad value must not fail a response.
+func finite(v *float64) *float64 {
+	if v == nil || math.IsNaN(*v) || math.IsInf(*v, 0) {
+		return nil
+	}
+	return v
 }

@@ -28,7 +28,8 @@ var pgGPUs = []gpuSpec{
 
 func TestPostgresIntegration(t *testing.T) {
 	t.Parallel()
-	store := postgres.NewTelemetryStore(pgtest.NewPool(t), discardLogger())
+	// An exact registry: the test compares last_seen to the microsecond.
+	store := postgres.NewTelemetryStoreWith(pgtest.NewPool(t), discardLogger(), postgres.Options{})
 	fx := seed(t, store, pgGPUs)
 	h := httpapi.NewHandler(store, httpapi.Options{Logger: discardLogger()})
 

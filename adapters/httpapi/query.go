@@ -49,18 +49,14 @@ func (s *Server) parseTelemetryRequest(r *http.Request, gpuID string) (telemetry
 	if err := checkGPUID(gpuID); err != nil {
 		return req, err
 	}
-	vals := r.URL.Query()
-	for name, vs := range vals {
-		if !slices.Contains(telemetryParams, name) {
-			return req, badRequest("unknown query parameter %q (known: %s)", name, strings.Join(telemetryParams, ", "))
-		}
-		if len(vs) > 1 {
-			return req, badRequest("%s: given %d times, want at most once", name, len(vs))
-		}
+	vals, err := queryParams(r, telemetryParams)
+	if err != nil {
+		return req, err
 	}
 	q := ports.TelemetryQuery{GPUUUID: gpuID, Limit: s.defaultLimit}
 
-	ndjson, err := wantsNDJSON(vals.Get("format"), r.Header.Values("Accept"))
+	var ndjson bool
+	ndjson, err = wantsNDJSON(vals.Get("format"), r.Header.Values("Accept"))
 	if err != nil {
 		return req, err
 	}
@@ -74,20 +70,11 @@ func (s *Server) parseTelemetryRequest(r *http.Request, gpuID string) (telemetry
 		return req, badRequest("end_time (%s) is before start_time (%s); the window is inclusive at both ends",
 			vals.Get("end_time"), vals.Get("start_time"))
 	}
-	if vals.Has("metric_name") {
-		q.MetricName = vals.Get("metric_name")
-		if !metricNamePattern.MatchString(q.MetricName) {
-			return req, badRequest("metric_name: %q is not a metric name (want 1-128 of A-Z a-z 0-9 _ : . -, e.g. DCGM_FI_DEV_GPU_UTIL)",
-				clip(q.MetricName))
-		}
+	if q.MetricName, err = parseMetricName(vals, false); err != nil {
+		return req, err
 	}
-	if vals.Has("limit") {
-		raw := vals.Get("limit")
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > s.maxLimit {
-			return req, badRequest("limit: %q is not an integer from 1 to %d", clip(raw), s.maxLimit)
-		}
-		q.Limit = n
+	if q.Limit, err = parseLimit(vals, s.defaultLimit, s.maxLimit); err != nil {
+		return req, err
 	}
 	if vals.Has("cursor") {
 		c, err := decodeCursor(q, vals.Get("cursor"))
@@ -100,6 +87,49 @@ func (s *Server) parseTelemetryRequest(r *http.Request, gpuID string) (telemetry
 		q.After = &c
 	}
 	return telemetryRequest{query: q, ndjson: ndjson}, nil
+}
+
+// queryParams returns the query, rejecting a parameter not in known (so a
+// typo cannot silently widen a question) or given more than once.
+func queryParams(r *http.Request, known []string) (url.Values, error) {
+	vals := r.URL.Query()
+	for name, vs := range vals {
+		if !slices.Contains(known, name) {
+			return nil, badRequest("unknown query parameter %q (known: %s)", clip(name), strings.Join(known, ", "))
+		}
+		if len(vs) > 1 {
+			return nil, badRequest("%s: given %d times, want at most once", name, len(vs))
+		}
+	}
+	return vals, nil
+}
+
+// parseLimit reads an optional limit in [1, maxLimit].
+func parseLimit(vals url.Values, def, maxLimit int) (int, error) {
+	if !vals.Has("limit") {
+		return def, nil
+	}
+	raw := vals.Get("limit")
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, badRequest("limit: %q is not an integer from 1 to %d", clip(raw), maxLimit)
+	}
+	return n, nil
+}
+
+// parseMetricName reads a metric name parameter; required makes it mandatory.
+func parseMetricName(vals url.Values, required bool) (string, error) {
+	if !vals.Has("metric_name") {
+		if required {
+			return "", badRequest("metric_name is required (e.g. DCGM_FI_DEV_GPU_TEMP; GET /api/v1/metrics lists them)")
+		}
+		return "", nil
+	}
+	m := vals.Get("metric_name")
+	if !metricNamePattern.MatchString(m) {
+		return "", badRequest("metric_name: %q is not a metric name (want 1-128 of A-Z a-z 0-9 _ : . -, e.g. DCGM_FI_DEV_GPU_UTIL)", clip(m))
+	}
+	return m, nil
 }
 
 // checkGPUID rejects ids no GPU can have, so they are a 400 rather than a 404.

@@ -88,6 +88,10 @@ func (s *Server) Register(r *mux.Router) {
 	// for a method mismatch inside a subrouter.
 	r.HandleFunc("/api/v1/gpus", s.listGPUs).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/gpus/{id}/telemetry", s.getTelemetry).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/gpus/{id}/latest", s.getLatest).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/gpus/{id}/series", s.getSeries).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/metrics", s.listMetrics).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/fleet/summary", s.fleetSummary).Methods(http.MethodGet)
 	s.registerSwagger(r)
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(r))

@@ -28,30 +28,68 @@ var (
 const streamChunk = 256
 
 // TelemetryStore is an in-memory ports.TelemetryStore with the same
-// semantics as the PostgreSQL one: rows keyed by message UUID, ids assigned
-// sequentially, timestamps kept in UTC at microsecond precision, a GPU
-// registry kept current by writes. One goroutine (run) owns all state; the
-// methods send it operations and wait for the reply. Call Close to stop it.
+// semantics as the PostgreSQL one: a series per GPU, metric and attribute
+// set, samples deduplicated on (series, timestamp), timestamps kept in UTC
+// at microsecond precision, 1-minute rollups, retention by whole UTC days,
+// a GPU registry kept current by writes. One goroutine (run) owns all
+// state; the methods send it operations and wait for the reply. Call Close
+// to stop it.
 type TelemetryStore struct {
 	ops       chan func(*storeState) // unbuffered: each call hands its op to run
 	quit      chan struct{}          // closed by Close: broadcast stop to run
 	done      chan struct{}          // closed by run when it returns
 	closeOnce sync.Once
+	opts      Options
+}
+
+// Options tune a memory TelemetryStore, as postgres.Options do.
+type Options struct {
+	// Retention of raw samples and RollupRetention of rollups (0: forever).
+	Retention, RollupRetention time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// seriesKey is a series' identity: GPU, metric and every attribute.
+type seriesKey struct {
+	gpu, metric, host, device, model, container, pod, namespace, labels string
+	index                                                               int
+}
+
+// memSeries is one series: its attributes, samples sorted by time, and
+// rollups by minute.
+type memSeries struct {
+	id      int64
+	attrs   domain.Point // Timestamp and Value unused
+	samples []memSample
+	rollups map[int64]domain.Agg // by minute (unix seconds)
+}
+
+type memSample struct {
+	ts    time.Time
+	value *float64
 }
 
 // storeState is the store's data; owned by run, never touched elsewhere.
 type storeState struct {
 	nextID  int64
-	byMsg   map[uuid.UUID]struct{}
-	byGPU   map[string][]domain.Record // each sorted by (timestamp, id)
+	series  map[seriesKey]*memSeries
+	byGPU   map[string][]*memSeries
 	gpus    map[string]domain.GPU
 	letters []domain.DeadLetter
 	lettSet map[uuid.UUID]struct{}
 }
 
 // NewTelemetryStore starts an empty store. Close stops its goroutine.
-func NewTelemetryStore() *TelemetryStore {
+func NewTelemetryStore() *TelemetryStore { return NewTelemetryStoreWith(Options{}) }
+
+// NewTelemetryStoreWith starts an empty store with opts.
+func NewTelemetryStoreWith(opts Options) *TelemetryStore {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &TelemetryStore{
+		opts: opts,
 		ops:  make(chan func(*storeState)),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
@@ -64,8 +102,8 @@ func (s *TelemetryStore) run() {
 	defer close(s.done)
 	st := &storeState{
 		nextID:  1,
-		byMsg:   map[uuid.UUID]struct{}{},
-		byGPU:   map[string][]domain.Record{},
+		series:  map[seriesKey]*memSeries{},
+		byGPU:   map[string][]*memSeries{},
 		gpus:    map[string]domain.GPU{},
 		lettSet: map[uuid.UUID]struct{}{},
 	}
@@ -115,15 +153,20 @@ func validateRecords(records []domain.Record) error {
 	return nil
 }
 
-// WriteBatch stores the records whose MsgUUID is new, all at once, and
-// updates the GPU registry from the whole batch. Duplicates counts the rest,
-// including a MsgUUID repeated inside the batch.
+// WriteBatch stores the samples not stored yet (by series and timestamp),
+// all at once, updates their rollups and the GPU registry. Duplicates
+// counts the rest, including a sample repeated inside the batch; Expired
+// the samples older than the raw retention (dropped).
 func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record) (ports.WriteResult, error) {
 	if err := validateRecords(records); err != nil {
 		return ports.WriteResult{}, fmt.Errorf("write batch: %w", err)
 	}
 	if len(records) == 0 {
 		return ports.WriteResult{}, nil
+	}
+	var cutoff time.Time
+	if s.opts.Retention > 0 {
+		cutoff = s.opts.Now().Add(-s.opts.Retention)
 	}
 	// Copy and normalise off the owner goroutine; the caller keeps its slice.
 	rows := make([]domain.Record, len(records))
@@ -136,7 +179,7 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 		rows[i] = r
 	}
 	res, err := call(ctx, s, func(st *storeState) ports.WriteResult {
-		return st.write(rows, normTime(time.Now()))
+		return st.write(rows, cutoff)
 	})
 	if err != nil {
 		return ports.WriteResult{}, fmt.Errorf("write batch: %w", err)
@@ -144,29 +187,42 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 	return res, nil
 }
 
-func (st *storeState) write(rows []domain.Record, now time.Time) ports.WriteResult {
+func keyOf(p domain.Point) seriesKey {
+	return seriesKey{gpu: p.GPUUUID, metric: p.MetricName, host: p.Hostname, device: p.Device, model: p.ModelName,
+		container: p.Container, pod: p.Pod, namespace: p.Namespace, labels: p.LabelsRaw, index: p.GPUIndex}
+}
+
+func (st *storeState) write(rows []domain.Record, cutoff time.Time) ports.WriteResult {
 	var res ports.WriteResult
-	unsorted := map[string]struct{}{}
 	for _, r := range rows {
+		if r.Timestamp.Before(cutoff) {
+			res.Expired++
+			continue
+		}
 		st.observe(r.Point)
-		if _, dup := st.byMsg[r.MsgUUID]; dup {
+		k := keyOf(r.Point)
+		ser, ok := st.series[k]
+		if !ok {
+			attrs := r.Point
+			attrs.Timestamp, attrs.Value = time.Time{}, nil
+			ser = &memSeries{id: st.nextID, attrs: attrs, rollups: map[int64]domain.Agg{}}
+			st.nextID++
+			st.series[k] = ser
+			st.byGPU[r.GPUUUID] = append(st.byGPU[r.GPUUUID], ser)
+		}
+		i, found := slices.BinarySearchFunc(ser.samples, r.Timestamp, func(m memSample, t time.Time) int { return m.ts.Compare(t) })
+		if found {
 			res.Duplicates++
 			continue
 		}
-		st.byMsg[r.MsgUUID] = struct{}{}
-		r.ID = st.nextID
-		st.nextID++
-		r.IngestedAt = now
-		rs := st.byGPU[r.GPUUUID]
-		if n := len(rs); n > 0 && compareRecords(rs[n-1], r) > 0 {
-			unsorted[r.GPUUUID] = struct{}{}
+		ser.samples = slices.Insert(ser.samples, i, memSample{ts: r.Timestamp, value: r.Value})
+		if r.Value != nil {
+			minute := r.Timestamp.Truncate(domain.RollupStep).Unix()
+			a := ser.rollups[minute]
+			a.Add(*r.Value, r.Timestamp)
+			ser.rollups[minute] = a
 		}
-		st.byGPU[r.GPUUUID] = append(rs, r)
 		res.Inserted++
-	}
-	for g := range unsorted {
-		// Rows usually arrive in time order; only a late one costs a sort.
-		slices.SortFunc(st.byGPU[g], compareRecords)
 	}
 	return res
 }
@@ -180,13 +236,6 @@ func (st *storeState) observe(p domain.Point) {
 		return
 	}
 	st.gpus[g.UUID] = g
-}
-
-func compareRecords(a, b domain.Record) int {
-	if c := a.Timestamp.Compare(b.Timestamp); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
 }
 
 // WriteDeadLetters keeps letters whose MsgUUID is new; repeats are ignored.
@@ -337,37 +386,35 @@ func (s *TelemetryStore) fetch(ctx context.Context, q ports.TelemetryQuery, afte
 		if _, ok := st.gpus[q.GPUUUID]; !ok {
 			return page{}
 		}
-		rows := st.byGPU[q.GPUUUID]
-		// First row not before start and strictly after the cursor.
-		i := sort.Search(len(rows), func(i int) bool {
-			r := rows[i]
-			if !start.IsZero() && r.Timestamp.Before(start) {
-				return false
-			}
-			if cur != nil {
-				c := r.Timestamp.Compare(cur.Timestamp)
-				return c > 0 || (c == 0 && r.ID > cur.ID)
-			}
-			return true
-		})
-		out := page{found: true, rows: make([]domain.Record, 0, min(limit, len(rows)-i))}
-		for ; i < len(rows); i++ {
-			r := rows[i]
-			if !end.IsZero() && r.Timestamp.After(end) {
-				break
-			}
-			if q.MetricName != "" && r.MetricName != q.MetricName {
+		var rows []domain.Record
+		for _, ser := range st.byGPU[q.GPUUUID] {
+			if q.MetricName != "" && ser.attrs.MetricName != q.MetricName {
 				continue
 			}
-			if len(out.rows) == limit {
-				out.more = true
-				break
+			// First sample not before start and strictly after the cursor.
+			i := sort.Search(len(ser.samples), func(i int) bool {
+				ts := ser.samples[i].ts
+				if !start.IsZero() && ts.Before(start) {
+					return false
+				}
+				if cur != nil {
+					c := ts.Compare(cur.Timestamp)
+					return c > 0 || (c == 0 && ser.id > cur.ID)
+				}
+				return true
+			})
+			for n := 0; i < len(ser.samples) && n <= limit; i, n = i+1, n+1 {
+				m := ser.samples[i]
+				if !end.IsZero() && m.ts.After(end) {
+					break
+				}
+				rows = append(rows, ser.record(m))
 			}
-			if r.Value != nil {
-				v := *r.Value
-				r.Value = &v
-			}
-			out.rows = append(out.rows, r)
+		}
+		slices.SortFunc(rows, compareRecords)
+		out := page{found: true, rows: rows}
+		if len(rows) > limit {
+			out.rows, out.more = rows[:limit], true
 		}
 		return out
 	})
@@ -380,16 +427,42 @@ func (s *TelemetryStore) fetch(ctx context.Context, q ports.TelemetryQuery, afte
 	return p, nil
 }
 
-func newStoreFx(lc fx.Lifecycle) *TelemetryStore {
-	s := NewTelemetryStore()
+// record is sample m of the series as a Record (a copy).
+func (ser *memSeries) record(m memSample) domain.Record {
+	r := domain.Record{Point: ser.attrs, ID: ser.id}
+	r.Timestamp = m.ts
+	if m.value != nil {
+		v := *m.value
+		r.Value = &v
+	}
+	return r
+}
+
+// storeParams takes the store's Options from the graph when an app
+// supplies them.
+type storeParams struct {
+	fx.In
+	LC   fx.Lifecycle
+	Opts *Options `optional:"true"`
+}
+
+func newStoreFx(p storeParams) *TelemetryStore {
+	var opts Options
+	if p.Opts != nil {
+		opts = *p.Opts
+	}
+	s := NewTelemetryStoreWith(opts)
+	lc := p.LC
 	lc.Append(fx.StopHook(s.Close))
 	return s
 }
 
 // StoreModule provides the in-memory telemetry store as
-// ports.TelemetryStore, ports.TelemetryWriter and ports.TelemetryReader
-// (STORE_BACKEND=memory), closed when the app stops.
+// ports.TelemetryStore, ports.TelemetryWriter, ports.TelemetryReader and
+// ports.TelemetryMaintainer (STORE_BACKEND=memory), closed when the app
+// stops; a *memory.Options in the graph sets its retentions.
 var StoreModule = fx.Module("memory.store",
 	fx.Provide(fx.Annotate(newStoreFx,
-		fx.As(new(ports.TelemetryStore)), fx.As(new(ports.TelemetryWriter)), fx.As(new(ports.TelemetryReader)))),
+		fx.As(new(ports.TelemetryStore)), fx.As(new(ports.TelemetryWriter)), fx.As(new(ports.TelemetryReader)),
+		fx.As(new(ports.TelemetryMaintainer)))),
 )

@@ -22,9 +22,15 @@ func newStore(t testing.TB) ports.TelemetryStore {
 	return s
 }
 
+func newStoreWith(t testing.TB, o storetest.Options) ports.TelemetryStore {
+	s := memory.NewTelemetryStoreWith(memory.Options{Retention: o.Retention, RollupRetention: o.RollupRetention, Now: o.Now})
+	t.Cleanup(s.Close)
+	return s
+}
+
 func TestStoreConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, newStore)
+	storetest.Run(t, newStoreWith)
 }
 
 func TestStoreClosed(t *testing.T) {

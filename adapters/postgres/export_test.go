@@ -3,10 +3,13 @@ package postgres
 import "github.com/gpufleet/telemetry/ports"
 
 // Exported for the external tests.
-const (
-	SQLQueryTelemetry       = sqlQueryTelemetry
-	SQLQueryTelemetryMetric = sqlQueryTelemetryMetric
-)
+const SQLQueryTelemetry = sqlQueryTelemetry
 
 // QueryArgs exposes queryArgs with a page limit.
 func QueryArgs(q ports.TelemetryQuery, limit int64) []any { return queryArgs(q, &limit) }
+
+// MaintenanceLockKey is the advisory lock one maintenance runner holds.
+const MaintenanceLockKey = maintenanceLockKey
+
+// AttrsKey exposes attrsKey.
+var AttrsKey = attrsKey

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
@@ -15,21 +17,25 @@ type Config struct {
 	DatabaseURL string
 	// MaxConns caps the pool; zero keeps the default.
 	MaxConns int32
+	// Retention and RollupRetention are the store's (Options); zero keeps
+	// data forever.
+	Retention, RollupRetention time.Duration
 }
 
 // Module provides the pool (from a Config in the graph, closed on stop) and
-// the telemetry store as ports.TelemetryStore, ports.TelemetryWriter and
-// ports.TelemetryReader. A *slog.Logger in the graph is used when present.
+// the telemetry store as ports.TelemetryStore, ports.TelemetryWriter,
+// ports.TelemetryReader and ports.TelemetryMaintainer. A *slog.Logger in the graph is used when present.
 // Apps that only need the pool (a PostgreSQL queue with a memory store)
 // provide NewPool alone.
 var Module = fx.Module("postgres",
 	fx.Provide(
 		NewPool,
-		fx.Annotate(NewTelemetryStore,
-			fx.ParamTags(``, `optional:"true"`),
+		fx.Annotate(newStoreFx,
+			fx.ParamTags(``, ``, `optional:"true"`),
 			fx.As(new(ports.TelemetryStore)),
 			fx.As(new(ports.TelemetryWriter)),
 			fx.As(new(ports.TelemetryReader)),
+			fx.As(new(ports.TelemetryMaintainer)),
 		),
 	),
 )
@@ -43,4 +49,10 @@ func NewPool(lc fx.Lifecycle, cfg Config) (*pgxpool.Pool, error) {
 	}
 	lc.Append(fx.StopHook(pool.Close))
 	return pool, nil
+}
+
+// newStoreFx is NewTelemetryStore with the Config's retentions.
+func newStoreFx(pool *pgxpool.Pool, cfg Config, logger *slog.Logger) *TelemetryStore {
+	return NewTelemetryStoreWith(pool, logger, Options{Retention: cfg.Retention, RollupRetention: cfg.RollupRetention,
+		RegistryResolution: DefaultRegistryResolution, SeriesResolution: DefaultSeriesResolution})
 }

@@ -23,9 +23,16 @@ func newStore(t testing.TB) ports.TelemetryStore {
 	return postgres.NewTelemetryStore(pgtest.NewPool(t), nil)
 }
 
+// newStoreWith is an exact-registry store (the suite checks last_seen to
+// the microsecond); TestCoarseRegistry covers the default resolutions.
+func newStoreWith(t testing.TB, o storetest.Options) ports.TelemetryStore {
+	return postgres.NewTelemetryStoreWith(pgtest.NewPool(t), nil, postgres.Options{
+		Retention: o.Retention, RollupRetention: o.RollupRetention, Now: o.Now})
+}
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, newStore)
+	storetest.Run(t, newStoreWith)
 }
 
 func BenchmarkStore(b *testing.B) {
@@ -76,7 +83,7 @@ func TestGPURegistryIsUsed(t *testing.T) {
 	s := postgres.NewTelemetryStore(pool, nil)
 	_, err := s.WriteBatch(ctx, []domain.Record{record("GPU-01", base), record("GPU-02", base), record("GPU-01", base.Add(time.Second))})
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `DELETE FROM telemetry`)
+	_, err = pool.Exec(ctx, `DELETE FROM telemetry_samples`)
 	require.NoError(t, err)
 
 	gpus, err := s.ListGPUs(ctx)
@@ -91,7 +98,7 @@ func TestGPURegistryIsUsed(t *testing.T) {
 	require.Nil(t, page.Next)
 }
 
-// TestConcurrentWriteBatch: 8 collectors write distinct messages of the same
+// TestConcurrentWriteBatch: 8 collectors write distinct samples of the same
 // GPUs, each in its own GPU order, while also racing on one shared batch.
 // Sorted lock order means no deadlock (which would surface as
 // ErrUnavailable), and the counts add up.
@@ -99,7 +106,7 @@ func TestConcurrentWriteBatch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
-	s := postgres.NewTelemetryStore(pool, nil)
+	s := postgres.NewTelemetryStoreWith(pool, nil, postgres.Options{})
 	const writers, batches, gpusN = 8, 10, 16
 	gpus := make([]string, gpusN)
 	for i := range gpus {
@@ -125,7 +132,8 @@ func TestConcurrentWriteBatch(t *testing.T) {
 				batch := make([]domain.Record, 0, 4*gpusN)
 				for k := range 4 {
 					for _, g := range order {
-						batch = append(batch, record(g, base.Add(time.Duration(b*4+k+1)*time.Second)))
+						// Each writer has its own instants: distinct samples.
+						batch = append(batch, record(g, base.Add(time.Duration(b*4+k+1)*time.Second+time.Duration(w)*time.Millisecond)))
 					}
 				}
 				res, err := s.WriteBatch(ctx, batch)
@@ -149,17 +157,17 @@ func TestConcurrentWriteBatch(t *testing.T) {
 	}
 	unique := writers*batches*4*gpusN + gpusN
 	require.Equal(t, ports.WriteResult{Inserted: unique, Duplicates: (writers - 1) * gpusN}, total)
-	require.Equal(t, unique, count(t, pool, "telemetry"))
+	require.Equal(t, unique, count(t, pool, "telemetry_samples"))
 	listed, err := s.ListGPUs(ctx)
 	require.NoError(t, err)
 	require.Len(t, listed, gpusN)
 	for _, g := range listed {
-		require.True(t, base.Add(batches*4*time.Second).Equal(g.LastSeen))
+		require.True(t, base.Add(batches*4*time.Second+(writers-1)*time.Millisecond).Equal(g.LastSeen))
 	}
 }
 
-// TestQueryUsesIndex checks the window query is an index range scan in
-// index order: no sort, no sequential scan.
+// TestQueryUsesIndex checks the window query finds the GPU's series by
+// index and reads each as a range scan of the samples' primary key.
 func TestQueryUsesIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -173,21 +181,18 @@ func TestQueryUsesIndex(t *testing.T) {
 		_, err := s.WriteBatch(ctx, batch)
 		require.NoError(t, err)
 	}
-	_, err := pool.Exec(ctx, `ANALYZE telemetry`)
+	_, err := pool.Exec(ctx, `ANALYZE telemetry_samples`)
 	require.NoError(t, err)
-	tests := []struct{ name, sql string }{
-		{"window", postgres.SQLQueryTelemetry},
-		{"window and metric", postgres.SQLQueryTelemetryMetric},
+	tests := []struct{ name, metric string }{
+		{"window", ""},
+		{"window and metric", "DCGM_FI_DEV_GPU_UTIL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			args := postgres.QueryArgs(ports.TelemetryQuery{GPUUUID: "GPU-03", Start: base, End: base.Add(time.Hour),
-				After: &ports.Cursor{Timestamp: base.Add(time.Minute), ID: 7}}, 100)
-			if tc.sql == postgres.SQLQueryTelemetryMetric {
-				args = append(args, "DCGM_FI_DEV_GPU_UTIL")
-			}
-			rows, err := pool.Query(ctx, "EXPLAIN "+tc.sql, args...)
+				MetricName: tc.metric, After: &ports.Cursor{Timestamp: base.Add(time.Minute), ID: 7}}, 100)
+			rows, err := pool.Query(ctx, "EXPLAIN "+postgres.SQLQueryTelemetry, args...)
 			require.NoError(t, err)
 			var plan []string
 			for rows.Next() {
@@ -197,9 +202,9 @@ func TestQueryUsesIndex(t *testing.T) {
 			}
 			require.NoError(t, rows.Err())
 			text := fmt.Sprint(plan)
-			require.Contains(t, text, "telemetry_gpu_uuid_timestamp_id_idx", text)
-			require.NotContains(t, text, "Sort", text)
-			require.NotContains(t, text, "Seq Scan", text)
+			require.Contains(t, text, "Index Scan using telemetry_series_", text)
+			require.Contains(t, text, "Index Only Scan using telemetry_samples_20250718_pkey", text)
+			require.NotContains(t, text, "Seq Scan on telemetry_samples", text)
 		})
 	}
 }
@@ -246,7 +251,7 @@ func TestErrorTranslation(t *testing.T) {
 		})
 	}
 	// The failed batches stored nothing, not even the valid record.
-	require.Zero(t, count(t, open, "telemetry"))
+	require.Zero(t, count(t, open, "telemetry_samples"))
 	require.Zero(t, count(t, open, "gpus"))
 }
 
@@ -260,7 +265,7 @@ func TestConnectAndMigrate(t *testing.T) {
 	require.EqualValues(t, 3, pool.Config().MaxConns)
 	require.NoError(t, postgres.Migrate(ctx, pool))
 	require.NoError(t, postgres.Migrate(ctx, pool), "migrating twice is a no-op")
-	require.Zero(t, count(t, pool, "telemetry"))
+	require.Zero(t, count(t, pool, "telemetry_samples"))
 	var app string
 	require.NoError(t, pool.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&app))
 	require.Equal(t, "storetest", app)
@@ -305,7 +310,7 @@ CREATE TRIGGER refuse_gpu BEFORE INSERT OR UPDATE ON gpus FOR EACH ROW EXECUTE F
 	boom.Hostname = "host-boom"
 	_, err = s.WriteBatch(ctx, []domain.Record{ok, boom})
 	require.ErrorContains(t, err, "refused")
-	require.Zero(t, count(t, pool, "telemetry"))
+	require.Zero(t, count(t, pool, "telemetry_samples"))
 	require.Zero(t, count(t, pool, "gpus"))
 
 	res, err := s.WriteBatch(ctx, []domain.Record{ok})

@@ -1,7 +1,8 @@
 // Command collector leases telemetry messages from the queue, persists them
-// idempotently (INSERT … ON CONFLICT (uuid) DO NOTHING on the message UUID),
-// dead-letters poison messages, and acks only after the whole batch is
-// stored.
+// idempotently (INSERT … ON CONFLICT DO NOTHING on the sample's series and
+// timestamp), dead-letters poison messages, and acks only after the whole
+// batch is stored. It also runs the store's maintenance job (partitions,
+// retention, rollups), one collector at a time.
 package main
 
 import (
@@ -20,5 +21,6 @@ func options(env *platform.Env) fx.Option {
 		backend.Store(env),
 		backend.QueueClient(env, false, true),
 		workers.Collector(env),
+		workers.Maintenance(env),
 	)
 }

@@ -39,6 +39,7 @@ func options(env *platform.Env) fx.Option {
 		backend.InProcess(env, writer, reader),
 		// Collector before streamer: the streamer stops first.
 		workers.Collector(env),
+		workers.Maintenance(env),
 		workers.Streamer(env),
 		fx.Supply(httpapi.Options{}),
 		httpapi.Module,

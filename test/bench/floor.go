@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -39,14 +40,17 @@ RETURNING id`
 	// never saw, through queue_messages_topic_msg_uuid_key.
 	floorDeleteByUUIDSQL = `DELETE FROM queue_messages WHERE topic = $1 AND msg_uuid = ANY($2::uuid[])`
 
-	// floorInsertTelemetrySQL is the store's batch insert without the GPU
-	// registry upsert. ON CONFLICT probes telemetry_uuid_key.
-	floorInsertTelemetrySQL = `INSERT INTO telemetry
-    (uuid, gpu_uuid, gpu_index, device, hostname, model_name, metric_name, "timestamp",
-     container, pod, namespace, value, labels_raw)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::float8[], $13::text[])
-ON CONFLICT (uuid) DO NOTHING`
+	// floorInsertTelemetrySQL is the store's samples insert without the
+	// series registration and registry upkeep (series ids are made up: the
+	// samples table has no foreign key). ON CONFLICT probes the day
+	// partition's primary key (series_id, ts).
+	floorInsertTelemetrySQL = `INSERT INTO telemetry_samples (series_id, ts, value)
+SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::float8[])
+ON CONFLICT DO NOTHING`
+
+	// floorEnsurePartitionSQL creates today's samples partition if missing
+	// (the store does it on demand, the maintenance job ahead of time).
+	floorEnsurePartitionSQL = `SELECT telemetry_ensure_partition('telemetry_samples', $1)`
 )
 
 // Floor methods.
@@ -57,8 +61,7 @@ const (
 
 var (
 	queueColumns     = []string{"topic", "msg_uuid", "payload", "partition_key"}
-	telemetryColumns = []string{"uuid", "gpu_uuid", "gpu_index", "device", "hostname", "model_name", "metric_name",
-		"timestamp", "container", "pod", "namespace", "value", "labels_raw"}
+	telemetryColumns = []string{"series_id", "ts", "value"}
 )
 
 // floorConfig tunes one floor measurement.
@@ -132,27 +135,28 @@ func (s *batchSource) batch(n int) floorBatch {
 	return b
 }
 
-// telemetryArgs are floorInsertTelemetrySQL's arrays (or COPY's rows).
+// telemetryArgs are floorInsertTelemetrySQL's arrays (or COPY's rows): a
+// made-up series id per (GPU, metric), the batch's instant plus i µs so the
+// samples of one batch are distinct.
 func (b floorBatch) telemetryArgs() []any {
 	n := len(b.points)
-	var (
-		gpu, device, host, model, metric     = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		container, pod, namespace, labelsRaw = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		index                                = make([]int32, n)
-		ts                                   = make([]time.Time, n)
-		value                                = make([]*float64, n)
-	)
+	ids, ts, value := make([]int32, n), make([]time.Time, n), make([]*float64, n)
 	for i, p := range b.points {
-		gpu[i], index[i], device[i], host[i], model[i] = p.GPUUUID, int32(p.GPUIndex), p.Device, p.Hostname, p.ModelName
-		metric[i], ts[i], container[i], pod[i], namespace[i] = p.MetricName, p.Timestamp, p.Container, p.Pod, p.Namespace
-		value[i], labelsRaw[i] = p.Value, p.LabelsRaw
+		h := fnv.New32a()
+		h.Write([]byte(p.GPUUUID + "/" + p.MetricName))
+		ids[i], ts[i], value[i] = int32(h.Sum32()&0x7fffffff), p.Timestamp.Add(time.Duration(i)*time.Microsecond), p.Value
 	}
-	return []any{b.ids, gpu, index, device, host, model, metric, ts, container, pod, namespace, value, labelsRaw}
+	return []any{ids, ts, value}
 }
 
 // process runs one batch through the three steps, each committed on its
 // own, with method's statements.
 func (b floorBatch) process(ctx context.Context, conn *pgxpool.Conn, method string) error {
+	if len(b.points) > 0 {
+		if _, err := conn.Exec(ctx, floorEnsurePartitionSQL, b.points[0].Timestamp); err != nil {
+			return fmt.Errorf("ensure partition: %w", err)
+		}
+	}
 	switch method {
 	case floorUnnest:
 		rows, err := conn.Query(ctx, floorInsertQueueSQL, b.topics, b.ids, b.payloads, b.parts)
@@ -184,7 +188,7 @@ func (b floorBatch) process(ctx context.Context, conn *pgxpool.Conn, method stri
 			}
 			return row, nil
 		})
-		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"telemetry"}, telemetryColumns, src); err != nil {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"telemetry_samples"}, telemetryColumns, src); err != nil {
 			return fmt.Errorf("copy telemetry: %w", err)
 		}
 		if _, err := conn.Exec(ctx, floorDeleteByUUIDSQL, domain.TelemetryTopic, b.ids); err != nil {

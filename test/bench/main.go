@@ -9,9 +9,9 @@
 //  2. The real pipeline (streamers → mqwriter → mqreader → collectors →
 //     PostgreSQL, separate processes over HTTP on loopback) at full speed:
 //     after a warm-up, a measured window gives the messages/s persisted
-//     (telemetry rows whose ingested_at falls in the window), the publish →
-//     persisted latency (ingested_at minus the streamer's timestamp) p50 and
-//     p99, the backlog at the end, and the CPU seconds per 1,000 messages of
+//     (samples the streamer stamped inside the window; the time-series store
+//     keeps no ingestion time, so no publish → persisted latency), the
+//     backlog at the end, and the CPU seconds per 1,000 messages of
 //     every process (process_cpu_seconds_total; the PostgreSQL server's from
 //     /proc when it runs here).
 //  3. The same pipeline with QUEUE_BACKEND=nats (natsd, an embedded

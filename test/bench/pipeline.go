@@ -64,7 +64,7 @@ type pipelineConfig struct {
 type pipelineResult struct {
 	pipelineConfig
 	Seconds float64 `json:"seconds"`
-	// Persisted is the telemetry rows whose ingested_at falls in the window.
+	// Persisted is the samples the streamer stamped inside the window.
 	Persisted     int64   `json:"persisted"`
 	MsgsPerSecond float64 `json:"msgs_per_second"`
 	// OfferedPerSecond is what the streamers got acknowledged by the queue
@@ -171,7 +171,7 @@ func (h *harness) runPipeline(ctx context.Context, cfg pipelineConfig) (pipeline
 	}
 	res.Backlog = backlog
 	// Stop before reading the window: every row stamped inside it has then
-	// committed (ingested_at is its transaction's start).
+	// committed.
 	r.stop()
 	if err := pool.QueryRow(ctx, sqlWindowLatency, before.at, after.at).
 		Scan(&res.Persisted, &res.LatencyP50, &res.LatencyP99, &res.LatencyMax); err != nil {

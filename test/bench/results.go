@@ -228,8 +228,8 @@ func (r *results) finish(cfg config, elapsed time.Duration) {
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("%d CPUs shared by every process of the pipeline, PostgreSQL, the harness and anything else running: figures are noisy (load average before/after: %s / %s)",
 			r.Machine.NumCPU, r.Machine.LoadAverage[0], r.Machine.LoadAverage[1]),
-		"msgs/s persisted = telemetry rows whose ingested_at (the inserting transaction's start) falls in the window, on the database server's clock",
-		"latency = ingested_at - timestamp, where the streamer stamps timestamp when it takes the row (before its send queue)",
+		"msgs/s persisted = samples the streamer stamped inside the window, counted after the pipeline stopped (all committed)",
+		"latency = 0: the time-series store keeps no ingestion time (ADR 0004)",
 		"CPU per 1k msgs: process_cpu_seconds_total deltas of each app (natsd: /proc); postgres = the backends of the run's database, from /proc; total excludes postgres_background (shared with the whole cluster)",
 		"floor = queue INSERT, telemetry INSERT, queue DELETE, each committed, batched, no GPU registry upsert; the faster of COPY and unnest per round")
 }

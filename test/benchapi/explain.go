@@ -14,12 +14,21 @@ import (
 // sqlExplainPage is EXPLAIN of adapters/postgres sqlQueryTelemetry (kept
 // textually identical; the constant is unexported there) with the
 // arguments the store passes for a page: limit+1 rows after a cursor.
-const sqlExplainPage = `EXPLAIN (ANALYZE, BUFFERS, SETTINGS) SELECT id, uuid, gpu_uuid, gpu_index, device, hostname, model_name, metric_name,
-    "timestamp", container, pod, namespace, value, labels_raw, ingested_at
-FROM telemetry
-WHERE gpu_uuid = $1 AND "timestamp" >= $2 AND "timestamp" <= $3 AND ("timestamp", id) > ($4, $5)
-ORDER BY "timestamp", id
-LIMIT $6`
+const sqlExplainPage = `EXPLAIN (ANALYZE, BUFFERS, SETTINGS) SELECT s.id, p.ts, p.value, s.gpu_uuid, s.metric_name, s.hostname, s.gpu_index, s.device,
+    s.model_name, s.container, s.pod, s.namespace, s.labels_raw
+FROM (
+    SELECT g.id, x.ts, x.value
+    FROM telemetry_series g
+    CROSS JOIN LATERAL (
+        SELECT ts, value FROM telemetry_samples x
+        WHERE x.series_id = g.id AND x.ts >= $2 AND x.ts <= $3 AND x.ts >= $4 AND (x.ts > $4 OR g.id > $5)
+        ORDER BY x.ts
+        LIMIT $6) x
+    WHERE g.gpu_uuid = $1 AND ($7::text IS NULL OR g.metric_name = $7)
+    ORDER BY x.ts, g.id
+    LIMIT $6) p
+JOIN telemetry_series s ON s.id = p.id
+ORDER BY p.ts, p.id`
 
 // plans are the query plans of a first and a second page of one window.
 type plans struct {
@@ -39,15 +48,17 @@ func explain(ctx context.Context, pool *pgxpool.Pool, d *dataset, span, limit in
 
 	var p plans
 	var err error
-	if p.FirstPage, err = explainOne(ctx, pool, gpu, start, end, negInf, 0, limit+1); err != nil {
+	if p.FirstPage, err = explainOne(ctx, pool, gpu, start, end, negInf, 0, limit+1, nil); err != nil {
 		return p, err
 	}
 	if d.windowRows(win) <= limit {
 		return p, nil
 	}
-	ts, id := d.rowAt(win, limit-1)
+	// The cursor's id is a series id now: the last metric's of the GPU is
+	// at most the dataset's series count.
+	ts, _ := d.rowAt(win, limit-1)
 	after := pgtype.Timestamptz{Time: ts, Valid: true}
-	if p.SecondPage, err = explainOne(ctx, pool, gpu, start, end, after, id, limit+1); err != nil {
+	if p.SecondPage, err = explainOne(ctx, pool, gpu, start, end, after, int64(len(d.slots)), limit+1, nil); err != nil {
 		return p, err
 	}
 	return p, nil

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/gpufleet/telemetry/adapters/postgres"
 )
 
 // The benchmark's own SQL: bulk loading and inspection of its private
@@ -19,19 +21,79 @@ import (
 const (
 	sqlDatabaseExists = `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`
 
+	// sqlCreateLegacy is today's (migration 0001's) wide telemetry table
+	// under another name, loaded with the same samples as the time-series
+	// store so their sizes compare in one run (issue 14).
+	sqlCreateLegacy = `CREATE TABLE IF NOT EXISTS telemetry_legacy (
+    id          bigserial        PRIMARY KEY,
+    uuid        uuid             NOT NULL,
+    gpu_uuid    text             NOT NULL,
+    gpu_index   integer          NOT NULL,
+    device      text             NOT NULL DEFAULT '',
+    hostname    text             NOT NULL DEFAULT '',
+    model_name  text             NOT NULL DEFAULT '',
+    metric_name text             NOT NULL,
+    "timestamp" timestamptz      NOT NULL,
+    container   text             NOT NULL DEFAULT '',
+    pod         text             NOT NULL DEFAULT '',
+    namespace   text             NOT NULL DEFAULT '',
+    value       double precision NULL,
+    labels_raw  text             NOT NULL DEFAULT '',
+    ingested_at timestamptz      NOT NULL DEFAULT now(),
+    CONSTRAINT telemetry_legacy_uuid_key UNIQUE (uuid)
+);
+CREATE INDEX IF NOT EXISTS telemetry_legacy_gpu_uuid_timestamp_id_idx ON telemetry_legacy (gpu_uuid, "timestamp", id)`
+
 	// sqlCountTelemetry counts exactly: after VACUUM an index-only scan of
-	// telemetry_pkey, else a parallel sequential scan.
-	sqlCountTelemetry = `SELECT count(*) FROM telemetry`
+	// telemetry_legacy_pkey, else a parallel sequential scan.
+	sqlCountTelemetry = `SELECT count(*) FROM telemetry_legacy`
+
+	// sqlCountSamples counts the time-series store's samples.
+	sqlCountSamples = `SELECT count(*) FROM telemetry_samples`
+
+	// sqlFillSeries and sqlFillSamples copy the loaded rows into the
+	// time-series schema the way migration 0002 does (series in the order
+	// of their first row, so within a GPU and timestamp series ids follow
+	// the legacy ids; samples in time order, as live ingestion writes them,
+	// through the primary key and its conflict check).
+	sqlFillSeries = `INSERT INTO telemetry_series (gpu_uuid, metric_name, attrs_key, hostname, gpu_index, device, model_name,
+    container, pod, namespace, labels_raw, first_seen, last_seen)
+SELECT gpu_uuid, metric_name,
+    telemetry_attrs_key(hostname, gpu_index, device, model_name, container, pod, namespace, labels_raw),
+    hostname, gpu_index, device, model_name, container, pod, namespace, labels_raw, min("timestamp"), max("timestamp")
+FROM telemetry_legacy
+GROUP BY gpu_uuid, metric_name, hostname, gpu_index, device, model_name, container, pod, namespace, labels_raw
+ORDER BY min(id)`
+	sqlFillPartitions = `SELECT count(*) FILTER (WHERE telemetry_ensure_partition('telemetry_samples', d))
+FROM generate_series(date_trunc('day', $1::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', $2::timestamptz, interval '1 day') d`
+	sqlFillSamples = `INSERT INTO telemetry_samples (series_id, ts, value)
+SELECT s.id, t."timestamp", t.value
+FROM telemetry_legacy t
+JOIN telemetry_series s ON s.gpu_uuid = t.gpu_uuid AND s.metric_name = t.metric_name
+    AND s.attrs_key = telemetry_attrs_key(t.hostname, t.gpu_index, t.device, t.model_name, t.container, t.pod,
+        t.namespace, t.labels_raw)
+ORDER BY t.id
+ON CONFLICT DO NOTHING`
+	sqlVacuumSeries = `VACUUM (ANALYZE) telemetry_series, telemetry_samples`
+
+	// sqlSeriesSizes: the time-series store on disk. A partitioned table has
+	// no storage of its own: its size is its partitions' (pg_inherits).
+	sqlSeriesSizes = `SELECT
+    (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits WHERE inhparent = 'telemetry_samples'::regclass),
+    (SELECT coalesce(sum(pg_indexes_size(inhrelid)), 0) FROM pg_inherits WHERE inhparent = 'telemetry_samples'::regclass),
+    pg_total_relation_size('telemetry_series'),
+    (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits WHERE inhparent = 'telemetry_rollups_1m'::regclass)`
 
 	// sqlGPUSpan summarises the registry (a few hundred rows, sequential scan).
 	sqlGPUSpan = `SELECT count(*), coalesce(min(first_seen), 'epoch'), coalesce(max(last_seen), 'epoch'),
     coalesce(array_agg(uuid ORDER BY uuid), '{}') FROM gpus`
 
-	sqlTruncate = `TRUNCATE telemetry, gpus RESTART IDENTITY`
+	sqlTruncate = `TRUNCATE telemetry_legacy, gpus, telemetry_series, telemetry_samples, telemetry_rollups_1m RESTART IDENTITY;
+UPDATE telemetry_maintenance SET rolled_up_to = NULL`
 
 	// sqlSetSequence moves the id sequence past the explicit ids of the load,
 	// so a later insert through the store cannot collide.
-	sqlSetSequence = `SELECT setval(pg_get_serial_sequence('telemetry', 'id'), $1)`
+	sqlSetSequence = `SELECT setval(pg_get_serial_sequence('telemetry_legacy', 'id'), $1)`
 
 	// sqlCreateDropped records indexes dropped for the load, so an
 	// interrupted run recreates them next time instead of leaving the
@@ -51,7 +113,7 @@ SELECT row_number() OVER (ORDER BY x.indisprimary DESC, i.relname), i.relname, c
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u')
-WHERE x.indrelid = 'telemetry'::regclass
+WHERE x.indrelid = 'telemetry_legacy'::regclass
 RETURNING name, is_constraint`
 
 	sqlDroppedIndexes = `SELECT ord, name, def FROM benchapi_dropped_indexes ORDER BY ord`
@@ -61,13 +123,13 @@ RETURNING name, is_constraint`
 	// session only: the cluster's configuration is not ours to change.
 	sqlIndexBuildSettings = `SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 2`
 
-	sqlVacuumAnalyze = `VACUUM (ANALYZE) telemetry, gpus`
+	sqlVacuumAnalyze = `VACUUM (ANALYZE) telemetry_legacy, gpus`
 
 	// sqlSizes and sqlIndexSizes read sizes from the catalog.
-	sqlSizes      = `SELECT pg_relation_size('telemetry'), pg_indexes_size('telemetry'), pg_total_relation_size('telemetry')`
+	sqlSizes      = `SELECT pg_relation_size('telemetry_legacy'), pg_indexes_size('telemetry_legacy'), pg_total_relation_size('telemetry_legacy')`
 	sqlIndexSizes = `SELECT i.relname, pg_relation_size(i.oid)
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-WHERE x.indrelid = 'telemetry'::regclass`
+WHERE x.indrelid = 'telemetry_legacy'::regclass`
 
 	sqlServerVersion = `SHOW server_version`
 )
@@ -81,8 +143,13 @@ type loadStats struct {
 	CopyRowsPerSecond float64 `json:"copy_rows_per_second,omitempty"`
 	IndexSeconds      float64 `json:"index_rebuild_seconds,omitempty"`
 	VacuumSeconds     float64 `json:"vacuum_analyze_seconds,omitempty"`
-	TotalSeconds      float64 `json:"total_seconds,omitempty"`
-	RowsPerSecond     float64 `json:"rows_per_second,omitempty"`
+	// SeriesSeconds is filling the time-series schema from the loaded rows
+	// (series, partitions, samples through their primary key, VACUUM);
+	// RollupSeconds the maintenance run that rolls them up.
+	SeriesSeconds float64 `json:"series_fill_seconds,omitempty"`
+	RollupSeconds float64 `json:"rollup_seconds,omitempty"`
+	TotalSeconds  float64 `json:"total_seconds,omitempty"`
+	RowsPerSecond float64 `json:"rows_per_second,omitempty"`
 }
 
 // tableSizes are the on-disk sizes after loading.
@@ -92,6 +159,15 @@ type tableSizes struct {
 	TotalBytes   int64            `json:"total_bytes"`
 	BytesPerRow  float64          `json:"bytes_per_row"`
 	IndexesBytes map[string]int64 `json:"indexes_bytes"`
+	// The time-series store (issue 14): samples (all day partitions, table
+	// and indexes), series, rollups; bytes per sample counts samples and
+	// series, the rollups apart.
+	SamplesBytes      int64   `json:"samples_bytes"`
+	SamplesIndexBytes int64   `json:"samples_index_bytes"`
+	SeriesBytes       int64   `json:"series_bytes"`
+	RollupBytes       int64   `json:"rollup_bytes"`
+	BytesPerSample    float64 `json:"bytes_per_sample"`
+	NewToOldSizeRatio float64 `json:"new_to_old_size_ratio"`
 }
 
 // Disk budget of a row: heap about 520 bytes (labels_raw is most of it),
@@ -144,7 +220,13 @@ func existing(ctx context.Context, pool *pgxpool.Pool, gpus []gpuTemplate, rows 
 		return nil, "", fmt.Errorf("count telemetry: %w", err)
 	}
 	if n != rows {
-		return nil, fmt.Sprintf("telemetry holds %d rows, not %d", n, rows), nil
+		return nil, fmt.Sprintf("telemetry_legacy holds %d rows, not %d", n, rows), nil
+	}
+	if err := pool.QueryRow(ctx, sqlCountSamples).Scan(&n); err != nil {
+		return nil, "", fmt.Errorf("count samples: %w", err)
+	}
+	if n != rows {
+		return nil, fmt.Sprintf("telemetry_samples holds %d samples, not %d", n, rows), nil
 	}
 	d, err = newDataset(gpus, rows, newest)
 	if err != nil {
@@ -207,9 +289,44 @@ func load(ctx context.Context, pool *pgxpool.Pool, dsn string, d *dataset, opts 
 		return st, fmt.Errorf("vacuum analyze: %w", err)
 	}
 	st.VacuumSeconds = time.Since(vacuumStart).Seconds()
+
+	seriesStart := time.Now()
+	if err := fillSeries(ctx, pool, d, opts.progress); err != nil {
+		return st, err
+	}
+	st.SeriesSeconds = time.Since(seriesStart).Seconds()
+	rollupStart := time.Now()
+	store := postgres.NewTelemetryStoreWith(pool, nil, postgres.Options{})
+	rep, err := store.Maintain(ctx, d.newest().Add(3*time.Minute))
+	if err != nil {
+		return st, fmt.Errorf("roll up: %w", err)
+	}
+	st.RollupSeconds = time.Since(rollupStart).Seconds()
+	fmt.Fprintf(opts.progress, "time-series schema filled in %.1f s; %d rollup rows in %.1f s\n", st.SeriesSeconds, rep.RowsRolledUp, st.RollupSeconds)
 	st.TotalSeconds = time.Since(start).Seconds()
 	st.RowsPerSecond = float64(d.rows) / st.TotalSeconds
 	return st, nil
+}
+
+// fillSeries copies the loaded rows into the time-series schema.
+func fillSeries(ctx context.Context, pool *pgxpool.Pool, d *dataset, progress io.Writer) error {
+	fmt.Fprintln(progress, "filling the time-series schema (series, day partitions, samples)")
+	steps := []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"series", sqlFillSeries, nil},
+		{"partitions", sqlFillPartitions, []any{d.oldest, d.newest()}},
+		{"samples", sqlFillSamples, nil},
+		{"vacuum", sqlVacuumSeries, nil},
+	}
+	for _, st := range steps {
+		if _, err := pool.Exec(ctx, st.sql, st.args...); err != nil {
+			return fmt.Errorf("fill %s: %w", st.name, err)
+		}
+	}
+	return nil
 }
 
 // copyRows streams d's rows with COPY on opts.workers connections, each a
@@ -262,7 +379,7 @@ func copyRange(ctx context.Context, dsn string, d *dataset, from, to int64, copi
 		return fmt.Errorf("copy rows %d-%d: %w", from, to, err)
 	}
 	src := &rowSource{d: d, next: from, end: to, row: make([]any, len(copyColumns)), copied: copied}
-	n, err := conn.CopyFrom(ctx, pgx.Identifier{"telemetry"}, copyColumns, src)
+	n, err := conn.CopyFrom(ctx, pgx.Identifier{"telemetry_legacy"}, copyColumns, src)
 	if err != nil {
 		return fmt.Errorf("copy rows %d-%d: %w", from, to, err)
 	}
@@ -337,7 +454,7 @@ func dropIndexes(ctx context.Context, pool *pgxpool.Pool, progress io.Writer) er
 		for _, i := range saved {
 			stmt := "DROP INDEX " + pgx.Identifier{i.name}.Sanitize()
 			if i.constraint {
-				stmt = "ALTER TABLE telemetry DROP CONSTRAINT " + pgx.Identifier{i.name}.Sanitize()
+				stmt = "ALTER TABLE telemetry_legacy DROP CONSTRAINT " + pgx.Identifier{i.name}.Sanitize()
 			}
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("drop index %s: %w", i.name, err)
@@ -420,8 +537,13 @@ func sizes(ctx context.Context, pool *pgxpool.Pool, rows int64) (tableSizes, err
 	if err != nil {
 		return s, fmt.Errorf("index sizes: %w", err)
 	}
+	if err := pool.QueryRow(ctx, sqlSeriesSizes).Scan(&s.SamplesBytes, &s.SamplesIndexBytes, &s.SeriesBytes, &s.RollupBytes); err != nil {
+		return s, fmt.Errorf("time-series sizes: %w", err)
+	}
 	if rows > 0 {
 		s.BytesPerRow = float64(s.TotalBytes) / float64(rows)
+		s.BytesPerSample = float64(s.SamplesBytes+s.SeriesBytes) / float64(rows)
+		s.NewToOldSizeRatio = s.BytesPerSample / s.BytesPerRow
 	}
 	return s, nil
 }

@@ -89,6 +89,9 @@ func parseFlags(args []string) (config, error) {
 	fs.Uint64Var(&m.seed, "seed", 1, "seed of the random GPUs and windows")
 	fs.DurationVar(&m.targetGPUs, "target-gpus", 20*time.Millisecond, "p99 target of GET /api/v1/gpus")
 	fs.DurationVar(&m.targetPage, "target-page", 50*time.Millisecond, "p99 target of a telemetry page")
+	fs.DurationVar(&m.targetLatest, "target-latest", 20*time.Millisecond, "p99 target of GET /api/v1/gpus/{id}/latest")
+	fs.DurationVar(&m.targetSeries, "target-series", 50*time.Millisecond, "p99 target of a 24 h series at 1 m step")
+	fs.DurationVar(&m.targetFleet, "target-fleet", 100*time.Millisecond, "p99 target of GET /api/v1/fleet/summary")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -209,6 +212,9 @@ func runOn(ctx context.Context, cfg config, dsn, dataDir string, stdout io.Write
 		return err
 	}
 	defer pool.Close()
+	if _, err := pool.Exec(ctx, sqlCreateLegacy); err != nil {
+		return fmt.Errorf("create telemetry_legacy: %w", err)
+	}
 	// An interrupted load may have left the table without its indexes.
 	if err := restoreIndexes(ctx, dsn, stdout); err != nil {
 		return err
@@ -230,8 +236,11 @@ func runOn(ctx context.Context, cfg config, dsn, dataDir string, stdout io.Write
 	if res.Sizes, err = sizes(ctx, pool, d.rows); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "telemetry: %.2f GB (heap %.2f GB, indexes %.2f GB), %.0f bytes/row\n",
+	fmt.Fprintf(stdout, "today's wide table (telemetry_legacy): %.2f GB (heap %.2f GB, indexes %.2f GB), %.1f bytes/sample\n",
 		float64(res.Sizes.TotalBytes)/1e9, float64(res.Sizes.HeapBytes)/1e9, float64(res.Sizes.IndexBytes)/1e9, res.Sizes.BytesPerRow)
+	fmt.Fprintf(stdout, "time-series store: samples %.2f GB (indexes %.2f GB) + series %.1f MB = %.1f bytes/sample (%.2f of today's); rollups %.1f MB\n",
+		float64(res.Sizes.SamplesBytes)/1e9, float64(res.Sizes.SamplesIndexBytes)/1e9, float64(res.Sizes.SeriesBytes)/1e6,
+		res.Sizes.BytesPerSample, res.Sizes.NewToOldSizeRatio, float64(res.Sizes.RollupBytes)/1e6)
 
 	m := cfg.measure
 	limit := int64(m.limit)
@@ -253,7 +262,8 @@ func runOn(ctx context.Context, cfg config, dsn, dataDir string, stdout io.Write
 		fmt.Fprintf(stdout, "EXPLAIN ANALYZE, first page of a random window:\n%s\n", p.FirstPage)
 	}
 
-	store := postgres.NewTelemetryStore(pool, nil)
+	store := postgres.NewTelemetryStoreWith(pool, nil, postgres.Options{
+		RegistryResolution: postgres.DefaultRegistryResolution, SeriesResolution: postgres.DefaultSeriesResolution})
 	api := httpapi.New(store, httpapi.Options{
 		// The access log is formatted as in apigw, then discarded.
 		Logger:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
@@ -359,8 +369,8 @@ func prepare(ctx context.Context, cfg config, pool *pgxpool.Pool, dsn, dataDir s
 		return nil, err
 	}
 	res.Load = st
-	fmt.Fprintf(stdout, "loaded %d rows in %.1f s: %.0f rows/s overall (COPY %.1f s at %.0f rows/s, indexes %.1f s, vacuum analyze %.1f s)\n",
-		d.rows, st.TotalSeconds, st.RowsPerSecond, st.CopySeconds, st.CopyRowsPerSecond, st.IndexSeconds, st.VacuumSeconds)
+	fmt.Fprintf(stdout, "loaded %d rows in %.1f s: %.0f rows/s overall (COPY %.1f s at %.0f rows/s, indexes %.1f s, vacuum analyze %.1f s, time-series fill %.1f s, rollups %.1f s)\n",
+		d.rows, st.TotalSeconds, st.RowsPerSecond, st.CopySeconds, st.CopyRowsPerSecond, st.IndexSeconds, st.VacuumSeconds, st.SeriesSeconds, st.RollupSeconds)
 	return d, nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -144,7 +142,8 @@ func TestRunOn(t *testing.T) {
 				rows: 80*30 + 7, gpus: 8, csvPath: testCSV, loadWorkers: 2, rebuildIndex: tt.rebuild,
 				out: out, explain: true, enforce: false,
 				measure: measureConfig{requests: 12, warmup: 2, follow: 3, streamRequests: 3, concurrency: 2,
-					limit: 30, window: 10 * time.Second, seed: 7, targetGPUs: time.Hour, targetPage: time.Hour, checkEvery: 2},
+					limit: 30, window: 10 * time.Second, seed: 7, targetGPUs: time.Hour, targetPage: time.Hour, checkEvery: 2,
+					targetLatest: time.Hour, targetSeries: time.Hour, targetFleet: time.Hour},
 			}
 			var log bytes.Buffer
 			require.NoError(t, runOn(ctx, cfg, dsn, "", &log), log.String())
@@ -165,15 +164,21 @@ func TestRunOn(t *testing.T) {
 			require.Equal(t, 3, byName[epStreamAll].Requests)
 			require.InDelta(t, 30, byName[epPage].AvgEntries, 0)
 			require.InDelta(t, 100, byName[epStreamAll].AvgEntries, 0)
+			require.Equal(t, 12, byName[epLatest].Requests)
+			require.Equal(t, 12, byName[epSeries].Requests)
+			require.Equal(t, 12, byName[epFleet].Requests)
+			require.InDelta(t, 8, byName[epFleet].AvgEntries, 0, "every GPU in the fleet summary")
 			require.True(t, res.TargetsMet)
-			require.Contains(t, res.Plans.FirstPage, "telemetry_gpu_uuid_timestamp_id_idx")
+			require.Contains(t, res.Plans.FirstPage, "telemetry_samples_")
+			require.Positive(t, res.Sizes.BytesPerSample)
+			require.Less(t, res.Sizes.BytesPerSample, res.Sizes.BytesPerRow, "the time-series store is smaller")
 
 			requireSchemaLikeMigration(t, dsn)
 			conn, err := pgx.Connect(ctx, dsn)
 			require.NoError(t, err)
 			defer conn.Close(ctx)
 			var next int64
-			require.NoError(t, conn.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('telemetry', 'id'))`).Scan(&next))
+			require.NoError(t, conn.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('telemetry_legacy', 'id'))`).Scan(&next))
 			require.Equal(t, int64(2408), next, "the sequence continues after the loaded ids")
 
 			cfg.reuse, cfg.measure.requests, cfg.measure.streamRequests, cfg.explain = true, 3, 0, false
@@ -199,29 +204,20 @@ func readResults(t *testing.T, path string) results {
 	return res
 }
 
-// requireSchemaLikeMigration compares telemetry's indexes and constraints
-// with a freshly migrated database's.
+// requireSchemaLikeMigration checks the legacy table has migration 0001's
+// indexes and constraints back after the load dropped and rebuilt them.
 func requireSchemaLikeMigration(t *testing.T, dsn string) {
 	t.Helper()
-	const q = `SELECT indexname || ': ' || indexdef FROM pg_indexes WHERE tablename = 'telemetry'
-UNION ALL SELECT conname || ': ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'telemetry'::regclass
-ORDER BY 1`
-	read := func(dsn string) []string {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, dsn)
-		require.NoError(t, err)
-		defer conn.Close(ctx)
-		rows, err := conn.Query(ctx, q)
-		require.NoError(t, err)
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		require.NoError(t, err)
-		return got
-	}
-	want := read(pgtest.NewDatabase(t))
-	for _, name := range []string{"telemetry_pkey", "telemetry_uuid_key", "telemetry_gpu_uuid_timestamp_id_idx"} {
-		require.True(t, slices.ContainsFunc(want, func(s string) bool { return strings.HasPrefix(s, name+": ") }), "%s in %q", name, want)
-	}
-	require.Equal(t, want, read(dsn))
+	const q = `SELECT indexname FROM pg_indexes WHERE tablename = 'telemetry_legacy' ORDER BY 1`
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, q)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"telemetry_legacy_gpu_uuid_timestamp_id_idx", "telemetry_legacy_pkey", "telemetry_legacy_uuid_key"}, got)
 }
 
 // TestCheckPage feeds the page check right and wrong pages, decoded in full

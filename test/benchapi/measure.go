@@ -28,6 +28,9 @@ const (
 	epPageGzip  = "GET telemetry window, first page, gzip"
 	epStore     = "store.QueryTelemetry first page (no HTTP)"
 	epStreamAll = "GET telemetry NDJSON, whole window"
+	epLatest    = "GET /api/v1/gpus/{id}/latest"
+	epSeries    = "GET series, 24 h at 1 m step"
+	epFleet     = "GET /api/v1/fleet/summary"
 )
 
 // measureConfig is what to measure.
@@ -42,6 +45,9 @@ type measureConfig struct {
 	seed           uint64
 	targetGPUs     time.Duration // p99 target of /gpus
 	targetPage     time.Duration // p99 target of a page
+	targetLatest   time.Duration // p99 target of /latest
+	targetSeries   time.Duration // p99 target of a 24 h series at 1 m step
+	targetFleet    time.Duration // p99 target of /fleet/summary
 	checkEvery     int           // decode and check every entry of every n-th page
 }
 
@@ -110,7 +116,7 @@ func measure(ctx context.Context, cfg measureConfig, d *dataset, base string, st
 	// machine all kinds see the same background load; the long NDJSON
 	// streams run afterwards.
 	round := func(ctx context.Context, w *worker, i int) error {
-		for _, fn := range []func(context.Context, *worker, int) error{b.listGPUs, b.pages, b.pageGzip, b.storePage} {
+		for _, fn := range []func(context.Context, *worker, int) error{b.listGPUs, b.pages, b.pageGzip, b.storePage, b.latest, b.series24h, b.fleet} {
 			if err := fn(ctx, w, i); err != nil {
 				return err
 			}
@@ -207,6 +213,69 @@ func (b *bench) listGPUs(ctx context.Context, w *worker, _ int) error {
 		return fmt.Errorf("gpus: got %d GPUs, want %d", len(list.GPUs), len(b.d.gpus))
 	}
 	w.record(epGPUs, elapsed, size, int64(len(list.GPUs)))
+	return nil
+}
+
+// getJSON fetches target into w.buf and decodes it into v.
+func (b *bench) getJSON(ctx context.Context, w *worker, target string, v any) (time.Duration, error) {
+	elapsed, _, err := b.get(ctx, w, target, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(w.buf.Bytes(), v); err != nil {
+		return 0, fmt.Errorf("%s: decode: %w", target, err)
+	}
+	return elapsed, nil
+}
+
+// latest asks a random GPU's latest values: one per metric.
+func (b *bench) latest(ctx context.Context, w *worker, _ int) error {
+	t := b.d.gpus[w.rng.IntN(len(b.d.gpus))]
+	var got httpapi.LatestValues
+	elapsed, err := b.getJSON(ctx, w, b.base+"/api/v1/gpus/"+url.PathEscape(t.gpu.UUID)+"/latest", &got)
+	if err != nil {
+		return err
+	}
+	if len(got.Metrics) != len(t.samples) {
+		return fmt.Errorf("latest of %s: %d metrics, want %d", t.gpu.UUID, len(got.Metrics), len(t.samples))
+	}
+	w.record(epLatest, elapsed, int64(w.buf.Len()), int64(len(got.Metrics)))
+	return nil
+}
+
+// series24h asks a random GPU's random metric over the 24 h before the
+// newest sample at 1 m step (1,440 buckets, from rollups).
+func (b *bench) series24h(ctx context.Context, w *worker, _ int) error {
+	t := b.d.gpus[w.rng.IntN(len(b.d.gpus))]
+	metric := t.samples[w.rng.IntN(len(t.samples))].MetricName
+	end := b.d.newest().Truncate(time.Minute)
+	v := url.Values{"metric_name": {metric}, "start_time": {end.Add(-24 * time.Hour).Format(time.RFC3339)},
+		"end_time": {end.Format(time.RFC3339)}, "step": {"1m"}}
+	var got httpapi.Series
+	elapsed, err := b.getJSON(ctx, w, b.base+"/api/v1/gpus/"+url.PathEscape(t.gpu.UUID)+"/series?"+v.Encode(), &got)
+	if err != nil {
+		return err
+	}
+	if len(got.Buckets) != 24*60+1 || got.Source != "rollup" {
+		return fmt.Errorf("series of %s: %d buckets from %s, want 1441 from rollup", t.gpu.UUID, len(got.Buckets), got.Source)
+	}
+	w.record(epSeries, elapsed, int64(w.buf.Len()), int64(len(got.Buckets)))
+	return nil
+}
+
+// fleet summarises a random metric over the fleet.
+func (b *bench) fleet(ctx context.Context, w *worker, _ int) error {
+	t := b.d.gpus[w.rng.IntN(len(b.d.gpus))]
+	metric := t.samples[w.rng.IntN(len(t.samples))].MetricName
+	var got httpapi.FleetSummary
+	elapsed, err := b.getJSON(ctx, w, b.base+"/api/v1/fleet/summary?metric_name="+url.QueryEscape(metric), &got)
+	if err != nil {
+		return err
+	}
+	if got.Count == 0 {
+		return fmt.Errorf("fleet summary of %s: no GPU", metric)
+	}
+	w.record(epFleet, elapsed, int64(w.buf.Len()), int64(got.Count))
 	return nil
 }
 
@@ -410,9 +479,10 @@ type result struct {
 
 // summarize turns series into results in report order, judging targets.
 func summarize(all map[string]*series, cfg measureConfig) []result {
-	targets := map[string]time.Duration{epGPUs: cfg.targetGPUs, epPage: cfg.targetPage, epNextPage: cfg.targetPage}
+	targets := map[string]time.Duration{epGPUs: cfg.targetGPUs, epPage: cfg.targetPage, epNextPage: cfg.targetPage,
+		epLatest: cfg.targetLatest, epSeries: cfg.targetSeries, epFleet: cfg.targetFleet}
 	var out []result
-	for _, name := range []string{epGPUs, epPage, epNextPage, epPageGzip, epStore, epStreamAll} {
+	for _, name := range []string{epGPUs, epPage, epNextPage, epPageGzip, epStore, epStreamAll, epLatest, epSeries, epFleet} {
 		s := all[name]
 		if s == nil || len(s.samples) == 0 {
 			continue

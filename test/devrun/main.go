@@ -95,14 +95,18 @@ func run() error {
 	if queue == "" {
 		queue = "postgres"
 	}
+	// A realistic pace and a short retention, so a day-long run stays small
+	// (README: disk use): each GPU's samples every 30 s, raw samples kept
+	// one day. Both can be overridden from the environment.
+	scrape, retention := envOr("STREAMER_SCRAPE_INTERVAL", "30s"), envOr("TELEMETRY_RETENTION", "24h")
 	apps := []app{
 		{"mqwriter", "127.0.0.1:8081", "/readyz", map[string]string{"DATABASE_URL": dbURL}},
 		{"mqreader", "127.0.0.1:8082", "/readyz", map[string]string{"DATABASE_URL": dbURL, "PARTITIONS": "0-255"}},
 		{"collector", "127.0.0.1:8083", "/healthz", map[string]string{"DATABASE_URL": dbURL, "QUEUE_BACKEND": queue,
-			"MQ_READER_URLS": "http://127.0.0.1:8082"}},
+			"MQ_READER_URLS": "http://127.0.0.1:8082", "TELEMETRY_RETENTION": retention}},
 		{"apigw", "127.0.0.1:8080", "/readyz", map[string]string{"DATABASE_URL": dbURL}},
 		{"streamer", "127.0.0.1:8084", "/healthz", map[string]string{"QUEUE_BACKEND": queue, "STREAMER_CSV_PATH": csvPath,
-			"MQ_WRITER_URL": "http://127.0.0.1:8081"}},
+			"MQ_WRITER_URL": "http://127.0.0.1:8081", "STREAMER_SCRAPE_INTERVAL": scrape}},
 	}
 	if queue == "nats" {
 		// The streamer and collector talk to NATS directly; an embedded
@@ -240,4 +244,12 @@ func stopPrevious(path string) {
 		}
 	}
 	_ = os.Remove(path)
+}
+
+// envOr is the variable's value, or def when it is unset or empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/adapters/httpapi"
 	"github.com/gpufleet/telemetry/test/pgtest"
 	"github.com/gpufleet/telemetry/test/stack"
 )
@@ -159,31 +161,36 @@ func (p *pipeline) count(query string) int {
 	return n
 }
 
+// stored is every stored sample with its series identity (the store keeps
+// no message UUID: samples are deduplicated on (series, timestamp)).
+const stored = `(SELECT x.ts AS "timestamp", s.gpu_uuid, s.metric_name
+    FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) t`
+
 // settled waits until every streamed row is stored and the queue is empty.
 func (p *pipeline) settled(rows int) {
 	p.t.Helper()
 	require.Eventually(p.t, func() bool {
-		return p.count(`SELECT count(*) FROM telemetry`) >= rows && p.count(`SELECT count(*) FROM queue_messages`) == 0
+		return p.count(`SELECT count(*) FROM telemetry_samples`) >= rows && p.count(`SELECT count(*) FROM queue_messages`) == 0
 	}, 90*time.Second, 100*time.Millisecond, "pipeline did not settle: telemetry=%d queue=%d",
-		p.count(`SELECT count(*) FROM telemetry`), p.count(`SELECT count(*) FROM queue_messages`))
+		p.count(`SELECT count(*) FROM telemetry_samples`), p.count(`SELECT count(*) FROM queue_messages`))
 }
 
 func (p *pipeline) checkExactlyOnce(streamStart time.Time) {
 	p.t.Helper()
-	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM telemetry`), "every streamed row stored once")
-	require.Equal(p.t, csvRows, p.count(`SELECT count(DISTINCT uuid) FROM telemetry`), "no duplicate message uuids")
+	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM telemetry_samples`), "every streamed row stored once")
+	require.Equal(p.t, csvRows, p.count(`SELECT count(DISTINCT (gpu_uuid, metric_name, "timestamp")) FROM `+stored), "no duplicate samples")
 	require.Equal(p.t, 247, p.count(`SELECT count(*) FROM gpus`), "GPU registry")
-	require.Equal(p.t, 247, p.count(`SELECT count(DISTINCT gpu_uuid) FROM telemetry`))
+	require.Equal(p.t, 247, p.count(`SELECT count(DISTINCT gpu_uuid) FROM `+stored))
 	require.Equal(p.t, 0, p.count(`SELECT count(*) FROM queue_messages`), "queue drained")
 	require.Equal(p.t, 0, p.count(`SELECT count(*) FROM dead_letters`))
 	// Every row carries the time it was streamed, not the CSV's 2025 date.
 	var oldest, newest time.Time
 	require.NoError(p.t, p.pool.QueryRow(context.Background(),
-		`SELECT min("timestamp"), max("timestamp") FROM telemetry`).Scan(&oldest, &newest))
+		`SELECT min("timestamp"), max("timestamp") FROM `+stored).Scan(&oldest, &newest))
 	require.False(p.t, oldest.Before(streamStart.Add(-time.Second)), "oldest timestamp %s predates the stream (%s)", oldest, streamStart)
 	require.False(p.t, newest.After(time.Now().Add(time.Second)), "timestamp from the future: %s", newest)
 	// Each (GPU, metric) pair of the CSV appears exactly once in one pass.
-	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM telemetry) s`))
+	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM `+stored+`) s`))
 }
 
 func TestStreamOncePersistsEveryRowExactlyOnce(t *testing.T) {
@@ -199,7 +206,7 @@ func TestStreamOncePersistsEveryRowExactlyOnce(t *testing.T) {
 // A collector killed while every one of its workers holds a lease, in the
 // middle of writing it, loses and duplicates nothing: exactly the messages
 // of those leases are redelivered (after the leases expire), each stored
-// once. The test holds an EXCLUSIVE lock on the telemetry table so that the
+// once. The test holds an EXCLUSIVE lock on the samples table so that the
 // kill lands while each worker waits, lease in hand, for its INSERT; the
 // reader's metrics say what was outstanding and what was redelivered.
 func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
@@ -211,13 +218,13 @@ func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	// small batches so many are in flight.
 	c := p.collector(map[string]string{"LEASE_SECONDS": "2", "LEASE_MAX": fmt.Sprint(leaseMax), "COLLECTOR_WORKERS": fmt.Sprint(workers)})
 	p.streamer(csvRows)
-	require.Eventually(t, func() bool { return p.count(`SELECT count(*) FROM telemetry`) >= 400 }, 60*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return p.count(`SELECT count(*) FROM telemetry_samples`) >= 400 }, 60*time.Second, 5*time.Millisecond)
 
 	ctx := context.Background()
 	lock, err := p.pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = lock.Rollback(ctx) }()
-	_, err = lock.Exec(ctx, `LOCK TABLE telemetry IN EXCLUSIVE MODE`)
+	_, err = lock.Exec(ctx, `LOCK TABLE telemetry_samples IN EXCLUSIVE MODE`)
 	require.NoError(t, err)
 	// Each worker leases, then blocks on its INSERT; blocked, none can ack.
 	require.Eventually(t, func() bool { return p.count(waitingInserts) == workers }, 30*time.Second, 5*time.Millisecond,
@@ -232,7 +239,7 @@ func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	<-c.Done()
 	// The killed workers' INSERTs go on once unlocked: stored, never acked.
 	require.NoError(t, lock.Rollback(ctx))
-	require.Less(t, p.count(`SELECT count(*) FROM telemetry`), csvRows, "the kill must land before the collector finished")
+	require.Less(t, p.count(`SELECT count(*) FROM telemetry_samples`), csvRows, "the kill must land before the collector finished")
 
 	// Long leases now: from here only the killed collector's leases expire.
 	p.collector(nil)
@@ -248,7 +255,7 @@ func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 // waitingInserts counts the sessions of this database waiting for a lock
 // while inserting telemetry.
 const waitingInserts = `SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO telemetry%'`
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO telemetry_samples%'`
 
 // readerMetrics are mqreader's delivery counters.
 type readerMetrics struct {
@@ -297,4 +304,66 @@ func TestNATSBackendPersistsEveryRowExactlyOnce(t *testing.T) {
 	p.streamer(csvRows)
 	p.settled(csvRows)
 	p.checkExactlyOnce(start)
+}
+
+// getJSON fetches url from a running app and decodes its 200 answer.
+func getJSON[T any](t *testing.T, url string) T {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, body)
+	var v T
+	require.NoError(t, json.Unmarshal(body, &v), "%s", url)
+	return v
+}
+
+// TestEveryEndpointAnswersForEveryGPU streams the CSV through the real
+// binaries, then asks apigw every time-series question for every GPU: the
+// GPU list in one page, the metric names with units, each GPU's latest
+// values, a series at 1 m step (rollups) and at 10 s (raw), and the fleet
+// summary of every metric.
+func TestEveryEndpointAnswersForEveryGPU(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.collector(nil)
+	start := time.Now().UTC()
+	p.streamer(csvRows)
+	p.settled(csvRows)
+	api := p.start("apigw", map[string]string{})
+	base := api.URL() + "/api/v1"
+
+	gpus := getJSON[httpapi.GPUList](t, base+"/gpus")
+	require.Len(t, gpus.GPUs, 247, "a whole fleet in the default page")
+	require.Empty(t, gpus.NextCursor)
+	metrics := getJSON[httpapi.MetricList](t, base+"/metrics")
+	require.Len(t, metrics.Metrics, 10)
+	for _, m := range metrics.Metrics {
+		require.Equal(t, 247, m.GPUs, m.Name)
+		require.NotEmpty(t, m.Unit, "the shipped dump's fields are known: %s", m.Name)
+		sum := getJSON[httpapi.FleetSummary](t, base+"/fleet/summary?metric_name="+m.Name)
+		require.Positive(t, sum.Count, m.Name)
+		require.LessOrEqual(t, *sum.Min, *sum.P50, m.Name)
+		require.LessOrEqual(t, *sum.P95, *sum.Max, m.Name)
+	}
+	from := start.Truncate(time.Minute).Format(time.RFC3339)
+	to := time.Now().UTC().Add(time.Minute).Format(time.RFC3339)
+	for _, g := range gpus.GPUs {
+		latest := getJSON[httpapi.LatestValues](t, base+"/gpus/"+g.ID+"/latest")
+		require.Len(t, latest.Metrics, 10, g.ID)
+		rolled := getJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=1m&start_time="+from+"&end_time="+to)
+		require.Equal(t, "rollup", rolled.Source)
+		raw := getJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=10s&start_time="+from+"&end_time="+to)
+		require.Equal(t, "raw", raw.Source)
+		count := func(s httpapi.Series) (n int) {
+			for _, b := range s.Buckets {
+				n += b.Count
+			}
+			return n
+		}
+		require.Equal(t, 1, count(rolled), "one pass: one temperature sample of %s", g.ID)
+		require.Equal(t, 1, count(raw), g.ID)
+	}
 }

@@ -43,7 +43,7 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 
 	// One full round of all 31 exporters: every (GPU, metric) pair.
 	require.Eventually(t, func() bool {
-		return p.count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM telemetry) s`) == len(want)
+		return p.count(`SELECT count(*) FROM (SELECT DISTINCT s.gpu_uuid, s.metric_name FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) q`) == len(want)
 	}, 90*time.Second, 100*time.Millisecond)
 	require.NoError(t, streamer.Stop(45*time.Second))
 	p.settled(len(want))
@@ -52,7 +52,7 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 	var gpus struct {
 		GPUs []domain.GPU `json:"gpus"`
 	}
-	getJSON(t, api.URL()+"/api/v1/gpus", &gpus)
+	getInto(t, api.URL()+"/api/v1/gpus", &gpus)
 	listed := map[string]domain.GPU{}
 	for _, g := range gpus.GPUs {
 		listed[g.UUID] = g
@@ -83,7 +83,7 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 			} `json:"entries"`
 			NextCursor string `json:"next_cursor"`
 		}
-		getJSON(t, api.URL()+"/api/v1/gpus/"+url.PathEscape(id)+"/telemetry?limit=10000", &page)
+		getInto(t, api.URL()+"/api/v1/gpus/"+url.PathEscape(id)+"/telemetry?limit=10000", &page)
 		require.Empty(t, page.NextCursor)
 		require.NotEmpty(t, page.Entries)
 		for _, e := range page.Entries {
@@ -119,7 +119,7 @@ func csvPoints(t *testing.T, path string) map[key]domain.Point {
 	}
 }
 
-func getJSON(t *testing.T, u string, v any) {
+func getInto(t *testing.T, u string, v any) {
 	t.Helper()
 	resp, err := http.Get(u)
 	require.NoError(t, err)

@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/domain"
 )
 
 // expectations are what a scenario promises beyond the invariants every
@@ -23,13 +25,26 @@ type expectations struct {
 	// and the collectors' duplicate records, whichever is larger) as a share
 	// of the acknowledged messages.
 	maxRedelivered float64
-	// foreign says whether a stored msg_uuid the history does not hold was
-	// published by someone else the scenario knows of (the streamer).
-	foreign func(uuid.UUID) bool
-	// foreignAcked are msg_uuids acknowledged outside the history: they must
-	// be stored exactly once too.
-	foreignAcked []uuid.UUID
+	// foreign says that stored samples without a faults key (the history's
+	// messages carry one in their labels) were published by someone else
+	// the scenario knows of (the streamer).
+	foreign bool
+	// foreignSince and foreignAcked: at least foreignAcked samples without
+	// a faults key, stamped at or after foreignSince, must be stored (the
+	// last undisturbed streamer pass). The store keeps no message UUID
+	// (ADR 0004), so they are counted, not named.
+	foreignSince time.Time
+	foreignAcked int
 }
+
+// Stored samples with the message key the publisher put in their labels
+// (NULL for the streamer's), and the same for a time range.
+const (
+	sqlStoredKeys = `SELECT substring(s.labels_raw FROM 'faults_key="([^"]+)"')
+FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id`
+	sqlForeignSince = `SELECT count(*) FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id
+WHERE x.ts >= $1 AND s.labels_raw NOT LIKE '%faults_key="%'`
+)
 
 // figures are what a scenario measured; logged for the closing note.
 type figures struct {
@@ -68,7 +83,7 @@ func (s *system) settle(h history, exp expectations) figures {
 	start := time.Now()
 	last := -1
 	drained := assert.Eventually(s.t, func() bool {
-		n := s.count(`SELECT (SELECT count(*) FROM telemetry) + (SELECT count(*) FROM dead_letters)`)
+		n := s.count(`SELECT (SELECT count(*) FROM telemetry_samples) + (SELECT count(*) FROM dead_letters)`)
 		queued := s.count(`SELECT count(*) FROM queue_messages`)
 		stable := n == last
 		last = n
@@ -90,7 +105,8 @@ func (s *system) settle(h history, exp expectations) figures {
 //     telemetry, a poison one in dead_letters;
 //   - nothing is stored that nobody attempted to publish; an unacknowledged
 //     message may be stored (its commit's answer was lost), once;
-//   - no telemetry row is duplicated, by msg_uuid or by content;
+//   - no message is stored twice (by the key in its labels; the store's
+//     primary key rules out two samples of one series and instant);
 //   - no publish got an answer the protocol does not allow;
 //   - the queue is empty and redeliveries stay within the bound.
 func (s *system) verify(h history, exp expectations) (figures, []string) {
@@ -102,10 +118,11 @@ func (s *system) verify(h history, exp expectations) (figures, []string) {
 			problems = append(problems, fmt.Sprintf(format, args...)+": "+first(list, 10))
 		}
 	}
-	stored := s.uuids(`SELECT uuid FROM telemetry`)
+	stored, streamed := s.storedMessages()
 	dead := s.uuids(`SELECT msg_uuid FROM dead_letters`)
-	f.duplicates = s.count(`SELECT count(*) - count(DISTINCT uuid) FROM telemetry`) +
-		s.count(`SELECT count(*) - count(DISTINCT (gpu_uuid, metric_name, "timestamp", labels_raw)) FROM telemetry`)
+	for _, n := range stored {
+		f.duplicates += n - 1
+	}
 
 	attempted := make(map[uuid.UUID]bool) // id → poison
 	var missing, misfiled, unexpected []string
@@ -159,14 +176,14 @@ func (s *system) verify(h history, exp expectations) (figures, []string) {
 
 	var unknown []string
 	for id := range stored {
-		if _, ok := attempted[id]; ok {
-			continue
+		if _, ok := attempted[id]; !ok {
+			unknown = append(unknown, id.String())
 		}
-		if exp.foreign != nil && exp.foreign(id) {
-			f.foreign++
-			continue
-		}
-		unknown = append(unknown, id.String())
+	}
+	if exp.foreign {
+		f.foreign = streamed
+	} else if streamed > 0 {
+		unknown = append(unknown, fmt.Sprintf("%d samples without a faults key", streamed))
 	}
 	for id := range dead {
 		if _, ok := attempted[id]; !ok {
@@ -174,13 +191,11 @@ func (s *system) verify(h history, exp expectations) (figures, []string) {
 		}
 	}
 	fail(unknown, "stored messages nobody published (%d)", len(unknown))
-	var lostForeign []string
-	for _, id := range exp.foreignAcked {
-		if stored[id] == 0 {
-			lostForeign = append(lostForeign, id.String())
+	if exp.foreignAcked > 0 {
+		if n := s.count(sqlForeignSince, exp.foreignSince); n < exp.foreignAcked {
+			problems = append(problems, fmt.Sprintf("acknowledged streamer messages lost (%d of %d)", exp.foreignAcked-n, exp.foreignAcked))
 		}
 	}
-	fail(lostForeign, "acknowledged streamer messages lost (%d of %d)", len(lostForeign), len(exp.foreignAcked))
 	if f.duplicates != 0 {
 		problems = append(problems, fmt.Sprintf("%d duplicated telemetry rows", f.duplicates))
 	}
@@ -192,9 +207,9 @@ func (s *system) verify(h history, exp expectations) (figures, []string) {
 	f.expired = s.sum("mqreader", "mqreader_leases_expired_total")
 	f.dupRecords = s.sum("collector", "collector_records_duplicate_total")
 	f.acksRejected = s.sum("collector", "collector_acks_rejected_total")
-	if bound := exp.maxRedelivered * float64(f.acked+len(exp.foreignAcked)); max(f.redelivered, f.dupRecords) > bound {
+	if bound := exp.maxRedelivered * float64(f.acked+exp.foreignAcked); max(f.redelivered, f.dupRecords) > bound {
 		problems = append(problems, fmt.Sprintf("redeliveries (%.0f redelivered, %.0f duplicate records) above the bound of %.0f%% of %d acknowledged",
-			f.redelivered, f.dupRecords, 100*exp.maxRedelivered, f.acked+len(exp.foreignAcked)))
+			f.redelivered, f.dupRecords, 100*exp.maxRedelivered, f.acked+exp.foreignAcked))
 	}
 	return f, problems
 }
@@ -236,6 +251,30 @@ func (s *system) uuids(query string) map[uuid.UUID]int {
 	}
 	require.NoError(s.t, rows.Err())
 	return out
+}
+
+// storedMessages reads which messages the stored samples came from (by the
+// faults key in their labels), each with its number of samples, and how many
+// samples carry no key (the streamer's).
+func (s *system) storedMessages() (map[uuid.UUID]int, int) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, sqlStoredKeys)
+	require.NoError(s.t, err)
+	defer rows.Close()
+	out, streamed := map[uuid.UUID]int{}, 0
+	for rows.Next() {
+		var key *string
+		require.NoError(s.t, rows.Scan(&key))
+		if key == nil {
+			streamed++
+			continue
+		}
+		out[domain.MessageID(domain.TelemetryTopic, *key)]++
+	}
+	require.NoError(s.t, rows.Err())
+	return out, streamed
 }
 
 // first returns at most n items of list, for failure messages.

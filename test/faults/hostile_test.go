@@ -52,12 +52,13 @@ func hostileInput(t *testing.T, s *system, rng *rand.Rand) (history, expectation
 	p := startPublisher(t, w, defaultLoad("s7", rng.Uint64()))
 	progress(t, p, 300)
 	// Two GPUs with a few rows each: one to query, one whose cursor to misuse.
-	const twoGPUs = `SELECT count(*) FROM (SELECT gpu_uuid FROM telemetry GROUP BY gpu_uuid HAVING count(*) > 2) g`
+	const perGPU = `(SELECT s.gpu_uuid FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id
+		GROUP BY s.gpu_uuid HAVING count(*) > 2) g`
+	const twoGPUs = `SELECT count(*) FROM ` + perGPU
 	require.Eventually(t, func() bool { return s.count(twoGPUs) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	var gpu, otherGPU string
 	ctx := context.Background()
-	require.NoError(t, s.pool.QueryRow(ctx, `SELECT min(gpu_uuid), max(gpu_uuid) FROM
-		(SELECT gpu_uuid FROM telemetry GROUP BY gpu_uuid HAVING count(*) > 2) g`).Scan(&gpu, &otherGPU))
+	require.NoError(t, s.pool.QueryRow(ctx, `SELECT min(gpu_uuid), max(gpu_uuid) FROM `+perGPU).Scan(&gpu, &otherGPU))
 	cursor := realCursor(t, s, api, otherGPU)
 
 	svcs := []*service{w, r, api}
@@ -106,8 +107,8 @@ func hostileInput(t *testing.T, s *system, rng *rand.Rand) (history, expectation
 	}
 	var tables int
 	require.NoError(t, s.pool.QueryRow(ctx,
-		`SELECT count(*) FROM pg_tables WHERE tablename IN ('queue_messages', 'telemetry', 'gpus', 'dead_letters')`).Scan(&tables))
-	require.Equal(t, 4, tables, "a table is gone")
+		`SELECT count(*) FROM pg_tables WHERE tablename IN ('queue_messages', 'telemetry_series', 'telemetry_samples', 'gpus', 'dead_letters')`).Scan(&tables))
+	require.Equal(t, 5, tables, "a table is gone")
 	progress(t, p, 300) // the pipeline still works
 	h := p.stop()
 	return h, expectations{drainWithin: 30 * time.Second, maxRedelivered: 0.05}, nil

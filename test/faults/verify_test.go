@@ -4,7 +4,6 @@ package faults
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -25,31 +24,31 @@ func TestVerifyCatchesViolations(t *testing.T) {
 	a, b, c, p := msg("a", false), msg("b", false), msg("c", false), msg("p", true)
 	acked := func(ms ...msgRecord) publishRecord { return publishRecord{msgs: ms, acked: true, attempts: 1} }
 	unacked := func(ms ...msgRecord) publishRecord { return publishRecord{msgs: ms, attempts: 2} }
-	stray := uuid.New()
 	tests := []struct {
 		name      string
 		h         history
-		telemetry []uuid.UUID // rows, each with its own content unless sameContent
-		same      bool        // give every row the same content
+		telemetry []string // faults keys of stored samples, one sample each (at its own instant)
 		dead      []uuid.UUID
 		queued    int
-		foreign   []uuid.UUID // acknowledged outside the history
-		want      string      // a substring of the one problem expected; "" for none
+		streamed  int    // samples without a faults key (the streamer's)
+		foreign   int    // streamer samples acknowledged outside the history
+		want      string // a substring of the one problem expected; "" for none
 	}{
-		{name: "clean", h: history{acked(a, b), unacked(c)}, telemetry: []uuid.UUID{a.id, b.id}},
-		{name: "an unacknowledged message may land", h: history{acked(a), unacked(c)}, telemetry: []uuid.UUID{a.id, c.id}},
-		{name: "poison in dead letters", h: history{acked(a, p)}, telemetry: []uuid.UUID{a.id}, dead: []uuid.UUID{p.id}},
-		{name: "acknowledged message lost", h: history{acked(a, b)}, telemetry: []uuid.UUID{a.id}, want: "acknowledged messages lost (1 of 2): b"},
-		{name: "acknowledged poison lost", h: history{acked(a, p)}, telemetry: []uuid.UUID{a.id}, want: "acknowledged messages lost"},
-		{name: "row nobody published", h: history{acked(a)}, telemetry: []uuid.UUID{a.id, stray}, want: "stored messages nobody published"},
-		{name: "same content twice", h: history{acked(a, b)}, telemetry: []uuid.UUID{a.id, b.id}, same: true, want: "1 duplicated telemetry rows"},
-		{name: "poison stored as telemetry", h: history{acked(a, p)}, telemetry: []uuid.UUID{a.id, p.id}, want: "p (poison) in telemetry"},
-		{name: "good message dead-lettered", h: history{acked(a, b)}, telemetry: []uuid.UUID{a.id}, dead: []uuid.UUID{b.id}, want: "b (good) in dead_letters"},
-		{name: "queue not drained", h: history{acked(a)}, telemetry: []uuid.UUID{a.id}, queued: 3, want: "queue not empty: 3 messages"},
-		{name: "foreign acknowledged message lost", h: history{acked(a)}, telemetry: []uuid.UUID{a.id}, foreign: []uuid.UUID{stray},
-			want: "acknowledged streamer messages lost"},
+		{name: "clean", h: history{acked(a, b), unacked(c)}, telemetry: []string{"a", "b"}},
+		{name: "an unacknowledged message may land", h: history{acked(a), unacked(c)}, telemetry: []string{"a", "c"}},
+		{name: "poison in dead letters", h: history{acked(a, p)}, telemetry: []string{"a"}, dead: []uuid.UUID{p.id}},
+		{name: "acknowledged message lost", h: history{acked(a, b)}, telemetry: []string{"a"}, want: "acknowledged messages lost (1 of 2): b"},
+		{name: "acknowledged poison lost", h: history{acked(a, p)}, telemetry: []string{"a"}, want: "acknowledged messages lost"},
+		{name: "row nobody published", h: history{acked(a)}, telemetry: []string{"a", "stray"}, want: "stored messages nobody published"},
+		{name: "one message stored twice", h: history{acked(a, b)}, telemetry: []string{"a", "b", "b"}, want: "1 duplicated telemetry rows"},
+		{name: "poison stored as telemetry", h: history{acked(a, p)}, telemetry: []string{"a", "p"}, want: "p (poison) in telemetry"},
+		{name: "good message dead-lettered", h: history{acked(a, b)}, telemetry: []string{"a"}, dead: []uuid.UUID{b.id}, want: "b (good) in dead_letters"},
+		{name: "queue not drained", h: history{acked(a)}, telemetry: []string{"a"}, queued: 3, want: "queue not empty: 3 messages"},
+		{name: "foreign acknowledged message lost", h: history{acked(a)}, telemetry: []string{"a"}, streamed: 2, foreign: 3,
+			want: "acknowledged streamer messages lost (1 of 3)"},
+		{name: "streamer samples counted", h: history{acked(a)}, telemetry: []string{"a"}, streamed: 3, foreign: 3},
 		{name: "answer the protocol does not allow", h: history{{msgs: []msgRecord{a}, attempts: 1, unexpected: "400 nope"}},
-			telemetry: []uuid.UUID{a.id}, want: "answers the protocol does not allow: 400 nope"},
+			telemetry: []string{"a"}, want: "answers the protocol does not allow: 400 nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,13 +56,22 @@ func TestVerifyCatchesViolations(t *testing.T) {
 			s := newSystem(t)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			for i, id := range tt.telemetry {
-				labels := fmt.Sprint(i)
-				if tt.same {
-					labels = "same"
-				}
-				_, err := s.pool.Exec(ctx, `INSERT INTO telemetry (uuid, gpu_uuid, gpu_index, metric_name, "timestamp", labels_raw)
-					VALUES ($1, 'GPU-1', 0, 'DCGM_FI_DEV_GPU_UTIL', '2025-07-18T20:42:34Z', $2)`, id, labels)
+			labels := make([]string, 0, len(tt.telemetry)+tt.streamed)
+			for _, key := range tt.telemetry {
+				labels = append(labels, `faults_key="`+key+`"`)
+			}
+			for range tt.streamed {
+				labels = append(labels, `Hostname="h"`)
+			}
+			for i, l := range labels {
+				_, err := s.pool.Exec(ctx, `WITH p AS (SELECT telemetry_ensure_partition('telemetry_samples', now())),
+s AS (INSERT INTO telemetry_series (gpu_uuid, metric_name, attrs_key, gpu_index, labels_raw, first_seen, last_seen)
+    VALUES ('GPU-1', 'DCGM_FI_DEV_GPU_UTIL', telemetry_attrs_key('', 0, '', '', '', '', '', $1), 0, $1, now(), now())
+    ON CONFLICT (gpu_uuid, metric_name, attrs_key) DO UPDATE SET last_seen = EXCLUDED.last_seen RETURNING id)
+SELECT 1 FROM p, s`, l)
+				require.NoError(t, err)
+				_, err = s.pool.Exec(ctx, `INSERT INTO telemetry_samples (series_id, ts, value)
+SELECT id, now() + $2 * interval '1 second', 1 FROM telemetry_series WHERE labels_raw = $1`, l, i)
 				require.NoError(t, err)
 			}
 			for _, id := range tt.dead {
@@ -74,7 +82,7 @@ func TestVerifyCatchesViolations(t *testing.T) {
 				_, err := s.pool.Exec(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key) VALUES ('telemetry', $1, '1', 7)`, uuid.New())
 				require.NoError(t, err)
 			}
-			_, problems := s.verify(tt.h, expectations{foreignAcked: tt.foreign})
+			_, problems := s.verify(tt.h, expectations{foreign: tt.streamed > 0, foreignAcked: tt.foreign, foreignSince: time.Now().Add(-time.Hour)})
 			if tt.want == "" {
 				require.Empty(t, problems)
 				return

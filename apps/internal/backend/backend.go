@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,13 +64,30 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 	}
 }
 
-// Store provides ports.TelemetryStore/Writer/Reader.
+// Default retentions (TELEMETRY_RETENTION, TELEMETRY_ROLLUP_RETENTION).
+const (
+	DefaultRetention       = 7 * 24 * time.Hour
+	DefaultRollupRetention = 90 * 24 * time.Hour
+)
+
+// retentions reads TELEMETRY_RETENTION (raw samples) and
+// TELEMETRY_ROLLUP_RETENTION (1-minute rollups).
+func retentions(env *platform.Env) (raw, rollup time.Duration) {
+	const year = 366 * 24 * time.Hour
+	raw = env.Duration("TELEMETRY_RETENTION", DefaultRetention, time.Hour, 10*year)
+	rollup = env.Duration("TELEMETRY_ROLLUP_RETENTION", DefaultRollupRetention, time.Hour, 10*year)
+	return raw, rollup
+}
+
+// Store provides ports.TelemetryStore/Writer/Reader/Maintainer with the
+// retentions of the environment.
 func Store(env *platform.Env) fx.Option {
 	switch kind := env.OneOf("STORE_BACKEND", "postgres", "postgres", "memory"); kind {
 	case "postgres":
 		return Database(env)
 	case "memory":
-		return memory.StoreModule
+		raw, rollup := retentions(env)
+		return fx.Options(fx.Supply(&memory.Options{Retention: raw, RollupRetention: rollup}), memory.StoreModule)
 	default:
 		return fx.Error(fmt.Errorf("STORE_BACKEND=%q: want postgres or memory", kind))
 	}
@@ -93,6 +111,7 @@ func database(env *platform.Env, provide fx.Option) fx.Option {
 		DatabaseURL: env.Require("DATABASE_URL"),
 		MaxConns:    int32(env.Int("DB_MAX_CONNS", 16, 1, 1000)),
 	}
+	cfg.Retention, cfg.RollupRetention = retentions(env)
 	migrate := env.Bool("MIGRATE_ON_START", true)
 	return fx.Options(
 		fx.Supply(cfg),

@@ -48,9 +48,9 @@ type Config struct {
 const DefaultPollInterval = 100 * time.Millisecond
 
 type metrics struct {
-	leased, persisted, duplicates, deadLettered, acked, released, ackRejected prometheus.Counter
-	errors                                                                    *prometheus.CounterVec
-	batchSeconds                                                              prometheus.Histogram
+	leased, persisted, duplicates, expired, deadLettered, acked, released, ackRejected prometheus.Counter
+	errors                                                                             *prometheus.CounterVec
+	batchSeconds                                                                       prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,6 +61,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		leased:       c("collector_messages_leased_total", "Messages received in leases."),
 		persisted:    c("collector_records_persisted_total", "Telemetry rows inserted."),
 		duplicates:   c("collector_records_duplicate_total", "Redelivered messages whose row was already stored."),
+		expired:      c("collector_records_expired_total", "Samples older than the raw retention, dropped (acked, not stored)."),
 		deadLettered: c("collector_messages_dead_lettered_total", "Poison messages written to the dead-letter table."),
 		acked:        c("collector_messages_acked_total", "Messages acknowledged (deleted from the queue)."),
 		released:     c("collector_leases_released_total", "Leases released after a transient failure."),
@@ -71,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to persist and ack one leased batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.deadLettered, m.acked, m.released, m.ackRejected, m.errors, m.batchSeconds)
+		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.expired, m.deadLettered, m.acked, m.released, m.ackRejected, m.errors, m.batchSeconds)
 	}
 	return m
 }
@@ -240,6 +241,7 @@ func (c *Collector) persist(ctx context.Context, lease domain.Lease) error {
 	// find these rows as duplicates, so they would never be counted again.
 	c.m.persisted.Add(float64(res.Inserted))
 	c.m.duplicates.Add(float64(res.Duplicates))
+	c.m.expired.Add(float64(res.Expired))
 	if err != nil {
 		return err
 	}
@@ -293,6 +295,7 @@ func (c *Collector) persistOneByOne(ctx context.Context, lease domain.Lease, rec
 		default:
 			total.Inserted += res.Inserted
 			total.Duplicates += res.Duplicates
+			total.Expired += res.Expired
 		}
 	}
 	return total, dead, nil

@@ -57,6 +57,11 @@ func goodPayloads(t testing.TB, n int) []json.RawMessage {
 	return out
 }
 
+// msgLabel carries a message's idempotency key in a good payload's labels:
+// the store keeps no message UUID (it deduplicates on the sample), so
+// storedIDs reads the key back from there.
+const msgLabel = `,test_msg_key="`
+
 // publish puts payloads on the telemetry topic with idempotency keys, so the
 // test knows every message's id, and returns the ids in order.
 func publish(t testing.TB, q ports.Publisher, payloads ...json.RawMessage) []uuid.UUID {
@@ -65,6 +70,11 @@ func publish(t testing.TB, q ports.Publisher, payloads ...json.RawMessage) []uui
 	msgs := make([]ports.OutgoingMessage, len(payloads))
 	for i, p := range payloads {
 		key := uuid.NewString()
+		var pt domain.Point
+		if json.Unmarshal(p, &pt) == nil && (domain.Record{Point: pt, MsgUUID: uuid.New()}).Validate() == nil {
+			pt.LabelsRaw += msgLabel + key + `"`
+			p = payload(t, pt)
+		}
 		msgs[i] = ports.OutgoingMessage{Payload: p, IdempotencyKey: key}
 		ids[i] = domain.MessageID(domain.TelemetryTopic, key)
 	}
@@ -74,8 +84,9 @@ func publish(t testing.TB, q ports.Publisher, payloads ...json.RawMessage) []uui
 	return ids
 }
 
-// storedIDs returns the message UUID of every telemetry row in the store,
-// one entry per row, so a duplicate row shows as a repeated id.
+// storedIDs returns the message UUID of every telemetry row in the store
+// (from the key publish put in its labels), one entry per row, so a
+// duplicate row shows as a repeated id.
 func storedIDs(t testing.TB, s ports.TelemetryReader) []uuid.UUID {
 	t.Helper()
 	ctx := context.Background()
@@ -84,7 +95,9 @@ func storedIDs(t testing.TB, s ports.TelemetryReader) []uuid.UUID {
 	var ids []uuid.UUID
 	for _, g := range gpus {
 		err := s.StreamTelemetry(ctx, ports.TelemetryQuery{GPUUUID: g.UUID}, func(r domain.Record) error {
-			ids = append(ids, r.MsgUUID)
+			_, key, ok := strings.Cut(r.LabelsRaw, msgLabel)
+			require.True(t, ok, "stored row without a message key: %q", r.LabelsRaw)
+			ids = append(ids, domain.MessageID(domain.TelemetryTopic, strings.TrimSuffix(key, `"`)))
 			return nil
 		})
 		require.NoError(t, err)

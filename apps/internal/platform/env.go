@@ -68,20 +68,20 @@ func (e *Env) Seconds(name string, def time.Duration, lo, hi int) time.Duration 
 	return time.Duration(e.Int(name, int(def/time.Second), lo, hi)) * time.Second
 }
 
-// Duration returns the variable as a Go duration ("15s", "1m30s") within
-// [lo, hi], or def when unset.
+// Duration returns the variable as a Go duration (90s, 30m, 168h) or a
+// number of days (7d), or def; it must lie in [lo, hi].
 func (e *Env) Duration(name string, def, lo, hi time.Duration) time.Duration {
 	v, ok := e.raw(name)
-	if !ok || v == "" {
+	if !ok {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	switch {
-	case err != nil:
-		e.Fail(fmt.Errorf("%s=%q: not a duration (e.g. 15s)", name, v))
-		return def
-	case d < lo || d > hi:
-		e.Fail(fmt.Errorf("%s=%s: want %s..%s", name, d, lo, hi))
+	if days, found := strings.CutSuffix(v, "d"); found && err != nil {
+		n, nerr := strconv.Atoi(days)
+		d, err = time.Duration(n)*24*time.Hour, nerr
+	}
+	if err != nil || d < lo || d > hi {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration (e.g. 30s, 6h, 7d) from %s to %s", name, v, lo, hi))
 		return def
 	}
 	return d

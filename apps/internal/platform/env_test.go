@@ -270,3 +270,38 @@ type errString string
 func (e errString) Error() string { return string(e) }
 
 func ptr(s string) *string { return &s }
+
+func TestEnvDuration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value string
+		want  time.Duration
+		bad   bool
+	}{
+		{"", time.Minute, false},
+		{"90s", 90 * time.Second, false},
+		{"6h", 6 * time.Hour, false},
+		{"7d", 7 * 24 * time.Hour, false},
+		{"0", 0, false},
+		{"-1h", time.Minute, true},
+		{"3 days", time.Minute, true},
+		{"400d", time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			t.Parallel()
+			vars := map[string]string{}
+			if tt.value != "" {
+				vars["X_DURATION"] = tt.value
+			}
+			env := platform.NewEnvFrom(vars)
+			got := env.Duration("X_DURATION", time.Minute, 0, 365*24*time.Hour)
+			require.Equal(t, tt.want, got)
+			if tt.bad {
+				require.ErrorContains(t, env.Err(), "X_DURATION")
+			} else {
+				require.NoError(t, env.Err())
+			}
+		})
+	}
+}

@@ -37,6 +37,11 @@ type Config struct {
 	// Interval is the pause between emissions; 0 streams as fast as the
 	// queue accepts.
 	Interval time.Duration
+	// ScrapeInterval paces the stream like an exporter scraped every
+	// interval: a pass over the source (every GPU and metric once) starts at
+	// most once per ScrapeInterval, so each GPU's samples come once per
+	// interval. 0 replays at full speed (make bench).
+	ScrapeInterval time.Duration
 	// Senders is the number of concurrent publishers.
 	Senders int
 	// Batch caps the messages of one publish: a sender takes the emissions
@@ -157,7 +162,8 @@ type emission struct {
 // Run streams until ctx ends, the source ends, or MaxRows are emitted, then
 // waits for the senders to finish what they hold.
 func (s *Streamer) Run(ctx context.Context) error {
-	s.log.Info("streaming", "run_id", s.runID, "topic", s.cfg.Topic, "senders", s.cfg.Senders, "batch", s.cfg.Batch, "interval", s.cfg.Interval.String())
+	s.log.Info("streaming", "run_id", s.runID, "topic", s.cfg.Topic, "senders", s.cfg.Senders, "batch", s.cfg.Batch,
+		"interval", s.cfg.Interval.String(), "scrape_interval", s.cfg.ScrapeInterval.String())
 	work := make(chan emission, s.cfg.QueueSize) // bounded: the reader blocks only when every sender is busy
 	var wg sync.WaitGroup
 	for range s.cfg.Senders {
@@ -186,6 +192,7 @@ func (s *Streamer) read(ctx context.Context, work chan<- emission) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	pace := newScrapePacer(s.cfg.ScrapeInterval)
 	for seq := 1; s.cfg.MaxRows == 0 || seq <= s.cfg.MaxRows; seq++ {
 		if tick != nil {
 			select {
@@ -201,6 +208,13 @@ func (s *Streamer) read(ctx context.Context, work chan<- emission) error {
 		if err != nil {
 			return fmt.Errorf("read source: %w", err)
 		}
+		waited, err := pace.wait(ctx, p)
+		if err != nil {
+			return err
+		}
+		if waited {
+			p.Timestamp = time.Now().UTC() // stamped when it is emitted, not before the pause
+		}
 		payload, err := json.Marshal(p)
 		if err != nil {
 			return fmt.Errorf("encode point: %w", err)
@@ -214,6 +228,51 @@ func (s *Streamer) read(ctx context.Context, work chan<- emission) error {
 		}
 	}
 	return nil
+}
+
+// scrapePacer holds a new pass over the source until the previous one
+// started an interval ago. A pass ends when a (GPU, metric) pair repeats.
+// Owned by the reader goroutine.
+type scrapePacer struct {
+	interval time.Duration
+	seen     map[[2]string]struct{}
+	start    time.Time
+}
+
+func newScrapePacer(interval time.Duration) *scrapePacer {
+	return &scrapePacer{interval: interval, seen: map[[2]string]struct{}{}}
+}
+
+// wait returns once p may be emitted, and whether it had to wait.
+func (sp *scrapePacer) wait(ctx context.Context, p domain.Point) (bool, error) {
+	if sp.interval <= 0 {
+		return false, nil
+	}
+	key := [2]string{p.GPUUUID, p.MetricName}
+	if _, again := sp.seen[key]; !again {
+		if len(sp.seen) == 0 {
+			sp.start = time.Now()
+		}
+		sp.seen[key] = struct{}{}
+		return false, nil
+	}
+	clear(sp.seen)
+	sp.seen[key] = struct{}{}
+	due := sp.start.Add(sp.interval)
+	sp.start = due
+	d := time.Until(due)
+	if d <= 0 {
+		sp.start = time.Now() // a pass slower than the interval: start the next one now
+		return false, nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 }
 
 // takeQueued appends to batch the emissions already waiting in work, up to

@@ -425,3 +425,38 @@ func retried(s *Streamer) float64 {
 	}
 	return n
 }
+
+// TestScrapeIntervalPacesPasses: with a scrape interval each pass over the
+// source (every GPU and metric once) starts one interval after the previous
+// one, and points held for the next pass are stamped when they go out.
+func TestScrapeIntervalPacesPasses(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		type sent struct {
+			after time.Duration
+			ts    time.Time
+		}
+		at := make(chan sent, 9) // 9: every emission, so Publish never waits
+		pub := publishFunc(func(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+			var p domain.Point
+			require.NoError(t, json.Unmarshal(msgs[0].Payload, &p))
+			at <- sent{time.Since(start), p.Timestamp}
+			return ports.PublishResult{Accepted: len(msgs)}, nil
+		})
+		src := newSource(3)
+		src.loop = true
+		s, _ := newStreamer(src, pub, Config{ScrapeInterval: 30 * time.Second, MaxRows: 9, Senders: 1})
+		require.NoError(t, s.Run(t.Context()))
+		close(at)
+		var passes []time.Duration
+		var stamps []time.Time
+		for e := range at {
+			passes = append(passes, e.after.Truncate(time.Second))
+			stamps = append(stamps, e.ts)
+		}
+		require.True(t, start.Add(30*time.Second).Equal(stamps[3]), "the held point is stamped when it goes out: %s", stamps[3])
+		require.Equal(t, []time.Duration{0, 0, 0, 30 * time.Second, 30 * time.Second, 30 * time.Second,
+			time.Minute, time.Minute, time.Minute}, passes, "three passes, 30 s apart (fake clock)")
+	})
+}

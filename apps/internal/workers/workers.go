@@ -9,12 +9,14 @@ package workers
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/collector"
+	"github.com/gpufleet/telemetry/apps/internal/maintenance"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/apps/internal/streamer"
 	"github.com/gpufleet/telemetry/domain"
@@ -48,13 +50,32 @@ func Collector(env *platform.Env) fx.Option {
 	)
 }
 
+// Maintenance runs the telemetry store's lifecycle job (partitions,
+// retention, rollups) every TELEMETRY_MAINTENANCE_INTERVAL (default 1m; 0
+// disables it here). Every collector runs it; the store's advisory lock lets
+// one work at a time.
+func Maintenance(env *platform.Env) fx.Option {
+	cfg := maintenance.Config{Interval: env.Duration("TELEMETRY_MAINTENANCE_INTERVAL", time.Minute, 0, 24*time.Hour)}
+	return fx.Options(
+		fx.Provide(func(s ports.TelemetryMaintainer, logger *slog.Logger, reg prometheus.Registerer) *maintenance.Runner {
+			return maintenance.New(s, cfg, logger, reg)
+		}),
+		fx.Invoke(func(lc fx.Lifecycle, r *maintenance.Runner) {
+			lc.Append(fx.Hook{OnStart: func(context.Context) error { r.Start(); return nil }, OnStop: r.Stop})
+		}),
+	)
+}
+
 // Streamer runs the streamer loop over the source STREAMER_SOURCE picks (the
 // CSV, or scraped dcgm-exporters) and the app's ports.Publisher.
 func Streamer(env *platform.Env) fx.Option {
 	cfg := streamer.Config{
 		Topic:    env.String("TOPIC", domain.TelemetryTopic),
 		Interval: env.Millis("STREAMER_INTERVAL_MS", 0, 0, 3_600_000),
-		Senders:  env.Int("STREAMER_SENDERS", 32, 1, 1024),
+		// 0 (full-speed replay, as make bench uses) unless set: make run
+		// and Helm set 30s, a typical dcgm-exporter scrape interval.
+		ScrapeInterval: env.Duration("STREAMER_SCRAPE_INTERVAL", 0, 0, time.Hour),
+		Senders:        env.Int("STREAMER_SENDERS", 32, 1, 1024),
 		// 1: one message per publish, as the user asked; more is an opt-in
 		// for load tests.
 		Batch:     env.Int("STREAMER_BATCH", 1, 1, 10_000),

@@ -25,6 +25,18 @@ import (
 // NewStore builds a fresh, empty store; it registers its own cleanup.
 type NewStore func(t testing.TB) ports.TelemetryStore
 
+// Options configure a store for the suite's lifecycle cases.
+type Options struct {
+	// Retention and RollupRetention as in the adapters' options (0: forever).
+	Retention, RollupRetention time.Duration
+	// Now is the store's clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// NewStoreWith builds a fresh, empty store with opts. The registry must be
+// exact (no coarse last_seen) for the suite.
+type NewStoreWith func(t testing.TB, opts Options) ports.TelemetryStore
+
 // DeadLetterLister is implemented by stores that can list their dead letters
 // (the memory store); the suite then checks what WriteDeadLetters kept.
 type DeadLetterLister interface {
@@ -34,9 +46,10 @@ type DeadLetterLister interface {
 // base is the suite's reference instant (the shipped DCGM dump's date).
 var base = time.Date(2025, 7, 18, 13, 42, 33, 0, time.UTC)
 
-// Run runs the whole contract against stores made by newStore.
-func Run(t *testing.T, newStore NewStore) {
+// Run runs the whole contract against stores made by newStoreWith.
+func Run(t *testing.T, newStoreWith NewStoreWith) {
 	t.Helper()
+	newStore := func(t testing.TB) ports.TelemetryStore { return newStoreWith(t, Options{}) }
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, newStore NewStore)
@@ -57,11 +70,33 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ValueRoundTrip", testValueRoundTrip},
 		{"TimestampRoundTrip", testTimestampRoundTrip},
 		{"DeadLetters", testDeadLetters},
+		{"QueryGPUs", testQueryGPUs},
+		{"ListMetrics", testListMetrics},
+		{"LatestValues", testLatestValues},
+		{"SeriesBuckets", testSeriesBuckets},
+		{"SeriesRejects", testSeriesRejects},
+		{"RollupsMatchRaw", testRollupsMatchRaw},
+		{"FleetSummary", testFleetSummary},
+		{"AttributeHistory", testAttributeHistory},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore)
+		})
+	}
+	lifecycle := []struct {
+		name string
+		fn   func(t *testing.T, newStore NewStoreWith)
+	}{
+		{"PartitionBoundaries", testPartitionBoundaries},
+		{"RetentionDropsExpired", testRetentionOnWrite},
+		{"RetentionByMaintain", testRetentionByMaintain},
+	}
+	for _, tc := range lifecycle {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStoreWith)
 		})
 	}
 }
@@ -141,10 +176,16 @@ func all(t *testing.T, s ports.TelemetryStore, q ports.TelemetryQuery) ([]domain
 	}
 }
 
-func msgIDs(records []domain.Record) []uuid.UUID {
-	out := make([]uuid.UUID, len(records))
+// sampleKey is a stored sample's identity within one GPU's rows (the
+// store keeps no message UUID: ADR 0004).
+func sampleKey(r domain.Record) string {
+	return fmt.Sprintf("%s@%d", r.MetricName, r.Timestamp.UnixMicro())
+}
+
+func msgIDs(records []domain.Record) []string {
+	out := make([]string, len(records))
 	for i, r := range records {
-		out[i] = r.MsgUUID
+		out[i] = sampleKey(r)
 	}
 	return out
 }
@@ -162,19 +203,19 @@ func requireOrdered(t *testing.T, rows []domain.Record) {
 
 // selected returns the message ids of want that keep accepts, sorted (a set:
 // the order among rows sharing a timestamp is the store's id order).
-func selected(want []domain.Record, keep func(domain.Record) bool) []uuid.UUID {
-	var out []uuid.UUID
+func selected(want []domain.Record, keep func(domain.Record) bool) []string {
+	var out []string
 	for _, r := range want {
 		if keep(r) {
-			out = append(out, r.MsgUUID)
+			out = append(out, sampleKey(r))
 		}
 	}
 	return sortedIDs(out)
 }
 
-func sortedIDs(ids []uuid.UUID) []uuid.UUID {
+func sortedIDs(ids []string) []string {
 	out := slices.Clone(ids)
-	slices.SortFunc(out, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	slices.Sort(out)
 	return out
 }
 
@@ -190,17 +231,20 @@ func testWriteBatchRoundTrip(t *testing.T, newStore NewStore) {
 	require.Nil(t, page.Next)
 	require.Len(t, page.Records, 10)
 	requireOrdered(t, page.Records)
-	ids := map[int64]bool{}
+	ids := map[string]int64{}
 	for i, got := range page.Records {
 		want := in[i]
-		require.Positive(t, got.ID)
-		require.False(t, ids[got.ID], "ids are unique")
-		ids[got.ID] = true
-		require.False(t, got.IngestedAt.IsZero())
+		require.Positive(t, got.ID, "the series id")
+		if id, ok := ids[got.MetricName]; ok {
+			require.Equal(t, id, got.ID, "one series per metric and attribute set")
+		}
+		ids[got.MetricName] = got.ID
+		require.Equal(t, uuid.Nil, got.MsgUUID, "the message UUID is not stored")
 		require.True(t, want.Timestamp.Equal(got.Timestamp))
-		got.ID, got.IngestedAt, got.Timestamp = 0, time.Time{}, want.Timestamp
+		got.ID, got.Timestamp, got.MsgUUID = 0, want.Timestamp, want.MsgUUID
 		require.Equal(t, want, got)
 	}
+	require.Len(t, ids, 2)
 }
 
 func testIdempotent(t *testing.T, newStore NewStore) {
@@ -219,6 +263,7 @@ func testIdempotent(t *testing.T, newStore NewStore) {
 		{"new and old mixed", first, append(slices.Clone(first[2:]), more...), ports.WriteResult{Inserted: 3, Duplicates: 3}, 8},
 		{"repeat inside one batch", nil, []domain.Record{repeated, first[0], repeated}, ports.WriteResult{Inserted: 2, Duplicates: 1}, 2},
 		{"repeat inside one batch of stored", first[:1], []domain.Record{first[0], first[0]}, ports.WriteResult{Duplicates: 2}, 1},
+		{"redelivered as a new message", first, redelivered(first), ports.WriteResult{Duplicates: 5}, 5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,10 +275,10 @@ func testIdempotent(t *testing.T, newStore NewStore) {
 			require.Equal(t, tc.want, write(t, s, tc.batch))
 			rows, _ := all(t, s, ports.TelemetryQuery{GPUUUID: gpu, Limit: 100})
 			require.Len(t, rows, tc.rows)
-			seen := map[uuid.UUID]bool{}
+			seen := map[string]bool{}
 			for _, r := range rows {
-				require.False(t, seen[r.MsgUUID], "message %s stored twice", r.MsgUUID)
-				seen[r.MsgUUID] = true
+				require.False(t, seen[sampleKey(r)], "sample %s stored twice", sampleKey(r))
+				seen[sampleKey(r)] = true
 			}
 		})
 	}
@@ -448,9 +493,9 @@ func testQueryWindow(t *testing.T, newStore NewStore) {
 			page, err := s.QueryTelemetry(ctxOf(t), ports.TelemetryQuery{
 				GPUUUID: gpu, Start: tc.start, End: tc.end, MetricName: tc.metric, Limit: tc.limit})
 			require.NoError(t, err)
-			var want []uuid.UUID
+			var want []string
 			for _, i := range tc.want {
-				want = append(want, in[i].MsgUUID)
+				want = append(want, sampleKey(in[i]))
 			}
 			require.Equal(t, want, nilIfEmpty(msgIDs(page.Records)))
 			require.Equal(t, tc.more, page.Next != nil, "next cursor")
@@ -458,7 +503,7 @@ func testQueryWindow(t *testing.T, newStore NewStore) {
 	}
 }
 
-func nilIfEmpty(ids []uuid.UUID) []uuid.UUID {
+func nilIfEmpty(ids []string) []string {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -480,7 +525,7 @@ func testPaging(t *testing.T, newStore NewStore) {
 	// 30 rows at one single instant (written in two batches).
 	same := base.Add(time.Hour)
 	for i := range 30 {
-		in = append(in, rec(gpu, same, fmt.Sprintf("m%02d", i%3), ptr(float64(i))))
+		in = append(in, rec(gpu, same, fmt.Sprintf("m%02d", i), ptr(float64(i))))
 	}
 	// Written out of time order, mixed with another GPU's rows.
 	write(t, s, append(slices.Clone(in[60:75]), series(other, 20, "util")...))
@@ -701,14 +746,13 @@ func testTimestampRoundTrip(t *testing.T, newStore NewStore) {
 			got := page.Records[i].Timestamp
 			require.Equal(t, time.UTC, got.Location())
 			require.True(t, tc.want.Equal(got), "want %s, got %s", tc.want, got)
-			require.Equal(t, time.UTC, page.Records[i].IngestedAt.Location())
 		})
 	}
 	// A bound equal to a stored microsecond instant includes it.
 	exact := tests[2].want.In(zone)
 	page, err = s.QueryTelemetry(ctxOf(t), ports.TelemetryQuery{GPUUUID: gpu, Start: exact, End: exact, Limit: 10})
 	require.NoError(t, err)
-	require.Equal(t, []uuid.UUID{batch[2].MsgUUID}, msgIDs(page.Records))
+	require.Equal(t, []string{sampleKey(batch[2])}, msgIDs(page.Records))
 }
 
 func testDeadLetters(t *testing.T, newStore NewStore) {

@@ -1,0 +1,151 @@
+// Package maintenance runs the telemetry store's lifecycle job on a timer:
+// partitions created ahead, raw samples and rollups past their retention
+// dropped, 1-minute rollups brought up to date (ports.TelemetryMaintainer).
+//
+// It runs inside the collector (and the single-process pipeline): the
+// collector is the store's writer, already holds its connection budget and
+// scales out, and the store serialises runners with an advisory lock, so
+// however many collectors run, one does the work at a time and another takes
+// over when it dies. A separate app would be one more deployment to keep
+// alive for a job that takes seconds a minute; apigw is read-only by design.
+package maintenance
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// Config tunes the job.
+type Config struct {
+	// Interval between runs; 0 disables the job in this process.
+	Interval time.Duration
+	// Now is the clock (default time.Now); tests inject one.
+	Now func() time.Time
+}
+
+type metrics struct {
+	runs                       *prometheus.CounterVec
+	created, dropped, rolledUp prometheus.Counter
+	lag                        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_maintenance_runs_total",
+			Help: "Maintenance runs by result: ok, skipped (another runner held the lock), error."}, []string{"result"}),
+		created: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_partitions_created_total",
+			Help: "Day partitions created ahead by maintenance."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_partitions_dropped_total",
+			Help: "Day partitions dropped past their retention."}),
+		rolledUp: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_rollup_rows_total",
+			Help: "1-minute rollup rows written (re-rolled rows count again)."}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "telemetry_rollup_lag_seconds",
+			Help: "Now minus the rollup watermark after this process's last run."}),
+	}
+	for _, r := range []string{"ok", "skipped", "error"} {
+		m.runs.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.runs, m.created, m.dropped, m.rolledUp, m.lag)
+	}
+	return m
+}
+
+// Runner runs the job every Interval until stopped.
+type Runner struct {
+	store ports.TelemetryMaintainer
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+
+	cancel context.CancelFunc // set by Start, used by Stop
+	done   chan struct{}      // closed when the loop returns
+}
+
+// New builds a Runner; it starts nothing.
+func New(store ports.TelemetryMaintainer, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Runner {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Runner{store: store, cfg: cfg, log: logger.With("component", "maintenance"), m: newMetrics(reg), done: make(chan struct{})}
+}
+
+// RunOnce runs the job once and records its metrics.
+func (r *Runner) RunOnce(ctx context.Context) (ports.MaintenanceReport, error) {
+	now := r.cfg.Now()
+	rep, err := r.store.Maintain(ctx, now)
+	r.m.created.Add(float64(rep.PartitionsCreated))
+	r.m.dropped.Add(float64(rep.PartitionsDropped))
+	r.m.rolledUp.Add(float64(rep.RowsRolledUp))
+	switch {
+	case err != nil:
+		r.m.runs.WithLabelValues("error").Inc()
+		return rep, err
+	case !rep.Ran:
+		r.m.runs.WithLabelValues("skipped").Inc()
+		return rep, nil
+	}
+	r.m.runs.WithLabelValues("ok").Inc()
+	if !rep.RolledUpTo.IsZero() {
+		r.m.lag.Set(now.Sub(rep.RolledUpTo).Seconds())
+	}
+	return rep, nil
+}
+
+// Start runs the job now and then every Interval in a goroutine of its own
+// (with its own context: the OnStart context ends with start-up). With
+// Interval 0 it does nothing.
+func (r *Runner) Start() {
+	if r.cfg.Interval <= 0 {
+		close(r.done)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.loop(ctx)
+}
+
+func (r *Runner) loop(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		rep, err := r.RunOnce(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			r.log.Error("telemetry maintenance failed; retrying next interval", "err", err)
+		case rep.Ran:
+			r.log.Info("telemetry maintenance", "partitions_created", rep.PartitionsCreated, "partitions_dropped", rep.PartitionsDropped,
+				"rollup_rows", rep.RowsRolledUp, "rolled_up_to", rep.RolledUpTo)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop cancels a run in progress (its committed chunks stay; the next run
+// resumes) and waits for the loop, or for ctx.
+func (r *Runner) Stop(ctx context.Context) error {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
