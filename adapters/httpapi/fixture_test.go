@@ -147,6 +147,7 @@ func keys(entries []httpapi.TelemetryEntry) []string {
 func newMemoryAPI(t *testing.T, specs []gpuSpec, opts httpapi.Options) (http.Handler, fixture) {
 	t.Helper()
 	store := memory.NewTelemetryStore()
+	require.NoError(t, store.Start(t.Context()))
 	t.Cleanup(store.Close)
 	fx := seed(t, store, specs)
 	if opts.Logger == nil {
@@ -270,6 +271,7 @@ var timeZero time.Time
 func newStore(t testing.TB) *memory.TelemetryStore {
 	t.Helper()
 	s := memory.NewTelemetryStore()
+	require.NoError(t, s.Start(t.Context()))
 	t.Cleanup(s.Close)
 	return s
 }

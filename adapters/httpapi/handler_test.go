@@ -175,6 +175,7 @@ func TestPaginationWalksEveryRowOnce(t *testing.T) {
 	t.Run("a smaller default limit and a changing limit mid-walk", func(t *testing.T) {
 		t.Parallel()
 		store := memory.NewTelemetryStore()
+		require.NoError(t, store.Start(t.Context()))
 		t.Cleanup(store.Close)
 		fx := seed(t, store, defaultGPUs[:1])
 		h := httpapi.NewHandler(store, httpapi.Options{DefaultLimit: 10, MaxLimit: 50})

@@ -31,6 +31,7 @@ func val(v float64) *float64 { return &v }
 func seriesAPI(t *testing.T) http.Handler {
 	t.Helper()
 	store := memory.NewTelemetryStore()
+	require.NoError(t, store.Start(t.Context()))
 	t.Cleanup(store.Close)
 	var batch []domain.Record
 	gpus := []struct {

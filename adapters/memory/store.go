@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -32,14 +33,14 @@ const streamChunk = 256
 // set, samples deduplicated on (series, timestamp), timestamps kept in UTC
 // at microsecond precision, 1-minute rollups, retention by whole UTC days,
 // a GPU registry kept current by writes. One goroutine (run) owns all
-// state; the methods send it operations and wait for the reply. Call Close
-// to stop it.
+// state; the methods send it operations and wait for the reply. Start runs
+// it, Close stops it.
 type TelemetryStore struct {
-	ops       chan func(*storeState) // unbuffered: each call hands its op to run
-	quit      chan struct{}          // closed by Close: broadcast stop to run
-	done      chan struct{}          // closed by run when it returns
-	closeOnce sync.Once
-	opts      Options
+	ops  chan func(*storeState)         // unbuffered: each call hands its op to run
+	done chan struct{}                  // closed by run when it returns (or by Close when it never ran)
+	once atomic.Bool                    // set by the first Start or Close
+	loop atomic.Pointer[startstop.Loop] // run, once started
+	opts Options
 }
 
 // Options tune a memory TelemetryStore, as postgres.Options do.
@@ -80,10 +81,11 @@ type storeState struct {
 	lettSet map[uuid.UUID]struct{}
 }
 
-// NewTelemetryStore starts an empty store. Close stops its goroutine.
+// NewTelemetryStore builds an empty store; it starts nothing. Start runs its
+// owner goroutine (calls before Start fail), Close stops it.
 func NewTelemetryStore() *TelemetryStore { return NewTelemetryStoreWith(Options{}) }
 
-// NewTelemetryStoreWith starts an empty store with opts.
+// NewTelemetryStoreWith builds an empty store with opts.
 func NewTelemetryStoreWith(opts Options) *TelemetryStore {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -91,14 +93,22 @@ func NewTelemetryStoreWith(opts Options) *TelemetryStore {
 	s := &TelemetryStore{
 		opts: opts,
 		ops:  make(chan func(*storeState)),
-		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	go s.run()
 	return s
 }
 
-func (s *TelemetryStore) run() {
+// Start runs the owner goroutine on a context of its own. A store starts
+// once; Start after Start or Close fails with ports.ErrClosed.
+func (s *TelemetryStore) Start(context.Context) error {
+	if !s.once.CompareAndSwap(false, true) {
+		return fmt.Errorf("start memory store: %w", ports.ErrClosed)
+	}
+	s.loop.Store(startstop.Go(s.run))
+	return nil
+}
+
+func (s *TelemetryStore) run(ctx context.Context) {
 	defer close(s.done)
 	st := &storeState{
 		nextID:  1,
@@ -111,7 +121,7 @@ func (s *TelemetryStore) run() {
 		select {
 		case op := <-s.ops:
 			op(st)
-		case <-s.quit:
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -120,8 +130,11 @@ func (s *TelemetryStore) run() {
 // Close stops the owner goroutine and waits for it; later calls fail with
 // ports.ErrClosed. It is safe to call more than once.
 func (s *TelemetryStore) Close() {
-	s.closeOnce.Do(func() { close(s.quit) })
-	<-s.done
+	if s.once.CompareAndSwap(false, true) {
+		close(s.done) // never started: later calls fail at once
+		return
+	}
+	_ = s.loop.Load().Stop(context.Background())
 }
 
 // Check reports whether the store still serves calls.
@@ -135,6 +148,10 @@ func (s *TelemetryStore) Check(ctx context.Context) error {
 // call runs fn on the owner goroutine and waits for its result, the
 // caller's context or the store's shutdown, whichever comes first.
 func call[T any](ctx context.Context, s *TelemetryStore, fn func(*storeState) T) (T, error) {
+	if !s.once.Load() {
+		var zero T
+		return zero, fmt.Errorf("memory store not started: %w", ports.ErrClosed)
+	}
 	v, err := actor.Call(ctx, s.ops, s.done, fn)
 	if errors.Is(err, actor.ErrStopped) {
 		return v, fmt.Errorf("memory store: %w", ports.ErrClosed)
@@ -453,7 +470,7 @@ func newStoreFx(p storeParams) *TelemetryStore {
 	}
 	s := NewTelemetryStoreWith(opts)
 	lc := p.LC
-	lc.Append(fx.StopHook(s.Close))
+	lc.Append(fx.Hook{OnStart: s.Start, OnStop: func(context.Context) error { s.Close(); return nil }})
 	return s
 }
 

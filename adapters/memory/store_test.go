@@ -18,12 +18,14 @@ import (
 
 func newStore(t testing.TB) ports.TelemetryStore {
 	s := memory.NewTelemetryStore()
+	require.NoError(t, s.Start(t.Context()))
 	t.Cleanup(s.Close)
 	return s
 }
 
 func newStoreWith(t testing.TB, o storetest.Options) ports.TelemetryStore {
 	s := memory.NewTelemetryStoreWith(memory.Options{Retention: o.Retention, RollupRetention: o.RollupRetention, Now: o.Now})
+	require.NoError(t, s.Start(t.Context()))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -36,6 +38,7 @@ func TestStoreConformance(t *testing.T) {
 func TestStoreClosed(t *testing.T) {
 	t.Parallel()
 	s := memory.NewTelemetryStore()
+	require.NoError(t, s.Start(t.Context()))
 	require.NoError(t, s.Check(context.Background()))
 	s.Close()
 	s.Close() // idempotent
@@ -72,6 +75,7 @@ func TestStoreClosed(t *testing.T) {
 func TestStoreCancelledContext(t *testing.T) {
 	t.Parallel()
 	s := memory.NewTelemetryStore()
+	require.NoError(t, s.Start(t.Context()))
 	t.Cleanup(s.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -212,6 +212,7 @@ func newRig(t testing.TB, cfg Config) *rig {
 	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	store := memory.NewTelemetryStore()
+	require.NoError(t, store.Start(t.Context()))
 	t.Cleanup(store.Close)
 	r := &rig{q: q, store: store, cons: &consumer{Consumer: q}, w: &writer{TelemetryWriter: store}, reg: prometheus.NewPedanticRegistry()}
 	if cfg.ConsumerID == "" {
@@ -795,6 +796,7 @@ func TestNewDefaults(t *testing.T) {
 	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	store := memory.NewTelemetryStore()
+	require.NoError(t, store.Start(t.Context()))
 	t.Cleanup(store.Close)
 	c := New(q, store, Config{}, nil, nil)
 	require.Equal(t, domain.TelemetryTopic, c.cfg.Topic)

@@ -40,6 +40,7 @@ func TestRunOnceMetrics(t *testing.T) {
 	stores := map[string]func(t *testing.T) ports.TelemetryStore{
 		"memory": func(t *testing.T) ports.TelemetryStore {
 			s := memory.NewTelemetryStoreWith(memory.Options{Retention: 4 * 24 * time.Hour, Now: written})
+			require.NoError(t, s.Start(t.Context()))
 			t.Cleanup(s.Close)
 			return s
 		},
@@ -97,6 +98,7 @@ func TestRunOnceMetrics(t *testing.T) {
 func TestStartStop(t *testing.T) {
 	t.Parallel()
 	s := memory.NewTelemetryStore()
+	require.NoError(t, s.Start(t.Context()))
 	t.Cleanup(s.Close)
 	reg := prometheus.NewRegistry()
 	r := maintenance.New(s, maintenance.Config{Interval: time.Hour}, nil, reg)
