@@ -110,17 +110,13 @@ func newLogDir(t *testing.T) string {
 
 func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
 	p.t.Helper()
-	addr, err := stack.FreeAddr()
-	require.NoError(p.t, err)
 	env["DATABASE_URL"] = p.dsn
 	env["LOG_LEVEL"] = "warn"
-	proc, err := stack.Start(filepath.Join(binDir, name), name, addr, p.logDir, env)
-	require.NoError(p.t, err)
-	p.t.Cleanup(func() { _ = proc.Stop(45 * time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	path := "/readyz"
-	require.NoError(p.t, proc.WaitReady(ctx, path))
+	proc, err := stack.StartReady(ctx, filepath.Join(binDir, name), name, p.logDir, env, "/readyz")
+	require.NoError(p.t, err)
+	p.t.Cleanup(func() { _ = proc.Stop(45 * time.Second) })
 	return proc
 }
 

@@ -114,6 +114,33 @@ func FreeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// StartReady starts binary on a free address and waits until path answers
+// 200. FreeAddr's port is free only when it is picked: another process (an
+// outgoing connection's ephemeral port, a parallel test's service) can take
+// it before the app binds, so a start that fails with "address already in
+// use" is retried on a new address, up to three times.
+func StartReady(ctx context.Context, binary, name, logDir string, env map[string]string, path string) (*Proc, error) {
+	var err error
+	for range 3 {
+		var addr string
+		if addr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
+		var p *Proc
+		if p, err = Start(binary, name, addr, logDir, env); err != nil {
+			return nil, err
+		}
+		if err = p.WaitReady(ctx, path); err == nil {
+			return p, nil
+		}
+		_ = p.Stop(10 * time.Second)
+		if !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
 // Proc is one running app.
 type Proc struct {
 	Name string
