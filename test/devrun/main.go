@@ -55,7 +55,10 @@ func run() error {
 	}
 	stopPrevious(filepath.Join(runDir, "pids"))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: closing the terminal must stop what this run started (the
+	// services run in their own process groups, so the hangup never reaches
+	// them), not orphan them streaming into the database.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
 	dbURL := os.Getenv("DATABASE_URL")
