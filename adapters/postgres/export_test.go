@@ -2,9 +2,6 @@ package postgres
 
 import "github.com/gpufleet/telemetry/ports"
 
-// Exported for the external tests.
-const SQLQueryTelemetry = sqlQueryTelemetry
-
 // QueryArgs exposes queryArgs with a page limit.
 func QueryArgs(q ports.TelemetryQuery, limit int64) []any { return queryArgs(q, &limit) }
 

@@ -98,7 +98,7 @@ ORDER BY hostname COLLATE "C", gpu_index, uuid COLLATE "C"`
 	// sqlGPUExists is a point lookup on the primary key gpus_pkey.
 	sqlGPUExists = `SELECT EXISTS (SELECT 1 FROM gpus WHERE uuid = $1)`
 
-	// sqlQueryTelemetry reads one GPU's window after a keyset cursor: the
+	// QueryTelemetrySQL (exported for test/benchapi's EXPLAIN) reads one GPU's window after a keyset cursor: the
 	// GPU's series come from telemetry_series_identity_key (gpu_uuid
 	// prefix), and for each an index-only range scan of the samples' primary
 	// key (series_id, ts) INCLUDE (value) in each day partition the window
@@ -108,7 +108,7 @@ ORDER BY hostname COLLATE "C", gpu_index, uuid COLLATE "C"`
 	// series_id) is strictly after. Unbounded ends are -infinity/infinity, no
 	// cursor is (-infinity, 0), a NULL limit reads to the end (streams); $7,
 	// when not NULL, keeps one metric.
-	sqlQueryTelemetry = `SELECT s.id, p.ts, p.value, s.gpu_uuid, s.metric_name, s.hostname, s.gpu_index, s.device,
+	QueryTelemetrySQL = `SELECT s.id, p.ts, p.value, s.gpu_uuid, s.metric_name, s.hostname, s.gpu_index, s.device,
     s.model_name, s.container, s.pod, s.namespace, s.labels_raw
 FROM (
     SELECT g.id, x.ts, x.value
@@ -625,7 +625,7 @@ func (s *TelemetryStore) StreamTelemetry(ctx context.Context, q ports.TelemetryQ
 // so an unknown GPU is ErrNotFound without an extra round trip on the common
 // path (a GPU's telemetry rows commit together with its registry row).
 func (s *TelemetryStore) scan(ctx context.Context, q ports.TelemetryQuery, limit *int64, fn func(domain.Record) error) error {
-	sql, args := sqlQueryTelemetry, queryArgs(q, limit)
+	sql, args := QueryTelemetrySQL, queryArgs(q, limit)
 	// Stopping early must abort the query: rows.Close alone would drain
 	// every remaining row of a long stream first.
 	queryCtx, cancel := context.WithCancel(ctx)
@@ -693,7 +693,7 @@ func bound(t time.Time, unbounded pgtype.Timestamptz) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t, Valid: true}
 }
 
-// queryArgs are $1..$7 of sqlQueryTelemetry.
+// queryArgs are $1..$7 of QueryTelemetrySQL.
 func queryArgs(q ports.TelemetryQuery, limit *int64) []any {
 	afterTS, afterID := negInf, int64(0)
 	if q.After != nil {

@@ -192,7 +192,7 @@ func TestQueryUsesIndex(t *testing.T) {
 			t.Parallel()
 			args := postgres.QueryArgs(ports.TelemetryQuery{GPUUUID: "GPU-03", Start: base, End: base.Add(time.Hour),
 				MetricName: tc.metric, After: &ports.Cursor{Timestamp: base.Add(time.Minute), ID: 7}}, 100)
-			rows, err := pool.Query(ctx, "EXPLAIN "+postgres.SQLQueryTelemetry, args...)
+			rows, err := pool.Query(ctx, "EXPLAIN "+postgres.QueryTelemetrySQL, args...)
 			require.NoError(t, err)
 			var plan []string
 			for rows.Next() {

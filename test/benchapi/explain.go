@@ -9,26 +9,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gpufleet/telemetry/adapters/postgres"
 )
 
-// sqlExplainPage is EXPLAIN of adapters/postgres sqlQueryTelemetry (kept
-// textually identical; the constant is unexported there) with the
-// arguments the store passes for a page: limit+1 rows after a cursor.
-const sqlExplainPage = `EXPLAIN (ANALYZE, BUFFERS, SETTINGS) SELECT s.id, p.ts, p.value, s.gpu_uuid, s.metric_name, s.hostname, s.gpu_index, s.device,
-    s.model_name, s.container, s.pod, s.namespace, s.labels_raw
-FROM (
-    SELECT g.id, x.ts, x.value
-    FROM telemetry_series g
-    CROSS JOIN LATERAL (
-        SELECT ts, value FROM telemetry_samples x
-        WHERE x.series_id = g.id AND x.ts >= $2 AND x.ts <= $3 AND x.ts >= $4 AND (x.ts > $4 OR g.id > $5)
-        ORDER BY x.ts
-        LIMIT $6) x
-    WHERE g.gpu_uuid = $1 AND ($7::text IS NULL OR g.metric_name = $7)
-    ORDER BY x.ts, g.id
-    LIMIT $6) p
-JOIN telemetry_series s ON s.id = p.id
-ORDER BY p.ts, p.id`
+// sqlExplainPage is EXPLAIN of the store's page query, with the arguments
+// the store passes for a page: limit+1 rows after a cursor.
+const sqlExplainPage = `EXPLAIN (ANALYZE, BUFFERS, SETTINGS) ` + postgres.QueryTelemetrySQL
 
 // plans are the query plans of a first and a second page of one window.
 type plans struct {
