@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -69,11 +68,9 @@ type Queue struct {
 	log     *slog.Logger // read-only
 	metrics queueMetrics // read-only; the collectors are safe for concurrent use
 
-	ops   chan func(*queueState)         // requests to run; unbuffered
-	state *queueState                    // handed to run by Start; owned by run from then on
-	done  chan struct{}                  // closed when run returns (or by Close when it never ran)
-	once  atomic.Bool                    // set by the first Start or Close
-	loop  atomic.Pointer[startstop.Loop] // run, once started
+	ops   chan func(*queueState) // requests to run; unbuffered
+	state *queueState            // handed to run by Start; owned by run from then on
+	svc   *startstop.Service     // runs run once
 }
 
 var (
@@ -105,7 +102,7 @@ func NewQueue(opts QueueOptions) *Queue {
 		log:     log.With("component", "memory.queue"),
 		metrics: newQueueMetrics(opts.Registerer),
 		ops:     make(chan func(*queueState)),
-		done:    make(chan struct{}),
+		svc:     startstop.NewService(),
 	}
 	q.state = &queueState{
 		topics:      make(map[string]*topicState),
@@ -121,21 +118,16 @@ func NewQueue(opts QueueOptions) *Queue {
 // Start runs the owner goroutine on a context of its own. A queue starts
 // once; Start after Start or Close fails with ports.ErrClosed.
 func (q *Queue) Start(context.Context) error {
-	if !q.once.CompareAndSwap(false, true) {
+	if !q.svc.Start(q.run) {
 		return fmt.Errorf("start: %w", errQueueClosed)
 	}
-	q.loop.Store(startstop.Go(q.run))
 	return nil
 }
 
 // Close stops the owner goroutine and waits for it. Messages still held are
 // lost; later calls fail with ports.ErrClosed. Close is idempotent.
 func (q *Queue) Close() {
-	if q.once.CompareAndSwap(false, true) {
-		close(q.done) // never started: later calls fail at once
-		return
-	}
-	_ = q.loop.Load().Stop(context.Background())
+	_ = q.svc.Stop(context.Background())
 }
 
 // Check reports ports.ErrClosed once the queue is closed.
@@ -275,11 +267,11 @@ func prepareMessages(topic string, msgs []ports.OutgoingMessage) ([]*queuedMessa
 // queueCall runs fn on the owner goroutine and waits for its answer, the
 // caller's context or the queue's end.
 func queueCall[T any](ctx context.Context, q *Queue, op string, fn func(*queueState) (T, error)) (T, error) {
-	if !q.once.Load() {
+	if !q.svc.Started() {
 		var zero T
 		return zero, fmt.Errorf("%s: %w", op, errNotStarted)
 	}
-	return actor.Do(ctx, q.ops, q.done, op, errQueueClosed, fn)
+	return actor.Do(ctx, q.ops, q.svc.Done(), op, errQueueClosed, fn)
 }
 
 var (
@@ -290,7 +282,6 @@ var (
 // run is the owner goroutine: it applies requests one at a time and expires
 // leases on its timer.
 func (q *Queue) run(ctx context.Context) {
-	defer close(q.done)
 	s := q.state
 	alarm := leasebook.NewAlarm() // the earliest lease expiry. Owned by run.
 	defer alarm.Stop()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,10 +35,8 @@ const streamChunk = 256
 // state; the methods send it operations and wait for the reply. Start runs
 // it, Close stops it.
 type TelemetryStore struct {
-	ops  chan func(*storeState)         // unbuffered: each call hands its op to run
-	done chan struct{}                  // closed by run when it returns (or by Close when it never ran)
-	once atomic.Bool                    // set by the first Start or Close
-	loop atomic.Pointer[startstop.Loop] // run, once started
+	ops  chan func(*storeState) // unbuffered: each call hands its op to run
+	svc  *startstop.Service     // runs run once
 	opts Options
 }
 
@@ -93,7 +90,7 @@ func NewTelemetryStoreWith(opts Options) *TelemetryStore {
 	s := &TelemetryStore{
 		opts: opts,
 		ops:  make(chan func(*storeState)),
-		done: make(chan struct{}),
+		svc:  startstop.NewService(),
 	}
 	return s
 }
@@ -101,15 +98,13 @@ func NewTelemetryStoreWith(opts Options) *TelemetryStore {
 // Start runs the owner goroutine on a context of its own. A store starts
 // once; Start after Start or Close fails with ports.ErrClosed.
 func (s *TelemetryStore) Start(context.Context) error {
-	if !s.once.CompareAndSwap(false, true) {
+	if !s.svc.Start(s.run) {
 		return fmt.Errorf("start memory store: %w", ports.ErrClosed)
 	}
-	s.loop.Store(startstop.Go(s.run))
 	return nil
 }
 
 func (s *TelemetryStore) run(ctx context.Context) {
-	defer close(s.done)
 	st := &storeState{
 		nextID:  1,
 		series:  map[seriesKey]*memSeries{},
@@ -130,11 +125,7 @@ func (s *TelemetryStore) run(ctx context.Context) {
 // Close stops the owner goroutine and waits for it; later calls fail with
 // ports.ErrClosed. It is safe to call more than once.
 func (s *TelemetryStore) Close() {
-	if s.once.CompareAndSwap(false, true) {
-		close(s.done) // never started: later calls fail at once
-		return
-	}
-	_ = s.loop.Load().Stop(context.Background())
+	_ = s.svc.Stop(context.Background())
 }
 
 // Check reports whether the store still serves calls.
@@ -148,11 +139,11 @@ func (s *TelemetryStore) Check(ctx context.Context) error {
 // call runs fn on the owner goroutine and waits for its result, the
 // caller's context or the store's shutdown, whichever comes first.
 func call[T any](ctx context.Context, s *TelemetryStore, fn func(*storeState) T) (T, error) {
-	if !s.once.Load() {
+	if !s.svc.Started() {
 		var zero T
 		return zero, fmt.Errorf("memory store not started: %w", ports.ErrClosed)
 	}
-	v, err := actor.Call(ctx, s.ops, s.done, fn)
+	v, err := actor.Call(ctx, s.ops, s.svc.Done(), fn)
 	if errors.Is(err, actor.ErrStopped) {
 		return v, fmt.Errorf("memory store: %w", ports.ErrClosed)
 	}

@@ -12,6 +12,7 @@ package startstop
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 )
 
 // Loop is a running goroutine owned by a component. The zero value (and a
@@ -56,3 +57,48 @@ func (l *Loop) Done() <-chan struct{} {
 	}
 	return l.done
 }
+
+// Service is a component with one owner goroutine that runs at most once:
+// Start runs it on a Loop, Stop stops it. Done is closed when the owner has
+// returned — or at Stop when it never started — so callers waiting on the
+// owner (an actor call) fail fast either way, and Started tells calls made
+// before Start to fail at once instead of waiting for an owner that does not
+// run.
+type Service struct {
+	once atomic.Bool          // set by the first Start or Stop
+	loop atomic.Pointer[Loop] // the owner, once started
+	done chan struct{}
+}
+
+// NewService returns a service that has not started.
+func NewService() *Service { return &Service{done: make(chan struct{})} }
+
+// Start runs run once; it reports false, running nothing, after an earlier
+// Start or Stop.
+func (s *Service) Start(run func(ctx context.Context)) bool {
+	if !s.once.CompareAndSwap(false, true) {
+		return false
+	}
+	s.loop.Store(Go(func(ctx context.Context) {
+		defer close(s.done)
+		run(ctx)
+	}))
+	return true
+}
+
+// Stop stops the owner and waits for it (bounded by ctx); a service that
+// never started is marked done at once. It may be called more than once.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.once.CompareAndSwap(false, true) {
+		close(s.done)
+		return nil
+	}
+	return s.loop.Load().Stop(ctx)
+}
+
+// Started reports whether Start (or Stop) was called.
+func (s *Service) Started() bool { return s.once.Load() }
+
+// Done is closed once the owner has returned, or the service was stopped
+// without starting.
+func (s *Service) Done() <-chan struct{} { return s.done }

@@ -59,3 +59,19 @@ func TestNeverStarted(t *testing.T) {
 	require.NoError(t, (&startstop.Loop{}).Stop(context.Background()))
 	require.Nil(t, loop.Done())
 }
+
+func TestServiceRunsOnce(t *testing.T) {
+	t.Parallel()
+	never := startstop.NewService()
+	require.False(t, never.Started())
+	require.NoError(t, never.Stop(context.Background()))
+	<-never.Done() // stopped without starting: done at once
+	require.False(t, never.Start(func(context.Context) { t.Error("ran after Stop") }))
+
+	s := startstop.NewService()
+	require.True(t, s.Start(func(ctx context.Context) { <-ctx.Done() }))
+	require.False(t, s.Start(func(context.Context) { t.Error("ran twice") }))
+	require.True(t, s.Started())
+	require.NoError(t, s.Stop(context.Background()))
+	<-s.Done()
+}
