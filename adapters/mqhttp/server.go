@@ -214,9 +214,6 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 	for i, m := range req.Messages {
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
 	}
-	if err := domain.ValidatePublish(req.Topic, msgs); err != nil {
-		return nil, err
-	}
 	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)
 	if err != nil {
 		return nil, fmt.Errorf("publish %d messages to %s: %w", len(msgs), req.Topic, err)
@@ -241,9 +238,6 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 		ConsumerID:    req.ConsumerID,
 		Max:           req.Max,
 		LeaseDuration: time.Duration(req.LeaseSeconds) * time.Second,
-	}
-	if err := lreq.Validate(time.Second); err != nil {
-		return nil, err
 	}
 	lease, err := s.cons.Lease(r.Context(), lreq)
 	if err != nil {
@@ -314,8 +308,7 @@ func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.L
 	if err != nil {
 		return ports.LeaseRef{}, badRequest("lease_id must be a UUID, got %q", truncate(req.LeaseID, 64))
 	}
-	ref := ports.LeaseRef{Topic: req.Topic, ConsumerID: req.ConsumerID, LeaseID: id}
-	return ref, ref.Validate()
+	return ports.LeaseRef{Topic: req.Topic, ConsumerID: req.ConsumerID, LeaseID: id}, nil
 }
 
 // decode reads r's body into dst: application/json, at most maxBody bytes,

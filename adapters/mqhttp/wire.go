@@ -20,8 +20,10 @@ const (
 )
 
 // Protocol limits. The queue's rules (sizes, names, lease bounds) are
-// domain's; the server checks a request against them before calling the port,
-// so a bad request gets a precise 400 whatever the backend.
+// domain's and the port checks them (every adapter calls domain), so the
+// server validates only what is the protocol's: the JSON, the topics it
+// serves, the message count (413) and lease_seconds before it becomes a
+// Duration; a rule the port refuses is a 400 with the port's message.
 const (
 	// DefaultMaxBodyBytes is the default request body limit (8 MiB).
 	DefaultMaxBodyBytes = 8 << 20
