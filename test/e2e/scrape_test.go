@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"testing"
@@ -49,10 +47,10 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 	p.settled(len(want))
 	require.Equal(t, 0, p.count(`SELECT count(*) FROM dead_letters`))
 
-	var gpus struct {
+	type gpuList struct {
 		GPUs []domain.GPU `json:"gpus"`
 	}
-	getInto(t, api.URL()+"/api/v1/gpus", &gpus)
+	gpus := getJSON[gpuList](t, api.URL()+"/api/v1/gpus")
 	listed := map[string]domain.GPU{}
 	for _, g := range gpus.GPUs {
 		listed[g.UUID] = g
@@ -73,7 +71,7 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 	// Every stored sample of every GPU carries the exporter's exact value.
 	seen := map[key]bool{}
 	for id := range wantGPUs {
-		var page struct {
+		type telemetryPage struct {
 			Entries []struct {
 				Timestamp  time.Time `json:"timestamp"`
 				MetricName string    `json:"metric_name"`
@@ -83,7 +81,7 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 			} `json:"entries"`
 			NextCursor string `json:"next_cursor"`
 		}
-		getInto(t, api.URL()+"/api/v1/gpus/"+url.PathEscape(id)+"/telemetry?limit=10000", &page)
+		page := getJSON[telemetryPage](t, api.URL()+"/api/v1/gpus/"+url.PathEscape(id)+"/telemetry?limit=10000")
 		require.Empty(t, page.NextCursor)
 		require.NotEmpty(t, page.Entries)
 		for _, e := range page.Entries {
@@ -117,13 +115,4 @@ func csvPoints(t *testing.T, path string) map[key]domain.Point {
 		require.NoError(t, err)
 		out[key{p.GPUUUID, p.MetricName}] = p
 	}
-}
-
-func getInto(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode, u)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 }
