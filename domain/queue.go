@@ -33,8 +33,10 @@ type Message struct {
 	Payload   json.RawMessage `json:"payload"`
 	CreatedAt time.Time       `json:"created_at"`
 	// Deliveries counts how often this message was handed out, this one
-	// included, as far as the serving reader knows (it restarts at 1 after a
-	// reader restart).
+	// included. The queue dead-letters a message instead of handing it out
+	// more than its delivery limit (MaxDeliveriesOf). The PostgreSQL queue
+	// keeps the count across reader restarts except for a delivery that was
+	// still outstanding when its reader crashed (see adapters/pgqueue).
 	Deliveries int `json:"deliveries"`
 }
 

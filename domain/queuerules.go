@@ -67,6 +67,11 @@ type LeaseRef struct {
 	Topic      string
 	ConsumerID string
 	LeaseID    uuid.UUID
+	// Reason, optional and used by Release only, says why the consumer gave
+	// the lease back (its last error). The queue keeps it with the messages
+	// and records it in the dead letter if they reach the delivery limit.
+	// At most MaxReasonBytes, no NUL (TruncateReason makes any text fit).
+	Reason string
 }
 
 func invalid(format string, args ...any) error {
@@ -202,6 +207,12 @@ func (r LeaseRef) Validate() error {
 	if r.LeaseID == uuid.Nil {
 		return invalid("lease_id is required")
 	}
+	switch {
+	case len(r.Reason) > MaxReasonBytes:
+		return invalid("reason is longer than %d bytes (%d)", MaxReasonBytes, len(r.Reason))
+	case strings.IndexByte(r.Reason, 0) >= 0:
+		return invalid("reason must not contain NUL")
+	}
 	return nil
 }
 
@@ -270,4 +281,63 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// The delivery limit. A message handed out MaxDeliveries times without an
+// ack is dead-lettered by the queue instead of being leased again, so one
+// message that can never be processed (a poison message) cannot circulate
+// for ever. Every adapter takes its limit from MaxDeliveriesOf.
+const (
+	// DefaultMaxDeliveries is the limit when none is configured
+	// (MQ_MAX_DELIVERIES).
+	DefaultMaxDeliveries = 5
+	// MaxMaxDeliveries caps a configured limit; beyond it the limit no longer
+	// protects anything.
+	MaxMaxDeliveries = 1000
+	// MaxReasonBytes caps the reason a consumer gives on Release (and the
+	// reason a dead letter keeps); longer reasons are cut by TruncateReason.
+	MaxReasonBytes = 2048
+)
+
+// MaxDeliveriesOf returns the delivery limit for a configured value: zero
+// means DefaultMaxDeliveries; 1 to MaxMaxDeliveries is taken as is; anything
+// else is an error.
+func MaxDeliveriesOf(configured int) (int, error) {
+	switch {
+	case configured == 0:
+		return DefaultMaxDeliveries, nil
+	case configured < 1 || configured > MaxMaxDeliveries:
+		return 0, invalid("max deliveries must be between 1 and %d, got %d", MaxMaxDeliveries, configured)
+	}
+	return configured, nil
+}
+
+// Exhausted reports whether a message handed out deliveries times, none of
+// them acked, has reached the limit: the queue dead-letters it instead of
+// leasing it again.
+func Exhausted(deliveries, maxDeliveries int) bool { return deliveries >= maxDeliveries }
+
+// TruncateReason cuts a failure reason to MaxReasonBytes on a UTF-8
+// boundary and removes NUL bytes (PostgreSQL text cannot hold them), so any
+// error text can be kept with a dead letter.
+func TruncateReason(reason string) string {
+	reason = strings.ReplaceAll(reason, "\x00", "")
+	if len(reason) <= MaxReasonBytes {
+		return reason
+	}
+	cut := MaxReasonBytes - len("…")
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + "…"
+}
+
+// ExhaustedReason is the reason a queue records when it dead-letters a
+// message at its delivery limit, with the last failure it knows of.
+func ExhaustedReason(deliveries int, lastError string) string {
+	r := fmt.Sprintf("delivered %d times without an ack (delivery limit)", deliveries)
+	if lastError != "" {
+		r += ": last error: " + lastError
+	}
+	return TruncateReason(r)
 }

@@ -82,7 +82,23 @@ type DeadLetter struct {
 	Topic   string
 	Payload []byte
 	Reason  string
+	// Deliveries is how often the queue handed the message out, when known
+	// (0 otherwise).
+	Deliveries int
+	// Source says who set the message aside: DeadLetterSourceQueue (the
+	// delivery limit) or DeadLetterSourceCollector (unparseable, or data the
+	// store refuses). Empty means the collector.
+	Source string
 }
+
+// Sources of a dead letter: who decided the message can never be processed.
+const (
+	// DeadLetterSourceQueue: the queue, at the delivery limit.
+	DeadLetterSourceQueue = "queue"
+	// DeadLetterSourceCollector: the collector, for a message it cannot
+	// parse or whose data the store refuses.
+	DeadLetterSourceCollector = "collector"
+)
 
 // DCGM reports "no value" with sentinels rather than an empty field. The
 // exporter's integer blanks start at 0x7ffffffffffffff0 (≈9.22e18), its 32-bit

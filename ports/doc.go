@@ -31,6 +31,26 @@
 // lease ids (a bug, or two collectors sharing state) is refused rather than
 // allowed to delete another consumer's messages.
 //
+// # Delivery limit and dead letters
+//
+// Every queue counts the deliveries of each message (domain.Message's
+// Deliveries). A message handed out MaxDeliveries times (MQ_MAX_DELIVERIES,
+// default 5, domain.MaxDeliveriesOf), none of them acked, is not leased
+// again: when its last delivery ends without an ack (released or expired)
+// the queue itself moves it to its dead letters, with the delivery count
+// and the last error it knows of, and counts it in a metric. The other
+// messages of its partition keep flowing. A consumer that releases a lease
+// may say why (LeaseRef.Reason, at most domain.MaxReasonBytes); the queue
+// keeps the last reason and records it in the dead letter. A message whose
+// last delivery simply expired has no reason beyond the count.
+//
+// Where the dead letters go is the backend's: the PostgreSQL queue moves
+// the row from queue_messages to the dead_letters table in one statement
+// (source 'queue'), the memory queue keeps them in memory, the NATS queue
+// publishes them to a dead-letter stream. A queue that can show them
+// implements DeadLetterReader; every adapter in this project does, and the
+// contract suite reads them through it.
+//
 // # Rules of a request
 //
 // The rules every backend applies are in domain (domain/queuerules.go), so a

@@ -67,3 +67,13 @@ type Queue interface {
 type Checker interface {
 	Check(ctx context.Context) error
 }
+
+// DeadLetterReader is an optional capability of a queue: reading the
+// messages it dead-lettered itself at the delivery limit (see ports/doc.go).
+// The contract suite uses it to observe dead letters on every adapter; an
+// operator reads the PostgreSQL queue's through the dead_letters table.
+type DeadLetterReader interface {
+	// DeadLetters returns up to limit of the messages of topic the queue
+	// dead-lettered, oldest first, each with its delivery count and reason.
+	DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error)
+}

@@ -37,6 +37,9 @@ const (
 	// with an idempotency key) are remembered so that a late retry of their
 	// publish is still reported as a duplicate.
 	DefaultDedupWindow = 100000
+	// DefaultDeadLetters is how many dead letters a Queue keeps (the oldest
+	// are forgotten first).
+	DefaultDeadLetters = 10000
 )
 
 // QueueOptions configure a Queue. The zero value is ready to use.
@@ -52,6 +55,13 @@ type QueueOptions struct {
 	// DedupWindow bounds the memory of acked idempotent message ids; zero
 	// means DefaultDedupWindow.
 	DedupWindow int
+	// MaxDeliveries is the delivery limit (domain.MaxDeliveriesOf: zero
+	// means domain.DefaultMaxDeliveries). A message delivered that many
+	// times without an ack is dead-lettered when its last lease ends.
+	MaxDeliveries int
+	// DeadLetters bounds the dead letters kept in memory; zero means
+	// DefaultDeadLetters.
+	DeadLetters int
 	// Logger receives debug logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the queue's metrics.
@@ -74,13 +84,33 @@ type Queue struct {
 }
 
 var (
-	_ ports.Queue   = (*Queue)(nil)
-	_ ports.Checker = (*Queue)(nil)
+	_ ports.Queue            = (*Queue)(nil)
+	_ ports.Checker          = (*Queue)(nil)
+	_ ports.DeadLetterReader = (*Queue)(nil)
 )
 
 // NewQueue builds a queue; it starts nothing. Start runs its owner goroutine
-// (calls before Start fail), Close stops it.
+// (calls before Start fail), Close stops it. It panics on a MaxDeliveries
+// out of domain's bounds (a programming error: configuration is checked by
+// the app, see NewQueueChecked).
 func NewQueue(opts QueueOptions) *Queue {
+	q, err := NewQueueChecked(opts)
+	if err != nil {
+		panic(err)
+	}
+	return q
+}
+
+// NewQueueChecked is NewQueue returning an error for options out of bounds.
+func NewQueueChecked(opts QueueOptions) (*Queue, error) {
+	maxDeliveries, err := domain.MaxDeliveriesOf(opts.MaxDeliveries)
+	if err != nil {
+		return nil, fmt.Errorf("memory queue: %w", err)
+	}
+	opts.MaxDeliveries = maxDeliveries
+	if opts.DeadLetters <= 0 {
+		opts.DeadLetters = DefaultDeadLetters
+	}
 	if opts.MinLease <= 0 {
 		opts.MinLease = DefaultMinLease
 	}
@@ -109,10 +139,28 @@ func NewQueue(opts QueueOptions) *Queue {
 		ackedLeases: leasebook.NewRecent[uuid.UUID, string](opts.AckedLeases),
 		dedup:       leasebook.NewRecent[uuid.UUID, struct{}](opts.DedupWindow),
 		capacity:    opts.Capacity,
+		maxDeliver:  opts.MaxDeliveries,
+		maxDead:     opts.DeadLetters,
 		metrics:     &q.metrics,
 		log:         q.log,
 	}
-	return q
+	return q, nil
+}
+
+// DeadLetters returns up to limit of topic's dead letters, oldest first
+// (ports.DeadLetterReader). The queue keeps the last QueueOptions.DeadLetters
+// of all topics.
+func (q *Queue) DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error) {
+	return queueCall(ctx, q, "dead letters", func(s *queueState) ([]domain.DeadLetter, error) {
+		out := []domain.DeadLetter{}
+		for _, d := range s.dead {
+			if d.Topic == topic && len(out) < limit {
+				d.Payload = slices.Clone(d.Payload)
+				out = append(out, d)
+			}
+		}
+		return out, nil
+	})
 }
 
 // Start runs the owner goroutine on a context of its own. A queue starts
@@ -206,6 +254,14 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 func (q *Queue) giveBack(granted *domain.Lease) {
 	_, _ = queueCall(context.Background(), q, "give back", func(s *queueState) (struct{}, error) {
 		if len(granted.Messages) > 0 {
+			// Never delivered: the lease does not count against the limit.
+			if t := s.topics[granted.Topic]; t != nil {
+				if l := t.leases[granted.ID]; l != nil {
+					for _, m := range l.msgs {
+						m.Deliveries--
+					}
+				}
+			}
 			_ = s.release(ports.LeaseRef{Topic: granted.Topic, ConsumerID: granted.ConsumerID, LeaseID: granted.ID})
 		}
 		return struct{}{}, nil
@@ -308,6 +364,7 @@ type queuedMessage struct {
 	domain.Message
 	seq        uint64 // publish order within the queue
 	idempotent bool   // published with an idempotency key
+	lastError  string // the reason of the last Release, if any
 }
 
 // liveLease is a live lease. Owned by run.
@@ -384,6 +441,9 @@ type queueState struct {
 	ackedLeases *leasebook.Recent[uuid.UUID, string]   // acked lease id → topic
 	dedup       *leasebook.Recent[uuid.UUID, struct{}] // acked idempotent message ids
 	capacity    int                                    // max held messages
+	maxDeliver  int                                    // the delivery limit
+	maxDead     int                                    // max dead letters kept
+	dead        []domain.DeadLetter                    // oldest first, at most maxDead
 	held        int                                    // messages ready or leased, all topics
 	ready       int                                    // messages ready, all topics
 	seq         uint64                                 // last assigned publish sequence
@@ -498,6 +558,11 @@ func (s *queueState) release(ref ports.LeaseRef) error {
 				return fmt.Errorf("release: %w", err)
 			}
 			s.dropLease(l)
+			for _, m := range l.msgs {
+				if ref.Reason != "" {
+					m.lastError = ref.Reason
+				}
+			}
 			s.requeue(l)
 			s.metrics.released.Add(float64(len(l.msgs)))
 			return nil
@@ -524,9 +589,17 @@ func (s *queueState) dropLease(l *liveLease) {
 	delete(l.topic.leases, l.id)
 }
 
-// requeue puts a dropped lease's messages back to ready, each partition in seq order.
+// requeue puts a dropped lease's messages back to ready, each partition in
+// seq order, except those at the delivery limit: they are dead-lettered.
 func (s *queueState) requeue(l *liveLease) {
-	ms := slices.Clone(l.msgs)
+	ms := make([]*queuedMessage, 0, len(l.msgs))
+	for _, m := range l.msgs {
+		if domain.Exhausted(m.Deliveries, s.maxDeliver) {
+			s.deadLetter(l.topic, m)
+			continue
+		}
+		ms = append(ms, m)
+	}
 	slices.SortFunc(ms, func(a, b *queuedMessage) int {
 		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.seq, b.seq))
 	})
@@ -542,10 +615,29 @@ func (s *queueState) requeue(l *liveLease) {
 	s.ready += len(ms)
 }
 
+// deadLetter moves a leased message at its delivery limit out of the queue
+// into the dead letters.
+func (s *queueState) deadLetter(t *topicState, m *queuedMessage) {
+	delete(t.held, m.ID)
+	s.held--
+	if m.idempotent {
+		s.dedup.Put(m.ID, struct{}{})
+	}
+	if len(s.dead) == s.maxDead {
+		s.dead = slices.Delete(s.dead, 0, 1)
+	}
+	s.dead = append(s.dead, domain.DeadLetter{MsgUUID: m.ID, Topic: t.name, Payload: m.Payload,
+		Reason: domain.ExhaustedReason(m.Deliveries, m.lastError), Deliveries: m.Deliveries,
+		Source: domain.DeadLetterSourceQueue})
+	s.metrics.deadLettered.Inc()
+	s.log.Warn("message dead-lettered at its delivery limit", "topic", t.name, "msg_uuid", m.ID,
+		"deliveries", m.Deliveries, "last_error", m.lastError)
+}
+
 // queueMetrics are the queue's Prometheus collectors.
 type queueMetrics struct {
-	published, duplicates, acked, released, expired prometheus.Counter
-	ready, leased                                   prometheus.Gauge
+	published, duplicates, acked, released, expired, deadLettered prometheus.Counter
+	ready, leased                                                 prometheus.Gauge
 }
 
 func newQueueMetrics(reg prometheus.Registerer) queueMetrics {
@@ -561,11 +653,13 @@ func newQueueMetrics(reg prometheus.Registerer) queueMetrics {
 		acked:      counter("messages_acked_total", "Messages deleted by Ack."),
 		released:   counter("messages_released_total", "Messages returned to ready by Release."),
 		expired:    counter("leases_expired_total", "Leases that expired before Ack or Release."),
-		ready:      gauge("ready_messages", "Messages ready to lease."),
-		leased:     gauge("leased_messages", "Messages under a live lease."),
+		deadLettered: counter("messages_dead_lettered_total",
+			"Messages moved to the dead letters at the delivery limit."),
+		ready:  gauge("ready_messages", "Messages ready to lease."),
+		leased: gauge("leased_messages", "Messages under a live lease."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.duplicates, m.acked, m.released, m.expired, m.ready, m.leased)
+		reg.MustRegister(m.published, m.duplicates, m.acked, m.released, m.expired, m.deadLettered, m.ready, m.leased)
 	}
 	return m
 }

@@ -76,6 +76,7 @@ type state struct {
 	leases  map[uuid.UUID]*lease                 // live leases, and those with an ack in flight
 	due     leasebook.Heap[*lease]               // live leases by next()
 	acked   *leasebook.Recent[uuid.UUID, string] // recently acked lease id → topic
+	reasons *leasebook.Recent[uint64, string]    // stream sequence → last release reason
 	outbox  []signal                             // signals waiting for signalLoop
 	acking  int                                  // acks in flight
 	closing bool                                 // Close was called: refuse requests, finish acks, then stop
@@ -265,6 +266,13 @@ func (s *state) release(ref ports.LeaseRef, now time.Time) (<-chan struct{}, err
 	}
 	if err := domain.CheckOwner(ref, l.consumer); err != nil {
 		return nil, fmt.Errorf("release: %w", err)
+	}
+	if ref.Reason != "" {
+		for _, m := range l.msgs {
+			if md, err := m.Metadata(); err == nil {
+				s.reasons.Put(md.Sequence.Stream, ref.Reason)
+			}
+		}
 	}
 	sent := make(chan struct{})
 	s.end(l, sent)

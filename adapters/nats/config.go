@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/gpufleet/telemetry/domain"
 )
 
 // Config configures a Queue. Zero fields take the defaults of DefaultConfig,
@@ -27,6 +29,11 @@ type Config struct {
 	// StreamPrefix starts every stream name: <prefix>_<topic>. Letters,
 	// digits and "-" only. Default "tq".
 	StreamPrefix string
+	// MaxDeliveries is the delivery limit (MQ_MAX_DELIVERIES): a message the
+	// server hands out again after that many deliveries is moved to the
+	// topic's dead-letter stream instead of being leased. Zero means
+	// domain.DefaultMaxDeliveries; bounds are domain.MaxDeliveriesOf's.
+	MaxDeliveries int
 }
 
 // DefaultConfig returns the defaults listed on Config, without a URL.
@@ -61,6 +68,14 @@ const (
 	ackParallelism = 64
 	// ioTimeout bounds a PubAck, one Ack's double-acks and a flush.
 	ioTimeout = 30 * time.Second
+	// releaseReasons is how many release reasons are remembered (by stream
+	// sequence) for the dead letter of a message that reaches its limit.
+	releaseReasons = 10000
+	// deadLetterMaxMsgs caps each dead-letter stream; the oldest go first.
+	deadLetterMaxMsgs = 100000
+	// Headers of a dead letter.
+	headerDeliveries = "Gpufleet-Deliveries"
+	headerReason     = "Gpufleet-Reason"
 )
 
 // prefixPattern is the set of valid stream prefixes.
@@ -81,6 +96,11 @@ func (c Config) withDefaults() (Config, error) {
 		c.StreamPrefix = d.StreamPrefix
 	}
 	var errs []error
+	if n, err := domain.MaxDeliveriesOf(c.MaxDeliveries); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.MaxDeliveries = n
+	}
 	if strings.TrimSpace(c.URL) == "" {
 		errs = append(errs, errors.New("url is empty"))
 	}
@@ -101,6 +121,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// deadLetterStream is the dead-letter stream of topic: its stream's name and
+// "_DLQ". No topic's stream has that name: the escaping writes "_" only as
+// "__" or "_d".
+func (c Config) deadLetterStream(topic string) string { return c.streamName(topic) + "_DLQ" }
+
+// deadLetterSubject is the subject of topic's dead letters. Topics cannot
+// start with "_", so it never overlaps a topic's subjects.
+func deadLetterSubject(topic string) string { return "_dlq." + topic }
 
 // streamName is the stream of topic: the prefix, "_", and the topic with "_"
 // doubled and "." written "_d". The escaping is prefix-free, so distinct

@@ -14,6 +14,7 @@ type metrics struct {
 	acked      prometheus.Counter
 	released   prometheus.Counter
 	expired    prometheus.Counter
+	dead       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -26,12 +27,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		acked:      counter("messages_acked_total", "Messages deleted by Ack."),
 		released:   counter("messages_released_total", "Messages returned to ready by Release."),
 		expired:    counter("leases_expired_total", "Leases that expired before Ack or Release."),
+		dead:       counter("messages_dead_lettered_total", "Messages moved to the dead-letter stream at the delivery limit."),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.acked, m.released, m.expired} {
+	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.acked, m.released, m.expired, m.dead} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

@@ -50,8 +50,9 @@ type Queue struct {
 }
 
 var (
-	_ ports.Queue   = (*Queue)(nil)
-	_ ports.Checker = (*Queue)(nil)
+	_ ports.Queue            = (*Queue)(nil)
+	_ ports.Checker          = (*Queue)(nil)
+	_ ports.DeadLetterReader = (*Queue)(nil)
 )
 
 // New connects to cfg.URL and starts the queue's owner goroutine; Close
@@ -123,10 +124,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		done:    make(chan struct{}),
 	}
 	q.state = &state{
-		q:      q,
-		topics: make(map[string]*topic),
-		leases: make(map[uuid.UUID]*lease),
-		acked:  leasebook.NewRecent[uuid.UUID, string](ackedLeases),
+		q:       q,
+		topics:  make(map[string]*topic),
+		leases:  make(map[uuid.UUID]*lease),
+		acked:   leasebook.NewRecent[uuid.UUID, string](ackedLeases),
+		reasons: leasebook.NewRecent[uint64, string](releaseReasons),
 	}
 	return q, nil
 }
@@ -326,6 +328,9 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 		q.abandon(msgs, nil)
 		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
 	}
+	if msgs = q.setAsideExhausted(ctx, t, msgs); len(msgs) == 0 {
+		return out, nil
+	}
 	l := &lease{
 		id:        uuid.New(),
 		topic:     req.Topic,
@@ -485,10 +490,28 @@ func (q *Queue) setUp(ctx context.Context, name string) (*topic, error) {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       q.cfg.AckWait,
 		MaxAckPending: maxAckPending,
-		MaxDeliver:    -1,
+		// Unlimited: the delivery limit is this client's (see
+		// setAsideExhausted). A server-side MaxDeliver would leave the
+		// message unacked in the work-queue stream for good, reachable only
+		// through an advisory a subscriber could miss.
+		MaxDeliver: -1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s of stream %s: %w", consumerName, stream, err)
+	}
+	dlq := jetstream.StreamConfig{
+		Name:        q.cfg.deadLetterStream(name),
+		Description: "dead letters of telemetry queue topic " + name,
+		Subjects:    []string{deadLetterSubject(name)},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    q.cfg.Replicas,
+		Duplicates:  q.cfg.DuplicateWindow,
+		MaxMsgs:     deadLetterMaxMsgs,
+		Discard:     jetstream.DiscardOld,
+	}
+	if _, err := q.js.CreateOrUpdateStream(ctx, dlq); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil, fmt.Errorf("dead-letter stream %s: %w", dlq.Name, err)
 	}
 	ackWait := q.cfg.AckWait
 	if info := c.CachedInfo(); info != nil && info.Config.AckWait > 0 {
@@ -634,4 +657,106 @@ func validatePublish(topic string, msgs []ports.OutgoingMessage, maxPayload int6
 		}
 	}
 	return nil
+}
+
+// setAsideExhausted moves the fetched messages the server delivers beyond
+// the delivery limit (NumDelivered > MaxDeliveries: every earlier delivery
+// ended without an ack) to the topic's dead-letter stream, and returns the
+// others. A message that cannot be moved now is Nak'ed: it comes back, and
+// the next fetch tries again.
+func (q *Queue) setAsideExhausted(ctx context.Context, t *topic, msgs []jetstream.Msg) []jetstream.Msg {
+	keep := msgs[:0]
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil || int(md.NumDelivered) <= q.cfg.MaxDeliveries {
+			keep = append(keep, m)
+			continue
+		}
+		if err := q.deadLetter(ctx, t, m, md); err != nil {
+			q.log.Warn("moving a message to the dead-letter stream failed; it comes back", "topic", t.name,
+				"stream_seq", md.Sequence.Stream, "err", err)
+			_ = m.Nak()
+		}
+	}
+	return keep
+}
+
+// deadLetter publishes m to t's dead-letter stream, with its message id,
+// delivery count and reason (the last release reason this client was
+// given, if any), then acks it off the topic's stream.
+func (q *Queue) deadLetter(ctx context.Context, t *topic, m jetstream.Msg, md *jetstream.MsgMetadata) error {
+	seq := md.Sequence.Stream
+	last, err := call(ctx, q, "dead letter", func(s *state) (string, error) {
+		r, _ := s.reasons.Get(seq)
+		s.reasons.Delete(seq)
+		return r, nil
+	})
+	if err != nil {
+		return err
+	}
+	delivered := int(md.NumDelivered) - 1
+	reason := domain.ExhaustedReason(delivered, last)
+	msg := toMessage(t.name, m)
+	dl := &natsgo.Msg{
+		Subject: deadLetterSubject(t.name),
+		Data:    m.Data(),
+		Header: natsgo.Header{
+			jetstream.MsgIDHeader: []string{msg.ID.String()},
+			headerDeliveries:      []string{strconv.Itoa(delivered)},
+			headerReason:          []string{oneLine(reason)},
+		},
+	}
+	pctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	defer cancel()
+	if _, err := q.js.PublishMsg(pctx, dl); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
+	if err := m.DoubleAck(pctx); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		return fmt.Errorf("ack dead-lettered message: %w", err)
+	}
+	q.metrics.dead.Inc()
+	q.log.Warn("message dead-lettered at its delivery limit", "topic", t.name, "msg_uuid", msg.ID,
+		"deliveries", delivered, "last_error", last)
+	return nil
+}
+
+// oneLine makes s fit a header value: no CR or LF.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// DeadLetters returns up to limit of topic's dead letters, oldest first,
+// from its dead-letter stream (ports.DeadLetterReader).
+func (q *Queue) DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error) {
+	out := []domain.DeadLetter{}
+	stream, err := q.js.Stream(ctx, q.cfg.deadLetterStream(topic))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dead letters of %q: %w", topic, translate(err))
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters of %q: %w", topic, translate(err))
+	}
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq && len(out) < limit; seq++ {
+		raw, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dead letters of %q: %w", topic, translate(err))
+		}
+		id, _ := uuid.Parse(raw.Header.Get(jetstream.MsgIDHeader))
+		n, _ := strconv.Atoi(raw.Header.Get(headerDeliveries))
+		out = append(out, domain.DeadLetter{MsgUUID: id, Topic: topic, Payload: raw.Data,
+			Reason: raw.Header.Get(headerReason), Deliveries: n, Source: domain.DeadLetterSourceQueue})
+	}
+	return out, nil
 }

@@ -98,6 +98,11 @@ type ReaderConfig struct {
 	// MaxTopics caps the topics one reader serves; a lease on one more fails
 	// with ports.ErrInvalidArgument. Default 64.
 	MaxTopics int
+	// MaxDeliveries is the delivery limit (MQ_MAX_DELIVERIES): a message
+	// delivered that many times without an ack is moved to dead_letters
+	// when its last lease ends, instead of being leased again. Zero means
+	// domain.DefaultMaxDeliveries; bounds are domain.MaxDeliveriesOf's.
+	MaxDeliveries int
 }
 
 // DefaultReaderConfig returns the defaults listed on ReaderConfig, with no
@@ -112,6 +117,7 @@ func DefaultReaderConfig() ReaderConfig {
 		DrainTimeout:   30 * time.Second,
 		QueryTimeout:   30 * time.Second,
 		MaxTopics:      64,
+		MaxDeliveries:  domain.DefaultMaxDeliveries,
 	}
 }
 
@@ -141,6 +147,11 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	if c.MaxTopics == 0 {
 		c.MaxTopics = d.MaxTopics
 	}
+	maxDeliveries, err := domain.MaxDeliveriesOf(c.MaxDeliveries)
+	if err != nil {
+		return c, fmt.Errorf("reader config: %w", err)
+	}
+	c.MaxDeliveries = maxDeliveries
 	if c.Range != nil {
 		if err := c.Range.Validate(); err != nil {
 			return c, fmt.Errorf("reader config: %w", err)

@@ -1,6 +1,7 @@
 package pgqueue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,7 @@ import (
 // lock; the counters let tests see how the engine used it.
 type memRows struct {
 	rows      atomic.Pointer[map[int64]loadedRow]
+	dead      atomic.Pointer[[]domain.DeadLetter]
 	loads     atomic.Int64
 	deletes   atomic.Int64
 	failNext  atomic.Int64 // deletes still to fail
@@ -46,6 +48,7 @@ func newMemRows(topic string, n int) *memRows {
 			createdAt: time.Now()}
 	}
 	m.rows.Store(&rows)
+	m.dead.Store(&[]domain.DeadLetter{})
 	return m
 }
 
@@ -86,6 +89,55 @@ func (m *memRows) delete(_ context.Context, ids []int64) error {
 }
 
 func (m *memRows) ping(context.Context) error { return nil }
+
+func (m *memRows) record(_ context.Context, marks []deliveryMark) error {
+	m.update(func(rows map[int64]loadedRow) {
+		for _, k := range marks {
+			if r, ok := rows[k.id]; ok {
+				r.deliveries, r.lastError = max(r.deliveries, k.deliveries), cmp.Or(k.text, r.lastError)
+				rows[k.id] = r
+			}
+		}
+	})
+	return nil
+}
+
+func (m *memRows) deadLetter(_ context.Context, marks []deliveryMark) error {
+	var moved []domain.DeadLetter
+	m.update(func(rows map[int64]loadedRow) {
+		moved = moved[:0]
+		for _, k := range marks {
+			if r, ok := rows[k.id]; ok {
+				delete(rows, k.id)
+				moved = append(moved, domain.DeadLetter{MsgUUID: r.uuid, Payload: r.payload, Reason: k.text,
+					Deliveries: k.deliveries, Source: domain.DeadLetterSourceQueue})
+			}
+		}
+	})
+	for {
+		old := m.dead.Load()
+		next := append(slices.Clone(*old), moved...)
+		if m.dead.CompareAndSwap(old, &next) {
+			return nil
+		}
+	}
+}
+
+func (m *memRows) deadLetters(context.Context, string, int) ([]domain.DeadLetter, error) {
+	return *m.dead.Load(), nil
+}
+
+// update applies fn to a copy of the rows and installs it.
+func (m *memRows) update(fn func(map[int64]loadedRow)) {
+	for {
+		old := m.rows.Load()
+		next := maps.Clone(*old)
+		fn(next)
+		if m.rows.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
 
 func (m *memRows) count() int { return len(*m.rows.Load()) }
 

@@ -58,14 +58,15 @@ func newWriterMetrics(reg prometheus.Registerer, utilization func() float64) (*w
 }
 
 type readerMetrics struct {
-	leased      prometheus.Counter
-	acked       prometheus.Counter
-	expired     prometheus.Counter
-	redelivered prometheus.Counter
-	leaseTime   prometheus.Histogram
-	refillTime  prometheus.Histogram
-	refillFails prometheus.Counter
-	deleteTime  prometheus.Histogram
+	leased       prometheus.Counter
+	acked        prometheus.Counter
+	expired      prometheus.Counter
+	redelivered  prometheus.Counter
+	deadLettered prometheus.Counter
+	leaseTime    prometheus.Histogram
+	refillTime   prometheus.Histogram
+	refillFails  prometheus.Counter
+	deleteTime   prometheus.Histogram
 }
 
 func newReaderMetrics(reg prometheus.Registerer, utilization, backlog func() float64) (*readerMetrics, error) {
@@ -84,7 +85,11 @@ func newReaderMetrics(reg prometheus.Registerer, utilization, backlog func() flo
 		}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mqreader_messages_redelivered_total",
-			Help: "Messages reloaded after this reader had already delivered them.",
+			Help: "Messages handed out again after an earlier delivery ended without an ack (released or expired; counted at the lease).",
+		}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqreader_messages_dead_lettered_total",
+			Help: "Messages moved to dead_letters at the delivery limit (MQ_MAX_DELIVERIES).",
 		}),
 		leaseTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mqreader_lease_duration_seconds",
@@ -114,7 +119,7 @@ func newReaderMetrics(reg prometheus.Registerer, utilization, backlog func() flo
 		Name: "mqreader_backlog_messages",
 		Help: "Messages held in memory, ready or leased, over all topics.",
 	}, backlog)
-	return m, register(reg, util, bl, m.leased, m.acked, m.expired, m.redelivered, m.leaseTime, m.refillTime, m.refillFails, m.deleteTime)
+	return m, register(reg, util, bl, m.leased, m.acked, m.expired, m.redelivered, m.deadLettered, m.leaseTime, m.refillTime, m.refillFails, m.deleteTime)
 }
 
 // register registers every collector; a nil registerer keeps them

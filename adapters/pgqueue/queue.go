@@ -14,8 +14,9 @@ import (
 )
 
 var (
-	_ ports.Queue   = (*Queue)(nil)
-	_ ports.Checker = (*Queue)(nil)
+	_ ports.Queue            = (*Queue)(nil)
+	_ ports.Checker          = (*Queue)(nil)
+	_ ports.DeadLetterReader = (*Queue)(nil)
 )
 
 // Queue is a whole queue over one pool: a Writer and a Reader. It serves
@@ -71,6 +72,11 @@ func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error { return q.re
 // Release implements ports.Consumer (see Reader.Release).
 func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
 	return q.reader.Release(ctx, ref)
+}
+
+// DeadLetters implements ports.DeadLetterReader (see Reader.DeadLetters).
+func (q *Queue) DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error) {
+	return q.reader.DeadLetters(ctx, topic, limit)
 }
 
 // Check reports whether both sides can serve.

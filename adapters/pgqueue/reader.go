@@ -18,8 +18,9 @@ import (
 )
 
 var (
-	_ ports.Consumer = (*Reader)(nil)
-	_ ports.Checker  = (*Reader)(nil)
+	_ ports.Consumer         = (*Reader)(nil)
+	_ ports.Checker          = (*Reader)(nil)
+	_ ports.DeadLetterReader = (*Reader)(nil)
 )
 
 // closeLeaseWait is how long Close waits for outstanding leases; Drain
@@ -176,7 +177,7 @@ func (r *Reader) giveBack(t *topic, reply <-chan leaseReply) {
 	}
 	l := rep.lease
 	ref := ports.LeaseRef{Topic: l.Topic, ConsumerID: l.ConsumerID, LeaseID: l.ID}
-	if err := r.settle(context.Background(), ref, true); err != nil {
+	if err := r.settle(context.Background(), ref, settleCall{release: true, undeliver: true}); err != nil {
 		r.logger.Warn("release of an abandoned lease failed; its messages return at expiry", "lease", l.ID, "err", err)
 	}
 }
@@ -190,20 +191,23 @@ func (r *Reader) giveBack(t *topic, reply <-chan leaseReply) {
 // failed DELETE leaves the lease live (until it expires) and returns
 // ports.ErrUnavailable; the ack may be retried.
 func (r *Reader) Ack(ctx context.Context, ref ports.LeaseRef) error {
-	return r.settle(ctx, ref, false)
+	return r.settle(ctx, ref, settleCall{})
 }
 
 // Release returns the lease's messages to the front of their partitions'
-// ready queues, in their order, for another Lease at once. An expired,
+// ready queues, in their order, for another Lease at once; a message at the
+// delivery limit is moved to dead_letters instead (with ref.Reason, the
+// consumer's last error, when given). An expired,
 // unknown or acked lease fails with ports.ErrLeaseExpired; a ConsumerID
 // other than the lease's with ports.ErrInvalidArgument.
 func (r *Reader) Release(ctx context.Context, ref ports.LeaseRef) error {
-	return r.settle(ctx, ref, true)
+	return r.settle(ctx, ref, settleCall{release: true})
 }
 
-func (r *Reader) settle(ctx context.Context, ref ports.LeaseRef, release bool) error {
+// settle sends an Ack or Release (as c says) of ref to its topic's owner.
+func (r *Reader) settle(ctx context.Context, ref ports.LeaseRef, c settleCall) error {
 	op := "ack"
-	if release {
+	if c.release {
 		op = "release"
 	}
 	if err := ctx.Err(); err != nil {
@@ -219,7 +223,7 @@ func (r *Reader) settle(ctx context.Context, ref ports.LeaseRef, release bool) e
 	if t == nil {
 		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, ports.ErrLeaseExpired)
 	}
-	c := settleCall{ref: ref, release: release, reply: make(chan error, 1)}
+	c.ref, c.reply = ref, make(chan error, 1)
 	if err := send(ctx, t, t.settles, c); err != nil {
 		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
 	}
@@ -409,4 +413,33 @@ func (r *Reader) backlog() float64 {
 		sum += t.backlog.Load()
 	}
 	return float64(sum)
+}
+
+// DeadLetters returns up to limit of the messages of topic this queue moved
+// to dead_letters at the delivery limit, oldest first
+// (ports.DeadLetterReader). It reads the table: any reader sees them all.
+func (r *Reader) DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error) {
+	letters, err := r.rows.deadLetters(ctx, topic, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters of %q: %w", topic, translate(err))
+	}
+	return letters, nil
+}
+
+// DeadLetterReader reads the queue's dead letters straight from the
+// database behind pool, with no Reader (tests, tools).
+type DeadLetterReader struct{ pool *pgxpool.Pool }
+
+var _ ports.DeadLetterReader = DeadLetterReader{}
+
+// NewDeadLetterReader returns a DeadLetterReader over pool.
+func NewDeadLetterReader(pool *pgxpool.Pool) DeadLetterReader { return DeadLetterReader{pool: pool} }
+
+// DeadLetters implements ports.DeadLetterReader (see Reader.DeadLetters).
+func (d DeadLetterReader) DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error) {
+	letters, err := pgRows{d.pool}.deadLetters(ctx, topic, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters of %q: %w", topic, translate(err))
+	}
+	return letters, nil
 }

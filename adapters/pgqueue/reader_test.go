@@ -722,16 +722,20 @@ func TestDrainAfterAbandonedLeases(t *testing.T) {
 	_, err := w.Publish(ctx, "abandon", msgs(total, "a"))
 	require.NoError(t, err)
 	require.NoError(t, r.Release(ctx, ref(leaseSome(t, r, "abandon", "c", total, time.Hour))))
+	acked := 0
 	for i := range 2000 {
 		callCtx, cancel := context.WithTimeout(ctx, time.Duration(i%50)*time.Microsecond)
 		l, err := r.Lease(callCtx, ports.LeaseRequest{Topic: "abandon", ConsumerID: "c", Max: total, LeaseDuration: time.Hour})
 		cancel()
 		if err == nil && len(l.Messages) > 0 {
-			require.NoError(t, r.Release(ctx, ref(l)))
+			// A lease that reached its caller is a delivery, which the
+			// delivery limit counts: ack it rather than release it again.
+			require.NoError(t, r.Ack(ctx, ref(l)))
+			acked += len(l.Messages)
 		}
 	}
 	drainCtx, cancel := context.WithTimeout(ctx, waitFor)
 	defer cancel()
 	require.NoError(t, r.Drain(drainCtx), "no lease is outstanding")
-	require.Equal(t, total, countRows(t, pool, "abandon"))
+	require.Equal(t, total-acked, countRows(t, pool, "abandon"))
 }

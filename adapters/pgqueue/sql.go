@@ -37,7 +37,7 @@ RETURNING topic, msg_uuid`
 // constant, which the unnamed statement of QueryExecModeCacheDescribe
 // guarantees (a cached generic plan would compare every row to every held id).
 // Reads only; takes no locks beyond the snapshot.
-const refillSQL = `SELECT id, msg_uuid, payload, partition_key, created_at
+const refillSQL = `SELECT id, msg_uuid, payload, partition_key, created_at, deliveries, last_error
 FROM queue_messages
 WHERE topic = $1 AND partition_key BETWEEN $2 AND $3 AND id <> ALL($4::bigint[])
 ORDER BY id
@@ -46,3 +46,39 @@ LIMIT $5`
 // deleteSQL removes acked messages, many acks per statement. Uses the
 // primary key; row-locks only the deleted rows.
 const deleteSQL = `DELETE FROM queue_messages WHERE id = ANY($1::bigint[])`
+
+// recordDeliveriesSQL keeps the delivery counts (and last errors) of
+// messages whose delivery ended without an ack, so a restarted reader goes
+// on counting (migration 0003). It runs only on release and expiry, never
+// on the lease/ack path; GREATEST keeps it right when two updates of one
+// row race. Uses the primary key; row-locks only the updated rows. An id
+// deleted meanwhile (acked) updates nothing.
+const recordDeliveriesSQL = `UPDATE queue_messages q
+SET deliveries = GREATEST(q.deliveries, u.deliveries),
+    last_error = COALESCE(u.last_error, q.last_error)
+FROM unnest($1::bigint[], $2::integer[], $3::text[]) AS u(id, deliveries, last_error)
+WHERE q.id = u.id`
+
+// deadLetterSQL moves messages at their delivery limit from the queue to
+// dead_letters in one statement (one transaction): deleted and recorded
+// together, or neither. A message already dead-lettered (dead_letters'
+// unique msg_uuid) is still deleted from the queue. Uses the primary key of
+// queue_messages and dead_letters_msg_uuid_key.
+const deadLetterSQL = `WITH moved AS (
+    DELETE FROM queue_messages q
+    USING unnest($1::bigint[], $2::integer[], $3::text[]) AS u(id, deliveries, reason)
+    WHERE q.id = u.id
+    RETURNING q.msg_uuid, q.topic, q.payload, u.reason, u.deliveries
+)
+INSERT INTO dead_letters (msg_uuid, topic, payload, reason, deliveries, source)
+SELECT msg_uuid, topic, payload::text, reason, deliveries, 'queue' FROM moved
+ON CONFLICT (msg_uuid) DO NOTHING`
+
+// deadLettersSQL reads a topic's dead letters set aside by the queue,
+// oldest first (DeadLetterReader; the contract suite). A sequential scan of
+// dead_letters, which stays small; not for a hot path.
+const deadLettersSQL = `SELECT msg_uuid, topic, payload, reason, deliveries, source
+FROM dead_letters
+WHERE topic = $1 AND source = 'queue'
+ORDER BY id
+LIMIT $2`

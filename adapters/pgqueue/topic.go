@@ -50,7 +50,10 @@ type leaseReply struct {
 type settleCall struct {
 	ref     ports.LeaseRef
 	release bool
-	reply   chan error // 1-buffered
+	// undeliver (with release) gives back a lease its caller never received:
+	// its deliveries do not count.
+	undeliver bool
+	reply     chan error // 1-buffered
 }
 
 func newTopic(r *Reader, name string) *topic {
@@ -72,6 +75,7 @@ type message struct {
 	payload    json.RawMessage
 	createdAt  time.Time
 	deliveries int
+	lastError  string // the last reason given on release, if any
 }
 
 // lease is an outstanding lease. A live lease is in the expiry heap. While
@@ -94,6 +98,10 @@ type loadedRow struct {
 	payload   []byte
 	partition int16
 	createdAt time.Time
+	// deliveries and lastError are what earlier deliveries recorded
+	// (migration 0003): deliveries that ended without an ack.
+	deliveries int
+	lastError  string
 }
 
 type refillResult struct {
@@ -107,6 +115,11 @@ type deleteResult struct {
 	leases  []*lease
 	err     error
 	elapsed time.Duration
+}
+
+type deadResult struct {
+	msgs []*message
+	err  error
 }
 
 // topicState is everything run owns. Message lifecycle: a refill loads a row
@@ -144,6 +157,18 @@ type topicState struct {
 	deleteDue  bool              // the oldest pending ack has waited DeleteInterval
 	deleteDone chan deleteResult // 1-buffered: one DELETE in flight
 
+	// The delivery limit. Messages at the limit wait in dead (still held,
+	// so no refill reloads them) for the statement that moves them to
+	// dead_letters; one runs at a time. Deliveries that ended without an
+	// ack wait in marks for the UPDATE that records their counts.
+	dead          []*message
+	deadLettering bool
+	deadRetry     time.Time       // after a failed move, not before this
+	deadDone      chan deadResult // 1-buffered
+	marks         []deliveryMark
+	recording     bool
+	recordDone    chan error // 1-buffered
+
 	draining  bool // Lease refused; exit once no lease is outstanding
 	abandoned bool // stop waiting for live leases; flush deletes and exit
 
@@ -165,6 +190,8 @@ func (t *topic) run() {
 		tombstones: make(map[int64]struct{}),
 		refillDone: make(chan refillResult, 1),
 		deleteDone: make(chan deleteResult, 1),
+		deadDone:   make(chan deadResult, 1),
+		recordDone: make(chan error, 1),
 		lowWater:   max(1, min(t.r.cfg.RefillBatch, t.r.cfg.BufferSize/2)),
 	}
 	defer close(t.done)
@@ -198,6 +225,10 @@ func (t *topic) run() {
 			s.refilled(res, time.Now())
 		case res := <-s.deleteDone:
 			s.deleted(res, time.Now())
+		case res := <-s.deadDone:
+			s.deadLettered(res, time.Now())
+		case err := <-s.recordDone:
+			s.recorded(err)
 		case now := <-expiryAlarm.C:
 			expiryAlarm.Fired()
 			s.expire(now)
@@ -221,11 +252,13 @@ func (t *topic) run() {
 			deleteC = deleteTimer.C
 		}
 		s.maybeDelete()
+		s.maybeDeadLetter(now)
+		s.maybeRecord()
 		s.maybeRefill(now)
 		expiryAlarm.Set(s.expiry.Next())
 		t.held.Store(int64(len(s.held)))
 		t.backlog.Store(int64(s.readyCount + s.leasedCount))
-		if s.draining && len(s.leases) == 0 && !s.refilling && !s.deleting {
+		if s.draining && len(s.leases) == 0 && !s.refilling && !s.deleting && s.settledLimit() {
 			t.held.Store(0)
 			t.backlog.Store(0)
 			return
@@ -250,6 +283,9 @@ func (s *topicState) lease(req ports.LeaseRequest, now time.Time) leaseReply {
 	out := make([]domain.Message, len(msgs))
 	for i, m := range msgs {
 		m.deliveries++
+		if m.deliveries > 1 {
+			s.t.r.metrics.redelivered.Inc()
+		}
 		s.seen.Put(m.id, m.deliveries)
 		out[i] = domain.Message{ID: m.uuid, Topic: s.t.name, Partition: m.partition, Payload: m.payload,
 			CreatedAt: m.createdAt, Deliveries: m.deliveries}
@@ -319,7 +355,13 @@ func (s *topicState) settle(c settleCall, now time.Time) (waiting bool, err erro
 		s.expireLease(l)
 		return false, fmt.Errorf("%w: lease expired at %s", ports.ErrLeaseExpired, l.expires.UTC().Format(time.RFC3339Nano))
 	case c.release:
-		s.release(l)
+		if c.undeliver {
+			for _, m := range l.msgs {
+				m.deliveries--
+				s.seen.Put(m.id, m.deliveries)
+			}
+		}
+		s.release(l, c.ref.Reason)
 		return false, nil
 	}
 	s.expiry.Remove(l.expiry)
@@ -334,25 +376,129 @@ func (s *topicState) settle(c settleCall, now time.Time) (waiting bool, err erro
 // release puts a live lease's messages back at the front of their
 // partitions, keeping their order. While draining they leave memory instead:
 // nothing will lease them here.
-func (s *topicState) release(l *lease) {
+func (s *topicState) release(l *lease, reason string) {
 	delete(s.leases, l.id)
 	s.expiry.Remove(l.expiry)
 	s.leasedCount -= len(l.msgs)
+	back := s.endDeliveries(l.msgs, reason)
 	if s.draining {
-		for _, m := range l.msgs {
+		for _, m := range back {
 			delete(s.held, m.id)
 		}
 		return
 	}
 	byPart := make(map[int][]*message)
-	for _, m := range l.msgs {
+	for _, m := range back {
 		p := m.partition - s.first
 		byPart[p] = append(byPart[p], m)
 	}
 	for p, ms := range byPart {
 		s.ready[p] = append(ms, s.ready[p]...)
 	}
-	s.readyCount += len(l.msgs)
+	s.readyCount += len(back)
+}
+
+// endDeliveries settles the deliveries of messages whose lease ended
+// without an ack (released, with reason if given, or expired): a message at
+// the delivery limit goes to dead (it stays held until it is moved to
+// dead_letters); every other one has its count recorded, and is returned.
+func (s *topicState) endDeliveries(msgs []*message, reason string) []*message {
+	back := msgs[:0:0]
+	for _, m := range msgs {
+		if reason != "" {
+			m.lastError = reason
+		}
+		if domain.Exhausted(m.deliveries, s.cfg.MaxDeliveries) {
+			s.dead = append(s.dead, m)
+			continue
+		}
+		s.marks = append(s.marks, deliveryMark{id: m.id, deliveries: m.deliveries, text: m.lastError})
+		back = append(back, m)
+	}
+	return back
+}
+
+// settledLimit reports whether no delivery-limit work is pending or running.
+func (s *topicState) settledLimit() bool {
+	return len(s.dead) == 0 && !s.deadLettering && len(s.marks) == 0 && !s.recording
+}
+
+// maybeDeadLetter starts moving the messages at their limit to
+// dead_letters when no move is in flight (and a failed one's backoff has
+// passed).
+func (s *topicState) maybeDeadLetter(now time.Time) {
+	if s.deadLettering || len(s.dead) == 0 || now.Before(s.deadRetry) {
+		return
+	}
+	batch := s.dead[:min(len(s.dead), s.cfg.DeleteBatch):min(len(s.dead), s.cfg.DeleteBatch)]
+	s.dead = s.dead[len(batch):]
+	marks := make([]deliveryMark, len(batch))
+	for i, m := range batch {
+		marks[i] = deliveryMark{id: m.id, deliveries: m.deliveries, text: domain.ExhaustedReason(m.deliveries, m.lastError)}
+	}
+	s.deadLettering = true
+	r, done := s.t.r, s.deadDone
+	s.io.Go(func() {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
+		defer cancel()
+		done <- deadResult{msgs: batch, err: r.rows.deadLetter(ctx, marks)}
+	})
+}
+
+// deadLettered ends a move to dead_letters: the messages leave memory (and
+// are tombstoned against a refill in flight), or, when it failed, wait for
+// another try. While the reader stops, failed ones are let go: their rows
+// keep the count, so the next owner moves them.
+func (s *topicState) deadLettered(res deadResult, now time.Time) {
+	s.deadLettering = false
+	if res.err != nil {
+		s.t.r.logger.Warn("moving messages to dead_letters failed; will retry", "topic", s.t.name,
+			"messages", len(res.msgs), "err", res.err)
+		if s.abandoned || s.draining {
+			for _, m := range res.msgs {
+				delete(s.held, m.id)
+			}
+			return
+		}
+		s.dead = append(res.msgs, s.dead...)
+		s.deadRetry = now.Add(max(s.cfg.RefillInterval, time.Second))
+		return
+	}
+	for _, m := range res.msgs {
+		delete(s.held, m.id)
+		s.seen.Delete(m.id)
+		if s.refilling {
+			s.tombstones[m.id] = struct{}{}
+		}
+		s.t.r.logger.Warn("message dead-lettered at its delivery limit", "topic", s.t.name,
+			"msg_uuid", m.uuid, "deliveries", m.deliveries, "last_error", m.lastError)
+	}
+	s.t.r.metrics.deadLettered.Add(float64(len(res.msgs)))
+}
+
+// maybeRecord starts the UPDATE of the pending delivery counts when none is
+// in flight. A failed one is logged and dropped: the reader's memory (seen)
+// still has the counts; only a restart would forget them.
+func (s *topicState) maybeRecord() {
+	if s.recording || len(s.marks) == 0 {
+		return
+	}
+	marks := s.marks
+	s.marks = nil
+	s.recording = true
+	r, done := s.t.r, s.recordDone
+	s.io.Go(func() {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
+		defer cancel()
+		done <- r.rows.record(ctx, marks)
+	})
+}
+
+func (s *topicState) recorded(err error) {
+	s.recording = false
+	if err != nil {
+		s.t.r.logger.Warn("recording delivery counts failed", "topic", s.t.name, "err", err)
+	}
 }
 
 // expire drops every live lease whose time has come.
@@ -368,7 +514,7 @@ func (s *topicState) expireLease(l *lease) {
 	delete(s.leases, l.id)
 	s.expiry.Remove(l.expiry)
 	s.leasedCount -= len(l.msgs)
-	for _, m := range l.msgs {
+	for _, m := range s.endDeliveries(l.msgs, "") {
 		delete(s.held, m.id)
 	}
 	if s.abandoned {
@@ -515,12 +661,17 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 		if p < 0 || p >= len(s.ready) {
 			continue
 		}
-		m := &message{id: row.id, uuid: row.uuid, partition: int(row.partition), payload: row.payload, createdAt: row.createdAt}
+		m := &message{id: row.id, uuid: row.uuid, partition: int(row.partition), payload: row.payload,
+			createdAt: row.createdAt, deliveries: row.deliveries, lastError: row.lastError}
 		if d, ok := s.seen.Get(row.id); ok {
-			m.deliveries = d
-			s.t.r.metrics.redelivered.Inc()
+			m.deliveries = max(m.deliveries, d)
 		}
 		s.held[row.id] = m
+		if domain.Exhausted(m.deliveries, s.cfg.MaxDeliveries) {
+			s.dead = append(s.dead, m) // its last delivery ended before a restart or crash
+			continue
+		}
+
 		s.ready[p] = append(s.ready[p], m)
 		s.readyCount++
 	}

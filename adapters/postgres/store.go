@@ -84,8 +84,8 @@ FROM unnest($2::timestamptz[]) AS d`
 
 	// sqlInsertDeadLetters stores poison messages; a repeat hits the unique
 	// index dead_letters_msg_uuid_key and is skipped.
-	sqlInsertDeadLetters = `INSERT INTO dead_letters (msg_uuid, topic, payload, reason)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+	sqlInsertDeadLetters = `INSERT INTO dead_letters (msg_uuid, topic, payload, reason, deliveries, source)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[])
 ON CONFLICT (msg_uuid) DO NOTHING`
 
 	// sqlListGPUs reads the registry only (a sequential scan of gpus, a few
@@ -553,13 +553,15 @@ func (s *TelemetryStore) WriteDeadLetters(ctx context.Context, letters []domain.
 	}
 	n := len(letters)
 	ids, topics, payloads, reasons := make([]pgtype.UUID, n), make([]string, n), make([]string, n), make([]string, n)
+	deliveries, sources := make([]int32, n), make([]string, n)
 	for i, l := range letters {
 		if l.MsgUUID == uuid.Nil {
 			return fmt.Errorf("write dead letters: letter %d: msg_uuid is nil: %w", i, ports.ErrInvalidArgument)
 		}
-		ids[i], topics[i], payloads[i], reasons[i] = uuidParam(l.MsgUUID), l.Topic, string(l.Payload), l.Reason
+		ids[i], topics[i], payloads[i], reasons[i] = uuidParam(l.MsgUUID), l.Topic, string(l.Payload), domain.TruncateReason(l.Reason)
+		deliveries[i], sources[i] = int32(min(l.Deliveries, domain.MaxMaxDeliveries+1)), cmp.Or(l.Source, domain.DeadLetterSourceCollector)
 	}
-	if _, err := s.pool.Exec(ctx, sqlInsertDeadLetters, ids, topics, payloads, reasons); err != nil {
+	if _, err := s.pool.Exec(ctx, sqlInsertDeadLetters, ids, topics, payloads, reasons, deliveries, sources); err != nil {
 		return fmt.Errorf("write %d dead letters: %w", n, translate(err))
 	}
 	return nil

@@ -28,6 +28,9 @@ type Harness struct {
 	// both. Nil when the adapter is not durable; a harness whose Restart
 	// already is a crash sets both to it.
 	Crash func(t testing.TB) ports.Queue
+	// DeadLetters shows the dead letters of the queue under test (see
+	// ports.DeadLetterReader). Nil means Queue implements it itself.
+	DeadLetters ports.DeadLetterReader
 }
 
 // Capabilities lists the allowed differences between adapters; a test that
@@ -46,6 +49,9 @@ type Capabilities struct {
 	// expiry tests lease for it, and a lease for half of it must fail with
 	// ports.ErrInvalidArgument. Zero means one second.
 	MinLease time.Duration
+	// MaxDeliveries is the delivery limit the harness's queues are
+	// configured with. Zero means domain.DefaultMaxDeliveries.
+	MaxDeliveries int
 }
 
 // NewHarness builds a fresh, isolated instance; it registers its own cleanup.

@@ -44,6 +44,9 @@ func (c Capabilities) withDefaults() Capabilities {
 	if c.MinLease <= 0 {
 		c.MinLease = defaultMinLease
 	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = domain.DefaultMaxDeliveries
+	}
 	return c
 }
 
