@@ -148,6 +148,9 @@ func (c *Client) settle(ctx context.Context, op, path string, ref ports.LeaseRef
 	}
 	op = op + " lease " + ref.LeaseID.String()
 	req := leaseRefRequest{Topic: ref.Topic, ConsumerID: ref.ConsumerID, LeaseID: ref.LeaseID.String()}
+	if path == PathRelease {
+		req.Reason = ref.Reason
+	}
 	idx, ok, err := c.routes.get(ctx, ref.LeaseID)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)

@@ -24,7 +24,7 @@ func newHarness(t testing.TB) queuetest.Harness {
 	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
-	return queuetest.Harness{Queue: c}
+	return queuetest.Harness{Queue: c, DeadLetters: q}
 }
 
 func TestConformance(t *testing.T) {

@@ -79,8 +79,12 @@ func newPGChainHarness(t testing.TB, wrap func(ports.Queue) ports.Queue) queuete
 		require.NoError(t, c.client.Close())
 	}
 	current := start()
+	// The queue's dead letters, read from the database as an operator
+	// would: the protocol does not serve them.
+	dlPool := pgtest.Pool(t, dsn)
 	return queuetest.Harness{
-		Queue: current.client,
+		Queue:       current.client,
+		DeadLetters: pgqueue.NewDeadLetterReader(dlPool),
 		Restart: func(t testing.TB) ports.Queue {
 			stopServers(t, current)
 			if f, ok := current.served.(queuetest.Flusher); ok {

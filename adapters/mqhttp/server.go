@@ -308,7 +308,7 @@ func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.L
 	if err != nil {
 		return ports.LeaseRef{}, badRequest("lease_id must be a UUID, got %q", truncate(req.LeaseID, 64))
 	}
-	return ports.LeaseRef{Topic: req.Topic, ConsumerID: req.ConsumerID, LeaseID: id}, nil
+	return ports.LeaseRef{Topic: req.Topic, ConsumerID: req.ConsumerID, LeaseID: id, Reason: req.Reason}, nil
 }
 
 // decode reads r's body into dst: application/json, at most maxBody bytes,

@@ -82,6 +82,9 @@ type leaseRefRequest struct {
 	Topic      string `json:"topic"`
 	ConsumerID string `json:"consumer_id"`
 	LeaseID    string `json:"lease_id"`
+	// Reason (release only, optional) is the consumer's last error; the
+	// queue keeps it for the dead letter (ports.LeaseRef.Reason).
+	Reason string `json:"reason,omitempty"`
 }
 
 type statusResponse struct {

@@ -32,10 +32,11 @@ func options(env *platform.Env) fx.Option {
 	d := pgqueue.DefaultReaderConfig()
 	served := partitionRange(env)
 	cfg := pgqueue.ReaderConfig{
-		Range:        served,
-		BufferSize:   env.Int("READER_BUFFER_SIZE", d.BufferSize, 1, 10_000_000),
-		RefillBatch:  env.Int("READER_REFILL_BATCH", d.RefillBatch, 1, 100_000),
-		DrainTimeout: env.Millis("READER_DRAIN_TIMEOUT_MS", d.DrainTimeout, 0, 600_000),
+		Range:         served,
+		BufferSize:    env.Int("READER_BUFFER_SIZE", d.BufferSize, 1, 10_000_000),
+		RefillBatch:   env.Int("READER_REFILL_BATCH", d.RefillBatch, 1, 100_000),
+		DrainTimeout:  env.Millis("READER_DRAIN_TIMEOUT_MS", d.DrainTimeout, 0, 600_000),
+		MaxDeliveries: backend.MaxDeliveries(env),
 	}
 	return fx.Options(
 		platform.Module(common),

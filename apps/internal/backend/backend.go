@@ -20,6 +20,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/pgqueue"
 	"github.com/gpufleet/telemetry/adapters/postgres"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/migrations"
 )
 
@@ -58,10 +59,21 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 	case QueueNATS:
 		return natsQueue(env)
 	case QueueMemory:
-		return memory.QueueModule
+		return memoryQueue(env)
 	default:
 		return fx.Error(fmt.Errorf("QUEUE_BACKEND=%q: want postgres, nats or memory", kind))
 	}
+}
+
+// MaxDeliveries reads MQ_MAX_DELIVERIES, the queue's delivery limit (every
+// backend's; domain.DefaultMaxDeliveries when unset).
+func MaxDeliveries(env *platform.Env) int {
+	return env.Int("MQ_MAX_DELIVERIES", domain.DefaultMaxDeliveries, 1, domain.MaxMaxDeliveries)
+}
+
+// memoryQueue provides the memory queue with MQ_MAX_DELIVERIES.
+func memoryQueue(env *platform.Env) fx.Option {
+	return fx.Options(fx.Supply(memory.QueueOptions{MaxDeliveries: MaxDeliveries(env)}), memory.QueueModule)
 }
 
 // Default retentions (TELEMETRY_RETENTION, TELEMETRY_ROLLUP_RETENTION).
@@ -154,6 +166,9 @@ func Hostname() string {
 // between them, the memory queue, or NATS; and the store of Store.
 func InProcess(env *platform.Env, writer pgqueue.WriterConfig, reader pgqueue.ReaderConfig) fx.Option {
 	store := Store(env)
+	if reader.MaxDeliveries == 0 {
+		reader.MaxDeliveries = MaxDeliveries(env)
+	}
 	switch kind := env.OneOf("QUEUE_BACKEND", QueuePostgres, QueuePostgres, QueueNATS, QueueMemory); kind {
 	case QueuePostgres:
 		if env.String("STORE_BACKEND", "postgres") != "postgres" {
@@ -164,7 +179,7 @@ func InProcess(env *platform.Env, writer pgqueue.WriterConfig, reader pgqueue.Re
 	case QueueNATS:
 		return fx.Options(store, natsQueue(env))
 	case QueueMemory:
-		return fx.Options(store, memory.QueueModule)
+		return fx.Options(store, memoryQueue(env))
 	default:
 		return fx.Error(fmt.Errorf("QUEUE_BACKEND=%q: want postgres, nats or memory", kind))
 	}

@@ -16,6 +16,7 @@ func natsQueue(env *platform.Env) fx.Option {
 		URL:             env.String("NATS_URL", "nats://127.0.0.1:4222"),
 		AckWait:         env.Seconds("NATS_ACK_WAIT_SECONDS", d.AckWait, 1, 3600),
 		DuplicateWindow: env.Seconds("NATS_DUPLICATE_WINDOW_SECONDS", d.DuplicateWindow, 1, 86400),
+		MaxDeliveries:   MaxDeliveries(env),
 	}
 	return fx.Options(
 		fx.Supply(cfg),
