@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -20,30 +21,67 @@ const (
 	MaxLabelsRawBytes  = 16384 // the exporter's whole label set
 )
 
+// pointFields are the bounded text fields of a point by their JSON names.
+var pointFields = []struct {
+	name  string
+	value func(Point) string
+	max   int
+}{
+	{"gpu_uuid", func(p Point) string { return p.GPUUUID }, MaxGPUUUIDBytes},
+	{"metric_name", func(p Point) string { return p.MetricName }, MaxMetricNameBytes},
+	{"hostname", func(p Point) string { return p.Hostname }, MaxHostnameBytes},
+	{"device", func(p Point) string { return p.Device }, MaxDeviceBytes},
+	{"model_name", func(p Point) string { return p.ModelName }, MaxModelNameBytes},
+	{"container", func(p Point) string { return p.Container }, MaxK8sNameBytes},
+	{"pod", func(p Point) string { return p.Pod }, MaxK8sNameBytes},
+	{"namespace", func(p Point) string { return p.Namespace }, MaxK8sNameBytes},
+	{"labels_raw", func(p Point) string { return p.LabelsRaw }, MaxLabelsRawBytes},
+}
+
 // checkBounds reports the first field over its bound or holding a NUL byte
 // (PostgreSQL text cannot hold one).
 func (p Point) checkBounds() error {
-	fields := []struct {
-		name  string
-		value string
-		max   int
-	}{
-		{"gpu_uuid", p.GPUUUID, MaxGPUUUIDBytes},
-		{"metric_name", p.MetricName, MaxMetricNameBytes},
-		{"hostname", p.Hostname, MaxHostnameBytes},
-		{"device", p.Device, MaxDeviceBytes},
-		{"model_name", p.ModelName, MaxModelNameBytes},
-		{"container", p.Container, MaxK8sNameBytes},
-		{"pod", p.Pod, MaxK8sNameBytes},
-		{"namespace", p.Namespace, MaxK8sNameBytes},
-		{"labels_raw", p.LabelsRaw, MaxLabelsRawBytes},
+	for _, f := range pointFields {
+		if err := checkField(f.name, f.value(p), f.max); err != nil {
+			return err
+		}
 	}
-	for _, f := range fields {
-		switch {
-		case len(f.value) > f.max:
-			return invalidPoint(fmt.Sprintf("%s is %d bytes, over the %d byte limit", f.name, len(f.value), f.max))
-		case strings.IndexByte(f.value, 0) >= 0:
-			return invalidPoint(f.name + " contains a NUL byte")
+	return nil
+}
+
+func checkField(name, value string, limit int) error {
+	switch {
+	case len(value) > limit:
+		return invalidPoint(fmt.Sprintf("%s is %d bytes, over the %d byte limit", name, len(value), limit))
+	case strings.IndexByte(value, 0) >= 0:
+		return invalidPoint(name + " contains a NUL byte")
+	}
+	return nil
+}
+
+// CheckPointPayload checks the bounded fields of a telemetry point's JSON
+// (a publish to TelemetryTopic) against the bounds above, naming the first
+// field that breaks one: mqwriter refuses such a publish with a 400 rather
+// than queue a message the store can never hold. It checks only what it can
+// read: a payload that is not a JSON object, or a field that is not a
+// string, is left to the collector, which dead-letters what it cannot
+// decode. The error wraps ErrInvalidPoint.
+func CheckPointPayload(payload []byte) error {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(payload, &fields) != nil {
+		return nil
+	}
+	for _, f := range pointFields {
+		raw, ok := fields[f.name]
+		if !ok {
+			continue
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			continue
+		}
+		if err := checkField(f.name, s, f.max); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -213,6 +213,14 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 	msgs := make([]ports.OutgoingMessage, len(req.Messages))
 	for i, m := range req.Messages {
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
+		if req.Topic != domain.TelemetryTopic {
+			continue
+		}
+		// A point the store could never hold is refused here, naming the
+		// field, rather than queued to be dead-lettered later.
+		if err := domain.CheckPointPayload(m.Payload); err != nil {
+			return nil, fmt.Errorf("%w: messages[%d].payload: %w", ports.ErrInvalidArgument, i, err)
+		}
 	}
 	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)
 	if err != nil {

@@ -439,3 +439,40 @@ func TestServerReleasesLeaseOfGoneClient(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, l.Messages, 1, "the gone client's lease was given back")
 }
+
+// A telemetry point beyond a field bound (domain/bounds.go) is refused at
+// publish with a 400 naming the field, and nothing is queued; the same
+// payload on another topic is only a message.
+func TestServerRefusesPointBeyondBounds(t *testing.T) {
+	t.Parallel()
+	srv, q := newMemoryServer(t, mqhttp.ServerOptions{Logger: quietLogger()})
+	point := func(field, value string) string {
+		p := map[string]any{"timestamp": "2025-07-18T13:42:33Z", "metric_name": "DCGM_FI_DEV_GPU_UTIL",
+			"gpu_uuid": "GPU-1", "value": 1.0}
+		p[field] = value
+		b, err := json.Marshal(map[string]any{"topic": domain.TelemetryTopic, "messages": []any{
+			map[string]any{"payload": map[string]any{"gpu_uuid": "GPU-ok", "metric_name": "m"}}, map[string]any{"payload": p}}})
+		require.NoError(t, err)
+		return string(b)
+	}
+	for _, tc := range []struct{ field, value string }{
+		{"gpu_uuid", strings.Repeat("x", 3000)},
+		{"hostname", strings.Repeat("h", domain.MaxHostnameBytes+1)},
+		{"labels_raw", strings.Repeat("l", domain.MaxLabelsRawBytes+1)},
+		{"pod", "a\x00b"},
+	} {
+		a := postJSON(t, srv.URL, mqhttp.PathPublish, point(tc.field, tc.value))
+		require.Equal(t, http.StatusBadRequest, a.status, "%s: %s", tc.field, a.body)
+		e := a.errorBody(t)
+		require.Equal(t, "invalid_argument", e.Error.Code)
+		require.Contains(t, e.Error.Message, "messages[1].payload: ")
+		require.Contains(t, e.Error.Message, tc.field)
+	}
+	st, err := q.Stats(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, st.Ready, "nothing of a refused publish is queued")
+
+	other := strings.Replace(point("gpu_uuid", strings.Repeat("x", 3000)), `"topic":"telemetry"`, `"topic":"other"`, 1)
+	a := postJSON(t, srv.URL, mqhttp.PathPublish, other)
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+}
