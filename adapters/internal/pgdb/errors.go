@@ -15,8 +15,10 @@ import (
 //
 //   - errors about the data — SQLSTATE class 22 (data exception), 23
 //     (integrity constraint violation), 54 (program limit exceeded, e.g. an
-//     index row too large for a value) — are ports.ErrInvalidArgument: the
-//     same input fails again, so callers dead-letter it rather than retry;
+//     index row too large for a value), and the two class-42 codes a value
+//     can raise through a parameter (42804 datatype_mismatch, 42846
+//     cannot_coerce) — are ports.ErrInvalidArgument: the same input fails
+//     again, so callers isolate and dead-letter it rather than retry;
 //   - everything else is ports.ErrUnavailable: connection loss (08), a
 //     serialization failure or deadlock (40), resources (53), a lock timeout
 //     (55), a shutdown or statement timeout (57), a missing table during a
@@ -38,7 +40,9 @@ func Translate(err error) error {
 }
 
 // IsDataError reports whether err is PostgreSQL refusing a value (SQLSTATE
-// class 22, 23 or 54) rather than the database failing.
+// class 22, 23 or 54, or 42804/42846) rather than the database failing.
+// The rest of class 42 (an undefined table or column: a schema not yet
+// migrated) is about the database.
 func IsDataError(err error) bool {
 	pgErr, ok := errors.AsType[*pgconn.PgError](err)
 	if !ok || len(pgErr.Code) != 5 {
@@ -48,5 +52,5 @@ func IsDataError(err error) bool {
 	case "22", "23", "54":
 		return true
 	}
-	return false
+	return pgErr.Code == "42804" || pgErr.Code == "42846"
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,6 +119,7 @@ func requireQueueEmpty(t testing.TB, q *memory.Queue) {
 type consumer struct {
 	ports.Consumer
 	leases, acks, releases atomic.Int64
+	lastReason             atomic.Pointer[string]
 	// onLease may rewrite a lease before the collector sees it.
 	onLease func(domain.Lease) domain.Lease
 	// ackErr, when it returns an error, answers the ack instead of the queue.
@@ -153,7 +155,16 @@ func (c *consumer) Ack(ctx context.Context, ref ports.LeaseRef) error {
 
 func (c *consumer) Release(ctx context.Context, ref ports.LeaseRef) error {
 	c.releases.Add(1)
+	c.lastReason.Store(&ref.Reason)
 	return c.Consumer.Release(ctx, ref)
+}
+
+// reason is the reason of the last Release.
+func (c *consumer) reason() string {
+	if r := c.lastReason.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // writer wraps a ports.TelemetryWriter and fails its first calls.
@@ -585,11 +596,39 @@ func TestStoreRejectionIsIsolated(t *testing.T) {
 			require.Contains(t, letters[0].Reason, "store rejected record")
 			require.JSONEq(t, string(payload(t, rejected)), string(letters[0].Payload))
 			requireQueueEmpty(t, r.q)
-			require.EqualValues(t, 1+len(payloads), r.w.batches.Load(), "one batch, then one write per record")
+			require.LessOrEqual(t, r.w.batches.Load(), int64(1+2*bits.Len(uint(len(payloads)))),
+				"one batch, then a bisection down to the bad record")
 			require.Equal(t, 1.0, testutil.ToFloat64(r.c.m.deadLettered))
 			require.Equal(t, float64(len(goodIDs)), testutil.ToFloat64(r.c.m.persisted))
 		})
 	}
+}
+
+// A large batch with a few records the store refuses costs a bisection,
+// not a write per record: every good record lands, each bad one is
+// dead-lettered with its delivery count, and the lease is acked.
+func TestStoreRejectionBisects(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{LeaseMax: 1000})
+	payloads := goodPayloads(t, 1000)
+	for _, i := range []int{17, 800} {
+		p := point("GPU-9", 5000+i)
+		p.GPUIndex = math.MaxInt32 + 1
+		payloads[i] = payload(t, p)
+	}
+	ids := publish(t, r.q, payloads...)
+	n, err := r.c.ProcessOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1000, n)
+	require.Len(t, storedIDs(t, r.store), 998)
+	letters, err := r.store.DeadLetters(t.Context())
+	require.NoError(t, err)
+	require.Len(t, letters, 2)
+	require.ElementsMatch(t, []uuid.UUID{ids[17], ids[800]}, []uuid.UUID{letters[0].MsgUUID, letters[1].MsgUUID})
+	require.Equal(t, 1, letters[0].Deliveries)
+	require.LessOrEqual(t, r.w.batches.Load(), int64(1+2*2*bits.Len(1000)), "writes of the bisection")
+	require.Zero(t, r.cons.releases.Load())
+	requireQueueEmpty(t, r.q)
 }
 
 func TestStoreRejectionThenOutage(t *testing.T) {
@@ -597,8 +636,9 @@ func TestStoreRejectionThenOutage(t *testing.T) {
 	rejected := point("GPU-9", 1)
 	rejected.GPUIndex = math.MaxInt32 + 1
 	r := newRig(t, Config{})
-	// Call 1 is the batch (rejected); calls 2 and 3 store the first two
-	// records one by one; call 4 meets an outage.
+	// Call 1 is the batch of 9 (rejected); call 2 stores its first half
+	// (4 good records); call 3, the other half, is rejected; call 4 (the
+	// bad record and the next good one) meets an outage.
 	r.w.failCall = 4
 	// One GPU, so one partition: the lease keeps publish order.
 	good := make([]json.RawMessage, 8)
@@ -612,8 +652,9 @@ func TestStoreRejectionThenOutage(t *testing.T) {
 	require.ErrorIs(t, err, ports.ErrUnavailable)
 	require.EqualValues(t, 1, r.cons.releases.Load())
 	require.Zero(t, r.cons.acks.Load())
-	require.Len(t, storedIDs(t, r.store), 2)
-	require.Equal(t, 2.0, testutil.ToFloat64(r.c.m.persisted), "rows stored before the outage are counted")
+	require.Len(t, storedIDs(t, r.store), 4)
+	require.Equal(t, 4.0, testutil.ToFloat64(r.c.m.persisted), "rows stored before the outage are counted")
+	require.Contains(t, r.cons.reason(), "connection refused", "the release says why")
 	letters, err := r.store.DeadLetters(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, letters, "nothing is dead-lettered from a batch that is released")
@@ -626,7 +667,7 @@ func TestStoreRejectionThenOutage(t *testing.T) {
 	require.Len(t, letters, 1)
 	require.Equal(t, ids[4], letters[0].MsgUUID)
 	require.Equal(t, 8.0, testutil.ToFloat64(r.c.m.persisted))
-	require.Equal(t, 2.0, testutil.ToFloat64(r.c.m.duplicates))
+	require.Equal(t, 4.0, testutil.ToFloat64(r.c.m.duplicates))
 	requireQueueEmpty(t, r.q)
 }
 
