@@ -43,3 +43,20 @@ func TestPointFieldBounds(t *testing.T) {
 	at.LabelsRaw = strings.Repeat("l", domain.MaxLabelsRawBytes)
 	require.NoError(t, at.Validate(), "bounds are inclusive")
 }
+
+func TestCheckPointPayload(t *testing.T) {
+	t.Parallel()
+	ok := `{"gpu_uuid":"GPU-1","metric_name":"m","labels_raw":"x"}`
+	require.NoError(t, domain.CheckPointPayload([]byte(ok)))
+	for _, notPoint := range []string{`"s"`, `[1]`, `{"gpu_uuid":5}`, `not json`} {
+		require.NoError(t, domain.CheckPointPayload([]byte(notPoint)), "left to the collector: %s", notPoint)
+	}
+	long := `{"gpu_uuid":"` + strings.Repeat("u", 3000) + `"}`
+	err := domain.CheckPointPayload([]byte(long))
+	require.ErrorIs(t, err, domain.ErrInvalidPoint)
+	require.ErrorContains(t, err, "gpu_uuid is 3000 bytes, over the 128 byte limit")
+	err = domain.CheckPointPayload([]byte(`{"namespace":"a\u0000b"}`))
+	require.ErrorContains(t, err, "namespace contains a NUL byte")
+	label := `{"labels_raw":"` + strings.Repeat("l", domain.MaxLabelsRawBytes+1) + `"}`
+	require.ErrorContains(t, domain.CheckPointPayload([]byte(label)), "labels_raw")
+}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -130,4 +131,40 @@ func TestPartitionKey(t *testing.T) {
 			require.Equal(t, tc.want, domain.PartitionKey(tc.msg, id))
 		})
 	}
+}
+
+func TestMaxDeliveriesOf(t *testing.T) {
+	t.Parallel()
+	n, err := domain.MaxDeliveriesOf(0)
+	require.NoError(t, err)
+	require.Equal(t, domain.DefaultMaxDeliveries, n)
+	for _, ok := range []int{1, 5, domain.MaxMaxDeliveries} {
+		n, err := domain.MaxDeliveriesOf(ok)
+		require.NoError(t, err)
+		require.Equal(t, ok, n)
+	}
+	for _, bad := range []int{-1, domain.MaxMaxDeliveries + 1} {
+		_, err := domain.MaxDeliveriesOf(bad)
+		require.ErrorIs(t, err, domain.ErrInvalidArgument, "%d", bad)
+	}
+	require.False(t, domain.Exhausted(4, 5))
+	require.True(t, domain.Exhausted(5, 5))
+}
+
+func TestReasons(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", domain.MaxReasonBytes)
+	cut := domain.TruncateReason(long)
+	require.LessOrEqual(t, len(cut), domain.MaxReasonBytes)
+	require.True(t, utf8.ValidString(cut))
+	require.Equal(t, "ab", domain.TruncateReason("a\x00b"))
+	require.Equal(t, "delivered 5 times without an ack (delivery limit)", domain.ExhaustedReason(5, ""))
+	require.Contains(t, domain.ExhaustedReason(5, "boom"), "last error: boom")
+
+	ref := domain.LeaseRef{Topic: "t", ConsumerID: "c", LeaseID: uuid.New(), Reason: "fine"}
+	require.NoError(t, ref.Validate())
+	ref.Reason = strings.Repeat("r", domain.MaxReasonBytes+1)
+	require.ErrorIs(t, ref.Validate(), domain.ErrInvalidArgument)
+	ref.Reason = "a\x00"
+	require.ErrorIs(t, ref.Validate(), domain.ErrInvalidArgument)
 }
