@@ -9,5 +9,8 @@
 // once messages are in memory, and Close (or a crash) loses them. Within a
 // topic messages sit in per-partition FIFOs (partition = domain.PartitionOf of
 // the message key, else the payload's "gpu_uuid", else the message id); Lease
-// takes round-robin across partitions and in order within one.
+// takes round-robin across partitions and in order within one. A message
+// whose lease ends without an ack after QueueOptions.MaxDeliveries
+// deliveries is moved to the queue's dead letters (DeadLetters; the last
+// 10,000 kept) instead of being offered again.
 package memory

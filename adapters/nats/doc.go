@@ -37,6 +37,18 @@
 // the server's confirmation); Release Naks them. Deliveries is JetStream's
 // NumDelivered, which survives restarts.
 //
+// The delivery limit (Config.MaxDeliveries) is applied by this client: a
+// message the server hands out with NumDelivered above it (every earlier
+// delivery ended without an ack) is published to the topic's dead-letter
+// stream, <stream>_DLQ on subject "_dlq.<topic>" (limits retention, the
+// newest 100,000 kept), with its message id, delivery count and reason
+// (the last Release reason this client was given) as headers, then acked
+// off the work queue; it is never leased. The consumer's MaxDeliver stays
+// unlimited: at a server-side limit the message would stay unacked in the
+// work-queue stream for good, reachable only through an advisory. Unlike
+// the other backends, a fetch whose caller gave up counts as a delivery
+// here (the server counted it). DeadLetters reads the dead-letter stream.
+//
 // Ordering: one consumer leasing in a loop gets a partition's messages in
 // stream order, which is the order the server acknowledged their publishes.
 // Redelivered (expired or released) messages are handed out again before

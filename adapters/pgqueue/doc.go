@@ -45,6 +45,25 @@
 // of 2000 takes ~20ms with that custom plan and ~650ms with a cached generic
 // plan, which compares each row with every held id.
 //
+// # Delivery limit
+//
+// Each held message carries its delivery count. The count of a delivery
+// that ends with an ack never needs to be durable, so the lease/ack path
+// writes nothing for it. When a delivery ends without an ack (Release,
+// expiry, or a reader that stops with leases outstanding) the topic's owner
+// queues the message's count and the release reason for one batched UPDATE
+// of queue_messages.deliveries and last_error (migration 0003), run off
+// the owner goroutine; a refill takes the larger of that column and the
+// reader's own memory. A message whose count reached
+// ReaderConfig.MaxDeliveries is not offered again: it stays held (no refill
+// reloads it) until one statement moves it from queue_messages to
+// dead_letters (source 'queue', its count and domain.ExhaustedReason); a
+// failed move is retried. A reader crash forgets only the delivery that
+// was outstanding when it died. ADR 0006 compares this with incrementing
+// the column on every lease (BenchmarkDeliveryCount).
+// mqreader_messages_redelivered_total counts, at the lease, a message
+// handed out again; mqreader_messages_dead_lettered_total the moves.
+//
 // mqreader_backlog_messages counts what the reader holds in memory (ready
 // and leased), not the table: counting a range's rows costs a scan of the
 // whole backlog (an index-only scan of queue_messages_topic_partition_id_idx
