@@ -116,4 +116,3 @@ func incompressible(rng *rand.Rand, n int) string {
 	}
 	return base64.RawURLEncoding.EncodeToString(raw)[:n]
 }
-
