@@ -38,7 +38,8 @@ type Config struct {
 
 // DefaultConfig returns the defaults listed on Config, without a URL.
 func DefaultConfig() Config {
-	return Config{Replicas: 1, AckWait: 30 * time.Second, DuplicateWindow: 2 * time.Minute, StreamPrefix: "tq"}
+	return Config{Replicas: 1, AckWait: 30 * time.Second, DuplicateWindow: 2 * time.Minute, StreamPrefix: "tq",
+		MaxDeliveries: domain.DefaultMaxDeliveries}
 }
 
 // MinLease is the shortest lease accepted (the other limits are the queue's

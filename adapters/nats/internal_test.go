@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -44,7 +45,26 @@ func TestConfigDefaults(t *testing.T) {
 	want.URL = "nats://x:4222"
 	require.Equal(t, want, got)
 	require.Equal(t, Config{URL: "nats://x:4222", Replicas: 1, AckWait: 30 * time.Second,
-		DuplicateWindow: 2 * time.Minute, StreamPrefix: "tq"}, got)
+		DuplicateWindow: 2 * time.Minute, StreamPrefix: "tq", MaxDeliveries: domain.DefaultMaxDeliveries}, got)
+	_, err = Config{URL: "nats://x:4222", MaxDeliveries: domain.MaxMaxDeliveries + 1}.withDefaults()
+	require.ErrorContains(t, err, "max deliveries")
+}
+
+// A release reason may hold any text; a header value cannot hold CR or LF.
+func TestOneLine(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "a b  c", oneLine("a\nb\r\nc"))
+}
+
+// The dead-letter stream of a topic is no topic's stream.
+func TestDeadLetterStreamName(t *testing.T) {
+	t.Parallel()
+	c := DefaultConfig()
+	require.Equal(t, "tq_tele_dmetry_DLQ", c.deadLetterStream("tele.metry"))
+	for _, topic := range []string{"x_DLQ", "x.DLQ", "x__DLQ"} {
+		require.NotEqual(t, c.deadLetterStream("x"), c.streamName(topic), topic)
+	}
+	require.Equal(t, "_dlq.tele.metry", deadLetterSubject("tele.metry"))
 }
 
 func TestTranslate(t *testing.T) {
