@@ -16,7 +16,13 @@
 //	  → 200 {"lease_id":"…","topic":"telemetry","consumer_id":"c-1","expires_at":"RFC 3339",
 //	         "messages":[{"msg_uuid":"…","partition":17,"payload":{…},"created_at":"RFC 3339","deliveries":1}]}
 //	POST /v1/ack     {"topic":"telemetry","consumer_id":"c-1","lease_id":"…"} → 200 {"status":"acked"}
-//	POST /v1/release {"topic":"telemetry","consumer_id":"c-1","lease_id":"…"} → 200 {"status":"released"}
+//	POST /v1/release {"topic":"telemetry","consumer_id":"c-1","lease_id":"…","reason":"…"} → 200 {"status":"released"}
+//
+// The release's "reason" is optional (at most 2,048 bytes, no NUL): the
+// consumer's last error, kept by the queue and recorded in the dead letter
+// if the messages reach the delivery limit (ports/doc.go). A publish to the
+// "telemetry" topic whose payload is a point with a text field beyond its
+// bound (domain/bounds.go) is a 400 naming the message and the field.
 //
 // An empty lease (nothing ready) is a 200 with "messages":[]. A lease granted
 // after its client hung up is released at once, not written to nobody. Limits: topic,
