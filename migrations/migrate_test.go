@@ -152,3 +152,40 @@ FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) j`
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(DISTINCT uuid) FROM telemetry`).Scan(&distinct))
 	require.Equal(t, 300, distinct)
 }
+
+// Migration 0003 adds its columns without rewriting the tables (a
+// catalog-only ADD COLUMN: same relfilenode), and the rows already there
+// read as never delivered (queue) and dead-lettered by the collector.
+func TestDeliveryLimitMigrationRewritesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.NewEmptyDatabase(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	all, err := migrations.All()
+	require.NoError(t, err)
+	_, err = migrations.Up(ctx, conn)
+	require.NoError(t, err)
+	_, err = migrations.Down(ctx, conn, len(all)-2) // back to 0002
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
+SELECT 'telemetry', gen_random_uuid(), '{"n":1}', i % 256 FROM generate_series(1, 1000) i`)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `INSERT INTO dead_letters (msg_uuid, topic, payload, reason) VALUES (gen_random_uuid(), 'telemetry', 'x', 'r')`)
+	require.NoError(t, err)
+	filenodes := func() (q, d int64) {
+		require.NoError(t, conn.QueryRow(ctx, `SELECT pg_relation_filenode('queue_messages')::bigint, pg_relation_filenode('dead_letters')::bigint`).Scan(&q, &d))
+		return q, d
+	}
+	q0, d0 := filenodes()
+	_, err = migrations.Up(ctx, conn)
+	require.NoError(t, err)
+	q1, d1 := filenodes()
+	require.Equal(t, q0, q1, "queue_messages was rewritten")
+	require.Equal(t, d0, d1, "dead_letters was rewritten")
+	var undelivered, fromCollector int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM queue_messages WHERE deliveries = 0 AND last_error IS NULL`).Scan(&undelivered))
+	require.Equal(t, 1000, undelivered)
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE deliveries = 0 AND source = 'collector'`).Scan(&fromCollector))
+	require.Equal(t, 1, fromCollector)
+}

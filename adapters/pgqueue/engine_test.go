@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
@@ -336,5 +337,86 @@ func TestStartsNothingUntilStart(t *testing.T) {
 		require.ErrorIs(t, err, ports.ErrClosed)
 		require.NoError(t, w.Close(t.Context()))
 		synctest.Wait() // nothing was started, so nothing is left running
+	})
+}
+
+// The delivery limit on the engine, in virtual time: deliveries ending
+// without an ack (released with a reason, or expired) are recorded in the
+// rows; the third (MaxDeliveries) moves the message to the dead letters with
+// its count and last reason instead of offering it again; redeliveries are
+// counted at the lease.
+func TestEngineDeliveryLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 1)
+		r := engine(t, rows, ReaderConfig{MaxDeliveries: 3})
+		row := func() loadedRow {
+			for _, l := range *rows.rows.Load() {
+				return l
+			}
+			return loadedRow{}
+		}
+
+		first := leaseWhenReady(t, r, 10, time.Minute)
+		require.Equal(t, 1, first.Messages[0].Deliveries)
+		rel := ref(first)
+		rel.Reason = "attempt 1 failed"
+		require.NoError(t, r.Release(t.Context(), rel))
+		synctest.Wait()
+		require.Equal(t, 1, row().deliveries, "a released delivery is recorded")
+		require.Equal(t, "attempt 1 failed", row().lastError)
+
+		second := leaseWhenReady(t, r, 10, time.Minute)
+		require.Equal(t, 2, second.Messages[0].Deliveries)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Equal(t, 2, row().deliveries, "an expired delivery is recorded")
+		require.Equal(t, "attempt 1 failed", row().lastError, "an expiry keeps the last reason")
+
+		third := leaseWhenReady(t, r, 10, time.Minute)
+		require.Equal(t, 3, third.Messages[0].Deliveries)
+		rel = ref(third)
+		rel.Reason = "attempt 3 failed"
+		require.NoError(t, r.Release(t.Context(), rel))
+		synctest.Wait()
+		require.Zero(t, rows.count(), "the message left the queue")
+		dead, err := r.DeadLetters(t.Context(), "t", 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		require.Equal(t, first.Messages[0].ID, dead[0].MsgUUID)
+		require.Equal(t, 3, dead[0].Deliveries)
+		require.Contains(t, dead[0].Reason, "delivered 3 times")
+		require.Contains(t, dead[0].Reason, "attempt 3 failed")
+
+		time.Sleep(time.Second)
+		synctest.Wait()
+		l, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})
+		require.NoError(t, err)
+		require.Empty(t, l.Messages, "never offered again")
+		require.Equal(t, 2.0, testutil.ToFloat64(r.metrics.redelivered))
+		require.Equal(t, 1.0, testutil.ToFloat64(r.metrics.deadLettered))
+	})
+}
+
+// A row whose recorded count already reached the limit (its last delivery
+// ended before a restart) is moved by the refill that loads it, never
+// offered; its neighbours are.
+func TestEngineRefillDeadLettersExhaustedRows(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 2)
+		require.NoError(t, rows.record(t.Context(), []deliveryMark{{id: 1, deliveries: 3, text: "before the restart"}}))
+		r := engine(t, rows, ReaderConfig{MaxDeliveries: 3})
+		l := leaseWhenReady(t, r, 10, time.Minute)
+		require.Len(t, l.Messages, 1)
+		require.Equal(t, 1, l.Messages[0].Deliveries)
+		synctest.Wait()
+		dead, err := r.DeadLetters(t.Context(), "t", 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		require.Equal(t, 3, dead[0].Deliveries)
+		require.Contains(t, dead[0].Reason, "before the restart")
+		require.NoError(t, r.Ack(t.Context(), ref(l)))
+		require.Zero(t, rows.count())
 	})
 }

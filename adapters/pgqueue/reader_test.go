@@ -739,3 +739,45 @@ func TestDrainAfterAbandonedLeases(t *testing.T) {
 	require.NoError(t, r.Drain(drainCtx), "no lease is outstanding")
 	require.Equal(t, total-acked, countRows(t, pool, "abandon"))
 }
+
+// Against PostgreSQL: a released delivery's count and reason land in
+// queue_messages (the lease/ack path writes nothing there), and a second
+// reader, started after the first stopped, goes on counting from them.
+func TestDeliveryCountsPersisted(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterConfig{})
+	_, err := w.Publish(ctx, "counted", msgs(2, "d"))
+	require.NoError(t, err)
+	r := newReader(t, pool, ReaderConfig{Range: fullRange(), MaxDeliveries: 2})
+	l := leaseSome(t, r, "counted", "c", 2, time.Minute)
+	require.Len(t, l.Messages, 2)
+	rel := ref(l)
+	rel.Reason = "store down"
+	require.NoError(t, r.Release(ctx, rel))
+	recorded := func() int {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM queue_messages
+WHERE topic = 'counted' AND deliveries = 1 AND last_error = 'store down'`).Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool { return recorded() == 2 }, waitFor, 5*time.Millisecond)
+	require.NoError(t, r.Close(ctx))
+
+	r2 := newReader(t, pool, ReaderConfig{Range: fullRange(), MaxDeliveries: 2})
+	l2 := leaseSome(t, r2, "counted", "c", 2, time.Minute)
+	for _, m := range l2.Messages {
+		require.Equal(t, 2, m.Deliveries, "the new reader goes on counting")
+	}
+	require.NoError(t, r2.Release(ctx, ref(l2)))
+	require.Eventually(t, func() bool { return countRows(t, pool, "counted") == 0 }, waitFor, 5*time.Millisecond)
+	dead, err := r2.DeadLetters(ctx, "counted", 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	for _, d := range dead {
+		require.Equal(t, 2, d.Deliveries)
+		require.Equal(t, domain.DeadLetterSourceQueue, d.Source)
+		require.Contains(t, d.Reason, "store down", "the last reason known survives the restart")
+	}
+}
