@@ -24,6 +24,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -54,9 +55,9 @@ type Config struct {
 const DefaultPollInterval = 100 * time.Millisecond
 
 type metrics struct {
-	leased, persisted, duplicates, expired, deadLettered, acked, released, ackRejected prometheus.Counter
-	errors                                                                             *prometheus.CounterVec
-	batchSeconds                                                                       prometheus.Histogram
+	leased, persisted, duplicates, expired, deadLettered, acked, released, ackRejected, storeWaits prometheus.Counter
+	errors                                                                                         *prometheus.CounterVec
+	batchSeconds                                                                                   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -72,13 +73,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		acked:        c("collector_messages_acked_total", "Messages acknowledged (deleted from the queue)."),
 		released:     c("collector_leases_released_total", "Leases released after a transient failure."),
 		ackRejected:  c("collector_acks_rejected_total", "Acks refused because the lease had expired (the rows are stored; the redelivery will be a duplicate)."),
+		storeWaits:   c("collector_store_checks_failed_total", "Store checks that failed while a worker waited for the store before leasing again."),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "collector_errors_total",
 			Help: "Failures by stage (lease, persist, ack, release)."}, []string{"stage"}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "collector_batch_duration_seconds",
 			Help: "Time to persist and ack one leased batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.expired, m.deadLettered, m.acked, m.released, m.ackRejected, m.errors, m.batchSeconds)
+		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.expired, m.deadLettered, m.acked, m.released, m.ackRejected, m.storeWaits, m.errors, m.batchSeconds)
 	}
 	return m
 }
@@ -167,6 +169,48 @@ func (c *Collector) work(ctx context.Context) {
 		case <-time.After(pause):
 		case <-ctx.Done():
 		}
+		if errors.Is(err, errPersist) && errors.Is(err, ports.ErrUnavailable) {
+			c.awaitStore(ctx, failures)
+		}
+	}
+}
+
+// errPersist marks a batch that failed in the store (not in the queue).
+var errPersist = errors.New("persist")
+
+// awaitStore holds a worker whose batch failed for a reason about the
+// database until the store answers its check again (when it has one,
+// ports.Checker: both stores do). Leasing meanwhile would store nothing and
+// only spend the messages' deliveries: the queue dead-letters a message
+// after MQ_MAX_DELIVERIES of them, and a database outage must not turn good
+// telemetry into dead letters. A message that fails while the database
+// answers (a statement timeout it causes every time) still reaches the
+// limit.
+func (c *Collector) awaitStore(ctx context.Context, pauses *backoff.ExponentialBackOff) {
+	checker, ok := c.store.(ports.Checker)
+	if !ok {
+		return
+	}
+	logged := false
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := checker.Check(cctx)
+		cancel()
+		if err == nil {
+			if logged {
+				c.log.Info("store reachable again; leasing")
+			}
+			return
+		}
+		if !logged {
+			c.log.Warn("store unavailable; not leasing until it answers", "err", err)
+			logged = true
+		}
+		c.m.storeWaits.Inc()
+		select {
+		case <-time.After(pauses.NextBackOff()):
+		case <-ctx.Done():
+		}
 	}
 }
 
@@ -197,7 +241,7 @@ func (c *Collector) ProcessOnce(ctx context.Context) (int, error) {
 		c.m.errors.WithLabelValues("persist").Inc()
 		ref.Reason = domain.TruncateReason("collector: " + err.Error())
 		c.release(bctx, ref)
-		return len(lease.Messages), fmt.Errorf("persist lease %s: %w", lease.ID, err)
+		return len(lease.Messages), fmt.Errorf("%w lease %s: %w", errPersist, lease.ID, err)
 	}
 	if err := c.q.Ack(bctx, ref); err != nil {
 		if errors.Is(err, ports.ErrLeaseExpired) {

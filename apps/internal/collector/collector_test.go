@@ -919,3 +919,45 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
+
+// checkedWriter is a writer whose store has a Check (as both real stores
+// do), failing while down is set.
+type checkedWriter struct {
+	*writer
+	down   atomic.Bool
+	checks atomic.Int64
+}
+
+func (w *checkedWriter) Check(context.Context) error {
+	w.checks.Add(1)
+	if w.down.Load() {
+		return fmt.Errorf("ping: connection refused: %w", ports.ErrUnavailable)
+	}
+	return nil
+}
+
+// After a batch fails because the database is down, a worker does not
+// lease again until the store answers its check: leasing meanwhile would
+// only spend the messages' deliveries toward the queue's delivery limit.
+func TestWaitsForTheStoreBeforeLeasingAgain(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{})
+	cw := &checkedWriter{writer: r.w}
+	cw.down.Store(true)
+	r.w.batchFailures.Store(1)
+	c := New(r.cons, cw, Config{ConsumerID: "collector-test", LeaseMax: 100, LeaseDuration: time.Minute,
+		PollInterval: 10 * time.Millisecond}, quiet, prometheus.NewPedanticRegistry())
+	ids := publish(t, r.q, goodPayloads(t, 3)...)
+	c.Start()
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+
+	require.Eventually(t, func() bool { return cw.checks.Load() >= 3 }, 10*time.Second, 5*time.Millisecond)
+	require.EqualValues(t, 1, r.cons.leases.Load(), "no lease while the store is down")
+	require.EqualValues(t, 1, r.cons.releases.Load())
+	require.Positive(t, testutil.ToFloat64(c.m.storeWaits))
+
+	cw.down.Store(false)
+	require.Eventually(t, func() bool { return len(storedIDs(t, r.store)) == len(ids) }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return r.cons.acks.Load() == 1 }, 10*time.Second, 5*time.Millisecond)
+	requireQueueEmpty(t, r.q)
+}
