@@ -8,8 +8,11 @@
 // value errors, see adapters/internal/pgdb), which is isolated by bisecting
 // the batch while the rest of it is stored. Only a failure about the
 // database (ports.ErrUnavailable: connection, 08, 40, 53, 57, …) releases
-// the lease, with the error as the release reason; the queue's delivery
-// limit (MQ_MAX_DELIVERIES) dead-letters a message that keeps failing so.
+// the lease, with the error as the release reason, and the worker then
+// waits for the store to answer its check before leasing again (an outage
+// must not spend deliveries); the queue's delivery limit
+// (MQ_MAX_DELIVERIES) dead-letters a message that keeps failing so while
+// the database answers.
 package collector
 
 import (
