@@ -65,6 +65,15 @@ podSelector:
     app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 {{- end -}}
 
+{{/* The egress rule to cluster DNS. Argument: the chart's context. */}}
+{{- define "tlib.dnsEgress" -}}
+{{- $np := include "tlib.networkPolicyValues" . | fromYaml -}}
+- to:
+    {{- toYaml $np.dns.to | nindent 4 }}
+  ports:
+    {{- toYaml $np.dns.ports | nindent 4 }}
+{{- end -}}
+
 {{/*
 The PostgreSQL peers: the CloudNativePG cluster's pods (and a CloudNativePG
 Pooler's, which carry cnpg.io/poolerName) in cnpg mode, else
@@ -127,10 +136,7 @@ spec:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   egress:
-    - to:
-        {{- toYaml $np.dns.to | nindent 8 }}
-      ports:
-        {{- toYaml $np.dns.ports | nindent 8 }}
+    {{- include "tlib.dnsEgress" $ | nindent 4 }}
     {{- if .db }}
     {{- include "tlib.databaseEgress" $ | nindent 4 }}
     {{- end }}
