@@ -36,8 +36,9 @@ GRANT SELECT, INSERT ON queue_messages TO telemetry_mqwriter;
 GRANT USAGE ON SEQUENCE queue_messages_id_seq TO telemetry_mqwriter;
 
 -- mqreader reads its partitions' messages and deletes the acked ones; the
--- queue's own dead-lettering moves messages to dead_letters.
-GRANT SELECT, UPDATE, DELETE ON queue_messages TO telemetry_mqreader;
+-- queue's own dead-lettering (issue 13) moves messages to dead_letters. If
+-- the reader comes to UPDATE messages (delivery counts), grant it here.
+GRANT SELECT, DELETE ON queue_messages TO telemetry_mqreader;
 GRANT SELECT, INSERT ON dead_letters TO telemetry_mqreader;
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO telemetry_mqreader;
 
