@@ -12,6 +12,8 @@ UMBRELLA   := $(CHARTS_DIR)/telemetry-pipeline
 CHARTS     := telemetry-lib mqwriter mqreader collector streamer apigw partition-controller telemetry-pipeline
 K8S_NS     ?= telemetry
 COMPOSE    ?= docker compose -f deployments/docker-compose.yaml
+# The queue tokens of the compose stack: generated once, kept in .local.
+COMPOSE_TOKENS := .local/compose/tokens.env
 
 # helm prints a note for every symlink it follows (charts/ and the streamer's
 # CSV); hide those, keep everything else and the exit status.
@@ -48,7 +50,11 @@ test-k8s: ## end-to-end against a real API server built from source (slow first 
 	nice -n 19 $(GO) -C tools/k8senv run . -repo $(CURDIR)
 
 up: ## docker compose: build the image and start the whole stack (needs Docker)
-	$(COMPOSE) up -d --build
+	@test -s $(COMPOSE_TOKENS) || { mkdir -p $(dir $(COMPOSE_TOKENS)) && umask 077 && \
+	  printf 'MQ_PUBLISH_TOKEN=%s\nMQ_CONSUME_TOKEN=%s\n' \
+	    "$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" "$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" > $(COMPOSE_TOKENS) && \
+	  echo "queue tokens written to $(COMPOSE_TOKENS)"; }
+	$(COMPOSE) --env-file $(COMPOSE_TOKENS) up -d --build
 
 down: ## docker compose: stop the stack and drop its volumes
 	$(COMPOSE) down -v
