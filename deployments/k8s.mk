@@ -26,7 +26,7 @@ endef
 helm: ## build (or reuse) helm from the tools module and print its version
 	@$(HELM) version
 
-helm-lint: ## lint every chart, render the umbrella (default, everything on, KEDA), package it, strict-decode the manifests, check Dockerfile and compose
+helm-lint: ## lint every chart, render the umbrella (default, everything on, KEDA), package it, strict-decode the manifests, check lookup-kept Secrets, Dockerfile and compose
 	@for c in $(CHARTS); do $(call quiet_helm,lint --strict $(CHARTS_DIR)/$$c) || exit 1; done
 	@for v in $(UMBRELLA)/ci/*-values.yaml; do $(call quiet_helm,lint --strict $(UMBRELLA) -f $$v) || exit 1; done
 	@$(call quiet_helm,template tp $(UMBRELLA) -n $(K8S_NS)) >/dev/null
@@ -34,6 +34,7 @@ helm-lint: ## lint every chart, render the umbrella (default, everything on, KED
 	@mkdir -p .local/helm && $(call quiet_helm,package -d $(CURDIR)/.local/helm $(UMBRELLA))
 	@tar -tzf .local/helm/telemetry-pipeline-*.tgz | grep -q 'charts/streamer/files/dcgm.csv' || { echo "packaged chart lacks the streamer CSV (symlink not followed)"; exit 1; }
 	$(GO) test -count=1 ./test/k8s/
+	$(GO) -C tools test -count=1 ./helmlookup/
 	$(GO) -C tools/deploytest test -count=1 ./...
 
 helm-template: ## render the umbrella chart to stdout (VALUES=file to add values)
