@@ -12,6 +12,8 @@ UMBRELLA   := $(CHARTS_DIR)/telemetry-pipeline
 CHARTS     := telemetry-lib mqwriter mqreader collector streamer apigw partition-controller telemetry-pipeline
 K8S_NS     ?= telemetry
 COMPOSE    ?= docker compose -f deployments/docker-compose.yaml
+# The queue tokens of the compose stack: generated once, kept in .local.
+COMPOSE_TOKENS := .local/compose/tokens.env
 
 # helm prints a note for every symlink it follows (charts/ and the streamer's
 # CSV); hide those, keep everything else and the exit status.
@@ -24,7 +26,7 @@ endef
 helm: ## build (or reuse) helm from the tools module and print its version
 	@$(HELM) version
 
-helm-lint: ## lint every chart, render the umbrella (default, everything on, KEDA), package it, strict-decode the manifests, check Dockerfile and compose
+helm-lint: ## lint every chart, render the umbrella (default, everything on, KEDA), package it, strict-decode the manifests, check lookup-kept Secrets, Dockerfile and compose
 	@for c in $(CHARTS); do $(call quiet_helm,lint --strict $(CHARTS_DIR)/$$c) || exit 1; done
 	@for v in $(UMBRELLA)/ci/*-values.yaml; do $(call quiet_helm,lint --strict $(UMBRELLA) -f $$v) || exit 1; done
 	@$(call quiet_helm,template tp $(UMBRELLA) -n $(K8S_NS)) >/dev/null
@@ -32,6 +34,7 @@ helm-lint: ## lint every chart, render the umbrella (default, everything on, KED
 	@mkdir -p .local/helm && $(call quiet_helm,package -d $(CURDIR)/.local/helm $(UMBRELLA))
 	@tar -tzf .local/helm/telemetry-pipeline-*.tgz | grep -q 'charts/streamer/files/dcgm.csv' || { echo "packaged chart lacks the streamer CSV (symlink not followed)"; exit 1; }
 	$(GO) test -count=1 ./test/k8s/
+	$(GO) -C tools test -count=1 ./helmlookup/
 	$(GO) -C tools/deploytest test -count=1 ./...
 
 helm-template: ## render the umbrella chart to stdout (VALUES=file to add values)
@@ -48,7 +51,11 @@ test-k8s: ## end-to-end against a real API server built from source (slow first 
 	nice -n 19 $(GO) -C tools/k8senv run . -repo $(CURDIR)
 
 up: ## docker compose: build the image and start the whole stack (needs Docker)
-	$(COMPOSE) up -d --build
+	@test -s $(COMPOSE_TOKENS) || { mkdir -p $(dir $(COMPOSE_TOKENS)) && umask 077 && \
+	  printf 'MQ_PUBLISH_TOKEN=%s\nMQ_CONSUME_TOKEN=%s\n' \
+	    "$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" "$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" > $(COMPOSE_TOKENS) && \
+	  echo "queue tokens written to $(COMPOSE_TOKENS)"; }
+	$(COMPOSE) --env-file $(COMPOSE_TOKENS) up -d --build
 
 down: ## docker compose: stop the stack and drop its volumes
 	$(COMPOSE) down -v

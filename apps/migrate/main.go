@@ -3,6 +3,8 @@
 //	migrate up          apply every pending migration
 //	migrate down [N]    revert the newest N migrations (default 1; 0 = all)
 //	migrate status      list migrations and whether each is applied
+//	migrate exec FILE…  run each SQL file in one transaction under the same
+//	                    lock (the Helm chart's grants for the apps' roles)
 //
 // It takes a PostgreSQL advisory lock, so several starters (a Helm hook Job
 // and apps with MIGRATE_ON_START) never apply a migration twice.
@@ -31,7 +33,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: migrate up | down [N] | status")
+		return fmt.Errorf("usage: migrate up | down [N] | status | exec FILE...")
 	}
 	dsn := os.Getenv("DATABASE_URL")
 	if dsn == "" {
@@ -64,8 +66,23 @@ func run(args []string) error {
 		return err
 	case "status":
 		return status(ctx, conn)
+	case "exec":
+		if len(args) < 2 {
+			return fmt.Errorf("exec: name at least one SQL file")
+		}
+		for _, name := range args[1:] {
+			script, err := os.ReadFile(name)
+			if err != nil {
+				return fmt.Errorf("exec: %w", err)
+			}
+			if err := migrations.Exec(ctx, conn, string(script)); err != nil {
+				return fmt.Errorf("exec %s: %w", name, err)
+			}
+			fmt.Printf("executed %s\n", name)
+		}
+		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want up, down or status)", args[0])
+		return fmt.Errorf("unknown command %q (want up, down, status or exec)", args[0])
 	}
 }
 

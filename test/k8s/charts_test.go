@@ -128,13 +128,15 @@ func TestChartsRenderStrictly(t *testing.T) {
 			wantHPAs:        []string{"mqwriter", "mqreader", "collector"},
 			externalSecrets: []string{"telemetry-database"}},
 		{name: "streamer alone scraping a target list", chart: "streamer",
-			args: []string{"--set", "source=scrape", "--set", "scrape.targets={10.0.0.7:9400,https://gpu-8:9400/metrics}", "--set", "scrape.interval=30s"}},
+			args:            []string{"--set", "source=scrape", "--set", "scrape.targets={10.0.0.7:9400,https://gpu-8:9400/metrics}", "--set", "scrape.interval=30s"},
+			externalSecrets: []string{"mqwriter-tokens"}},
 		{name: "streamer alone discovering in its own namespace", chart: "streamer",
-			args: []string{"--set", "source=scrape", "--set", "scrape.kubernetes.namespace=", "--set", "scrape.kubernetes.port=9400"}},
+			args:            []string{"--set", "source=scrape", "--set", "scrape.kubernetes.namespace=", "--set", "scrape.kubernetes.port=9400"},
+			externalSecrets: []string{"mqwriter-tokens"}},
 		{name: "mqwriter alone", chart: "mqwriter", externalSecrets: []string{"telemetry-database"}},
 		{name: "mqreader alone", chart: "mqreader", externalSecrets: []string{"telemetry-database"}},
-		{name: "collector alone", chart: "collector", externalSecrets: []string{"telemetry-database"}},
-		{name: "streamer alone", chart: "streamer"},
+		{name: "collector alone", chart: "collector", externalSecrets: []string{"telemetry-database", "mqreader-tokens"}},
+		{name: "streamer alone", chart: "streamer", externalSecrets: []string{"mqwriter-tokens"}},
 		{name: "apigw alone", chart: "apigw", externalSecrets: []string{"telemetry-database"}},
 		{name: "partition-controller alone", chart: "partition-controller"},
 	}
@@ -159,6 +161,9 @@ func TestChartsRenderStrictly(t *testing.T) {
 			checkStreamer(t, r)
 			checkController(t, r)
 			checkMigration(t, r)
+			checkNetworkPolicies(t, r)
+			checkTokens(t, r)
+			checkRoles(t, r)
 		})
 	}
 }
@@ -245,9 +250,7 @@ func checkWorkloads(t *testing.T, r release, externalSecrets []string) {
 			}
 			name := e.ValueFrom.SecretKeyRef.Name
 			if s, ok := r.get("Secret", name); ok {
-				sec := s.obj.(*corev1.Secret)
-				_, has := sec.StringData[e.ValueFrom.SecretKeyRef.Key]
-				require.True(t, has, "%s: secret %s has key %s", key, name, e.ValueFrom.SecretKeyRef.Key)
+				require.True(t, secretHas(s.obj.(*corev1.Secret), e.ValueFrom.SecretKeyRef.Key), "%s: secret %s has key %s", key, name, e.ValueFrom.SecretKeyRef.Key)
 			} else {
 				require.Contains(t, externalSecrets, name, "%s references secret %s that is neither rendered nor expected", key, name)
 			}
@@ -266,6 +269,14 @@ func checkWorkloads(t *testing.T, r release, externalSecrets []string) {
 					require.NotNil(t, s.ConfigMap, key)
 					_, ok := r.get("ConfigMap", s.ConfigMap.Name)
 					require.True(t, ok, "%s mounts missing ConfigMap %s", key, s.ConfigMap.Name)
+				}
+			case v.Secret != nil:
+				if s, ok := r.get("Secret", v.Secret.SecretName); ok {
+					for _, item := range v.Secret.Items {
+						require.True(t, secretHas(s.obj.(*corev1.Secret), item.Key), "%s mounts key %s that secret %s lacks", key, item.Key, v.Secret.SecretName)
+					}
+				} else {
+					require.Contains(t, externalSecrets, v.Secret.SecretName, "%s mounts secret %s that is neither rendered nor expected", key, v.Secret.SecretName)
 				}
 			default:
 				t.Fatalf("%s: unexpected volume %s", key, v.Name)
@@ -305,6 +316,31 @@ func envVar(c corev1.Container, name string) (corev1.EnvVar, bool) {
 		}
 	}
 	return corev1.EnvVar{}, false
+}
+
+// secretHas reports whether a rendered Secret holds key (data or stringData).
+func secretHas(s *corev1.Secret, key string) bool {
+	_, inData := s.Data[key]
+	_, inString := s.StringData[key]
+	return inData || inString
+}
+
+func mountOf(c corev1.Container, volume string) (corev1.VolumeMount, bool) {
+	for _, m := range c.VolumeMounts {
+		if m.Name == volume {
+			return m, true
+		}
+	}
+	return corev1.VolumeMount{}, false
+}
+
+func volumeOf(pod corev1.PodSpec, name string) (corev1.Volume, bool) {
+	for _, v := range pod.Volumes {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return corev1.Volume{}, false
 }
 
 func pick(m, keys map[string]string) map[string]string {
@@ -469,8 +505,9 @@ func checkReaders(t *testing.T, r release) {
 	require.True(t, ok)
 	require.Equal(t, "metadata.name", podName.ValueFrom.FieldRef.FieldPath)
 	env := envOf(t, r, c)
-	require.Len(t, c.VolumeMounts, 1)
-	require.Equal(t, c.VolumeMounts[0].MountPath+"/"+domain.AssignmentKey, env["PARTITIONS_FILE"])
+	mount, ok := mountOf(c, "partitions")
+	require.True(t, ok, "partitions mounted")
+	require.Equal(t, mount.MountPath+"/"+domain.AssignmentKey, env["PARTITIONS_FILE"])
 
 	cm := one[corev1.ConfigMap](r, sts.Name+"-partitions")
 	require.NotNil(t, cm, "partitions ConfigMap")
@@ -529,17 +566,20 @@ func checkStreamer(t *testing.T, r release) {
 	}
 	require.Equal(t, "csv", env["STREAMER_SOURCE"])
 	require.Nil(t, one[rbacv1.Role](r, "streamer-discovery"), "the CSV source needs no API access")
-	if len(d.Spec.Template.Spec.Volumes) == 0 {
+	csv, mounted := volumeOf(d.Spec.Template.Spec, "csv")
+	if !mounted {
 		require.Empty(t, env["STREAMER_CSV_PATH"], "csv.source=image uses the image's default path")
 		return
 	}
-	require.Equal(t, c.VolumeMounts[0].MountPath, env["STREAMER_CSV_PATH"])
+	mount, ok := mountOf(c, "csv")
+	require.True(t, ok, "csv mounted")
+	require.Equal(t, mount.MountPath, env["STREAMER_CSV_PATH"])
 	shipped, err := os.ReadFile(repoPath(t, "deployments", "data", "dcgm_metrics_20250718_134233.csv"))
 	require.NoError(t, err)
 	lines := nonEmptyLines(shipped)
 	header, rows := lines[0], lines[1:]
 	var got []string
-	for i, src := range d.Spec.Template.Spec.Volumes[0].Projected.Sources {
+	for i, src := range csv.Projected.Sources {
 		cm := one[corev1.ConfigMap](r, src.ConfigMap.Name)
 		require.NotNil(t, cm)
 		require.Len(t, cm.Data, 1)
@@ -558,7 +598,8 @@ func checkStreamer(t *testing.T, r release) {
 func checkStreamerScrape(t *testing.T, r release, d *appsv1.Deployment, env map[string]string) {
 	t.Helper()
 	pod := d.Spec.Template.Spec
-	require.Empty(t, pod.Volumes, "no CSV mounted")
+	_, mounted := volumeOf(pod, "csv")
+	require.False(t, mounted, "no CSV mounted")
 	require.Empty(t, env["STREAMER_CSV_PATH"])
 	require.EqualValues(t, 1, deref(d.Spec.Replicas, 1), "one scraping streamer")
 	require.NotEmpty(t, env["SCRAPE_INTERVAL"])
@@ -629,7 +670,27 @@ func checkMigration(t *testing.T, r release) {
 	if j == nil {
 		return
 	}
-	c := j.Spec.Template.Spec.Containers[0]
+	pod := j.Spec.Template.Spec
+	c := pod.Containers[0]
+	if len(pod.InitContainers) > 0 {
+		// Own roles per app: the schema first, then the grants, both as the owner.
+		require.Len(t, pod.InitContainers, 1)
+		require.Equal(t, []string{"/app/bin/migrate", "exec", "/etc/telemetry/grants.sql"}, c.Command)
+		m, ok := mountOf(c, "grants")
+		require.True(t, ok)
+		require.Equal(t, "/etc/telemetry", m.MountPath)
+		v, ok := volumeOf(pod, "grants")
+		require.True(t, ok)
+		cm := one[corev1.ConfigMap](r, v.ConfigMap.Name)
+		require.NotNil(t, cm, "grants ConfigMap rendered")
+		require.Equal(t, j.Annotations["helm.sh/hook"], cm.Annotations["helm.sh/hook"], "an upgrade's Job reads the new grants")
+		require.Less(t, hookWeight(t, cm.Annotations), hookWeight(t, j.Annotations))
+		grants, err := os.ReadFile(repoPath(t, "deployments", "helm", "telemetry-pipeline", "files", "grants.sql"))
+		require.NoError(t, err)
+		require.Equal(t, string(grants), cm.Data["grants.sql"])
+		require.Equal(t, c.Env, pod.InitContainers[0].Env, "both steps run as the owner")
+		c = pod.InitContainers[0]
+	}
 	require.Equal(t, []string{"/app/bin/migrate", "up"}, c.Command)
 	hook := j.Annotations["helm.sh/hook"]
 	if one[cnpgCluster](r, "tp-pg") != nil {

@@ -130,7 +130,23 @@ type cnpgCluster struct {
 			Parameters map[string]string `json:"parameters,omitempty"`
 		} `json:"postgresql"`
 		Resources corev1.ResourceRequirements `json:"resources"`
+		Managed   *struct {
+			Roles []cnpgRole `json:"roles,omitempty"`
+		} `json:"managed,omitempty"`
 	} `json:"spec"`
+}
+
+// cnpgRole is CloudNativePG's RoleConfiguration (spec.managed.roles[]).
+type cnpgRole struct {
+	Name           string `json:"name"`
+	Ensure         string `json:"ensure,omitempty"`
+	Comment        string `json:"comment,omitempty"`
+	Login          bool   `json:"login,omitempty"`
+	Inherit        *bool  `json:"inherit,omitempty"`
+	PasswordSecret *struct {
+		Name string `json:"name"`
+	} `json:"passwordSecret,omitempty"`
+	InRoles []string `json:"inRoles,omitempty"`
 }
 
 type scaledObject struct {

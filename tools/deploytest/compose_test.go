@@ -25,12 +25,19 @@ var dbApps = map[string]bool{"migrate": true, "mqwriter": true, "mqreader": true
 // defaults in the file are what is checked.
 func loadCompose(t *testing.T, content []byte) *types.Project {
 	t.Helper()
+	return loadComposeEnv(t, content, types.Mapping{})
+}
+
+// loadComposeEnv is loadCompose with the given environment (as make up's
+// --env-file supplies it).
+func loadComposeEnv(t *testing.T, content []byte, env types.Mapping) *types.Project {
+	t.Helper()
 	dir, err := filepath.Abs(repo("deployments"))
 	require.NoError(t, err)
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(dir, "docker-compose.yaml"), Content: content}},
-		Environment: types.Mapping{},
+		Environment: env,
 	}, func(o *loader.Options) { o.ResolvePaths = true })
 	require.NoError(t, err)
 	return p
@@ -95,6 +102,41 @@ func TestComposeServices(t *testing.T) {
 	require.Equal(t, "http://mqreader:"+appPorts["mqreader"], deref(p.Services["collector"].Environment["MQ_READER_URLS"]))
 	require.Equal(t, "0-255", deref(p.Services["mqreader"].Environment["PARTITIONS"]), "the only reader owns every partition")
 	require.NotNil(t, p.Services["mqreader"].StopGracePeriod, "readers drain on SIGTERM")
+}
+
+// TestComposePortsOnLoopback: every published port is bound to 127.0.0.1,
+// so the stack is reachable from this host only.
+func TestComposePortsOnLoopback(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t, composeFile(t))
+	published := 0
+	for name, s := range p.Services {
+		for _, port := range s.Ports {
+			require.Equal(t, "127.0.0.1", port.HostIP, "%s publishes %s on every interface", name, port.Published)
+			published++
+		}
+	}
+	require.Equal(t, len(appPorts)+1, published, "the apps' ports and PostgreSQL's")
+}
+
+// TestComposeQueueTokens: the queue's servers accept the tokens its clients
+// send, taken from the environment (make up's generated env file); none is
+// baked into the file, so without them the servers refuse to start.
+func TestComposeQueueTokens(t *testing.T) {
+	t.Parallel()
+	env := func(p *types.Project, svc, key string) string { return deref(p.Services[svc].Environment[key]) }
+	p := loadComposeEnv(t, composeFile(t), types.Mapping{"MQ_PUBLISH_TOKEN": "pub-token", "MQ_CONSUME_TOKEN": "con-token"})
+	require.Equal(t, "pub-token", env(p, "mqwriter", "MQ_PUBLISH_TOKENS"))
+	require.Equal(t, "pub-token", env(p, "streamer", "MQ_PUBLISH_TOKEN"))
+	require.Equal(t, "con-token", env(p, "mqreader", "MQ_CONSUME_TOKENS"))
+	require.Equal(t, "con-token", env(p, "collector", "MQ_CONSUME_TOKEN"))
+	for _, s := range p.Services {
+		require.NotEqual(t, "none", deref(s.Environment["MQ_AUTH"]), "%s: no queue without authentication", s.Name)
+	}
+	bare := loadCompose(t, composeFile(t))
+	for _, k := range [][2]string{{"mqwriter", "MQ_PUBLISH_TOKENS"}, {"mqreader", "MQ_CONSUME_TOKENS"}} {
+		require.Empty(t, env(bare, k[0], k[1]), "%s: no default token in the file", k[0])
+	}
 }
 
 // TestComposeStartOrder: PostgreSQL healthy -> migrate completed -> the

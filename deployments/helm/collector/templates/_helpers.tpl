@@ -13,4 +13,12 @@ readers that do not exist or do not answer.
 MQ_READER_URLS: {{ join "," $urls | quote }}
 QUEUE_BACKEND: postgres
 STORE_BACKEND: postgres
+{{- with (include "collector.auth" . | fromYaml).env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The consume token the collector sends, mounted from the Secret. */}}
+{{- define "collector.auth" -}}
+{{- include "tlib.tokenMount" (dict "ctx" . "scope" "consume" "role" "client") -}}
 {{- end -}}

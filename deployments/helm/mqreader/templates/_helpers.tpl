@@ -1,5 +1,13 @@
 {{- define "mqreader.envData" -}}
 PARTITIONS_FILE: /etc/mqreader/partitions.json
+{{- with (include "mqreader.auth" . | fromYaml).env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The accepted consume tokens, mounted from the Secret (tlib.tokenMount). */}}
+{{- define "mqreader.auth" -}}
+{{- include "tlib.tokenMount" (dict "ctx" . "scope" "consume" "role" "server") -}}
 {{- end -}}
 
 {{- define "mqreader.partitionsName" -}}

@@ -20,6 +20,14 @@ SCRAPE_KUBERNETES_PORT: {{ . | toString | quote }}
 {{- else if eq .Values.csv.source "configMap" }}
 STREAMER_CSV_PATH: {{ .Values.csv.mountPath | quote }}
 {{- end }}
+{{- with (include "streamer.auth" . | fromYaml).env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The publish token the streamer sends, mounted from the Secret. */}}
+{{- define "streamer.auth" -}}
+{{- include "tlib.tokenMount" (dict "ctx" . "scope" "publish" "role" "client") -}}
 {{- end -}}
 
 {{/* The namespace of the dcgm-exporter's EndpointSlices. */}}

@@ -56,13 +56,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-The Secret holding DATABASE_URL: CloudNativePG's "<release>-pg-app" (key
-uri) in cnpg mode; the umbrella's "<release>-database" (key url) when
+The Secret holding DATABASE_URL: in cnpg mode the umbrella's
+"<release>-pg-<app>" (the app's own role, key uri) with
+global.database.roles, else CloudNativePG's "<release>-pg-app" (the
+owner); the umbrella's "<release>-database" (key url) when
 global.database.url is set; else an existing Secret.
 */}}
 {{- define "tlib.databaseSecret" -}}
 {{- $db := .Values.global.database -}}
-{{- if eq $db.mode "cnpg" -}}
+{{- if and (eq $db.mode "cnpg") $db.roles -}}
+{{- printf "%s-pg-%s" .Release.Name .Chart.Name -}}
+{{- else if eq $db.mode "cnpg" -}}
 {{- printf "%s-pg-app" .Release.Name -}}
 {{- else if $db.url -}}
 {{- printf "%s-database" .Release.Name -}}
@@ -84,7 +88,9 @@ DATABASE_URL from the Secret, and MIGRATE_ON_START: the migration Job
 applies the schema before the apps start (a pre-install hook), except in
 cnpg mode, where the database only exists after install and the Job is a
 post-install hook: there the apps migrate on start too (under PostgreSQL's
-advisory lock, so concurrent starters are safe).
+advisory lock, so concurrent starters are safe), unless they log in with
+their own least-privilege roles (global.database.roles), which cannot
+change the schema: then only the Job migrates.
 */}}
 {{- define "tlib.databaseEnv" -}}
 - name: DATABASE_URL
@@ -93,7 +99,12 @@ advisory lock, so concurrent starters are safe).
       name: {{ include "tlib.databaseSecret" . }}
       key: {{ include "tlib.databaseSecretKey" . }}
 - name: MIGRATE_ON_START
-  value: {{ or (eq .Values.global.database.mode "cnpg") (not .Values.global.migrations.job) | quote }}
+  {{- $db := .Values.global.database }}
+  {{- $roles := and (eq $db.mode "cnpg") $db.roles }}
+  {{- if and $roles (not .Values.global.migrations.job) }}
+  {{- fail "global.database.roles needs global.migrations.job: the apps' roles cannot migrate" }}
+  {{- end }}
+  value: {{ and (not $roles) (or (eq $db.mode "cnpg") (not .Values.global.migrations.job)) | quote }}
 {{- end -}}
 
 {{/*
