@@ -57,6 +57,12 @@ type ClientConfig struct {
 	// Metrics, when set, receives mqhttp_client_retries_total{op,reason}:
 	// every retry, including a Lease's move to the next reader.
 	Metrics prometheus.Registerer
+	// Token, when set, is sent as Authorization: Bearer on every protocol
+	// call (not on the /readyz probes of Check, which are open): a publish
+	// token for a writer, a consume token for readers. A client that both
+	// publishes and consumes against servers that check tokens needs one
+	// token valid for both, so the apps build one client per side.
+	Token string
 }
 
 // Client implements ports.Queue over the queue protocol: Publish goes to the
@@ -70,6 +76,7 @@ type Client struct {
 	transport   *http.Transport        // the default client's transport, closed by Close; nil for a caller's client
 	policy      retry.Policy           // immutable (tests set Sleep before use); Notify is set per call
 	publishOnce bool                   // immutable
+	auth        string                 // immutable; the Authorization header, or ""
 	retries     *prometheus.CounterVec // mqhttp_client_retries_total{op,reason}
 	next        atomic.Uint64          // round-robin position of Lease
 	routes      *routeTable            // lease id → index in readers
@@ -95,6 +102,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			MaxTries: cmp.Or(max(cfg.MaxAttempts, 0), DefaultMaxAttempts),
 		},
 		publishOnce: cfg.PublishOnce,
+		auth:        bearerHeader(cfg.Token),
 		retries:     newClientRetries(cfg.Metrics),
 	}
 	if cfg.WriterURL != "" {
