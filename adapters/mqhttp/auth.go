@@ -154,11 +154,29 @@ func (s *Server) guard(scope Scope, e endpoint) endpoint {
 	}
 }
 
-// bearerHeader is the Authorization header that carries token, or "" for
-// no token.
-func bearerHeader(token string) string {
-	if token == "" {
-		return ""
+// routeAuth is the Authorization header a client sends to one route.
+type routeAuth struct {
+	path, header string
+}
+
+// routeAuths is, for every route whose scope has a token, its header.
+func routeAuths(tokens map[Scope]string) []routeAuth {
+	var out []routeAuth
+	for _, rt := range Routes() {
+		if t := tokens[rt.Scope]; t != "" {
+			out = append(out, routeAuth{path: rt.Path, header: "Bearer " + t})
+		}
 	}
-	return "Bearer " + token
+	return out
+}
+
+// authHeader is the Authorization header of a call to endpoint (a base URL
+// and a route's path), or "" when its scope has no token.
+func (c *Client) authHeader(endpoint string) string {
+	for _, a := range c.auth {
+		if strings.HasSuffix(endpoint, a.path) {
+			return a.header
+		}
+	}
+	return ""
 }

@@ -141,7 +141,7 @@ func TestAuthRefusalDeletesNothing(t *testing.T) {
 	for _, authorization := range []string{"", "Bearer " + publishToken, "Bearer guess-guess-guess-guess"} {
 		require.Contains(t, []int{401, 403}, authRequest(t, srv.URL, mqhttp.PathLease, authorization, bodyFor(mqhttp.PathLease)).status)
 	}
-	c, err := mqhttp.NewClient(mqhttp.ClientConfig{ReaderURLs: []string{srv.URL}, Token: consumeToken})
+	c, err := mqhttp.NewClient(mqhttp.ClientConfig{ReaderURLs: []string{srv.URL}, ConsumeToken: consumeToken})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	lease, err := c.Lease(t.Context(), ports.LeaseRequest{Topic: "auth", ConsumerID: "c", Max: 10, LeaseDuration: 30 * time.Second})
@@ -195,21 +195,41 @@ func TestClientSendsToken(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	srv, _ := authServer(t, auth, reg, &bytes.Buffer{})
 
-	pub, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, Token: publishToken, Metrics: reg})
+	pub, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, PublishToken: publishToken, Metrics: reg})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close() })
 	_, err = pub.Publish(t.Context(), "auth", []ports.OutgoingMessage{{Payload: []byte(`{"n":1}`)}})
 	require.NoError(t, err)
 	_, err = pub.Lease(t.Context(), ports.LeaseRequest{Topic: "auth", ConsumerID: "c", Max: 1, LeaseDuration: time.Second})
+	require.ErrorIs(t, err, ports.ErrInvalidArgument, "a client without a consume token may not lease")
+	require.ErrorContains(t, err, "401 unauthenticated")
+
+	wrong, err := mqhttp.NewClient(mqhttp.ClientConfig{ReaderURLs: []string{srv.URL}, ConsumeToken: publishToken, Metrics: reg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = wrong.Close() })
+	_, err = wrong.Lease(t.Context(), ports.LeaseRequest{Topic: "auth", ConsumerID: "c", Max: 1, LeaseDuration: time.Second})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument, "a publish token may not lease")
 	require.ErrorContains(t, err, "403 forbidden")
+	require.NotContains(t, err.Error(), publishToken)
 	require.Zero(t, testutil.CollectAndCount(reg, "mqhttp_client_retries_total"), "a refusal is not retried")
 
-	cons, err := mqhttp.NewClient(mqhttp.ClientConfig{ReaderURLs: []string{srv.URL}, Token: consumeToken})
+	cons, err := mqhttp.NewClient(mqhttp.ClientConfig{ReaderURLs: []string{srv.URL}, ConsumeToken: consumeToken})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cons.Close() })
 	lease, err := cons.Lease(t.Context(), ports.LeaseRequest{Topic: "auth", ConsumerID: "c", Max: 1, LeaseDuration: time.Second})
 	require.NoError(t, err)
 	require.Len(t, lease.Messages, 1)
 	require.NoError(t, cons.Ack(t.Context(), ports.LeaseRef{Topic: "auth", ConsumerID: "c", LeaseID: lease.ID}))
+
+	// One client with both tokens sends each with its own routes.
+	both, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL},
+		PublishToken: publishToken, ConsumeToken: consumeToken})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = both.Close() })
+	_, err = both.Publish(t.Context(), "auth", []ports.OutgoingMessage{{Payload: []byte(`{"n":2}`)}})
+	require.NoError(t, err)
+	lease, err = both.Lease(t.Context(), ports.LeaseRequest{Topic: "auth", ConsumerID: "c", Max: 1, LeaseDuration: time.Second})
+	require.NoError(t, err)
+	require.Len(t, lease.Messages, 1)
+	require.NoError(t, both.Release(t.Context(), ports.LeaseRef{Topic: "auth", ConsumerID: "c", LeaseID: lease.ID}))
 }

@@ -57,12 +57,13 @@ type ClientConfig struct {
 	// Metrics, when set, receives mqhttp_client_retries_total{op,reason}:
 	// every retry, including a Lease's move to the next reader.
 	Metrics prometheus.Registerer
-	// Token, when set, is sent as Authorization: Bearer on every protocol
-	// call (not on the /readyz probes of Check, which are open): a publish
-	// token for a writer, a consume token for readers. A client that both
-	// publishes and consumes against servers that check tokens needs one
-	// token valid for both, so the apps build one client per side.
-	Token string
+	// PublishToken and ConsumeToken, when set, are sent as Authorization:
+	// Bearer on every call of their scope: PublishToken with a publish,
+	// ConsumeToken with a lease, ack or release (the scope of each route is
+	// in Routes). The /readyz probes of Check are open and carry none.
+	// Tokens are never logged.
+	PublishToken string
+	ConsumeToken string
 }
 
 // Client implements ports.Queue over the queue protocol: Publish goes to the
@@ -76,7 +77,7 @@ type Client struct {
 	transport   *http.Transport        // the default client's transport, closed by Close; nil for a caller's client
 	policy      retry.Policy           // immutable (tests set Sleep before use); Notify is set per call
 	publishOnce bool                   // immutable
-	auth        string                 // immutable; the Authorization header, or ""
+	auth        []routeAuth            // immutable; the Authorization header of each route
 	retries     *prometheus.CounterVec // mqhttp_client_retries_total{op,reason}
 	next        atomic.Uint64          // round-robin position of Lease
 	routes      *routeTable            // lease id → index in readers
@@ -102,7 +103,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			MaxTries: cmp.Or(max(cfg.MaxAttempts, 0), DefaultMaxAttempts),
 		},
 		publishOnce: cfg.PublishOnce,
-		auth:        bearerHeader(cfg.Token),
+		auth:        routeAuths(map[Scope]string{ScopePublish: cfg.PublishToken, ScopeConsume: cfg.ConsumeToken}),
 		retries:     newClientRetries(cfg.Metrics),
 	}
 	if cfg.WriterURL != "" {

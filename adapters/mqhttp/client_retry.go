@@ -101,8 +101,8 @@ func (c *Client) post(ctx context.Context, endpoint string, body []byte, out any
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
+	if h := c.authHeader(endpoint); h != "" {
+		req.Header.Set("Authorization", h)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -27,7 +27,7 @@ func newHarness(t testing.TB) queuetest.Harness {
 	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet,
 		Auth: mqhttp.NewAuth(map[mqhttp.Scope][]string{mqhttp.ScopePublish: {conformanceToken}, mqhttp.ScopeConsume: {conformanceToken}})}).Handler())
 	t.Cleanup(srv.Close)
-	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, Token: conformanceToken})
+	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, PublishToken: conformanceToken, ConsumeToken: conformanceToken})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return queuetest.Harness{Queue: c}

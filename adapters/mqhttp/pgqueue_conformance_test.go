@@ -69,7 +69,7 @@ func newPGChainHarness(t testing.TB, wrap func(ports.Queue) ports.Queue) queuete
 		c.servers = []*httptest.Server{writer, reader}
 		t.Cleanup(writer.Close)
 		t.Cleanup(reader.Close)
-		c.client, err = mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: writer.URL, ReaderURLs: []string{reader.URL}, Token: conformanceToken})
+		c.client, err = mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: writer.URL, ReaderURLs: []string{reader.URL}, PublishToken: conformanceToken, ConsumeToken: conformanceToken})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.client.Close() })
 		return c
