@@ -27,6 +27,11 @@ type Config struct {
 	// StreamPrefix starts every stream name: <prefix>_<topic>. Letters,
 	// digits and "-" only. Default "tq".
 	StreamPrefix string
+	// User and Password, when User is set, authenticate the connection as
+	// a NATS user (natsd defines a publisher and a consumer user with
+	// permissions to match). Never logged.
+	User     string
+	Password string
 }
 
 // DefaultConfig returns the defaults listed on Config, without a URL.

@@ -288,7 +288,9 @@ func newTokens(path string) (map[string]string, error) {
 	// Remove first: WriteFile keeps the mode of a file that exists.
 	_ = os.Remove(path)
 	body := "# Queue tokens of the running `make run` (new each run). Use: . " + path + "\n" +
-		"MQ_PUBLISH_TOKEN=" + publish + "\nMQ_CONSUME_TOKEN=" + consume + "\n"
+		"MQ_PUBLISH_TOKEN=" + publish + "\nMQ_CONSUME_TOKEN=" + consume + "\n" +
+		"# QUEUE_BACKEND=nats: the same secrets are the passwords of natsd's users publisher and consumer.\n" +
+		"NATS_PUBLISHER_PASSWORD=" + publish + "\nNATS_CONSUMER_PASSWORD=" + consume + "\n"
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		return nil, fmt.Errorf("write queue tokens: %w", err)
 	}

@@ -149,21 +149,23 @@ const (
 	ConsumeToken = "stack-consume-token-0123456789abcdef"
 )
 
-// TokenEnv is the environment that gives every app the queue tokens: the
-// lists mqwriter, mqreader and the pipeline accept (each also knows the
-// other scope's, so a wrong-scope token is a 403, not a 401) and the
-// tokens the streamer and collector send.
+// TokenEnv is the environment that gives every app the queue credentials:
+// the token lists mqwriter, mqreader and the pipeline accept (each also
+// knows the other scope's, so a wrong-scope token is a 403, not a 401), the
+// tokens the streamer and collector send, and, for QUEUE_BACKEND=nats, the
+// same two secrets as the passwords of natsd's publisher and consumer users.
 func TokenEnv(publish, consume string) map[string]string {
 	return map[string]string{
 		"MQ_PUBLISH_TOKENS": publish, "MQ_CONSUME_TOKENS": consume,
 		"MQ_PUBLISH_TOKEN": publish, "MQ_CONSUME_TOKEN": consume,
+		"NATS_PUBLISHER_PASSWORD": publish, "NATS_CONSUMER_PASSWORD": consume,
 	}
 }
 
 // withDefaultTokens is env with TokenEnv(PublishToken, ConsumeToken) under
 // it: a variable env sets, or whose _FILE variant it sets, is env's.
 func withDefaultTokens(env map[string]string) map[string]string {
-	out := make(map[string]string, len(env)+4)
+	out := make(map[string]string, len(env)+6)
 	for k, v := range TokenEnv(PublishToken, ConsumeToken) {
 		_, set := env[k]
 		_, file := env[k+"_FILE"]

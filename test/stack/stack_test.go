@@ -47,10 +47,12 @@ func TestDefaultTokens(t *testing.T) {
 	t.Parallel()
 	got := withDefaultTokens(map[string]string{"MQ_CONSUME_TOKEN": "mine-mine-mine-mine", "MQ_PUBLISH_TOKENS_FILE": "/run/tokens", "X": "y"})
 	require.Equal(t, map[string]string{
-		"MQ_CONSUME_TOKEN":       "mine-mine-mine-mine",
-		"MQ_PUBLISH_TOKENS_FILE": "/run/tokens",
-		"MQ_PUBLISH_TOKEN":       PublishToken,
-		"MQ_CONSUME_TOKENS":      ConsumeToken,
-		"X":                      "y",
+		"MQ_CONSUME_TOKEN":        "mine-mine-mine-mine",
+		"MQ_PUBLISH_TOKENS_FILE":  "/run/tokens",
+		"MQ_PUBLISH_TOKEN":        PublishToken,
+		"MQ_CONSUME_TOKENS":       ConsumeToken,
+		"NATS_PUBLISHER_PASSWORD": PublishToken,
+		"NATS_CONSUMER_PASSWORD":  ConsumeToken,
+		"X":                       "y",
 	}, got)
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"go.uber.org/fx"
@@ -48,7 +47,7 @@ func (s tokenSource) tokens() ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.fileVar, err)
 		}
-		out = append(out, tokenLines(b)...)
+		out = append(out, platform.SecretLines(b)...)
 	}
 	for _, t := range out {
 		if len(t) < mqhttp.MinTokenLength {
@@ -56,18 +55,6 @@ func (s tokenSource) tokens() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// tokenLines are a token file's tokens: one a line, blank lines and #
-// comments ignored.
-func tokenLines(b []byte) []string {
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			out = append(out, line)
-		}
-	}
-	return out
 }
 
 // serverTokens reads the queue server's token sources (MQ_AUTH,
@@ -190,27 +177,4 @@ func (w *tokenWatcher) snapshot() []byte {
 		b.WriteByte(0)
 	}
 	return b.Bytes()
-}
-
-// clientToken reads a client's token: the variable, or the file named by
-// the file variable (its one token). Both set is an error.
-func clientToken(env *platform.Env, varName, value, fileVar, file string) string {
-	switch {
-	case value != "" && file != "":
-		env.Fail(fmt.Errorf("%s and %s are both set; set one", varName, fileVar))
-		return ""
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			env.Fail(fmt.Errorf("%s: %w", fileVar, err))
-			return ""
-		}
-		lines := tokenLines(b)
-		if len(lines) != 1 {
-			env.Fail(fmt.Errorf("%s=%s: want exactly one token, found %d", fileVar, file, len(lines)))
-			return ""
-		}
-		return lines[0]
-	}
-	return value
 }

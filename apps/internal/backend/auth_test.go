@@ -186,15 +186,15 @@ func TestClientTokens(t *testing.T) {
 		{name: "both set", env: map[string]string{"MQ_PUBLISH_TOKEN": tokA, "MQ_PUBLISH_TOKEN_FILE": file},
 			errSubstr: "MQ_PUBLISH_TOKEN and MQ_PUBLISH_TOKEN_FILE are both set"},
 		{name: "two tokens in the file", env: map[string]string{"MQ_CONSUME_TOKEN_FILE": two},
-			errSubstr: "want exactly one token, found 2"},
+			errSubstr: "want exactly one secret, found 2"},
 		{name: "none: sends none", env: map[string]string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			env := platform.NewEnvFrom(tt.env)
-			pub := clientToken(env, "MQ_PUBLISH_TOKEN", env.String("MQ_PUBLISH_TOKEN", ""), "MQ_PUBLISH_TOKEN_FILE", env.String("MQ_PUBLISH_TOKEN_FILE", ""))
-			cons := clientToken(env, "MQ_CONSUME_TOKEN", env.String("MQ_CONSUME_TOKEN", ""), "MQ_CONSUME_TOKEN_FILE", env.String("MQ_CONSUME_TOKEN_FILE", ""))
+			pub := env.Secret("MQ_PUBLISH_TOKEN", env.String("MQ_PUBLISH_TOKEN", ""), "MQ_PUBLISH_TOKEN_FILE", env.String("MQ_PUBLISH_TOKEN_FILE", ""))
+			cons := env.Secret("MQ_CONSUME_TOKEN", env.String("MQ_CONSUME_TOKEN", ""), "MQ_CONSUME_TOKEN_FILE", env.String("MQ_CONSUME_TOKEN_FILE", ""))
 			if tt.errSubstr != "" {
 				require.ErrorContains(t, env.Err(), tt.errSubstr)
 				return

@@ -42,7 +42,7 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 		noAuth := env.OneOf("MQ_AUTH", AuthToken, AuthToken, AuthNone) == AuthNone
 		var missing []string
 		if writer {
-			cfg.PublishToken = clientToken(env, "MQ_PUBLISH_TOKEN", env.String("MQ_PUBLISH_TOKEN", ""),
+			cfg.PublishToken = env.Secret("MQ_PUBLISH_TOKEN", env.String("MQ_PUBLISH_TOKEN", ""),
 				"MQ_PUBLISH_TOKEN_FILE", env.String("MQ_PUBLISH_TOKEN_FILE", ""))
 			if cfg.PublishToken == "" {
 				missing = append(missing, "MQ_PUBLISH_TOKEN[_FILE]")
@@ -55,7 +55,7 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 		}
 		if readers {
 			cfg.ReaderURLs = env.List("MQ_READER_URLS", []string{"http://127.0.0.1:8082"})
-			cfg.ConsumeToken = clientToken(env, "MQ_CONSUME_TOKEN", env.String("MQ_CONSUME_TOKEN", ""),
+			cfg.ConsumeToken = env.Secret("MQ_CONSUME_TOKEN", env.String("MQ_CONSUME_TOKEN", ""),
 				"MQ_CONSUME_TOKEN_FILE", env.String("MQ_CONSUME_TOKEN_FILE", ""))
 			if cfg.ConsumeToken == "" {
 				missing = append(missing, "MQ_CONSUME_TOKEN[_FILE]")
@@ -76,7 +76,7 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 			fx.Provide(platform.AsCheck(func(c *mqhttp.Client) platform.Check { return platform.CheckOf("queue", c) })),
 		)
 	case QueueNATS:
-		return natsQueue(env)
+		return natsQueue(env, writer)
 	case QueueMemory:
 		return memory.QueueModule
 	default:
@@ -182,7 +182,7 @@ func InProcess(env *platform.Env, writer pgqueue.WriterConfig, reader pgqueue.Re
 		return fx.Options(store, fx.Supply(writer, reader), pgqueue.Module,
 			fx.Provide(platform.AsCheck(func(q *pgqueue.Queue) platform.Check { return platform.CheckOf("queue", q) })))
 	case QueueNATS:
-		return fx.Options(store, natsQueue(env))
+		return fx.Options(store, natsQueue(env, true))
 	case QueueMemory:
 		return fx.Options(store, memory.QueueModule)
 	default:
