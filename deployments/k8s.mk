@@ -47,8 +47,13 @@ test-deploy: ## Dockerfile lint (BuildKit's checks) and compose validation (comp
 test-k8s: ## end-to-end against a real API server built from source (slow first build)
 	nice -n 19 $(GO) -C tools/k8senv run . -repo $(CURDIR)
 
-up: ## docker compose: build the image and start the whole stack (needs Docker)
-	$(COMPOSE) up -d --build
+COMPOSE_TOKENS := .local/run/compose-tokens.env
+
+up: ## docker compose: build the image and start the whole stack (needs Docker); queue tokens in .local/run/compose-tokens.env
+	@mkdir -p $(dir $(COMPOSE_TOKENS)) && [ -s $(COMPOSE_TOKENS) ] || ( umask 077; \
+	  tok() { head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }; \
+	  printf 'MQ_PUBLISH_TOKEN=%s\nMQ_CONSUME_TOKEN=%s\n' "$$(tok)" "$$(tok)" > $(COMPOSE_TOKENS) )
+	$(COMPOSE) --env-file $(COMPOSE_TOKENS) up -d --build
 
 down: ## docker compose: stop the stack and drop its volumes
-	$(COMPOSE) down -v
+	$(COMPOSE) $(if $(wildcard $(COMPOSE_TOKENS)),--env-file $(COMPOSE_TOKENS)) down -v
