@@ -13,7 +13,6 @@ CHARTS     := telemetry-lib mqwriter mqreader collector streamer apigw partition
 K8S_NS     ?= telemetry
 COMPOSE    ?= docker compose -f deployments/docker-compose.yaml
 # The queue tokens of the compose stack: generated once, kept in .local.
-COMPOSE_TOKENS := .local/compose/tokens.env
 
 # helm prints a note for every symlink it follows (charts/ and the streamer's
 # CSV); hide those, keep everything else and the exit status.
@@ -50,12 +49,13 @@ test-deploy: ## Dockerfile lint (BuildKit's checks) and compose validation (comp
 test-k8s: ## end-to-end against a real API server built from source (slow first build)
 	nice -n 19 $(GO) -C tools/k8senv run . -repo $(CURDIR)
 
-up: ## docker compose: build the image and start the whole stack (needs Docker)
-	@test -s $(COMPOSE_TOKENS) || { mkdir -p $(dir $(COMPOSE_TOKENS)) && umask 077 && \
-	  printf 'MQ_PUBLISH_TOKEN=%s\nMQ_CONSUME_TOKEN=%s\n' \
-	    "$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" "$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" > $(COMPOSE_TOKENS) && \
-	  echo "queue tokens written to $(COMPOSE_TOKENS)"; }
+COMPOSE_TOKENS := .local/run/compose-tokens.env
+
+up: ## docker compose: build the image and start the whole stack (needs Docker); queue tokens in .local/run/compose-tokens.env
+	@mkdir -p $(dir $(COMPOSE_TOKENS)) && [ -s $(COMPOSE_TOKENS) ] || ( umask 077; \
+	  tok() { head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }; \
+	  printf 'MQ_PUBLISH_TOKEN=%s\nMQ_CONSUME_TOKEN=%s\n' "$$(tok)" "$$(tok)" > $(COMPOSE_TOKENS) )
 	$(COMPOSE) --env-file $(COMPOSE_TOKENS) up -d --build
 
 down: ## docker compose: stop the stack and drop its volumes
-	$(COMPOSE) down -v
+	$(COMPOSE) $(if $(wildcard $(COMPOSE_TOKENS)),--env-file $(COMPOSE_TOKENS)) down -v

@@ -57,6 +57,13 @@ type ClientConfig struct {
 	// Metrics, when set, receives mqhttp_client_retries_total{op,reason}:
 	// every retry, including a Lease's move to the next reader.
 	Metrics prometheus.Registerer
+	// PublishToken and ConsumeToken, when set, are sent as Authorization:
+	// Bearer on every call of their scope: PublishToken with a publish,
+	// ConsumeToken with a lease, ack or release (the scope of each route is
+	// in Routes). The /readyz probes of Check are open and carry none.
+	// Tokens are never logged.
+	PublishToken string
+	ConsumeToken string
 }
 
 // Client implements ports.Queue over the queue protocol: Publish goes to the
@@ -70,6 +77,7 @@ type Client struct {
 	transport   *http.Transport        // the default client's transport, closed by Close; nil for a caller's client
 	policy      retry.Policy           // immutable (tests set Sleep before use); Notify is set per call
 	publishOnce bool                   // immutable
+	auth        []routeAuth            // immutable; the Authorization header of each route
 	retries     *prometheus.CounterVec // mqhttp_client_retries_total{op,reason}
 	next        atomic.Uint64          // round-robin position of Lease
 	routes      *routeTable            // lease id → index in readers
@@ -95,6 +103,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			MaxTries: cmp.Or(max(cfg.MaxAttempts, 0), DefaultMaxAttempts),
 		},
 		publishOnce: cfg.PublishOnce,
+		auth:        routeAuths(map[Scope]string{ScopePublish: cfg.PublishToken, ScopeConsume: cfg.ConsumeToken}),
 		retries:     newClientRetries(cfg.Metrics),
 	}
 	if cfg.WriterURL != "" {

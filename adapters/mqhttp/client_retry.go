@@ -101,6 +101,9 @@ func (c *Client) post(ctx context.Context, endpoint string, body []byte, out any
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	if h := c.authHeader(endpoint); h != "" {
+		req.Header.Set("Authorization", h)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return transportError{err}
@@ -154,8 +157,8 @@ func (e *ResponseError) Error() string {
 	return fmt.Sprintf("http %d %s: %s", e.Status, code, e.Message)
 }
 
-// Unwrap returns the ports sentinel of the status: 400, 413, 415 and other
-// 4xx are ErrInvalidArgument, 404 ErrNotFound, 409 ErrLeaseExpired, 429
+// Unwrap returns the ports sentinel of the status: 400, 401, 403, 413, 415
+// and other 4xx are ErrInvalidArgument (a wrong token is not retried), 404 ErrNotFound, 409 ErrLeaseExpired, 429
 // ErrBackpressure, 5xx ErrUnavailable. A remote 503 "closed" (a draining
 // reader) is ErrUnavailable too, not ErrClosed: this client is not closed.
 func (e *ResponseError) Unwrap() error {

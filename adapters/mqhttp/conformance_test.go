@@ -12,6 +12,11 @@ import (
 	"github.com/gpufleet/telemetry/test/contract/queuetest"
 )
 
+// conformanceToken is the token of the conformance chains: the suite runs
+// with authentication on, as the apps do. One client publishes and
+// consumes, so the server lists the token in both scopes.
+const conformanceToken = "conformance-token-0123456789abcdef"
+
 // newHarness is Client → HTTP (loopback) → Server → memory queue.
 func newHarness(t testing.TB) queuetest.Harness {
 	t.Helper()
@@ -19,9 +24,10 @@ func newHarness(t testing.TB) queuetest.Harness {
 	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second, Logger: quiet})
 	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
-	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet}).Handler())
+	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet,
+		Auth: mqhttp.NewAuth(map[mqhttp.Scope][]string{mqhttp.ScopePublish: {conformanceToken}, mqhttp.ScopeConsume: {conformanceToken}})}).Handler())
 	t.Cleanup(srv.Close)
-	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}})
+	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, PublishToken: conformanceToken, ConsumeToken: conformanceToken})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return queuetest.Harness{Queue: c, DeadLetters: q}

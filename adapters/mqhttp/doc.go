@@ -30,9 +30,26 @@
 // 1 ≤ lease_seconds ≤ 3600; 1 to 10000 messages per publish, each with a
 // non-null payload. More than 10000 messages is a 413, like an oversized body.
 //
+// # Authentication
+//
+// With ServerOptions.Auth set (the apps always set it unless MQ_AUTH=none)
+// every route needs Authorization: Bearer <token> with a token of the
+// route's scope: publish for /v1/publish, consume for /v1/lease, /v1/ack and
+// /v1/release (Routes lists them; the scope is a property of the route
+// table, so a new route gets one where it is added). The check comes before
+// the body is read. A missing token is a 401 with WWW-Authenticate: Bearer
+// realm="telemetry-queue", an unknown one a 401 with error="invalid_token",
+// a token of the other scope a 403 with error="insufficient_scope"; each is
+// counted in mqhttp_auth_refusals_total{reason="missing|invalid|wrong_scope"}.
+// Tokens are compared in constant time with every configured token and are
+// never logged. A route of the side a server does not serve answers its 404
+// without a token. ClientConfig.Token sends the token on every call.
+//
 // Errors are {"error":{"code":"…","message":"…"}} with a stable code:
 //
 //	400 invalid_argument        malformed or out-of-range request (ports.ErrInvalidArgument)
+//	401 unauthenticated         no bearer token, or one no scope lists
+//	403 forbidden               a token of the other scope (publish token on lease, …)
 //	404 not_found               unknown route, a side this server does not serve, or a topic
 //	                            outside ServerOptions.Topics (mqwriter's and mqreader's QUEUE_TOPICS)
 //	405 method_not_allowed      not a POST

@@ -14,6 +14,8 @@ import (
 const (
 	CodeInvalidArgument      = "invalid_argument"
 	CodeNotFound             = "not_found"
+	CodeUnauthenticated      = "unauthenticated"
+	CodeForbidden            = "forbidden"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeLeaseExpired         = "lease_expired"
 	CodePayloadTooLarge      = "payload_too_large"

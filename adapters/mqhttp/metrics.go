@@ -13,9 +13,10 @@ import (
 type serverMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	refusals *prometheus.CounterVec
 }
 
-func newServerMetrics(reg prometheus.Registerer, log *slog.Logger) serverMetrics {
+func newServerMetrics(reg prometheus.Registerer, log *slog.Logger, auth bool) serverMetrics {
 	m := serverMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqhttp_requests_total",
@@ -28,11 +29,25 @@ func newServerMetrics(reg prometheus.Registerer, log *slog.Logger) serverMetrics
 			// group-committed publish waits for PostgreSQL.
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"route"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqhttp_auth_refusals_total",
+			Help: "Queue protocol requests refused by authentication, by reason: missing or invalid token (401), token of the wrong scope (403).",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m
 	}
 	var err error
+	if auth {
+		if m.refusals, err = register(reg, m.refusals); err != nil {
+			log.Warn("mqhttp: register metric", slog.String("metric", "mqhttp_auth_refusals_total"), slog.Any("error", err))
+		}
+		// Every reason is exposed from the start, so an alert on a rate
+		// has a series to read before the first refusal.
+		for _, reason := range []string{RefusalMissing, RefusalInvalid, RefusalWrongScope} {
+			m.refusals.WithLabelValues(reason)
+		}
+	}
 	if m.requests, err = register(reg, m.requests); err != nil {
 		log.Warn("mqhttp: register metric", slog.String("metric", "mqhttp_requests_total"), slog.Any("error", err))
 	}
@@ -61,4 +76,8 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 func (m serverMetrics) observe(route string, status int, elapsed time.Duration) {
 	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+}
+
+func (m serverMetrics) refused(reason string) {
+	m.refusals.WithLabelValues(reason).Inc()
 }

@@ -60,12 +60,16 @@ func newPGChainHarness(t testing.TB, wrap func(ports.Queue) ports.Queue) queuete
 		if wrap != nil {
 			c.served = wrap(q)
 		}
-		writer := httptest.NewServer(mqhttp.NewServer(c.served, nil, mqhttp.ServerOptions{Logger: quiet}).Handler())
-		reader := httptest.NewServer(mqhttp.NewServer(nil, c.served, mqhttp.ServerOptions{Logger: quiet}).Handler())
+		// Authentication on, as in the apps: the writer knows only publish
+		// tokens and the reader only consume tokens.
+		writer := httptest.NewServer(mqhttp.NewServer(c.served, nil, mqhttp.ServerOptions{Logger: quiet,
+			Auth: mqhttp.NewAuth(map[mqhttp.Scope][]string{mqhttp.ScopePublish: {conformanceToken}})}).Handler())
+		reader := httptest.NewServer(mqhttp.NewServer(nil, c.served, mqhttp.ServerOptions{Logger: quiet,
+			Auth: mqhttp.NewAuth(map[mqhttp.Scope][]string{mqhttp.ScopeConsume: {conformanceToken}})}).Handler())
 		c.servers = []*httptest.Server{writer, reader}
 		t.Cleanup(writer.Close)
 		t.Cleanup(reader.Close)
-		c.client, err = mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: writer.URL, ReaderURLs: []string{reader.URL}})
+		c.client, err = mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: writer.URL, ReaderURLs: []string{reader.URL}, PublishToken: conformanceToken, ConsumeToken: conformanceToken})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.client.Close() })
 		return c

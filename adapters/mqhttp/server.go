@@ -41,6 +41,11 @@ type ServerOptions struct {
 	// consume nor make a reader start serving topics that do not exist.
 	// Empty serves every valid topic name.
 	Topics []string
+	// Auth, when set, requires a bearer token of each route's scope (see
+	// Routes); /healthz, /readyz and /metrics are the apps' and stay open.
+	// Nil serves the protocol without authentication: the apps always set
+	// it unless MQ_AUTH=none, and in-process tests leave it nil.
+	Auth *Auth
 }
 
 // Server answers the queue protocol over a Publisher and a Consumer. Either
@@ -53,6 +58,7 @@ type Server struct {
 	log     *slog.Logger
 	maxBody int64
 	topics  map[string]struct{} // immutable; nil serves every topic
+	auth    *Auth               // nil: no authentication
 	metrics serverMetrics
 }
 
@@ -79,7 +85,8 @@ func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Se
 		log:     log,
 		maxBody: maxBody,
 		topics:  topics,
-		metrics: newServerMetrics(opts.Registerer, log),
+		auth:    opts.Auth,
+		metrics: newServerMetrics(opts.Registerer, log, opts.Auth != nil),
 	}
 }
 
@@ -116,13 +123,51 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
+// Route is one route of the protocol and the scope a token needs for it.
+type Route struct {
+	Path  string
+	Scope Scope
+}
+
+// Routes lists the protocol's routes with their scopes: what the server
+// registers, for tests and documentation.
+func Routes() []Route {
+	var s Server // its table needs no state: the endpoints are not called
+	table := s.routeTable()
+	out := make([]Route, len(table))
+	for i, rt := range table {
+		out[i] = Route{Path: rt.path, Scope: rt.scope}
+	}
+	return out
+}
+
+// queueRoute is one entry of the route table. The scope a token needs is a
+// property of the route, so a new route is added, with its scope, here and
+// only here.
+type queueRoute struct {
+	path   string
+	name   string // the route label of the metrics
+	scope  Scope
+	served bool // false: this server does not serve the route's side (404)
+	e      endpoint
+}
+
+// routeTable is every route of the protocol.
+func (s *Server) routeTable() []queueRoute {
+	return []queueRoute{
+		{path: PathPublish, name: "publish", scope: ScopePublish, served: s.pub != nil, e: s.publish},
+		{path: PathLease, name: "lease", scope: ScopeConsume, served: s.cons != nil, e: s.lease},
+		{path: PathAck, name: "ack", scope: ScopeConsume, served: s.cons != nil, e: s.ack},
+		{path: PathRelease, name: "release", scope: ScopeConsume, served: s.cons != nil, e: s.release},
+	}
+}
+
 // Register adds the protocol's routes to r. When r has no NotFoundHandler or
 // MethodNotAllowedHandler yet, it installs ones that answer in JSON.
 func (s *Server) Register(r *mux.Router) {
-	s.route(r, PathPublish, "publish", s.pub != nil, s.publish)
-	s.route(r, PathLease, "lease", s.cons != nil, s.lease)
-	s.route(r, PathAck, "ack", s.cons != nil, s.ack)
-	s.route(r, PathRelease, "release", s.cons != nil, s.release)
+	for _, rt := range s.routeTable() {
+		s.route(r, rt)
+	}
 	if r.NotFoundHandler == nil {
 		r.NotFoundHandler = s.handle("unmatched", func(http.ResponseWriter, *http.Request) (any, error) {
 			return nil, &protocolError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"}
@@ -136,17 +181,19 @@ func (s *Server) Register(r *mux.Router) {
 	}
 }
 
-// route registers one endpoint, or, when its side is not served, a JSON 404
-// for any method so a misrouted client learns why.
-func (s *Server) route(r *mux.Router, path, name string, served bool, e endpoint) {
-	if !served {
-		r.Handle(path, s.handle(name, func(http.ResponseWriter, *http.Request) (any, error) {
+// route registers one endpoint behind its scope's token check, or, when its
+// side is not served, a JSON 404 for any method so a misrouted client learns
+// why (that answer reveals nothing and touches no message, so it needs no
+// token).
+func (s *Server) route(r *mux.Router, rt queueRoute) {
+	if !rt.served {
+		r.Handle(rt.path, s.handle(rt.name, func(http.ResponseWriter, *http.Request) (any, error) {
 			return nil, &protocolError{status: http.StatusNotFound, code: CodeNotFound,
-				message: name + " is not served here (this is the queue's " + s.side() + " side)"}
+				message: rt.name + " is not served here (this is the queue's " + s.side() + " side)"}
 		}))
 		return
 	}
-	r.Handle(path, s.handle(name, e)).Methods(http.MethodPost)
+	r.Handle(rt.path, s.handle(rt.name, s.guard(rt.scope, rt.e))).Methods(http.MethodPost)
 }
 
 func (s *Server) side() string {

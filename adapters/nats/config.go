@@ -34,6 +34,11 @@ type Config struct {
 	// topic's dead-letter stream instead of being leased. Zero means
 	// domain.DefaultMaxDeliveries; bounds are domain.MaxDeliveriesOf's.
 	MaxDeliveries int
+	// User and Password, when User is set, authenticate the connection as
+	// a NATS user (natsd defines a publisher and a consumer user with
+	// permissions to match). Never logged.
+	User     string
+	Password string
 }
 
 // DefaultConfig returns the defaults listed on Config, without a URL.

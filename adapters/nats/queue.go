@@ -70,7 +70,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		logger = slog.Default()
 	}
 	log := logger.With("component", "nats.queue")
-	nc, err := natsgo.Connect(cfg.URL,
+	opts := []natsgo.Option{
 		natsgo.Name("gpufleet-telemetry-queue"),
 		natsgo.RetryOnFailedConnect(true),
 		natsgo.MaxReconnects(-1),
@@ -85,7 +85,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		natsgo.ReconnectHandler(func(c *natsgo.Conn) {
 			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
 		}),
-	)
+	}
+	if cfg.User != "" {
+		opts = append(opts, natsgo.UserInfo(cfg.User, cfg.Password))
+	}
+	nc, err := natsgo.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}

@@ -58,8 +58,8 @@ func TestAssignmentChangeIsReported(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), domain.AssignmentKey)
 	writeAssignment(t, path, 1)
-	base := apptest.Start(t, options, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t),
-		"PARTITIONS_FILE": path, "POD_NAME": "mqreader-0", "PARTITIONS_WATCH_INTERVAL_MS": "20"})
+	base := apptest.Start(t, options, apptest.WithTokens(map[string]string{"DATABASE_URL": pgtest.NewDatabase(t),
+		"PARTITIONS_FILE": path, "POD_NAME": "mqreader-0", "PARTITIONS_WATCH_INTERVAL_MS": "20"}))
 	stale := func() string {
 		_, body := apptest.Fetch(t, http.MethodGet, base+"/metrics", "")
 		for _, line := range strings.Split(body, "\n") {

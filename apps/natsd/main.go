@@ -11,6 +11,15 @@
 //	HTTP_ADDR       GET /healthz (alive) and /readyz (accepting clients with
 //	                JetStream) (default :8086)
 //	LOG_LEVEL       debug, info, warn or error (default info); logs are JSON
+//	NATS_PUBLISHER_USER, NATS_PUBLISHER_PASSWORD[_FILE]
+//	                the publisher user (default name "publisher"): may publish
+//	                to the topics' subjects (QUEUE_TOPICS, default telemetry:
+//	                "telemetry.*") and set their streams up; may not pull or ack
+//	NATS_CONSUMER_USER, NATS_CONSUMER_PASSWORD[_FILE]
+//	                the consumer user (default "consumer"): may set the streams
+//	                up, pull, ack and nak; may not publish to the topics
+//	MQ_AUTH         none: no users, every client may do anything (a warning
+//	                is logged); without it both passwords are required
 //
 // JetStream fsyncs every write before acknowledging it (SyncAlways, i.e.
 // sync_interval: always), so a publish or ack the server confirmed survives a
@@ -49,6 +58,15 @@ type config struct {
 	StoreDir string
 	HTTPAddr string
 	LogLevel string
+	// Users are the publisher and consumer users; none with MQ_AUTH=none.
+	Users []user
+}
+
+// user is one NATS user and its role.
+type user struct {
+	Name, Password string
+	Publisher      bool     // the publisher's permissions, else the consumer's
+	Topics         []string // the queue topics whose subjects a publisher may publish to
 }
 
 // Timeouts of natsd's start and stop.
@@ -92,7 +110,63 @@ func loadConfig(env *platform.Env) config {
 		return cfg
 	}
 	cfg.Host, cfg.Port = host, n
+	cfg.Users = loadUsers(env)
 	return cfg
+}
+
+// loadUsers reads the publisher and consumer users; both passwords are
+// required unless MQ_AUTH=none.
+func loadUsers(env *platform.Env) []user {
+	if env.OneOf("MQ_AUTH", "token", "token", "none") == "none" {
+		return nil
+	}
+	topics := env.List("QUEUE_TOPICS", []string{"telemetry"})
+	pub := user{Name: env.String("NATS_PUBLISHER_USER", "publisher"), Publisher: true, Topics: topics,
+		Password: env.Secret("NATS_PUBLISHER_PASSWORD", env.String("NATS_PUBLISHER_PASSWORD", ""),
+			"NATS_PUBLISHER_PASSWORD_FILE", env.String("NATS_PUBLISHER_PASSWORD_FILE", ""))}
+	cons := user{Name: env.String("NATS_CONSUMER_USER", "consumer"),
+		Password: env.Secret("NATS_CONSUMER_PASSWORD", env.String("NATS_CONSUMER_PASSWORD", ""),
+			"NATS_CONSUMER_PASSWORD_FILE", env.String("NATS_CONSUMER_PASSWORD_FILE", ""))}
+	if pub.Password == "" || cons.Password == "" {
+		env.Fail(errors.New("NATS_PUBLISHER_PASSWORD[_FILE] and NATS_CONSUMER_PASSWORD[_FILE] are required (or set MQ_AUTH=none to run NATS without users)"))
+		return nil
+	}
+	if pub.Name == cons.Name {
+		env.Fail(fmt.Errorf("NATS_PUBLISHER_USER and NATS_CONSUMER_USER are both %q; each role needs its own user", pub.Name))
+		return nil
+	}
+	return []user{pub, cons}
+}
+
+// jetStreamSetUp is what both roles publish to set a topic up (the queue
+// adapter creates or updates the topic's stream and durable consumer on
+// first use, from either side) and to check JetStream.
+func jetStreamSetUp() []string {
+	return []string{
+		"$JS.API.INFO",
+		"$JS.API.STREAM.CREATE.*", "$JS.API.STREAM.UPDATE.*", "$JS.API.STREAM.INFO.*",
+		"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>", "$JS.API.CONSUMER.INFO.>",
+	}
+}
+
+// permissions are u's: a publisher may publish to its topics' subjects
+// ("<topic>.*", one per partition) and set streams up; a consumer may set
+// streams up, pull ($JS.API.CONSUMER.MSG.NEXT) and ack, nak or extend
+// ($JS.ACK). Neither may delete or purge a stream or a message. Both
+// receive replies on _INBOX.>.
+func (u user) permissions() *server.Permissions {
+	allow := jetStreamSetUp()
+	if u.Publisher {
+		for _, t := range u.Topics {
+			allow = append(allow, t+".*")
+		}
+	} else {
+		allow = append(allow, "$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>")
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: allow},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
 }
 
 // serverOptions are the NATS server's options: JetStream with an fsync per
@@ -102,7 +176,7 @@ func serverOptions(cfg config) *server.Options {
 	if port == 0 {
 		port = server.RANDOM_PORT // to nats-server, 0 means its default, 4222
 	}
-	return &server.Options{
+	opts := &server.Options{
 		ServerName: "natsd",
 		Host:       cfg.Host,
 		Port:       port,
@@ -112,6 +186,10 @@ func serverOptions(cfg config) *server.Options {
 		HTTPPort:   0,
 		NoSigs:     true,
 	}
+	for _, u := range cfg.Users {
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.permissions()})
+	}
+	return opts
 }
 
 // run serves NATS and HTTP until ctx ends or the HTTP server fails, then
@@ -142,8 +220,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, ready func(natsUR
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 
+	if len(cfg.Users) == 0 {
+		logger.Warn("MQ_AUTH=none: NATS runs without users; any client may publish, consume and delete")
+	}
 	logger.Info("natsd ready", "nats_url", ns.ClientURL(), "store_dir", cfg.StoreDir,
-		"http_addr", ln.Addr().String(), "sync_always", true)
+		"http_addr", ln.Addr().String(), "sync_always", true, "users", len(cfg.Users))
 	if ready != nil {
 		ready(ns.ClientURL(), ln.Addr().String())
 	}

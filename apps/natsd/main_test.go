@@ -12,7 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/adapters/nats"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -23,11 +26,18 @@ func TestLoadConfig(t *testing.T) {
 		want    config
 		wantErr string
 	}{
-		{"defaults", nil,
+		{"defaults", map[string]string{"MQ_AUTH": "none"},
 			config{Host: "127.0.0.1", Port: 4223, StoreDir: ".local/nats", HTTPAddr: ":8086", LogLevel: "info"}, ""},
-		{"set", map[string]string{"NATS_ADDR": "0.0.0.0:4333", "NATS_STORE_DIR": "/data", "HTTP_ADDR": ":9", "LOG_LEVEL": "debug"},
+		{"set", map[string]string{"NATS_ADDR": "0.0.0.0:4333", "NATS_STORE_DIR": "/data", "HTTP_ADDR": ":9", "LOG_LEVEL": "debug", "MQ_AUTH": "none"},
 			config{Host: "0.0.0.0", Port: 4333, StoreDir: "/data", HTTPAddr: ":9", LogLevel: "debug"}, ""},
-		{"no port", map[string]string{"NATS_ADDR": "127.0.0.1"}, config{}, "NATS_ADDR"},
+		{"users", map[string]string{"NATS_PUBLISHER_PASSWORD": "p-secret", "NATS_CONSUMER_PASSWORD": "c-secret", "QUEUE_TOPICS": "telemetry,audit"},
+			config{Host: "127.0.0.1", Port: 4223, StoreDir: ".local/nats", HTTPAddr: ":8086", LogLevel: "info", Users: []user{
+				{Name: "publisher", Password: "p-secret", Publisher: true, Topics: []string{"telemetry", "audit"}},
+				{Name: "consumer", Password: "c-secret"}}}, ""},
+		{"no passwords", nil, config{}, "NATS_PUBLISHER_PASSWORD[_FILE] and NATS_CONSUMER_PASSWORD[_FILE] are required"},
+		{"one user for both", map[string]string{"NATS_PUBLISHER_PASSWORD": "p", "NATS_CONSUMER_PASSWORD": "c", "NATS_CONSUMER_USER": "publisher"},
+			config{}, "each role needs its own user"},
+		{"no port", map[string]string{"NATS_ADDR": "127.0.0.1", "MQ_AUTH": "none"}, config{}, "NATS_ADDR"},
 		{"port out of range", map[string]string{"NATS_ADDR": "127.0.0.1:70000"}, config{}, "NATS_ADDR"},
 		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, config{}, "LOG_LEVEL"},
 	}
@@ -113,4 +123,75 @@ func TestRun(t *testing.T) {
 			require.FailNow(t, "natsd did not stop")
 		}
 	}
+}
+
+// startNatsd runs natsd with cfg until the test ends and returns its NATS URL.
+func startNatsd(t *testing.T, cfg config) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(n, _ string) { ready <- n })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	select {
+	case u := <-ready:
+		return u
+	case err := <-done:
+		require.FailNow(t, "natsd stopped before ready", "%v", err)
+		return ""
+	}
+}
+
+// TestUsers: the publisher user publishes and cannot consume, the consumer
+// user consumes and cannot publish, and nobody connects without a user —
+// through the queue adapter the streamer and collector use.
+func TestUsers(t *testing.T) {
+	t.Parallel()
+	cfg := config{Host: "127.0.0.1", StoreDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Users: []user{
+		{Name: "publisher", Password: "publisher-secret-0123456789", Publisher: true, Topics: []string{"telemetry"}},
+		{Name: "consumer", Password: "consumer-secret-0123456789"},
+	}}
+	url := startNatsd(t, cfg)
+	ctx := t.Context()
+	queue := func(name, password string) *nats.Queue {
+		q, err := nats.New(ctx, nats.Config{URL: url, User: name, Password: password, AckWait: 5 * time.Second},
+			slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		require.NoError(t, err)
+		require.NoError(t, q.Start(ctx))
+		t.Cleanup(func() { _ = q.Close() })
+		return q
+	}
+	pub := queue("publisher", "publisher-secret-0123456789")
+	cons := queue("consumer", "consumer-secret-0123456789")
+	msg := []ports.OutgoingMessage{{Payload: []byte(`{"gpu_uuid":"GPU-1"}`), Key: "GPU-1"}}
+	leaseReq := ports.LeaseRequest{Topic: "telemetry", ConsumerID: "c", Max: 10, LeaseDuration: 5 * time.Second}
+
+	_, err := pub.Publish(ctx, "telemetry", msg)
+	require.NoError(t, err, "the publisher publishes")
+	var lease domain.Lease
+	require.Eventually(t, func() bool {
+		lease, err = cons.Lease(ctx, leaseReq)
+		require.NoError(t, err, "the consumer leases")
+		return len(lease.Messages) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, cons.Ack(ctx, ports.LeaseRef{Topic: "telemetry", ConsumerID: "c", LeaseID: lease.ID}))
+
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = cons.Publish(short, "telemetry", msg)
+	require.Error(t, err, "the consumer may not publish")
+	_, err = pub.Publish(ctx, "other", msg)
+	require.Error(t, err, "the publisher may publish only to the configured topics")
+	l, err := pub.Lease(short, leaseReq)
+	require.True(t, err != nil || len(l.Messages) == 0, "the publisher may not consume")
+
+	_, err = natsgo.Connect(url, natsgo.MaxReconnects(0))
+	require.Error(t, err, "no user, no connection")
+	_, err = natsgo.Connect(url, natsgo.UserInfo("publisher", "guess"), natsgo.MaxReconnects(0))
+	require.Error(t, err, "a wrong password, no connection")
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	csvsource "github.com/gpufleet/telemetry/adapters/csv"
 	"github.com/gpufleet/telemetry/adapters/scrape/scrapetest"
 	"github.com/gpufleet/telemetry/apps/internal/apptest"
+	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/apps/internal/streamer"
 	"github.com/gpufleet/telemetry/domain"
@@ -34,9 +36,47 @@ const shipped = "../../" + DefaultCSV
 func TestValidateApp(t *testing.T) {
 	t.Parallel()
 	for _, backends := range [][2]string{{"postgres", "postgres"}, {"memory", "memory"}, {"postgres", "memory"}, {"memory", "postgres"}} {
-		apptest.RequireValid(t, options, map[string]string{"DATABASE_URL": apptest.UnreachableDB,
-			"QUEUE_BACKEND": backends[0], "STORE_BACKEND": backends[1], "STREAMER_CSV_PATH": shipped})
+		apptest.RequireValid(t, options, apptest.WithTokens(map[string]string{"DATABASE_URL": apptest.UnreachableDB,
+			"QUEUE_BACKEND": backends[0], "STORE_BACKEND": backends[1], "STREAMER_CSV_PATH": shipped}))
 	}
+	// The queue listener needs tokens of both scopes, unless it is off.
+	e := platform.NewEnvFrom(map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory"})
+	_ = options(e)
+	require.ErrorContains(t, e.Err(), "MQ_PUBLISH_TOKENS or MQ_PUBLISH_TOKENS_FILE")
+	require.ErrorContains(t, e.Err(), "MQ_CONSUME_TOKENS or MQ_CONSUME_TOKENS_FILE")
+	apptest.RequireValid(t, options, map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory", "QUEUE_HTTP_ADDR": "off"})
+}
+
+// TestQueueProtocolHasItsOwnListener: the queue protocol is not on the API
+// port; its listener asks for tokens of each route's scope.
+func TestQueueProtocolHasItsOwnListener(t *testing.T) {
+	t.Parallel()
+	vars := apptest.WithTokens(map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory", "STREAMER_CSV_PATH": shipped,
+		"STREAMER_ONCE": "true", "HTTP_ADDR": "127.0.0.1:0", "QUEUE_HTTP_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn"})
+	var (
+		srv   *platform.Server
+		queue *backend.QueueListener
+	)
+	app := fxtest.New(t, options(platform.NewEnvFrom(vars)), fx.Populate(&srv, &queue))
+	app.RequireStart()
+	defer app.RequireStop()
+	api, mq := "http://"+srv.Addr(), "http://"+queue.Addr()
+	require.NotEqual(t, api, mq)
+	host, _, err := net.SplitHostPort(queue.Addr())
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", host)
+
+	publish := `{"topic":"telemetry","messages":[{"payload":{"gpu_uuid":"GPU-1"}}]}`
+	lease := `{"topic":"telemetry","consumer_id":"outside","max":1,"lease_seconds":1}`
+	code, body := apptest.FetchAuth(t, http.MethodPost, api+"/v1/publish", apptest.PublishToken, publish)
+	require.Equal(t, http.StatusNotFound, code, "the API port serves no queue protocol: %s", body)
+	code, body = apptest.FetchAuth(t, http.MethodPost, mq+"/v1/publish", "", publish)
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	code, body = apptest.FetchAuth(t, http.MethodPost, mq+"/v1/lease", apptest.PublishToken, lease)
+	require.Equal(t, http.StatusForbidden, code, body)
+	code, body = apptest.FetchAuth(t, http.MethodPost, mq+"/v1/lease", apptest.ConsumeToken, lease)
+	require.Equal(t, http.StatusOK, code, body)
+	apptest.RequireProbesOK(t, mq)
 }
 
 // The whole pipeline in one process stores every row of one pass of the CSV
@@ -49,7 +89,8 @@ func TestOneProcessStreamsTheCSV(t *testing.T) {
 		t.Run(backends[0]+"-queue/"+backends[1]+"-store", func(t *testing.T) {
 			t.Parallel()
 			vars := map[string]string{"QUEUE_BACKEND": backends[0], "STORE_BACKEND": backends[1],
-				"STREAMER_CSV_PATH": shipped, "STREAMER_ONCE": "true", "HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn"}
+				"STREAMER_CSV_PATH": shipped, "STREAMER_ONCE": "true", "HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn",
+				"QUEUE_HTTP_ADDR": "off"}
 			if backends[0] == "postgres" || backends[1] == "postgres" {
 				vars["DATABASE_URL"] = pgtest.NewDatabase(t)
 			}
@@ -188,7 +229,7 @@ func TestOneProcessScrapesFakeExporters(t *testing.T) {
 
 	vars := map[string]string{"QUEUE_BACKEND": "memory", "STORE_BACKEND": "memory", "STREAMER_SOURCE": "scrape",
 		"SCRAPE_TARGETS": strings.Join(fleet.URLs, ","), "SCRAPE_INTERVAL": "1s",
-		"HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn"}
+		"HTTP_ADDR": "127.0.0.1:0", "POLL_INTERVAL_MS": "10", "LOG_LEVEL": "warn", "QUEUE_HTTP_ADDR": "off"}
 	var srv *platform.Server
 	app := fxtest.New(t, options(platform.NewEnvFrom(vars)), fx.Populate(&srv))
 	app.RequireStart()

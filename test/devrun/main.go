@@ -6,14 +6,19 @@
 // target is given) — as separate processes, prints the URLs, and on Ctrl-C
 // stops them in order (streamer first, so nothing is left half-sent) and the
 // database it started. A previous run that is still alive is stopped first,
-// so a second `make run` never trips over the first.
+// so a second `make run` never trips over the first. Every run generates
+// fresh queue tokens, gives them to every app and writes them to
+// .local/run/tokens.env.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -127,6 +132,16 @@ func run() error {
 			a.env["NATS_URL"] = natsURL
 		}
 	}
+	// Fresh queue tokens for every run, given to every app and written
+	// where a user can source them to call the queue (README: Queue
+	// authentication).
+	tokens, err := newTokens(filepath.Join(runDir, "tokens.env"))
+	if err != nil {
+		return err
+	}
+	for _, a := range apps {
+		maps.Copy(a.env, tokens)
+	}
 	source, fakes := streamerSource(runDir)
 	if fakes != nil {
 		apps = append([]app{*fakes}, apps...) // started first, stopped last
@@ -170,9 +185,10 @@ GPU telemetry pipeline is running (queue backend: %s, source: %s).
   streamer       http://127.0.0.1:8084/metrics
   database       %s
   logs           %s
+  queue tokens   %s   (. it, then curl -H "Authorization: Bearer $MQ_PUBLISH_TOKEN" …; README: Queue authentication)
 Try: curl -s localhost:8080/api/v1/gpus | jq '.gpus | length'
 Ctrl-C stops everything.
-`, queue, source, pgadmin.Redact(dbURL), logDir)
+`, queue, source, pgadmin.Redact(dbURL), logDir, filepath.Join(runDir, "tokens.env"))
 
 	exited := make(chan *stack.Proc, len(procs))
 	for _, p := range procs {
@@ -247,6 +263,38 @@ func stopPrevious(path string) {
 		}
 	}
 	_ = os.Remove(path)
+}
+
+// newTokens generates a publish and a consume token (32 random bytes each,
+// base64url), writes them to path as MQ_PUBLISH_TOKEN=… and
+// MQ_CONSUME_TOKEN=… (mode 0600: they are credentials), and returns the
+// environment that gives every app them (stack.TokenEnv).
+func newTokens(path string) (map[string]string, error) {
+	gen := func() (string, error) {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("queue token: %w", err)
+		}
+		return base64.RawURLEncoding.EncodeToString(b), nil
+	}
+	publish, err := gen()
+	if err != nil {
+		return nil, err
+	}
+	consume, err := gen()
+	if err != nil {
+		return nil, err
+	}
+	// Remove first: WriteFile keeps the mode of a file that exists.
+	_ = os.Remove(path)
+	body := "# Queue tokens of the running `make run` (new each run). Use: . " + path + "\n" +
+		"MQ_PUBLISH_TOKEN=" + publish + "\nMQ_CONSUME_TOKEN=" + consume + "\n" +
+		"# QUEUE_BACKEND=nats: the same secrets are the passwords of natsd's users publisher and consumer.\n" +
+		"NATS_PUBLISHER_PASSWORD=" + publish + "\nNATS_CONSUMER_PASSWORD=" + consume + "\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		return nil, fmt.Errorf("write queue tokens: %w", err)
+	}
+	return stack.TokenEnv(publish, consume), nil
 }
 
 // envOr is the variable's value, or def when it is unset or empty.

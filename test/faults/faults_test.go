@@ -20,6 +20,7 @@ import (
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/test/pglocal"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // scenario is one table entry: run sets up the services, drives the load and
@@ -49,6 +50,7 @@ func TestFaults(t *testing.T) {
 		{name: "5_reader_sigterm_drain", seed: 505, run: readerDrain},
 		{name: "6_reader_range_change", seed: 606, run: rangeChange},
 		{name: "7_hostile_input", seed: 707, run: hostileInput},
+		{name: "7b_unauthenticated", seed: 717, run: unauthenticated},
 		{name: "8_poison_messages", seed: 808, run: poisonMessages},
 		{name: "9_soak_random_kills", seed: 909, run: soak},
 		{name: "10_oversized_fields", seed: 1010, run: oversizedFields},
@@ -472,13 +474,15 @@ func (pr *probe) run(ctx context.Context, addrs []string) {
 	}
 }
 
-// postJSON posts in and decodes a 200 answer into out; false otherwise.
+// postJSON posts in to a reader with the consume token and decodes a 200
+// answer into out; false otherwise.
 func postJSON(ctx context.Context, client *http.Client, url string, in, out any) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(mustJSON(in))))
 	if err != nil {
 		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+stack.ConsumeToken) // the token stack gave the readers
 	resp, err := client.Do(req)
 	if err != nil {
 		return false

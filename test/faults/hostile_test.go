@@ -19,6 +19,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // rssLimitKiB bounds each service's resident memory after the barrage.
@@ -37,6 +39,10 @@ type hostileCase struct {
 	status int
 	code   string // error.code of the JSON body; "" for a 200
 	repeat int    // send it this many times (memory must not grow with them)
+	// token is sent as Authorization: Bearer; "" sends none. The cases of
+	// a queue service get its scope's token unless noToken.
+	token   string
+	noToken bool
 	// page, for a 200 telemetry page, is the most entries it may hold.
 	page int
 }
@@ -86,7 +92,7 @@ func hostileInput(t *testing.T, s *system, rng *rand.Rand) (history, expectation
 	for range cap(burst) {
 		go func() {
 			status, body, err := do(client, hostileCase{svc: w, method: http.MethodPost, path: "/v1/publish",
-				ctype: "application/json", body: tenMiBPublish})
+				ctype: "application/json", body: tenMiBPublish, token: stack.PublishToken})
 			if err == nil && status != http.StatusRequestEntityTooLarge {
 				err = fmt.Errorf("answered %d %s", status, clip(string(body)))
 			}
@@ -144,6 +150,9 @@ func doRaw(client *http.Client, c hostileCase) (status int, body []byte, ctype s
 	req.URL.Opaque = "//" + c.svc.addr + c.path
 	if c.ctype != "" {
 		req.Header.Set("Content-Type", c.ctype)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -274,6 +283,16 @@ func writerCases(w *service) []hostileCase {
 			cases[i].repeat = 5
 		}
 	}
+	return withToken(cases, stack.PublishToken)
+}
+
+// withToken gives every case without one token, unless it asks for none.
+func withToken(cases []hostileCase, token string) []hostileCase {
+	for i := range cases {
+		if cases[i].token == "" && !cases[i].noToken {
+			cases[i].token = token
+		}
+	}
 	return cases
 }
 
@@ -333,7 +352,7 @@ func readerCases(r *service) []hostileCase {
 			cases[i].repeat = 5
 		}
 	}
-	return cases
+	return withToken(cases, stack.ConsumeToken)
 }
 
 func apiCases(api *service, gpu, cursor string) []hostileCase {

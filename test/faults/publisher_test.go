@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // publisherConfig shapes the load the test drives.
@@ -218,6 +219,7 @@ func (p *publisher) post(ctx context.Context, body []byte) (int, []byte, error) 
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+stack.PublishToken) // the token stack gave mqwriter
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -141,6 +141,44 @@ func StartReady(ctx context.Context, binary, name, logDir string, env map[string
 	return nil, err
 }
 
+// The queue tokens every process Start runs is given unless its env names
+// its own (TokenEnv): the suites run with authentication on, as production
+// does. `make run` generates fresh ones instead.
+const (
+	PublishToken = "stack-publish-token-0123456789abcdef"
+	ConsumeToken = "stack-consume-token-0123456789abcdef"
+)
+
+// TokenEnv is the environment that gives every app the queue credentials:
+// the token lists mqwriter, mqreader and the pipeline accept (each also
+// knows the other scope's, so a wrong-scope token is a 403, not a 401), the
+// tokens the streamer and collector send, and, for QUEUE_BACKEND=nats, the
+// same two secrets as the passwords of natsd's publisher and consumer users.
+func TokenEnv(publish, consume string) map[string]string {
+	return map[string]string{
+		"MQ_PUBLISH_TOKENS": publish, "MQ_CONSUME_TOKENS": consume,
+		"MQ_PUBLISH_TOKEN": publish, "MQ_CONSUME_TOKEN": consume,
+		"NATS_PUBLISHER_PASSWORD": publish, "NATS_CONSUMER_PASSWORD": consume,
+	}
+}
+
+// withDefaultTokens is env with TokenEnv(PublishToken, ConsumeToken) under
+// it: a variable env sets, or whose _FILE variant it sets, is env's.
+func withDefaultTokens(env map[string]string) map[string]string {
+	out := make(map[string]string, len(env)+6)
+	for k, v := range TokenEnv(PublishToken, ConsumeToken) {
+		_, set := env[k]
+		_, file := env[k+"_FILE"]
+		if !set && !file {
+			out[k] = v
+		}
+	}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
 // Proc is one running app.
 type Proc struct {
 	Name string
@@ -151,8 +189,9 @@ type Proc struct {
 	err  error         // exit status, valid after done
 }
 
-// Start runs binary with env (plus the current environment) and HTTP_ADDR =
-// addr, logging to logDir/name.log.
+// Start runs binary with env (plus the current environment and the stack's
+// default queue tokens, see TokenEnv) and HTTP_ADDR = addr, logging to
+// logDir/name.log.
 func Start(binary, name, addr, logDir string, env map[string]string) (*Proc, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
@@ -164,7 +203,7 @@ func Start(binary, name, addr, logDir string, env map[string]string) (*Proc, err
 	}
 	cmd := exec.Command(binary)
 	cmd.Env = os.Environ()
-	for k, v := range env {
+	for k, v := range withDefaultTokens(env) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, "HTTP_ADDR="+addr)

@@ -40,3 +40,19 @@ Read at 0x000001926470 by goroutine 35:
 	require.Contains(t, got[0], "collector.go:179 +0x84")
 	require.NotContains(t, got[0], "goroutine 35", "only the first report")
 }
+
+// TestDefaultTokens: a process gets the stack's tokens unless its env sets
+// the variable or its _FILE variant.
+func TestDefaultTokens(t *testing.T) {
+	t.Parallel()
+	got := withDefaultTokens(map[string]string{"MQ_CONSUME_TOKEN": "mine-mine-mine-mine", "MQ_PUBLISH_TOKENS_FILE": "/run/tokens", "X": "y"})
+	require.Equal(t, map[string]string{
+		"MQ_CONSUME_TOKEN":        "mine-mine-mine-mine",
+		"MQ_PUBLISH_TOKENS_FILE":  "/run/tokens",
+		"MQ_PUBLISH_TOKEN":        PublishToken,
+		"MQ_CONSUME_TOKENS":       ConsumeToken,
+		"NATS_PUBLISHER_PASSWORD": PublishToken,
+		"NATS_CONSUMER_PASSWORD":  ConsumeToken,
+		"X":                       "y",
+	}, got)
+}

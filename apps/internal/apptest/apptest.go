@@ -33,14 +33,38 @@ func Start(t *testing.T, build func(*platform.Env) fx.Option, env map[string]str
 	return "http://" + srv.Addr()
 }
 
+// The queue tokens the app tests configure (WithTokens) and send.
+const (
+	PublishToken = "apptest-publish-token-0123456789"
+	ConsumeToken = "apptest-consume-token-0123456789"
+)
+
+// WithTokens adds the queue servers' token lists (MQ_PUBLISH_TOKENS and
+// MQ_CONSUME_TOKENS, PublishToken and ConsumeToken) to env and returns it.
+func WithTokens(env map[string]string) map[string]string {
+	env["MQ_PUBLISH_TOKENS"] = PublishToken
+	env["MQ_CONSUME_TOKENS"] = ConsumeToken
+	return env
+}
+
 // Fetch makes one request (a JSON body when body is not empty) and returns
 // the status and body.
 func Fetch(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	return FetchAuth(t, method, url, "", body)
+}
+
+// FetchAuth is Fetch with Authorization: Bearer token (none when token is
+// empty).
+func FetchAuth(t *testing.T, method, url, token, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 	require.NoError(t, err)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -136,8 +160,9 @@ func RequireValid(t *testing.T, build func(*platform.Env) fx.Option, env map[str
 }
 
 // Request is one call an app must answer with 200 before its metrics are
-// scraped (so labelled series exist and are linted too).
-type Request struct{ Method, Path, Body string }
+// scraped (so labelled series exist and are linted too), sent with Token
+// when it is set.
+type Request struct{ Method, Path, Body, Token string }
 
 // RequireServes checks the probes, makes req (when set), and requires a
 // clean /metrics exposing names; it returns the scrape.
@@ -145,7 +170,7 @@ func RequireServes(t *testing.T, base string, req *Request, names ...string) str
 	t.Helper()
 	RequireProbesOK(t, base)
 	if req != nil {
-		code, body := Fetch(t, req.Method, base+req.Path, req.Body)
+		code, body := FetchAuth(t, req.Method, base+req.Path, req.Token, req.Body)
 		require.Equal(t, http.StatusOK, code, body)
 	}
 	return RequireCleanMetrics(t, base, names...)
@@ -161,10 +186,10 @@ type TopicCase struct {
 }
 
 // RequireServesOnlyQueueTopics starts the app once per case (with env's
-// variables added to the case's) and POSTs body(topic) to path: a topic
-// outside QUEUE_TOPICS must be a 404 with the not_found code.
+// variables added to the case's) and POSTs body(topic) to path with token:
+// a topic outside QUEUE_TOPICS must be a 404 with the not_found code.
 func RequireServesOnlyQueueTopics(t *testing.T, build func(*platform.Env) fx.Option, env func(t *testing.T) map[string]string,
-	path string, body func(topic string) string, cases []TopicCase) {
+	path, token string, body func(topic string) string, cases []TopicCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.Name, func(t *testing.T) {
@@ -172,11 +197,61 @@ func RequireServesOnlyQueueTopics(t *testing.T, build func(*platform.Env) fx.Opt
 			vars := env(t)
 			maps.Copy(vars, tc.Env)
 			base := Start(t, build, vars)
-			code, resp := Fetch(t, http.MethodPost, base+path, body(tc.Topic))
+			code, resp := FetchAuth(t, http.MethodPost, base+path, token, body(tc.Topic))
 			require.Equal(t, tc.Status, code, resp)
 			if tc.Status == http.StatusNotFound {
 				require.Contains(t, resp, `"not_found"`)
 			}
 		})
 	}
+}
+
+// QueueAuth describes a queue server app for RequireQueueAuth.
+type QueueAuth struct {
+	// Env is the app's environment without tokens (a database, a range).
+	Env func(t *testing.T) map[string]string
+	// Path and Body are a call of the app's scope, Token its token and
+	// Other a token of the other scope.
+	Path, Body, Token, Other string
+	// Missing are the variables the refusal to start without tokens names.
+	Missing []string
+}
+
+// RequireQueueAuth checks a queue server app's authentication: without
+// tokens it refuses to start, naming the variables; MQ_AUTH=none starts
+// it; with tokens, /healthz, /readyz and /metrics stay open while the
+// protocol answers 401 without a token, 403 with the other scope's and 200
+// with its own.
+func RequireQueueAuth(t *testing.T, build func(*platform.Env) fx.Option, q QueueAuth) {
+	t.Helper()
+	t.Run("refuses to start without tokens", func(t *testing.T) {
+		t.Parallel()
+		e := platform.NewEnvFrom(map[string]string{"DATABASE_URL": UnreachableDB})
+		_ = build(e)
+		require.Error(t, e.Err())
+		for _, name := range q.Missing {
+			require.ErrorContains(t, e.Err(), name)
+		}
+		require.ErrorContains(t, e.Err(), "MQ_AUTH=none")
+	})
+	t.Run("MQ_AUTH=none needs no token", func(t *testing.T) {
+		t.Parallel()
+		RequireValid(t, build, map[string]string{"DATABASE_URL": UnreachableDB, "MQ_AUTH": "none"})
+	})
+	t.Run("tokens", func(t *testing.T) {
+		t.Parallel()
+		base := Start(t, build, WithTokens(q.Env(t)))
+		for _, path := range []string{"/healthz", "/metrics"} {
+			code, body := Fetch(t, http.MethodGet, base+path, "")
+			require.Equal(t, http.StatusOK, code, "%s is open: %s", path, body)
+		}
+		code, body := Fetch(t, http.MethodGet, base+"/readyz", "")
+		require.NotEqual(t, http.StatusUnauthorized, code, "/readyz is open: %s", body)
+		code, body = FetchAuth(t, http.MethodPost, base+q.Path, "", q.Body)
+		require.Equal(t, http.StatusUnauthorized, code, body)
+		code, body = FetchAuth(t, http.MethodPost, base+q.Path, q.Other, q.Body)
+		require.Equal(t, http.StatusForbidden, code, body)
+		code, body = FetchAuth(t, http.MethodPost, base+q.Path, q.Token, q.Body)
+		require.Equal(t, http.StatusOK, code, body)
+	})
 }

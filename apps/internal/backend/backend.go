@@ -8,7 +8,9 @@ package backend
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,7 +40,14 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 	switch kind := env.OneOf("QUEUE_BACKEND", QueuePostgres, QueuePostgres, QueueNATS, QueueMemory); kind {
 	case QueuePostgres:
 		cfg := mqhttp.ClientConfig{}
+		noAuth := env.OneOf("MQ_AUTH", AuthToken, AuthToken, AuthNone) == AuthNone
+		var missing []string
 		if writer {
+			cfg.PublishToken = env.Secret("MQ_PUBLISH_TOKEN", env.String("MQ_PUBLISH_TOKEN", ""),
+				"MQ_PUBLISH_TOKEN_FILE", env.String("MQ_PUBLISH_TOKEN_FILE", ""))
+			if cfg.PublishToken == "" {
+				missing = append(missing, "MQ_PUBLISH_TOKEN[_FILE]")
+			}
 			cfg.WriterURL = env.String("MQ_WRITER_URL", "http://127.0.0.1:8081")
 			// The streamer's publish loop is the one retry loop of its path
 			// (it retries for STREAMER_RETRY_TIMEOUT_MS over any backend):
@@ -47,8 +56,19 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 		}
 		if readers {
 			cfg.ReaderURLs = env.List("MQ_READER_URLS", []string{"http://127.0.0.1:8082"})
+			cfg.ConsumeToken = env.Secret("MQ_CONSUME_TOKEN", env.String("MQ_CONSUME_TOKEN", ""),
+				"MQ_CONSUME_TOKEN_FILE", env.String("MQ_CONSUME_TOKEN_FILE", ""))
+			if cfg.ConsumeToken == "" {
+				missing = append(missing, "MQ_CONSUME_TOKEN[_FILE]")
+			}
 		}
 		return fx.Options(
+			fx.Invoke(func(l *slog.Logger) {
+				if len(missing) > 0 && !noAuth {
+					l.Warn("no queue token configured: the queue will refuse this app's calls with 401 unless it runs with MQ_AUTH=none",
+						"set", strings.Join(missing, ", "))
+				}
+			}),
 			fx.Provide(func(reg prometheus.Registerer) mqhttp.ClientConfig {
 				cfg.Metrics = reg // mqhttp_client_retries_total
 				return cfg
@@ -57,7 +77,7 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 			fx.Provide(platform.AsCheck(func(c *mqhttp.Client) platform.Check { return platform.CheckOf("queue", c) })),
 		)
 	case QueueNATS:
-		return natsQueue(env)
+		return natsQueue(env, writer)
 	case QueueMemory:
 		return memoryQueue(env)
 	default:
@@ -177,7 +197,7 @@ func InProcess(env *platform.Env, writer pgqueue.WriterConfig, reader pgqueue.Re
 		return fx.Options(store, fx.Supply(writer, reader), pgqueue.Module,
 			fx.Provide(platform.AsCheck(func(q *pgqueue.Queue) platform.Check { return platform.CheckOf("queue", q) })))
 	case QueueNATS:
-		return fx.Options(store, natsQueue(env))
+		return fx.Options(store, natsQueue(env, true))
 	case QueueMemory:
 		return fx.Options(store, memoryQueue(env))
 	default:

@@ -82,6 +82,10 @@ func TestQueueClientHTTPConfig(t *testing.T) {
 		{name: "configured", writer: true, readers: true,
 			env:  map[string]string{"MQ_WRITER_URL": "http://mqwriter:8081", "MQ_READER_URLS": "http://mqreader-0:8082, http://mqreader-1:8082"},
 			want: mqhttp.ClientConfig{WriterURL: "http://mqwriter:8081", ReaderURLs: []string{"http://mqreader-0:8082", "http://mqreader-1:8082"}, PublishOnce: true}},
+		{name: "streamer token", writer: true, env: map[string]string{"MQ_PUBLISH_TOKEN": "p-0123456789abcdef", "MQ_CONSUME_TOKEN": "c-0123456789abcdef"},
+			want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true, PublishToken: "p-0123456789abcdef"}},
+		{name: "collector token", readers: true, env: map[string]string{"MQ_PUBLISH_TOKEN": "p-0123456789abcdef", "MQ_CONSUME_TOKEN": "c-0123456789abcdef"},
+			want: mqhttp.ClientConfig{ReaderURLs: []string{"http://127.0.0.1:8082"}, ConsumeToken: "c-0123456789abcdef"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
