@@ -203,7 +203,7 @@ func TestDashboard(t *testing.T) {
 		tb.do(chromedp.Evaluate[chromedp.Void](`(s => { s.value = s.options[1].value; s.dispatchEvent(new Event('change')); })(document.querySelector('#f-host'))`))
 		tb.waitFor(fmt.Sprintf(`location.hash.includes('host=%s') && document.querySelector('#gpu-table').dataset.rows === '%d'`, host, want))
 		require.Equal(t, want, eval[int](tb, `document.querySelectorAll('#gpu-table tbody tr').length`))
-		require.Equal(t, 0, eval[int](tb, fmt.Sprintf(`[...document.querySelectorAll('#gpu-table tbody tr td:first-child')].filter(td => td.textContent !== %q).length`, host)))
+		require.Equal(t, 0, eval[int](tb, fmt.Sprintf(`[...document.querySelectorAll('#gpu-table tbody tr td:first-child a')].filter(td => td.textContent !== %q).length`, host)))
 
 		// Sort by temperature with the keyboard: focus the column's button, Enter.
 		tb.do(chromedp.Focus(chromedp.CSS(`#gpu-table thead button[data-sort="DCGM_FI_DEV_GPU_TEMP"]`)), chromedp.KeyEvent("\r"))
@@ -238,6 +238,8 @@ func TestDashboard(t *testing.T) {
 		tb.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-gpu=%q] a`, gpu.ID))))
 		tb.waitFor(`document.querySelector('#charts').dataset.drawn === 'true'`)
 		require.Equal(t, "#/gpu/"+gpu.ID, tb.hash())
+		require.Equal(t, "15m", eval[string](tb, `document.querySelector('#charts').dataset.window`), "the default window")
+		require.Equal(t, "raw", eval[string](tb, `document.querySelector('#charts figure').dataset.source`), "10 s steps read raw samples")
 		require.Equal(t, metrics, eval[int](tb, `document.querySelectorAll('#charts figure').length`), "a chart per metric")
 		// Every chart has data points and drew them on its canvas.
 		empty := eval[[]string](tb, `[...document.querySelectorAll('#charts figure')].filter(f => !(parseInt(f.dataset.points) > 0)).map(f => f.dataset.metric)`)

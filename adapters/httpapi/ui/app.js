@@ -106,6 +106,16 @@
     if (a >= 100) return v.toFixed(0);
     return String(Math.round(v * 10) / 10);
   }
+  // compact is num for axis ticks: 81k, 1.2M.
+  function compact(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "";
+    const a = Math.abs(v);
+    if (a >= 1e6) return +(v / 1e6).toFixed(1) + "M";
+    if (a >= 1e4) return +(v / 1e3).toFixed(0) + "k";
+    return num(v);
+  }
+  // Charts show UTC, like every other time on the page.
+  const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
   function utc(iso) {
     return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", "") : "–";
   }
@@ -229,25 +239,24 @@
       });
     }
     const hot = topIDs(HOT, 3), busy = topIDs(BUSY, 3);
-    const headerCell = (label, key, title) => {
+    const headerCell = (label, key, title, unit) => {
       const active = sort === key && key !== "";
       return el("th", { scope: "col", "aria-sort": active ? (dir > 0 ? "ascending" : "descending") : null },
         el("button", { type: "button", class: "sort", title: title || label, "data-sort": key,
           onclick: () => setParams({ sort: key, dir: active && dir < 0 ? "asc" : "desc" }) },
-          label, active ? (dir > 0 ? " ▲" : " ▼") : ""));
+          label, active ? (dir > 0 ? " ▲" : " ▼") : "", unit ? el("small", { class: "unit", text: unit }) : null));
     };
     $("#gpu-table thead").replaceChildren(el("tr", {},
       headerCell("Host", "", "Sort by host and index"), el("th", { scope: "col" }, "#"), el("th", { scope: "col" }, "Model"),
-      el("th", { scope: "col" }, "GPU"),
-      metrics.map((m) => headerCell(short(m) + (unitOf(m) ? " (" + unitOf(m) + ")" : ""), m, m))));
+      metrics.map((m) => headerCell(short(m), m, m + (unitOf(m) ? " (" + unitOf(m) + ")" : ""), unitOf(m)))));
     $("#gpu-table tbody").replaceChildren(...rows.map((g) => {
       const v = cache.latest.get(g.id) || {};
       const badges = [];
       if (hot.has(g.id)) badges.push(el("span", { class: "badge hot", text: "hottest" }));
       if (busy.has(g.id)) badges.push(el("span", { class: "badge busy", text: "busiest" }));
       return el("tr", { class: (hot.has(g.id) ? "hot " : "") + (busy.has(g.id) ? "busy" : ""), "data-gpu": g.id },
-        el("td", {}, g.hostname), el("td", {}, String(g.gpu_index)), el("td", { class: "model" }, g.model_name),
-        el("td", {}, el("a", { href: hashOf("gpu", g.id, {}), title: g.id }, g.id.slice(0, 12) + "…"), " ", badges),
+        el("td", {}, el("a", { href: hashOf("gpu", g.id, {}), title: "GPU " + g.id }, g.hostname), " ", badges),
+        el("td", {}, String(g.gpu_index)), el("td", { class: "model", title: g.model_name }, g.model_name),
         metrics.map((m) => el("td", { class: "num" }, num(v[m]))));
     }));
     $("#gpu-count").textContent = String(rows.length);
@@ -274,7 +283,7 @@
 
   // ---------- one GPU ----------
   function windowOf(key) {
-    return WINDOWS.find((w) => w.key === key) || WINDOWS[1];
+    return WINDOWS.find((w) => w.key === key) || WINDOWS[0];
   }
 
   function span(win) {
@@ -324,6 +333,14 @@
     if (live) timer = setInterval(() => drawSeries(id, metrics, win, seq).catch((e) => status(e.message, true)), GPU_REFRESH_MS);
   }
 
+  // sparse shows a series' points when it has few, so a fresh or patchy
+  // series is visible as dots rather than specks of line.
+  function sparse(u, sidx) {
+    let n = 0;
+    for (const v of u.data[sidx]) if (v !== null && v !== undefined) n++;
+    return n <= 60;
+  }
+
   async function drawSeries(id, metrics, win, seq) {
     const { start, end } = span(win);
     const all = await Promise.all(metrics.map((m) => getJSON("/api/v1/gpus/" + encodeURIComponent(id) +
@@ -344,14 +361,14 @@
       }
       const plot = fig.querySelector(".plot");
       chart = new uPlot({
-        width: Math.max(plot.clientWidth, 200), height: 180,
+        width: Math.max(plot.clientWidth, 200), height: 180, tzDate,
         legend: { show: true, live: false },
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true } },
-        axes: [{}, { size: 56, values: (u, vals) => vals.map(num) }],
+        scales: { x: { time: true, range: () => [Date.parse(span(win).start) / 1000, Date.now() / 1000] } },
+        axes: [{}, { size: 50, values: (u, vals) => vals.map(compact) }],
         series: [
           { value: (u, v) => (v === null ? "–" : new Date(v * 1000).toISOString().slice(5, 16).replace("T", " ")) },
-          { label: "avg", stroke: "#1f6feb", width: 1.5, value: (u, v) => num(v) },
+          { label: "avg", stroke: "#1f6feb", width: 1.5, value: (u, v) => num(v), points: { show: sparse, size: 5, fill: "#1f6feb" } },
           { label: "max", stroke: "#d4a72c", width: 1, dash: [4, 3], value: (u, v) => num(v) },
         ],
       }, data, plot);
@@ -409,11 +426,12 @@
     const box = $("#pipe-chart");
     box.replaceChildren();
     charts.push(new uPlot({
-      width: Math.max(box.clientWidth, 200), height: 200,
+      width: Math.max(box.clientWidth, 200), height: 200, tzDate,
       legend: { live: false },
-      scales: { x: { time: true }, n: { auto: true } },
-      axes: [{}, { scale: "y", size: 60, label: "samples/s", values: (u, v) => v.map(num) },
-        { scale: "n", side: 1, size: 60, label: "backlog", grid: { show: false }, values: (u, v) => v.map(num) }],
+      // At least the last 5 minutes, so the first points are not spread over years.
+      scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - 300), max] }, n: { auto: true } },
+      axes: [{}, { scale: "y", size: 60, label: "samples/s", values: (u, v) => v.map(compact) },
+        { scale: "n", side: 1, size: 60, label: "backlog", grid: { show: false }, values: (u, v) => v.map(compact) }],
       series: [{}, { label: "persisted/s", scale: "y", stroke: "#1f6feb", width: 1.5, value: (u, v) => num(v) },
         { label: "backlog", scale: "n", stroke: "#cf222e", width: 1.5, value: (u, v) => num(v) }],
     }, data, box));
