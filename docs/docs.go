@@ -1323,6 +1323,10 @@ const docTemplate = `{
         {
             "description": "One metric across every GPU.",
             "name": "fleet"
+        },
+        {
+            "description": "The pipeline's health: dead letters, throughput, backlog, host freshness.",
+            "name": "pipeline"
         }
     ],
     "externalDocs": {
