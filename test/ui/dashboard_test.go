@@ -190,6 +190,11 @@ func TestDashboard(t *testing.T) {
 		require.Contains(t, eval[string](tb, `document.querySelector('#summary').textContent`), "p95")
 		require.Equal(t, fmt.Sprint(csvGPUs), eval[string](tb, `document.querySelector('#summary .value').textContent`), "the summary covers the fleet")
 		tb.screenshot(shots, "fleet")
+		// The busiest first: the marked GPUs at the top (docs/dashboard.png).
+		tb.do(chromedp.Evaluate[chromedp.Void](`location.hash = '#/fleet?sort=DCGM_FI_DEV_GPU_UTIL&dir=desc'`))
+		tb.waitFor(`document.querySelector('#gpu-table').dataset.sort === 'DCGM_FI_DEV_GPU_UTIL:desc'`)
+		require.True(t, eval[bool](tb, `document.querySelector('#gpu-table tbody tr').classList.contains('busy')`), "the busiest GPU is marked")
+		tb.screenshot(shots, "fleet-busiest")
 	})
 
 	t.Run("filters and sort update the URL and the view", func(t *testing.T) {
@@ -207,7 +212,7 @@ func TestDashboard(t *testing.T) {
 
 		// Sort by temperature with the keyboard: focus the column's button, Enter.
 		tb.do(chromedp.Focus(chromedp.CSS(`#gpu-table thead button[data-sort="DCGM_FI_DEV_GPU_TEMP"]`)), chromedp.KeyEvent("\r"))
-		tb.waitFor(`location.hash.includes('sort=DCGM_FI_DEV_GPU_TEMP') && location.hash.includes('dir=desc')`)
+		tb.waitFor(`location.hash.includes('sort=DCGM_FI_DEV_GPU_TEMP') && location.hash.includes('dir=desc') && document.querySelector('#gpu-table').dataset.sort === 'DCGM_FI_DEV_GPU_TEMP:desc'`)
 		require.Contains(t, tb.hash(), "host="+host, "the filter stays")
 		col := eval[int](tb, `[...document.querySelectorAll('#gpu-table thead th')].findIndex(th => th.querySelector('[data-sort="DCGM_FI_DEV_GPU_TEMP"]'))`)
 		temps := eval[[]float64](tb, fmt.Sprintf(`[...document.querySelectorAll('#gpu-table tbody tr')].map(r => parseFloat(r.children[%d].textContent)).filter(v => !isNaN(v))`, col))

@@ -204,7 +204,8 @@
 
   function topIDs(metric, n) {
     const vals = [];
-    for (const [id, v] of cache.latest) if (v[metric] !== null && v[metric] !== undefined) vals.push([id, v[metric]]);
+    // Only positive values: an idle or cold GPU is nobody's "busiest".
+    for (const [id, v] of cache.latest) if (v[metric] > 0) vals.push([id, v[metric]]);
     vals.sort((a, b) => b[1] - a[1]);
     return new Set(vals.slice(0, n).map((x) => x[0]));
   }
@@ -262,6 +263,7 @@
     $("#gpu-count").textContent = String(rows.length);
     $("#gpu-table").dataset.drawn = "true";
     $("#gpu-table").dataset.rows = String(rows.length);
+    $("#gpu-table").dataset.sort = sort ? sort + ":" + (dir > 0 ? "asc" : "desc") : "";
     await renderSummary(summaryMetric, seq);
     if (seq === renderSeq) status("Fleet loaded " + new Date(cache.loadedAt).toLocaleTimeString());
     if (!timer) timer = setInterval(() => { cache.loadedAt = 0; route(); }, FLEET_MAX_AGE_MS);
