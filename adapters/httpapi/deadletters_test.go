@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
@@ -147,4 +148,21 @@ func TestDashboardServed(t *testing.T) {
 	require.NotContains(t, body, "//cdn", "no CDN: the page needs nothing but apigw")
 	requireError(t, do(t, h, http.MethodGet, "/nope", nil), http.StatusNotFound, "not_found", "")
 	require.Equal(t, http.StatusNotFound, do(t, h, http.MethodGet, "/ui/missing.js", nil).Code)
+}
+
+// TestDashboardMounted serves the dashboard from an outer router, as the
+// apps do (platform routes plus Mount).
+func TestDashboardMounted(t *testing.T) {
+	t.Parallel()
+	api := httpapi.New(newStore(t), httpapi.Options{Logger: discardLogger()})
+	r := mux.NewRouter()
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	api.Mount(r)
+	page := do(t, r, http.MethodGet, "/", nil)
+	require.Equal(t, http.StatusOK, page.Code)
+	require.Contains(t, page.Body.String(), "/ui/app.js")
+	require.Equal(t, http.StatusOK, do(t, r, http.MethodGet, "/ui/app.css", nil).Code)
+	require.Equal(t, http.StatusOK, do(t, r, http.MethodGet, "/api/v1/pipeline", nil).Code)
+	require.Equal(t, http.StatusOK, do(t, r, http.MethodGet, "/healthz", nil).Code)
+	requireError(t, do(t, r, http.MethodGet, "/nope", nil), http.StatusNotFound, "not_found", "")
 }

@@ -430,8 +430,12 @@
     charts.push(new uPlot({
       width: Math.max(box.clientWidth, 200), height: 200, tzDate,
       legend: { live: false },
-      // At least the last 5 minutes, so the first points are not spread over years.
-      scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - 300), max] }, n: { auto: true } },
+      // At least the last 5 minutes, from the polls themselves: for a single
+      // point uPlot's own x range would span 10^5 days of seconds.
+      scales: { x: { time: true, range: () => {
+        const t = pipeHistory.t, hi = t.length ? t[t.length - 1] : Date.now() / 1000;
+        return [Math.min(t.length ? t[0] : hi, hi - 300), hi];
+      } }, n: { auto: true } },
       axes: [{}, { scale: "y", size: 60, label: "samples/s", values: (u, v) => v.map(compact) },
         { scale: "n", side: 1, size: 60, label: "backlog", grid: { show: false }, values: (u, v) => v.map(compact) }],
       series: [{}, { label: "persisted/s", scale: "y", stroke: "#1f6feb", width: 1.5, value: (u, v) => num(v) },
