@@ -119,6 +119,9 @@
   function utc(iso) {
     return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", "") : "–";
   }
+  function clock(d) {
+    return d.toISOString().slice(11, 19) + " UTC";
+  }
   function age(secs) {
     if (secs === null || secs === undefined) return "–";
     if (secs < 90) return Math.round(secs) + " s";
@@ -265,7 +268,7 @@
     $("#gpu-table").dataset.rows = String(rows.length);
     $("#gpu-table").dataset.sort = sort ? sort + ":" + (dir > 0 ? "asc" : "desc") : "";
     await renderSummary(summaryMetric, seq);
-    if (seq === renderSeq) status("Fleet loaded " + new Date(cache.loadedAt).toLocaleTimeString());
+    if (seq === renderSeq) status("Fleet loaded " + clock(new Date(cache.loadedAt)));
     if (!timer) timer = setInterval(() => { cache.loadedAt = 0; route(); }, FLEET_MAX_AGE_MS);
   }
 
@@ -415,7 +418,7 @@
       el("th", { scope: "row" }, x.hostname), el("td", { class: "num" }, String(x.gpus)), el("td", {}, utc(x.last_seen)),
       el("td", { class: "num" }, age(x.age_seconds)), el("td", {}, x.stale ? el("strong", { text: "STALE" }) : "ok"))));
     drawPipeChart();
-    status("Pipeline updated " + new Date().toLocaleTimeString());
+    status("Pipeline updated " + clock(new Date()));
   }
 
   function drawPipeChart() {
