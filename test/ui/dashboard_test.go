@@ -254,6 +254,8 @@ func TestDashboard(t *testing.T) {
 			for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return false; return true; }).map(f => f.dataset.metric)`)
 		require.Empty(t, blank, "charts that drew nothing")
 		require.Contains(t, eval[string](tb, `document.querySelector('#chart-DCGM_FI_DEV_GPU_TEMP figcaption').textContent`), "°C", "units")
+		require.Equal(t, metrics, eval[int](tb, `document.querySelectorAll('#charts .plot[role="img"][aria-label*="latest average"]').length`),
+			"each chart is labelled for screen readers")
 		require.Contains(t, eval[string](tb, `document.querySelector('#gpu-title').textContent`), gpu.Hostname)
 		tb.screenshot(shots, "gpu")
 

@@ -358,6 +358,11 @@
       const xs = s.buckets.map((b) => Date.parse(b.start) / 1000);
       const data = [xs, s.buckets.map((b) => b.avg), s.buckets.map((b) => b.max)];
       fig.dataset.points = String(s.buckets.filter((b) => b.count > 0).length);
+      // The canvas says nothing to a screen reader: the plot's label does.
+      const last = [...s.buckets].reverse().find((b) => b.count > 0);
+      fig.querySelector(".plot").setAttribute("role", "img");
+      fig.querySelector(".plot").setAttribute("aria-label", short(metrics[i]) + " over " + win.label + ": " +
+        fig.dataset.points + " buckets with data" + (last ? ", latest average " + num(last.avg) + (s.unit ? " " + s.unit : "") : ""));
       fig.dataset.source = s.source;
       let chart = charts.find((c) => c.root.parentElement === fig.querySelector(".plot"));
       if (chart) {
