@@ -14,7 +14,7 @@ COVER_PKGS := ./domain/...,./ports/...,./internal/...,./adapters/...,./apps/...,
 .DEFAULT_GOAL := help
 include deployments/k8s.mk
 
-.PHONY: help build test cover lint fmt run swagger migrate-up migrate-down bench bench-micro bench-api test-faults test-faults helm-lint test-k8s db-start db-stop clean
+.PHONY: help build test cover lint fmt run swagger ui-vendor test-ui migrate-up migrate-down bench bench-micro bench-api test-faults test-faults helm-lint test-k8s db-start db-stop clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,26 @@ run: build ## run the whole pipeline locally on the shipped CSV, or STREAMER_SOU
 
 swagger: ## regenerate the OpenAPI spec in docs/ from the handlers' annotations
 	$(SWAG) init -g doc.go -d adapters/httpapi -o docs --outputTypes go,json,yaml --parseInternal
+
+# ui-vendor re-fetches the dashboard's charting library from the npm registry
+# (the only step that needs npm; the result is committed).
+UPLOT_VERSION ?= 1.6.32
+UI_VENDOR     := adapters/httpapi/ui/vendor
+ui-vendor: ## re-fetch the dashboard's vendored uPlot from npm (UPLOT_VERSION=1.6.32) and print the sha256 for ui/vendor/README.md
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent uplot@$(UPLOT_VERSION) >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz) && \
+	cp "$$tmp/package/dist/uPlot.iife.min.js" "$$tmp/package/dist/uPlot.min.css" $(UI_VENDOR)/ && \
+	cp "$$tmp/package/LICENSE" $(UI_VENDOR)/uPlot.LICENSE && \
+	cd $(UI_VENDOR) && sha256sum uPlot.iife.min.js uPlot.min.css uPlot.LICENSE
+
+# test-ui drives the dashboard in Debian's headless chromium against a real
+# pipeline on the shipped CSV; screenshots go to .local/ui/.
+test-ui: ## browser tests of the dashboard (needs /usr/bin/chromium); screenshots in .local/ui/
+	@started=0; \
+	if [ -z "$$DATABASE_URL" ] && ! $(DEVDB) url >/dev/null 2>&1; then started=1; fi; \
+	$(GO) test -tags ui -count=1 -timeout 15m -v ./test/ui/; rc=$$?; \
+	if [ $$started = 1 ]; then $(DEVDB) stop; fi; \
+	exit $$rc
 
 db-start: ## start the local PostgreSQL (.local/pg) and print its URL
 	@$(DEVDB) start

@@ -15,6 +15,115 @@ const docTemplate = `{
     "host": "{{.Host}}",
     "basePath": "{{.BasePath}}",
     "paths": {
+        "/api/v1/dead-letters": {
+            "get": {
+                "description": "Messages the collector could never process (poison messages), newest first, with the reason each was\nset aside. payload is truncated to 512 characters (payload_bytes is the full size). Pages hold up to\nlimit letters; when older ones follow the answer has next_cursor: repeat with cursor=next_cursor.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "pipeline"
+                ],
+                "summary": "List dead letters",
+                "parameters": [
+                    {
+                        "maximum": 1000,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 50,
+                        "description": "Page size",
+                        "name": "limit",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "next_cursor of the previous page, unchanged",
+                        "name": "cursor",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Request id to echo (a sane token); one is generated otherwise",
+                        "name": "X-Request-Id",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of dead letters; dead_letters is [] when empty",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.DeadLetterList"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad limit or cursor, unknown parameter",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "405": {
+                        "description": "Method not allowed (see the Allow header)",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error (details are logged, never returned)",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "The telemetry store is unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "504": {
+                        "description": "The store did not answer in time",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    }
+                }
+            }
+        },
         "/api/v1/fleet/summary": {
             "get": {
                 "description": "Count, min, avg, p50, p95 (linear interpolation between closest ranks) and max of every GPU's latest\nvalue of one metric, and the top GPUs by that value (hottest, busiest). GPUs whose latest sample is blank\nare left out. The statistics are null when no GPU has a value.",
@@ -541,9 +650,163 @@ const docTemplate = `{
                     }
                 }
             }
+        },
+        "/api/v1/pipeline": {
+            "get": {
+                "description": "A cheap snapshot for the dashboard's pipeline view: a cumulative count of samples inserted (poll twice\nand divide by the time between for the persist rate), the PostgreSQL queue's backlog and its oldest\nmessage, the dead-letter count, and each host's newest sample time with hosts silent for longer than\nstale_after marked stale.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "pipeline"
+                ],
+                "summary": "The pipeline's health",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "default": "2m",
+                        "example": "5m",
+                        "description": "Go duration after which a silent host is stale (10s to 168h)",
+                        "name": "stale_after",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Request id to echo (a sane token); one is generated otherwise",
+                        "name": "X-Request-Id",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The snapshot",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.PipelineStatus"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad stale_after, unknown parameter",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error (details are logged, never returned)",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "The telemetry store is unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "504": {
+                        "description": "The store did not answer in time",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    }
+                }
+            }
         }
     },
     "definitions": {
+        "httpapi.DeadLetter": {
+            "type": "object",
+            "properties": {
+                "created_at": {
+                    "description": "CreatedAt is when it was dead-lettered (RFC 3339, UTC).",
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T20:42:34Z"
+                },
+                "id": {
+                    "description": "ID orders dead letters: higher is newer.",
+                    "type": "integer",
+                    "example": 42
+                },
+                "msg_uuid": {
+                    "description": "MsgUUID is the queue message's UUID (assigned by mqwriter).",
+                    "type": "string",
+                    "format": "uuid",
+                    "example": "0f8fad5b-d9cb-469f-a165-70867728950e"
+                },
+                "payload": {
+                    "description": "Payload is the message as received, truncated to 512 characters.",
+                    "type": "string",
+                    "example": "{\"gpu_uuid\":"
+                },
+                "payload_bytes": {
+                    "description": "PayloadBytes is the full payload's size.",
+                    "type": "integer",
+                    "example": 12
+                },
+                "payload_truncated": {
+                    "description": "PayloadTruncated says Payload is shorter than the stored payload.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "reason": {
+                    "description": "Reason says why it can never be processed.",
+                    "type": "string",
+                    "example": "decode payload: unexpected end of JSON input"
+                },
+                "topic": {
+                    "description": "Topic is the queue topic the message came from.",
+                    "type": "string",
+                    "example": "telemetry"
+                }
+            }
+        },
+        "httpapi.DeadLetterList": {
+            "type": "object",
+            "properties": {
+                "dead_letters": {
+                    "description": "DeadLetters are newest first; empty (never null) when there are none.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/httpapi.DeadLetter"
+                    }
+                },
+                "next_cursor": {
+                    "description": "NextCursor is present when older dead letters follow: pass it as cursor.",
+                    "type": "string",
+                    "example": "eyJ2IjoxLCJiIjo0Mn0"
+                }
+            }
+        },
         "httpapi.ErrorBody": {
             "type": "object",
             "properties": {
@@ -709,6 +972,36 @@ const docTemplate = `{
                 }
             }
         },
+        "httpapi.HostStatus": {
+            "type": "object",
+            "properties": {
+                "age_seconds": {
+                    "description": "AgeSeconds is how long ago that was, by the store's clock.",
+                    "type": "number",
+                    "example": 3.5
+                },
+                "gpus": {
+                    "description": "GPUs is how many GPUs of the host the registry holds.",
+                    "type": "integer",
+                    "example": 8
+                },
+                "hostname": {
+                    "type": "string",
+                    "example": "mtv5-dgx1-hgpu-031"
+                },
+                "last_seen": {
+                    "description": "LastSeen is the newest sample time of any of its GPUs (RFC 3339, UTC).",
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T20:42:34Z"
+                },
+                "stale": {
+                    "description": "Stale is true when AgeSeconds exceeds the request's stale_after.",
+                    "type": "boolean",
+                    "example": false
+                }
+            }
+        },
         "httpapi.LatestEntry": {
             "type": "object",
             "properties": {
@@ -784,6 +1077,60 @@ const docTemplate = `{
                     "items": {
                         "$ref": "#/definitions/httpapi.MetricInfo"
                     }
+                }
+            }
+        },
+        "httpapi.PipelineStatus": {
+            "type": "object",
+            "properties": {
+                "dead_letters": {
+                    "description": "DeadLetters counts stored dead letters up to 100000.",
+                    "type": "integer",
+                    "example": 1
+                },
+                "dead_letters_capped": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "hosts": {
+                    "description": "Hosts are ordered by hostname.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/httpapi.HostStatus"
+                    }
+                },
+                "oldest_queued": {
+                    "description": "OldestQueued is when the oldest waiting message was published; null when\nnone waits.",
+                    "type": "string",
+                    "format": "date-time",
+                    "x-nullable": true,
+                    "example": "2025-07-18T20:42:30Z"
+                },
+                "queue_backlog": {
+                    "description": "QueueBacklog is how many messages wait in the PostgreSQL queue, counted\nup to 100000 (queue_backlog_capped then says there are more); null when\nthe store cannot see the queue.",
+                    "type": "integer",
+                    "x-nullable": true,
+                    "example": 120
+                },
+                "queue_backlog_capped": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "samples_inserted": {
+                    "description": "SamplesInserted is a cumulative count of samples the store inserted:\nonly its rate between two snapshots means something (it may lag a few\nseconds and drop when retention removes a day).",
+                    "type": "integer",
+                    "example": 1234567
+                },
+                "stale_after_seconds": {
+                    "description": "StaleAfterSeconds is the threshold used for hosts[].stale.",
+                    "type": "number",
+                    "example": 120
+                },
+                "time": {
+                    "description": "Time is the store's clock when the snapshot was taken.",
+                    "type": "string",
+                    "format": "date-time",
+                    "example": "2025-07-18T20:42:38Z"
                 }
             }
         },
@@ -976,6 +1323,10 @@ const docTemplate = `{
         {
             "description": "One metric across every GPU.",
             "name": "fleet"
+        },
+        {
+            "description": "The pipeline's health: dead letters, throughput, backlog, host freshness.",
+            "name": "pipeline"
         }
     ],
     "externalDocs": {

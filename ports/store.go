@@ -149,6 +149,9 @@ type TelemetryReader interface {
 	// q.Limit, holding constant memory; it stops at fn's first error and
 	// returns it. An unknown GPU fails with ErrNotFound before fn is called.
 	StreamTelemetry(ctx context.Context, q TelemetryQuery, fn func(domain.Record) error) error
+	// PipelineReader lists dead letters and the pipeline's health for the
+	// dashboard.
+	PipelineReader
 }
 
 // MaintenanceReport says what one maintenance run did.

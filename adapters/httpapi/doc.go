@@ -2,7 +2,9 @@
 // app): it lists the GPU registry (filtered, paged) and the metric names,
 // serves a GPU's raw telemetry in a time window (keyset-paginated JSON pages
 // or one NDJSON stream), its latest values, a metric bucketed by a step, and
-// a metric summarised across the fleet, and serves
+// a metric summarised across the fleet, the dead letters (paged) and a cheap
+// pipeline health snapshot; it serves the dashboard (ui/, embedded: fleet,
+// GPU and pipeline views over these endpoints) at /, and
 // the OpenAPI spec generated from the annotations in this package (see docs/
 // and `make swagger`) with Swagger UI at /swagger/.
 //
@@ -34,5 +36,7 @@ package httpapi
 //	@tag.description			The metric names seen.
 //	@tag.name					fleet
 //	@tag.description			One metric across every GPU.
+//	@tag.name					pipeline
+//	@tag.description			The pipeline's health: dead letters, throughput, backlog, host freshness.
 //	@externalDocs.description	DCGM exporter field identifiers
 //	@externalDocs.url			https://docs.nvidia.com/datacenter/dcgm/latest/dcgm-api/dcgm-api-field-ids.html

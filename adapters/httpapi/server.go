@@ -92,6 +92,9 @@ func (s *Server) Register(r *mux.Router) {
 	r.HandleFunc("/api/v1/gpus/{id}/series", s.getSeries).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/metrics", s.listMetrics).Methods(http.MethodGet)
 	r.HandleFunc("/api/v1/fleet/summary", s.fleetSummary).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/dead-letters", s.listDeadLetters).Methods(http.MethodGet)
+	r.HandleFunc("/api/v1/pipeline", s.pipelineStatus).Methods(http.MethodGet)
+	s.registerDashboard(r)
 	s.registerSwagger(r)
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(r))
@@ -112,6 +115,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Mount(r *mux.Router) {
 	r.PathPrefix("/api/").Handler(s)
 	r.PathPrefix("/swagger").Handler(s)
+	mountDashboard(r, s)
 	r.NotFoundHandler = s
 	r.MethodNotAllowedHandler = s.methodNotAllowed(r)
 }

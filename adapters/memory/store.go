@@ -75,7 +75,10 @@ type storeState struct {
 	byGPU   map[string][]*memSeries
 	gpus    map[string]domain.GPU
 	letters []domain.DeadLetter
+	lettAt  []time.Time // lettAt[i] is when letters[i] was stored; its id is i+1
 	lettSet map[uuid.UUID]struct{}
+	// inserted counts samples ever inserted (PipelineStats).
+	inserted int64
 }
 
 // NewTelemetryStore builds an empty store; it starts nothing. Start runs its
@@ -232,6 +235,7 @@ func (st *storeState) write(rows []domain.Record, cutoff time.Time) ports.WriteR
 		}
 		res.Inserted++
 	}
+	st.inserted += int64(res.Inserted)
 	return res
 }
 
@@ -258,6 +262,7 @@ func (s *TelemetryStore) WriteDeadLetters(ctx context.Context, letters []domain.
 		l.Payload = slices.Clone(l.Payload)
 		copied[i] = l
 	}
+	now := s.opts.Now().UTC().Truncate(time.Microsecond)
 	_, err := call(ctx, s, func(st *storeState) struct{} {
 		for _, l := range copied {
 			if _, dup := st.lettSet[l.MsgUUID]; dup {
@@ -265,6 +270,7 @@ func (s *TelemetryStore) WriteDeadLetters(ctx context.Context, letters []domain.
 			}
 			st.lettSet[l.MsgUUID] = struct{}{}
 			st.letters = append(st.letters, l)
+			st.lettAt = append(st.lettAt, now)
 		}
 		return struct{}{}
 	})

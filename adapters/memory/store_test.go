@@ -62,6 +62,8 @@ func TestStoreClosed(t *testing.T) {
 			return err
 		}},
 		{"dead letters", func() error { _, err := s.DeadLetters(ctx); return err }},
+		{"list dead letters", func() error { _, err := s.ListDeadLetters(ctx, ports.DeadLetterQuery{Limit: 1}); return err }},
+		{"pipeline stats", func() error { _, err := s.PipelineStats(ctx); return err }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,6 +70,8 @@ func Run(t *testing.T, newStoreWith NewStoreWith) {
 		{"ValueRoundTrip", testValueRoundTrip},
 		{"TimestampRoundTrip", testTimestampRoundTrip},
 		{"DeadLetters", testDeadLetters},
+		{"DeadLetterPages", testDeadLetterPages},
+		{"PipelineStats", testPipelineStats},
 		{"QueryGPUs", testQueryGPUs},
 		{"ListMetrics", testListMetrics},
 		{"LatestValues", testLatestValues},

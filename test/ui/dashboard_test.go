@@ -1,0 +1,314 @@
+//go:build ui
+
+package ui
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/adapters/httpapi"
+	"github.com/gpufleet/telemetry/test/pgtest"
+	"github.com/gpufleet/telemetry/test/stack"
+)
+
+// The shipped CSV: 2,470 rows, 247 GPUs on 31 hosts, 10 metrics.
+const (
+	csvRows  = 2470
+	csvGPUs  = 247
+	csvHosts = 31
+	metrics  = 10
+)
+
+var binDir string
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	root, err := stack.Root()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "ui-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "apigw"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	binDir = dir
+	return m.Run()
+}
+
+// pipeline is the running services over one fresh database.
+type pipeline struct {
+	t      *testing.T
+	dsn    string
+	pool   *pgxpool.Pool
+	logDir string
+	writer *stack.Proc
+	api    *stack.Proc
+}
+
+func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
+	p.t.Helper()
+	env["DATABASE_URL"] = p.dsn
+	env["LOG_LEVEL"] = "warn"
+	// The queue's bearer tokens (issue 13) are not what this suite tests.
+	env["MQ_AUTH"] = "none"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proc, err := stack.StartReady(ctx, filepath.Join(binDir, name), name, p.logDir, env, "/readyz")
+	require.NoError(p.t, err)
+	p.t.Cleanup(func() { _ = proc.Stop(45 * time.Second) })
+	return proc
+}
+
+// startPipeline runs mqwriter, mqreader (every partition), collector, apigw
+// and a streamer replaying the shipped CSV with each GPU's samples every
+// 5 s, forever, so charts have points and the throughput moves.
+func startPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	root, err := stack.Root()
+	require.NoError(t, err)
+	dsn := pgtest.NewDatabase(t)
+	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
+	p.writer = p.start("mqwriter", map[string]string{})
+	reader := p.start("mqreader", map[string]string{"PARTITIONS": "0-255"})
+	p.start("collector", map[string]string{"MQ_READER_URLS": reader.URL(), "POLL_INTERVAL_MS": "50"})
+	p.api = p.start("apigw", map[string]string{})
+	p.start("streamer", map[string]string{
+		"STREAMER_CSV_PATH":        filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv"),
+		"STREAMER_SCRAPE_INTERVAL": "5s",
+		"MQ_WRITER_URL":            p.writer.URL(),
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range []string{"mqwriter", "mqreader", "collector", "apigw", "streamer"} {
+				b, _ := os.ReadFile(filepath.Join(p.logDir, name+".log"))
+				t.Logf("%s log (tail):\n%s", name, tail(string(b), 2000))
+			}
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *pipeline) count(query string) int {
+	p.t.Helper()
+	var n int
+	require.NoError(p.t, p.pool.QueryRow(context.Background(), query).Scan(&n))
+	return n
+}
+
+// injectPoison publishes a message the collector can never parse; it ends
+// up a dead letter with its reason. marker is in its payload.
+func (p *pipeline) injectPoison() string {
+	p.t.Helper()
+	marker := "ui-poison-" + uuid.NewString()
+	body, err := json.Marshal(map[string]any{"topic": "telemetry", "messages": []map[string]any{
+		{"payload": map[string]any{"poison": marker}},
+	}})
+	require.NoError(p.t, err)
+	resp, err := http.Post(p.writer.URL()+"/v1/publish", "application/json", bytes.NewReader(body))
+	require.NoError(p.t, err)
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	require.Equal(p.t, http.StatusOK, resp.StatusCode, "publish poison: %s", got)
+	return marker
+}
+
+func getJSON[T any](t *testing.T, url string) T {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, body)
+	var v T
+	require.NoError(t, json.Unmarshal(body, &v), "%s", url)
+	return v
+}
+
+// TestDashboard runs one pipeline and one browser; its steps share them
+// and run in order (the pipeline takes most of the time).
+func TestDashboard(t *testing.T) {
+	root, err := stack.Root()
+	require.NoError(t, err)
+	shots := filepath.Join(root, ".local", "ui")
+	browser := newBrowser(t)
+	p := startPipeline(t)
+	marker := p.injectPoison()
+
+	// Three passes of the CSV are stored: every GPU, a few points per chart.
+	require.Eventually(t, func() bool {
+		return p.count(`SELECT count(*) FROM telemetry_samples`) >= 3*csvRows && p.count(`SELECT count(*) FROM gpus`) == csvGPUs
+	}, 3*time.Minute, 200*time.Millisecond, "the pipeline did not store three passes: samples=%d gpus=%d",
+		p.count(`SELECT count(*) FROM telemetry_samples`), p.count(`SELECT count(*) FROM gpus`))
+	require.Eventually(t, func() bool {
+		return p.count(`SELECT count(*) FROM dead_letters WHERE payload LIKE '%`+marker+`%'`) == 1
+	}, time.Minute, 100*time.Millisecond, "the poison message was not dead-lettered")
+	base := p.api.URL() + "/"
+
+	t.Run("fleet lists every GPU", func(t *testing.T) {
+		tb := newTab(t, browser)
+		tb.do(chromedp.Navigate(base))
+		tb.waitFor(`document.querySelector('#gpu-table').dataset.drawn === 'true' && document.querySelectorAll('#summary .card').length > 0`)
+		require.Equal(t, "#/fleet", tb.hash())
+		require.Equal(t, csvGPUs, eval[int](tb, `document.querySelectorAll('#gpu-table tbody tr').length`))
+		require.Equal(t, csvGPUs, eval[int](tb, `new Set([...document.querySelectorAll('#gpu-table tbody tr')].map(r => r.dataset.gpu)).size`))
+		require.Equal(t, metrics, eval[int](tb, `document.querySelectorAll('#gpu-table thead button[data-sort^="DCGM"]').length`), "a column per metric")
+		require.Equal(t, 3, eval[int](tb, `document.querySelectorAll('#gpu-table tbody tr.hot').length`), "three hottest")
+		require.Equal(t, 3, eval[int](tb, `document.querySelectorAll('#gpu-table tbody tr.busy').length`), "three busiest")
+		require.Equal(t, csvHosts, eval[int](tb, `document.querySelectorAll('#f-host option').length - 1`))
+		require.Contains(t, eval[string](tb, `document.querySelector('#summary').textContent`), "p95")
+		require.Equal(t, fmt.Sprint(csvGPUs), eval[string](tb, `document.querySelector('#summary .value').textContent`), "the summary covers the fleet")
+		tb.screenshot(shots, "fleet")
+		// The busiest first: the marked GPUs at the top (docs/dashboard.png).
+		tb.do(chromedp.Evaluate[chromedp.Void](`location.hash = '#/fleet?sort=DCGM_FI_DEV_GPU_UTIL&dir=desc'`))
+		tb.waitFor(`document.querySelector('#gpu-table').dataset.sort === 'DCGM_FI_DEV_GPU_UTIL:desc'`)
+		require.True(t, eval[bool](tb, `document.querySelector('#gpu-table tbody tr').classList.contains('busy')`), "the busiest GPU is marked")
+		tb.screenshot(shots, "fleet-busiest")
+	})
+
+	t.Run("filters and sort update the URL and the view", func(t *testing.T) {
+		tb := newTab(t, browser)
+		tb.do(chromedp.Navigate(base))
+		tb.waitFor(`document.querySelector('#gpu-table').dataset.drawn === 'true'`)
+		host := eval[string](tb, `document.querySelector('#f-host').options[1].value`)
+		want := p.count(`SELECT count(*) FROM gpus WHERE hostname = '` + host + `'`)
+		// Choose the host as a user would: focus the select, change it.
+		tb.do(chromedp.Focus(chromedp.CSS("#f-host")))
+		tb.do(chromedp.Evaluate[chromedp.Void](`(s => { s.value = s.options[1].value; s.dispatchEvent(new Event('change')); })(document.querySelector('#f-host'))`))
+		tb.waitFor(fmt.Sprintf(`location.hash.includes('host=%s') && document.querySelector('#gpu-table').dataset.rows === '%d'`, host, want))
+		require.Equal(t, want, eval[int](tb, `document.querySelectorAll('#gpu-table tbody tr').length`))
+		require.Equal(t, 0, eval[int](tb, fmt.Sprintf(`[...document.querySelectorAll('#gpu-table tbody tr td:first-child a')].filter(td => td.textContent !== %q).length`, host)))
+
+		// Sort by temperature with the keyboard: focus the column's button, Enter.
+		tb.do(chromedp.Focus(chromedp.CSS(`#gpu-table thead button[data-sort="DCGM_FI_DEV_GPU_TEMP"]`)), chromedp.KeyEvent("\r"))
+		tb.waitFor(`location.hash.includes('sort=DCGM_FI_DEV_GPU_TEMP') && location.hash.includes('dir=desc') && document.querySelector('#gpu-table').dataset.sort === 'DCGM_FI_DEV_GPU_TEMP:desc'`)
+		require.Contains(t, tb.hash(), "host="+host, "the filter stays")
+		col := eval[int](tb, `[...document.querySelectorAll('#gpu-table thead th')].findIndex(th => th.querySelector('[data-sort="DCGM_FI_DEV_GPU_TEMP"]'))`)
+		temps := eval[[]float64](tb, fmt.Sprintf(`[...document.querySelectorAll('#gpu-table tbody tr')].map(r => parseFloat(r.children[%d].textContent)).filter(v => !isNaN(v))`, col))
+		require.NotEmpty(t, temps)
+		require.IsNonIncreasing(t, temps, "sorted by temperature, highest first")
+
+		// A URL opened directly restores the view: the model filter from the hash.
+		model := eval[string](tb, `document.querySelector('#f-model').options[1].value`)
+		tb.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`location.hash = '#/fleet?model=' + encodeURIComponent(%q)`, model)))
+		wantModel := p.count(`SELECT count(*) FROM gpus WHERE model_name = '` + model + `'`)
+		tb.waitFor(fmt.Sprintf(`document.querySelector('#f-model').value === %q && document.querySelector('#gpu-table').dataset.rows === '%d'`, model, wantModel))
+		require.Equal(t, "", eval[string](tb, `document.querySelector('#f-host').value`), "the host filter left the URL, so the view")
+
+		// The summary's metric is in the URL too.
+		tb.do(chromedp.Evaluate[chromedp.Void](`(s => { s.value = 'DCGM_FI_DEV_POWER_USAGE'; s.dispatchEvent(new Event('change')); })(document.querySelector('#f-metric'))`))
+		tb.waitFor(`location.hash.includes('metric=DCGM_FI_DEV_POWER_USAGE') && document.querySelector('#summary').dataset.metric === 'DCGM_FI_DEV_POWER_USAGE'`)
+	})
+
+	gpus := getJSON[httpapi.GPUList](t, p.api.URL()+"/api/v1/gpus")
+	require.Len(t, gpus.GPUs, csvGPUs)
+	gpu := gpus.GPUs[0]
+
+	t.Run("a GPU's charts have points for every metric", func(t *testing.T) {
+		tb := newTab(t, browser)
+		tb.do(chromedp.Navigate(base))
+		tb.waitFor(`document.querySelector('#gpu-table').dataset.drawn === 'true'`)
+		// Open the GPU from the fleet table, by its link.
+		tb.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-gpu=%q] a`, gpu.ID))))
+		tb.waitFor(`document.querySelector('#charts').dataset.drawn === 'true'`)
+		require.Equal(t, "#/gpu/"+gpu.ID, tb.hash())
+		require.Equal(t, "15m", eval[string](tb, `document.querySelector('#charts').dataset.window`), "the default window")
+		require.Equal(t, "raw", eval[string](tb, `document.querySelector('#charts figure').dataset.source`), "10 s steps read raw samples")
+		require.Equal(t, metrics, eval[int](tb, `document.querySelectorAll('#charts figure').length`), "a chart per metric")
+		// Every chart has data points and drew them on its canvas.
+		empty := eval[[]string](tb, `[...document.querySelectorAll('#charts figure')].filter(f => !(parseInt(f.dataset.points) > 0)).map(f => f.dataset.metric)`)
+		require.Empty(t, empty, "charts without data points")
+		blank := eval[[]string](tb, `[...document.querySelectorAll('#charts figure')].filter(f => {
+			const c = f.querySelector('canvas'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+			for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return false; return true; }).map(f => f.dataset.metric)`)
+		require.Empty(t, blank, "charts that drew nothing")
+		require.Contains(t, eval[string](tb, `document.querySelector('#chart-DCGM_FI_DEV_GPU_TEMP figcaption').textContent`), "°C", "units")
+		require.Equal(t, metrics, eval[int](tb, `document.querySelectorAll('#charts .plot[role="img"][aria-label*="latest average"]').length`),
+			"each chart is labelled for screen readers")
+		require.Contains(t, eval[string](tb, `document.querySelector('#gpu-title').textContent`), gpu.Hostname)
+		tb.screenshot(shots, "gpu")
+
+		// The raw samples link downloads NDJSON of this GPU.
+		lines, err := chromedp.Run(tb.ctx, chromedp.Evaluate[[]string](
+			`fetch(document.querySelector('#dl-ndjson').href).then(r => r.text()).then(t => t.trim().split('\n'))`, chromedp.EvalAwaitPromise))
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, len(lines), metrics, "at least one sample per metric")
+		var entry httpapi.TelemetryEntry
+		require.NoError(t, json.Unmarshal([]byte(lines[0]), &entry))
+		require.Equal(t, gpu.ID, entry.GPUUUID)
+		require.NotEmpty(t, eval[string](tb, `document.querySelector('#dl-ndjson').getAttribute('download')`))
+
+		// A window change, by keyboard: focus the 1 hour radio, Space.
+		tb.do(chromedp.Focus(chromedp.CSS(`#windows input[value="1h"]`)), chromedp.KeyEvent(" "))
+		tb.waitFor(`location.hash.includes('window=1h') && document.querySelector('#charts').dataset.window === '1h' && document.querySelector('#charts').dataset.drawn === 'true'`)
+		require.Contains(t, eval[string](tb, `document.querySelector('#dl-ndjson').href`), "start_time=")
+		require.Equal(t, metrics, eval[int](tb, `[...document.querySelectorAll('#charts figure')].filter(f => parseInt(f.dataset.points) > 0).length`))
+		require.Equal(t, "rollup", eval[string](tb, `document.querySelector('#charts figure').dataset.source`), "whole-minute steps read the rollups")
+	})
+
+	t.Run("pipeline shows hosts, throughput and the poison message", func(t *testing.T) {
+		tb := newTab(t, browser)
+		tb.do(chromedp.Navigate(base + "#/pipeline"))
+		tb.waitFor(`document.querySelector('#dl-table').dataset.loaded === 'true'`)
+		tb.waitFor(fmt.Sprintf(`[...document.querySelectorAll('#dl-table tbody tr')].some(r => r.textContent.includes(%q))`, marker))
+		reason := eval[string](tb, fmt.Sprintf(`[...document.querySelectorAll('#dl-table tbody tr')].find(r => r.textContent.includes(%q)).querySelector('.reason').textContent`, marker))
+		require.NotEmpty(t, reason, "the dead letter's reason is shown")
+		require.Equal(t, csvHosts, eval[int](tb, `document.querySelectorAll('#host-table tbody tr').length`))
+		require.Equal(t, 0, eval[int](tb, `document.querySelectorAll('#host-table tbody tr.stale').length`), "every host is streaming")
+		// The second snapshot gives a rate.
+		tb.waitFor(`!document.querySelector('#pipe-cards').textContent.includes('measuring')`)
+		require.Equal(t, "#/pipeline", tb.hash())
+		tb.screenshot(shots, "pipeline")
+	})
+
+	t.Run("phone width", func(t *testing.T) {
+		tb := newTab(t, browser)
+		tb.do(chromedp.EmulateViewport(phoneW, phoneH, chromedp.EmulateMobile))
+		tb.do(chromedp.Navigate(base))
+		tb.waitFor(`document.querySelector('#gpu-table').dataset.drawn === 'true' && document.querySelectorAll('#summary .card').length > 0`)
+		require.LessOrEqual(t, eval[int](tb, `document.documentElement.scrollWidth`), phoneW, "the page does not scroll sideways; the table does, in its box")
+		tb.screenshot(shots, "fleet-phone")
+		tb.do(chromedp.Navigate(base + "#/gpu/" + gpu.ID + "?window=15m"))
+		tb.waitFor(`document.querySelector('#charts').dataset.drawn === 'true'`)
+		require.LessOrEqual(t, eval[int](tb, `document.documentElement.scrollWidth`), phoneW)
+		tb.screenshot(shots, "gpu-phone")
+	})
+	entries, err := os.ReadDir(shots)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	t.Logf("screenshots in %s: %s", shots, strings.Join(names, ", "))
+}
