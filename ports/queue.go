@@ -49,7 +49,9 @@ type Consumer interface {
 	// ErrLeaseExpired and deletes nothing.
 	Ack(ctx context.Context, ref LeaseRef) error
 	// Release returns the lease's messages to ready at once, for a consumer
-	// that knows it failed. An expired or unknown lease fails with
+	// that knows it failed; ref.Reason, when given, is kept as the
+	// messages' last error. A message at the delivery limit is dead-lettered
+	// instead (see the package doc). An expired or unknown lease fails with
 	// ErrLeaseExpired.
 	Release(ctx context.Context, ref LeaseRef) error
 }
