@@ -98,22 +98,54 @@ type ReaderConfig struct {
 	// MaxTopics caps the topics one reader serves; a lease on one more fails
 	// with ports.ErrInvalidArgument. Default 64.
 	MaxTopics int
+	// Lease bounds one lease's max and duration; a larger request fails with
+	// ports.ErrInvalidArgument naming the limit. Zero fields mean
+	// domain.DefaultLeaseLimits (5,000 messages, 300 s).
+	Lease domain.LeaseLimits
+	// LeaseMaxBytes caps the payload bytes of one lease: a lease stops
+	// adding messages before it would pass it (it always carries at least
+	// one). Default 8 MiB.
+	LeaseMaxBytes int
+	// BufferBytes caps the payload bytes held in memory per topic, as
+	// BufferSize caps the count; a refill loads no more than the room left.
+	// The bound is exceeded by at most one message (a refill always keeps its
+	// first row, so a message larger than the room left cannot stall its
+	// partition). Default 64 MiB.
+	BufferBytes int64
+	// RefillBytes caps the payload bytes one refill keeps. Default 8 MiB.
+	RefillBytes int
+	// StatsInterval is how often each topic's backlog in PostgreSQL (rows
+	// of this reader's partition range, counted up to BacklogCountCap) and
+	// its oldest message are measured for the metrics. Default 15s.
+	StatsInterval time.Duration
+	// BacklogCountCap bounds the rows one backlog count visits; past it the
+	// backlog is estimated from pg_class.reltuples. Default 1,000,000.
+	BacklogCountCap int
 }
 
 // DefaultReaderConfig returns the defaults listed on ReaderConfig, with no
 // range assigned.
 func DefaultReaderConfig() ReaderConfig {
 	return ReaderConfig{
-		BufferSize:     10000,
-		RefillBatch:    2000,
-		RefillInterval: 50 * time.Millisecond,
-		DeleteBatch:    5000,
-		MinLease:       200 * time.Millisecond,
-		DrainTimeout:   30 * time.Second,
-		QueryTimeout:   30 * time.Second,
-		MaxTopics:      64,
+		BufferSize:      10000,
+		RefillBatch:     2000,
+		RefillInterval:  50 * time.Millisecond,
+		DeleteBatch:     5000,
+		MinLease:        200 * time.Millisecond,
+		DrainTimeout:    30 * time.Second,
+		QueryTimeout:    30 * time.Second,
+		MaxTopics:       64,
+		Lease:           domain.DefaultLeaseLimits(),
+		LeaseMaxBytes:   DefaultLeaseMaxBytes,
+		BufferBytes:     64 << 20,
+		RefillBytes:     8 << 20,
+		StatsInterval:   15 * time.Second,
+		BacklogCountCap: 1_000_000,
 	}
 }
+
+// DefaultLeaseMaxBytes is the default cap on one lease's payload bytes.
+const DefaultLeaseMaxBytes = 8 << 20
 
 func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	d := DefaultReaderConfig()
@@ -141,6 +173,25 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	if c.MaxTopics == 0 {
 		c.MaxTopics = d.MaxTopics
 	}
+	c.Lease = c.Lease.WithDefaults()
+	if c.LeaseMaxBytes == 0 {
+		c.LeaseMaxBytes = d.LeaseMaxBytes
+	}
+	if c.BufferBytes == 0 {
+		c.BufferBytes = d.BufferBytes
+	}
+	if c.RefillBytes == 0 {
+		c.RefillBytes = d.RefillBytes
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = d.StatsInterval
+	}
+	if c.BacklogCountCap == 0 {
+		c.BacklogCountCap = d.BacklogCountCap
+	}
+	if err := c.Lease.Validate(); err != nil {
+		return c, fmt.Errorf("reader config: %w", err)
+	}
 	if c.Range != nil {
 		if err := c.Range.Validate(); err != nil {
 			return c, fmt.Errorf("reader config: %w", err)
@@ -150,8 +201,11 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	case c.BufferSize < 1, c.RefillBatch < 1, c.DeleteBatch < 1, c.MaxTopics < 1:
 		return c, fmt.Errorf("reader config: buffer size %d, refill batch %d, delete batch %d and max topics %d must be positive",
 			c.BufferSize, c.RefillBatch, c.DeleteBatch, c.MaxTopics)
-	case c.RefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0,
-		c.MinLease < 0 || c.MinLease > domain.MaxLeaseDuration:
+	case c.LeaseMaxBytes < 1, c.BufferBytes < 1, c.RefillBytes < 1, c.BacklogCountCap < 1:
+		return c, fmt.Errorf("reader config: lease bytes %d, buffer bytes %d, refill bytes %d and backlog count cap %d must be positive",
+			c.LeaseMaxBytes, c.BufferBytes, c.RefillBytes, c.BacklogCountCap)
+	case c.RefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0, c.StatsInterval < 0,
+		c.MinLease < 0 || c.MinLease > c.Lease.MaxDuration:
 		return c, fmt.Errorf("reader config: intervals and timeouts must not be negative")
 	}
 	return c, nil
