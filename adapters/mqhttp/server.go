@@ -41,6 +41,17 @@ type ServerOptions struct {
 	// consume nor make a reader start serving topics that do not exist.
 	// Empty serves every valid topic name.
 	Topics []string
+	// MaxInflightBytes bounds the request bodies in progress at once (see
+	// admission); a request that does not fit is a 429 before its body is
+	// read. Zero means DefaultMaxInflightBytes.
+	MaxInflightBytes int64
+	// MaxConcurrentPublishes bounds the publishes in progress at once; one
+	// more is a 429. Zero means DefaultMaxConcurrentPublishes.
+	MaxConcurrentPublishes int
+	// MaxPayloadBytes bounds each message's payload at publish; a larger one
+	// is a 413 naming the message and the limit. Zero means
+	// DefaultMaxPayloadBytes; it cannot exceed domain.MaxPayloadBytes.
+	MaxPayloadBytes int64
 }
 
 // Server answers the queue protocol over a Publisher and a Consumer. Either
@@ -54,6 +65,8 @@ type Server struct {
 	maxBody int64
 	topics  map[string]struct{} // immutable; nil serves every topic
 	metrics serverMetrics
+	admit   *admission
+	maxPay  int64 // immutable: MaxPayloadBytes
 }
 
 // NewServer returns a Server over pub and cons, either of which may be nil.
@@ -80,6 +93,12 @@ func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Se
 		maxBody: maxBody,
 		topics:  topics,
 		metrics: newServerMetrics(opts.Registerer, log),
+		admit: &admission{
+			maxBody:      maxBody,
+			maxBytes:     orDefault(opts.MaxInflightBytes, DefaultMaxInflightBytes),
+			maxPublishes: orDefault(int64(opts.MaxConcurrentPublishes), DefaultMaxConcurrentPublishes),
+		},
+		maxPay: min(orDefault(opts.MaxPayloadBytes, DefaultMaxPayloadBytes), domain.MaxPayloadBytes),
 	}
 }
 
@@ -146,7 +165,14 @@ func (s *Server) route(r *mux.Router, path, name string, served bool, e endpoint
 		}))
 		return
 	}
-	r.Handle(path, s.handle(name, e)).Methods(http.MethodPost)
+	r.Handle(path, s.handle(name, s.admit.admit(path == PathPublish, e))).Methods(http.MethodPost)
+}
+
+func orDefault(v, def int64) int64 {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 func (s *Server) side() string {
@@ -212,6 +238,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	msgs := make([]ports.OutgoingMessage, len(req.Messages))
 	for i, m := range req.Messages {
+		if len(m.Payload) > int(s.maxPay) {
+			return nil, payloadTooLarge(i, len(m.Payload), s.maxPay)
+		}
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
 	}
 	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)

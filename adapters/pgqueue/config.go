@@ -13,6 +13,10 @@ type WriterConfig struct {
 	// BufferSize caps the messages accepted but not yet committed. A publish
 	// that does not fit fails at once with ports.ErrBackpressure. Default 10000.
 	BufferSize int
+	// BufferBytes caps their payload bytes the same way (a publish larger
+	// than the whole buffer fails with ports.ErrInvalidArgument). Default
+	// 64 MiB.
+	BufferBytes int64
 	// MaxBatch caps the messages of one flush transaction. A publish is never
 	// split across transactions, so a larger publish is flushed alone.
 	// Default 1000.
@@ -34,6 +38,7 @@ type WriterConfig struct {
 func DefaultWriterConfig() WriterConfig {
 	return WriterConfig{
 		BufferSize:    10000,
+		BufferBytes:   64 << 20,
 		MaxBatch:      1000,
 		FlushInterval: 2 * time.Millisecond,
 		Flushers:      2,
@@ -49,6 +54,9 @@ func (c WriterConfig) withDefaults() (WriterConfig, error) {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = d.MaxBatch
 	}
+	if c.BufferBytes == 0 {
+		c.BufferBytes = d.BufferBytes
+	}
 	if c.Flushers == 0 {
 		c.Flushers = d.Flushers
 	}
@@ -56,7 +64,7 @@ func (c WriterConfig) withDefaults() (WriterConfig, error) {
 		c.FlushTimeout = d.FlushTimeout
 	}
 	switch {
-	case c.BufferSize < 1, c.MaxBatch < 1, c.Flushers < 1:
+	case c.BufferSize < 1, c.MaxBatch < 1, c.Flushers < 1, c.BufferBytes < 1:
 		return c, fmt.Errorf("writer config: buffer size %d, max batch %d and flushers %d must be positive",
 			c.BufferSize, c.MaxBatch, c.Flushers)
 	case c.FlushInterval < 0, c.FlushTimeout < 0:

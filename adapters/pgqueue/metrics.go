@@ -52,7 +52,7 @@ func newWriterMetrics(reg prometheus.Registerer, utilization func() float64) (*w
 	}
 	util := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mqwriter_buffer_utilization_ratio",
-		Help: "Messages accepted but not yet committed, over the buffer's capacity (the autoscaling signal).",
+		Help: "Publishes accepted but not yet committed: the larger of messages over WRITER_BUFFER_SIZE and bytes over WRITER_BUFFER_BYTES (the autoscaling signal).",
 	}, utilization)
 	return m, register(reg, util, m.published, m.duplicates, m.rejected, m.flushTime, m.flushSize)
 }

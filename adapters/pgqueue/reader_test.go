@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,7 +170,7 @@ func TestRestartBetweenPublishAndLease(t *testing.T) {
 	}
 	require.NoError(t, g.Wait())
 	// The first reader even holds some of them under a lease when it stops.
-	leaseSome(t, r1, "restart", "c", 20, time.Hour)
+	leaseSome(t, r1, "restart", "c", 20, 5*time.Minute)
 	require.NoError(t, r1.Close(ctx))
 	require.NoError(t, w1.Close(ctx))
 	pool1.Close()
@@ -351,7 +351,7 @@ func TestDrainGivesUp(t *testing.T) {
 			r := newReader(t, pool, ReaderConfig{Range: fullRange(), DrainTimeout: 50 * time.Millisecond})
 			_, err := w.Publish(context.Background(), "give-up", msgs(2, "d"))
 			require.NoError(t, err)
-			leaseSome(t, r, "give-up", "c", 1, time.Hour)
+			leaseSome(t, r, "give-up", "c", 1, 5*time.Minute)
 			err = r.Drain(tc.ctx)
 			require.ErrorContains(t, err, "1 leases were still outstanding")
 			if tc.err != nil {
@@ -662,7 +662,7 @@ func TestRefillSkipsTombstonesAndHeld(t *testing.T) {
 	s.refilling = true
 	s.tombstones[1] = struct{}{}
 	rows := []loadedRow{{id: 1, partition: 0}, {id: 2, partition: 1}, {id: 3, partition: 2}, {id: 4, partition: 9}}
-	s.refilled(refillResult{rows: rows, limit: 10}, time.Now())
+	s.refilled(refillResult{rows: rows, limit: 10, maxBytes: math.MaxInt}, time.Now())
 	require.False(t, s.refilling)
 	require.Empty(t, s.tombstones)
 	require.ElementsMatch(t, []int64{2, 3}, slices.Collect(maps.Keys(s.held)), "held ids")
@@ -727,10 +727,10 @@ func TestDrainAfterAbandonedLeases(t *testing.T) {
 	const total = 20
 	_, err := w.Publish(ctx, "abandon", msgs(total, "a"))
 	require.NoError(t, err)
-	require.NoError(t, r.Release(ctx, ref(leaseSome(t, r, "abandon", "c", total, time.Hour))))
+	require.NoError(t, r.Release(ctx, ref(leaseSome(t, r, "abandon", "c", total, 5*time.Minute))))
 	for i := range 2000 {
 		callCtx, cancel := context.WithTimeout(ctx, time.Duration(i%50)*time.Microsecond)
-		l, err := r.Lease(callCtx, ports.LeaseRequest{Topic: "abandon", ConsumerID: "c", Max: total, LeaseDuration: time.Hour})
+		l, err := r.Lease(callCtx, ports.LeaseRequest{Topic: "abandon", ConsumerID: "c", Max: total, LeaseDuration: 5 * time.Minute})
 		cancel()
 		if err == nil && len(l.Messages) > 0 {
 			require.NoError(t, r.Release(ctx, ref(l)))
