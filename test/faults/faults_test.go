@@ -51,6 +51,7 @@ func TestFaults(t *testing.T) {
 		{name: "7_hostile_input", seed: 707, run: hostileInput},
 		{name: "8_poison_messages", seed: 808, run: poisonMessages},
 		{name: "9_soak_random_kills", seed: 909, run: soak},
+		{name: "14_byte_budgets_and_stream_caps", seed: 1414, run: byteBudgets},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
