@@ -43,11 +43,13 @@ var _ rowStore = pgRows{}
 // makes PostgreSQL plan with the held ids as a constant, which lets it hash
 // them (see refillSQL).
 //
-// Rows past maxBytes are read and dropped, not kept: the byte budget bounds
-// memory, and the topic sizes limit from the rows it saw last so that few
-// are dropped. (Stopping the query instead would cost the connection.)
+// refillSQL already leaves out rows past maxBytes by their stored size;
+// rows whose decoded payload still passes it (compressed in storage) are
+// read and dropped, not kept, so the byte budget bounds memory, and the
+// topic sizes limit from the rows it saw last so that few are dropped.
+// (Stopping the query instead would cost the connection.)
 func (p pgRows) load(ctx context.Context, topic string, rng domain.PartitionRange, held []int64, limit, maxBytes int) ([]loadedRow, error) {
-	rows, err := p.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe, topic, rng.First, rng.Last, held, limit)
+	rows, err := p.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe, topic, rng.First, rng.Last, held, limit, maxBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -36,12 +36,22 @@ RETURNING topic, msg_uuid`
 // (small backlogs). "<> ALL" is hashed by PostgreSQL 15+ when $4 is bound as a
 // constant, which the unnamed statement of QueryExecModeCacheDescribe
 // guarantees (a cached generic plan would compare every row to every held id).
+// The outer filter keeps rows while the payloads before them stay under $6
+// bytes, by pg_column_size (the stored, possibly compressed size: free to
+// read, and exact for incompressible payloads), so a refill of large rows
+// does not send what the reader would drop; the reader still counts decoded
+// bytes (pgRows.load). Payloads of filtered rows are never detoasted.
 // Reads only; takes no locks beyond the snapshot.
-const refillSQL = `SELECT id, msg_uuid, payload, partition_key, created_at
-FROM queue_messages
-WHERE topic = $1 AND partition_key BETWEEN $2 AND $3 AND id <> ALL($4::bigint[])
-ORDER BY id
-LIMIT $5`
+const refillSQL = `SELECT id, msg_uuid, payload, partition_key, created_at FROM (
+    SELECT id, msg_uuid, payload, partition_key, created_at,
+           sum(pg_column_size(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - pg_column_size(payload) AS before
+    FROM queue_messages
+    WHERE topic = $1 AND partition_key BETWEEN $2 AND $3 AND id <> ALL($4::bigint[])
+    ORDER BY id
+    LIMIT $5
+) w
+WHERE before < $6
+ORDER BY id`
 
 // deleteSQL removes acked messages, many acks per statement. Uses the
 // primary key; row-locks only the deleted rows.

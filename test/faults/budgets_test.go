@@ -128,8 +128,13 @@ func concurrentBigPublishes(t *testing.T, w *service) {
 func bigRefills(t *testing.T, s *system, r *service) {
 	ctx := context.Background()
 	const big = 100
+	// Incompressible (random hex, different in every row), as a hostile
+	// payload would be: stored at full size.
 	_, err := s.pool.Exec(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
-SELECT 'big', gen_random_uuid(), to_jsonb(repeat(md5(i::text), 32768)), i % 256 FROM generate_series(1, $1) i`, big)
+SELECT 'big', gen_random_uuid(),
+       to_jsonb((SELECT string_agg(md5(random()::text || i::text || j::text), '') FROM generate_series(1, 32768) j)),
+       i % 256
+FROM generate_series(1, $1) i`, big)
 	require.NoError(t, err)
 	queued := s.count(`SELECT count(*) FROM queue_messages WHERE topic = 'big'`) // the 1 MiB ones and the writer's 128
 
@@ -163,12 +168,12 @@ SELECT 'big', gen_random_uuid(), to_jsonb(repeat(md5(i::text), 32768)), i % 256 
 	outstanding, outstandingBytes, largest, empties := 0, 0, 0, 0
 	// Lease without acking until the reader has nothing more to give: its
 	// buffer is full of leased messages (or the topic is exhausted).
-	for empties < 20 && outstanding < queued {
+	for empties < 40 && outstanding < queued {
 		l, size := lease()
 		largest = max(largest, size)
 		if l.msgs == 0 {
 			empties++
-			time.Sleep(50 * time.Millisecond) // a refill may be running; ask again
+			time.Sleep(100 * time.Millisecond) // a refill may be running; ask again
 			continue
 		}
 		empties = 0

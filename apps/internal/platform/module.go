@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
+	"go.uber.org/dig"
 	"go.uber.org/fx"
 )
 
@@ -86,7 +88,11 @@ const StopTimeout = 45 * time.Second
 // Main is every app's main: it builds the app's options from the
 // environment, exits with status 2 and every configuration problem (each
 // naming its variable) when the environment is wrong, and otherwise runs the
-// app until SIGINT/SIGTERM, then stops it gracefully.
+// app until SIGINT/SIGTERM, then stops it gracefully. When the app cannot be
+// built or started, the last line on stderr is the one error that says why
+// (a constructor's or a start hook's own error, without fx's chain of
+// "could not build arguments for …"), so a failed start reads plainly after
+// whatever was logged before it.
 func Main(build func(env *Env) fx.Option) {
 	env := NewEnv()
 	opts := build(env)
@@ -96,8 +102,30 @@ func Main(build func(env *Env) fx.Option) {
 	}
 	app := fx.New(opts, fx.StopTimeout(StopTimeout))
 	if err := app.Err(); err != nil {
-		fmt.Fprintln(os.Stderr, "start:", err)
+		fmt.Fprintln(os.Stderr, StartError(err))
 		os.Exit(1)
 	}
-	app.Run()
+	startCtx, cancel := context.WithTimeout(context.Background(), app.StartTimeout())
+	err := app.Start(startCtx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, StartError(err))
+		os.Exit(1)
+	}
+	sig := <-app.Wait()
+	stopCtx, cancel := context.WithTimeout(context.Background(), app.StopTimeout())
+	err = app.Stop(stopCtx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stop:", err)
+		os.Exit(1)
+	}
+	os.Exit(sig.ExitCode)
+}
+
+// StartError is the one line that says why an app did not start: "start: "
+// and the error its constructor or start hook returned (dig.RootCause), on a
+// single line.
+func StartError(err error) string {
+	return "start: " + strings.Join(strings.Fields(dig.RootCause(err).Error()), " ")
 }

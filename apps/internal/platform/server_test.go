@@ -276,3 +276,19 @@ func TestServerLimits(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, <-bodyErr, "the stalled body read ends with the read timeout")
 }
+
+// A failed start names the constructor's own error on one line, not fx's
+// chain of "could not build arguments for …".
+func TestStartError(t *testing.T) {
+	t.Parallel()
+	type source struct{}
+	app := fx.New(fx.NopLogger,
+		fx.Provide(func() (*source, error) {
+			return nil, errors.New("csv source a.csv: missing required column \"metric_name\"")
+		}),
+		fx.Invoke(func(*source) {}),
+	)
+	require.Error(t, app.Err())
+	require.NotContains(t, platform.StartError(app.Err()), "could not build")
+	require.Equal(t, `start: csv source a.csv: missing required column "metric_name"`, platform.StartError(app.Err()))
+}
