@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/postgres"
@@ -228,7 +229,8 @@ func slowStreams(t *testing.T, s *system) {
 		recs := make([]domain.Record, batch)
 		for i := range recs {
 			v := float64(i)
-			recs[i] = domain.Record{Point: domain.Point{GPUUUID: gpu, Hostname: "budgets", MetricName: "DCGM_FI_DEV_GPU_UTIL",
+			recs[i] = domain.Record{MsgUUID: uuid.New(), Point: domain.Point{GPUUUID: gpu, Hostname: "budgets",
+				Device: "nvidia0", ModelName: "budgets", MetricName: "DCGM_FI_DEV_GPU_UTIL",
 				Timestamp: now.Add(-time.Duration(start+i) * 10 * time.Millisecond), Value: &v,
 				LabelsRaw: `padding="` + strings.Repeat("x", 200) + `"`}}
 		}
