@@ -133,4 +133,3 @@ func TestNDJSONStreamCapAndDuration(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "the slots are free again")
 	<-reader.started
 }
-
