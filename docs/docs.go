@@ -446,7 +446,7 @@ const docTemplate = `{
         },
         "/api/v1/gpus/{id}/telemetry": {
             "get": {
-                "description": "Stored DCGM samples of one GPU, ordered by timestamp ascending. start_time and end_time are both\ninclusive; leave one out for an open-ended window. Timestamps are RFC 3339 with or without fractional\nseconds (2025-07-18T20:42:34Z, 2025-07-18T20:42:34.123456Z, 2025-07-18T22:42:34+02:00).\n\u003cbr\u003e\u003cbr\u003e**Pages** (default): at most limit entries per response. When more entries may exist the\nresponse carries next_cursor; repeat the request with cursor=next_cursor (same id, start_time, end_time\nand metric_name; limit may change) until next_cursor is absent. Nothing is ever silently truncated.\nA cursor used with a different query is rejected with 400.\n\u003cbr\u003e\u003cbr\u003e**Stream**: with Accept: application/x-ndjson (or format=ndjson) the response is every matching\nentry, one TelemetryEntry JSON object per line, with no limit and no next_cursor. If the store fails\nmid-stream the connection is aborted, so a cut stream is never mistaken for a complete one.\n\u003cbr\u003e\u003cbr\u003eUnknown query parameters are rejected (400) so that a typo cannot silently widen the window.",
+                "description": "Stored DCGM samples of one GPU, ordered by timestamp ascending. start_time and end_time are both\ninclusive; leave one out for an open-ended window. Timestamps are RFC 3339 with or without fractional\nseconds (2025-07-18T20:42:34Z, 2025-07-18T20:42:34.123456Z, 2025-07-18T22:42:34+02:00).\n\u003cbr\u003e\u003cbr\u003e**Pages** (default): at most limit entries per response. When more entries may exist the\nresponse carries next_cursor; repeat the request with cursor=next_cursor (same id, start_time, end_time\nand metric_name; limit may change) until next_cursor is absent. Nothing is ever silently truncated.\nA cursor used with a different query is rejected with 400.\n\u003cbr\u003e\u003cbr\u003e**Stream**: with Accept: application/x-ndjson (or format=ndjson) the response is every matching\nentry, one TelemetryEntry JSON object per line, with no limit and no next_cursor. If the store fails\nmid-stream the connection is aborted, so a cut stream is never mistaken for a complete one.\nA stream lasts at most API_STREAM_MAX_DURATION (default 5m) and API_STREAM_MAX_ROWS entries (default\n1,000,000); one stopped by a limit ends with a line {\"error\":{\"code\":\"stream_limit\",…},\"next_cursor\":…}\n(continue with pages from that cursor) and an aborted connection. At most API_MAX_STREAMS streams (default 16)\nrun at once; one more is refused with 429 too_many_streams.\n\u003cbr\u003e\u003cbr\u003eUnknown query parameters are rejected (400) so that a typo cannot silently widen the window.",
                 "produces": [
                     "application/json",
                     "application/x-ndjson"
@@ -570,6 +570,18 @@ const docTemplate = `{
                     },
                     "405": {
                         "description": "Method not allowed (see the Allow header)",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.ErrorResponse"
+                        },
+                        "headers": {
+                            "X-Request-Id": {
+                                "type": "string",
+                                "description": "The request id, echoed or generated"
+                            }
+                        }
+                    },
+                    "429": {
+                        "description": "Too many NDJSON streams at once (API_MAX_STREAMS); retry after Retry-After",
                         "schema": {
                             "$ref": "#/definitions/httpapi.ErrorResponse"
                         },

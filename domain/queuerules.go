@@ -31,11 +31,54 @@ const (
 	MaxPayloadBytes = 1 << 20
 	// MaxKeyBytes caps a message's Key and IdempotencyKey and a consumer id.
 	MaxKeyBytes = 256
-	// MaxLeaseMessages caps LeaseRequest.Max.
-	MaxLeaseMessages = 10000
-	// MaxLeaseDuration caps LeaseRequest.LeaseDuration.
-	MaxLeaseDuration = time.Hour
+	// MaxLeaseMessages caps LeaseRequest.Max unless a queue is configured
+	// otherwise (LeaseLimits): one lease holds at most this many messages.
+	MaxLeaseMessages = 5000
+	// MaxLeaseDuration caps LeaseRequest.LeaseDuration unless a queue is
+	// configured otherwise: a consumer that dies holding a lease delays its
+	// messages by at most this long.
+	MaxLeaseDuration = 5 * time.Minute
+	// CeilingLeaseMessages and CeilingLeaseDuration are the most a
+	// configuration may raise the lease limits to.
+	CeilingLeaseMessages = 10000
+	CeilingLeaseDuration = time.Hour
 )
+
+// LeaseLimits bound one lease: how many messages it may ask for and for how
+// long. The zero value means the defaults, MaxLeaseMessages and
+// MaxLeaseDuration.
+type LeaseLimits struct {
+	MaxMessages int
+	MaxDuration time.Duration
+}
+
+// DefaultLeaseLimits are the limits every queue applies unless configured.
+func DefaultLeaseLimits() LeaseLimits {
+	return LeaseLimits{MaxMessages: MaxLeaseMessages, MaxDuration: MaxLeaseDuration}
+}
+
+// WithDefaults fills zero fields with the defaults.
+func (l LeaseLimits) WithDefaults() LeaseLimits {
+	if l.MaxMessages == 0 {
+		l.MaxMessages = MaxLeaseMessages
+	}
+	if l.MaxDuration == 0 {
+		l.MaxDuration = MaxLeaseDuration
+	}
+	return l
+}
+
+// Validate checks configured limits: positive and within the ceilings.
+func (l LeaseLimits) Validate() error {
+	l = l.WithDefaults()
+	switch {
+	case l.MaxMessages < 1 || l.MaxMessages > CeilingLeaseMessages:
+		return invalid("lease limit of %d messages must be between 1 and %d", l.MaxMessages, CeilingLeaseMessages)
+	case l.MaxDuration < time.Second || l.MaxDuration > CeilingLeaseDuration:
+		return invalid("lease limit of %s must be between 1s and %s", l.MaxDuration, CeilingLeaseDuration)
+	}
+	return nil
+}
 
 // topicPattern is the set of valid topic names: they become parts of NATS
 // subjects and stream names, so only characters every backend accepts.
@@ -175,20 +218,29 @@ func ValidatePublish(topic string, msgs []OutgoingMessage) error {
 	return nil
 }
 
-// Validate checks a lease request against the queue's limits and the
+// Validate checks a lease request against the default lease limits and the
 // backend's shortest lease, minLease.
 func (r LeaseRequest) Validate(minLease time.Duration) error {
+	return r.ValidateWithin(minLease, DefaultLeaseLimits())
+}
+
+// ValidateWithin checks a lease request against a queue's configured limits
+// (zero fields mean the defaults) and the backend's shortest lease,
+// minLease. An error names the limit the request broke.
+func (r LeaseRequest) ValidateWithin(minLease time.Duration, limits LeaseLimits) error {
 	if err := ValidateTopic(r.Topic); err != nil {
 		return err
 	}
 	if err := ValidateConsumerID(r.ConsumerID); err != nil {
 		return err
 	}
+	limits = limits.WithDefaults()
 	switch {
-	case r.Max < 1 || r.Max > MaxLeaseMessages:
-		return invalid("max must be between 1 and %d, got %d", MaxLeaseMessages, r.Max)
-	case r.LeaseDuration < minLease || r.LeaseDuration > MaxLeaseDuration:
-		return invalid("lease duration must be between %s and %s, got %s", minLease, MaxLeaseDuration, r.LeaseDuration)
+	case r.Max < 1 || r.Max > limits.MaxMessages:
+		return invalid("max must be between 1 and %d (this queue's lease limit), got %d", limits.MaxMessages, r.Max)
+	case r.LeaseDuration < minLease || r.LeaseDuration > limits.MaxDuration:
+		return invalid("lease duration must be between %s and %s (this queue's lease limit), got %s",
+			minLease, limits.MaxDuration, r.LeaseDuration)
 	}
 	return nil
 }

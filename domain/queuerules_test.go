@@ -75,10 +75,10 @@ func TestLeaseRequestValidate(t *testing.T) {
 		{"bad topic", with(func(r *domain.LeaseRequest) { r.Topic = "a b" }), "topic"},
 		{"no consumer id", with(func(r *domain.LeaseRequest) { r.ConsumerID = " " }), "consumer_id is required"},
 		{"consumer id too long", with(func(r *domain.LeaseRequest) { r.ConsumerID = strings.Repeat("c", 257) }), "consumer_id is longer than 256 bytes"},
-		{"max 0", with(func(r *domain.LeaseRequest) { r.Max = 0 }), "max must be between 1 and 10000, got 0"},
-		{"max too large", with(func(r *domain.LeaseRequest) { r.Max = domain.MaxLeaseMessages + 1 }), "got 10001"},
+		{"max 0", with(func(r *domain.LeaseRequest) { r.Max = 0 }), "max must be between 1 and 5000 (this queue's lease limit), got 0"},
+		{"max too large", with(func(r *domain.LeaseRequest) { r.Max = domain.MaxLeaseMessages + 1 }), "got 5001"},
 		{"lease below the backend's minimum", with(func(r *domain.LeaseRequest) { r.LeaseDuration = time.Second / 2 }), "lease duration"},
-		{"lease over an hour", with(func(r *domain.LeaseRequest) { r.LeaseDuration = domain.MaxLeaseDuration + 1 }), "lease duration"},
+		{"lease over five minutes", with(func(r *domain.LeaseRequest) { r.LeaseDuration = domain.MaxLeaseDuration + 1 }), "lease duration"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,4 +167,21 @@ func TestReasons(t *testing.T) {
 	require.ErrorIs(t, ref.Validate(), domain.ErrInvalidArgument)
 	ref.Reason = "a\x00"
 	require.ErrorIs(t, ref.Validate(), domain.ErrInvalidArgument)
+}
+
+func TestLeaseRequestValidateWithin(t *testing.T) {
+	t.Parallel()
+	req := domain.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 6000, LeaseDuration: 10 * time.Minute}
+	require.ErrorContains(t, req.Validate(time.Second), "max must be between 1 and 5000")
+	raised := domain.LeaseLimits{MaxMessages: 8000, MaxDuration: 20 * time.Minute}
+	require.NoError(t, raised.Validate())
+	require.NoError(t, req.ValidateWithin(time.Second, raised))
+	lowered := domain.LeaseLimits{MaxMessages: 100, MaxDuration: time.Minute}
+	err := req.ValidateWithin(time.Second, lowered)
+	require.ErrorIs(t, err, domain.ErrInvalidArgument)
+	require.ErrorContains(t, err, "between 1 and 100 (this queue's lease limit), got 6000")
+	req.Max = 50
+	require.ErrorContains(t, req.ValidateWithin(time.Second, lowered), "between 1s and 1m0s (this queue's lease limit), got 10m0s")
+	require.Error(t, domain.LeaseLimits{MaxMessages: domain.CeilingLeaseMessages + 1}.Validate())
+	require.Error(t, domain.LeaseLimits{MaxDuration: domain.CeilingLeaseDuration + time.Second}.Validate())
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +42,10 @@ const (
 //	@Description	<br><br>**Stream**: with Accept: application/x-ndjson (or format=ndjson) the response is every matching
 //	@Description	entry, one TelemetryEntry JSON object per line, with no limit and no next_cursor. If the store fails
 //	@Description	mid-stream the connection is aborted, so a cut stream is never mistaken for a complete one.
+//	@Description	A stream lasts at most API_STREAM_MAX_DURATION (default 5m) and API_STREAM_MAX_ROWS entries (default
+//	@Description	1,000,000); one stopped by a limit ends with a line {"error":{"code":"stream_limit",…},"next_cursor":…}
+//	@Description	(continue with pages from that cursor) and an aborted connection. At most API_MAX_STREAMS streams (default 16)
+//	@Description	run at once; one more is refused with 429 too_many_streams.
 //	@Description	<br><br>Unknown query parameters are rejected (400) so that a typo cannot silently widen the window.
 //	@Tags			telemetry
 //	@Produce		json
@@ -58,6 +63,7 @@ const (
 //	@Failure		400				{object}	ErrorResponse	"Bad time, inverted window, bad limit, bad or foreign cursor, bad metric_name or GPU id, unknown parameter"
 //	@Failure		404				{object}	ErrorResponse	"Unknown GPU"
 //	@Failure		405				{object}	ErrorResponse	"Method not allowed (see the Allow header)"
+//	@Failure		429				{object}	ErrorResponse	"Too many NDJSON streams at once (API_MAX_STREAMS); retry after Retry-After"
 //	@Failure		500				{object}	ErrorResponse	"Internal error (details are logged, never returned)"
 //	@Failure		503				{object}	ErrorResponse	"The telemetry store is unavailable"
 //	@Failure		504				{object}	ErrorResponse	"The store did not answer in time"
@@ -92,12 +98,26 @@ func (s *Server) getTelemetry(w http.ResponseWriter, r *http.Request) {
 // streamTelemetry writes every matching entry as NDJSON. Headers go out with
 // the first entry, so an error before it (an unknown GPU) is still a proper
 // JSON error; a failure after it aborts the connection.
+//
+// A stream takes one of MaxStreams slots (429 when none is free) and lasts
+// at most StreamMaxDuration and StreamMaxRows entries; one stopped by a
+// limit ends with a StreamLimitLine (the cursor to continue with pages) and
+// an aborted connection.
 func (s *Server) streamTelemetry(w http.ResponseWriter, r *http.Request, q ports.TelemetryQuery) {
+	if !s.streams.acquire() {
+		w.Header().Set("Retry-After", "1")
+		s.writeError(w, r, tooManyStreams(s.streams.max))
+		return
+	}
+	defer s.streams.release()
+	ctx, cancel := context.WithTimeout(r.Context(), s.streamMaxDur)
+	defer cancel()
 	var (
 		rc        = http.NewResponseController(w)
 		bw        *bufio.Writer
 		enc       *json.Encoder
 		rows      int
+		last      ports.Cursor // of the last entry written
 		lastFlush time.Time
 	)
 	extendDeadline := func() {
@@ -126,11 +146,14 @@ func (s *Server) streamTelemetry(w http.ResponseWriter, r *http.Request, q ports
 		lastFlush = time.Now()
 		return nil
 	}
-	err := s.reader.StreamTelemetry(r.Context(), q, func(rec domain.Record) error {
+	err := s.reader.StreamTelemetry(ctx, q, func(rec domain.Record) error {
 		// The port does not promise to honour After in a stream; a resumed
 		// stream must still not repeat rows.
 		if q.After != nil && !after(rec, *q.After) {
 			return nil
+		}
+		if rows >= s.streamMaxRow {
+			return errStreamRows
 		}
 		if bw == nil {
 			start()
@@ -139,6 +162,7 @@ func (s *Server) streamTelemetry(w http.ResponseWriter, r *http.Request, q ports
 			return fmt.Errorf("write entry: %w", err)
 		}
 		rows++
+		last = ports.Cursor{Timestamp: rec.Timestamp, ID: rec.ID}
 		// The first row goes out at once, with the headers: the client
 		// learns the stream started, and a later abort reads as a broken
 		// body, not a failed request. (Not the headers alone: the gzip
@@ -159,6 +183,8 @@ func (s *Server) streamTelemetry(w http.ResponseWriter, r *http.Request, q ports
 		}
 	case bw == nil:
 		s.writeError(w, r, gpuError(q.GPUUUID, err))
+	case r.Context().Err() == nil && (errors.Is(err, errStreamRows) || ctx.Err() != nil):
+		s.endAtLimit(r, bw, flush, q, last, rows)
 	case r.Context().Err() != nil:
 		// The client went away; there is nobody to tell.
 		s.log.Debug("ndjson stream canceled", "request_id", requestIDFrom(r.Context()), "rows", rows, "err", err)
@@ -169,6 +195,25 @@ func (s *Server) streamTelemetry(w http.ResponseWriter, r *http.Request, q ports
 		// connection so the client sees a broken stream, not a short one.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// endAtLimit ends a stream that reached StreamMaxRows or
+// StreamMaxDuration: a last line names the limit and the cursor to continue
+// from, then the connection is aborted so the stream cannot pass for
+// complete.
+func (s *Server) endAtLimit(r *http.Request, bw *bufio.Writer, flush func() error, q ports.TelemetryQuery, last ports.Cursor, rows int) {
+	msg := fmt.Sprintf("stream stopped after %d entries, its limit (API_STREAM_MAX_ROWS); continue with cursor=next_cursor", rows)
+	if rows < s.streamMaxRow {
+		msg = fmt.Sprintf("stream stopped after %s and %d entries, its time limit (API_STREAM_MAX_DURATION); continue with cursor=next_cursor",
+			s.streamMaxDur, rows)
+	}
+	line := StreamLimitLine{Error: ErrorBody{Code: codeStreamLimit, Message: msg, RequestID: requestIDFrom(r.Context())},
+		NextCursor: encodeCursor(q, last)}
+	s.log.Info("ndjson stream stopped at a limit", "request_id", requestIDFrom(r.Context()), "rows", rows)
+	if err := json.NewEncoder(bw).Encode(line); err == nil {
+		_ = flush()
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // after reports whether rec comes strictly after c in (timestamp, id) order.

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +26,14 @@ type Options struct {
 	// MaxLimit is the largest limit a client may ask for; 0 means MaxLimit
 	// (10000).
 	MaxLimit int
+	// MaxStreams caps the NDJSON streams served at once; one more is a 429.
+	// 0 means DefaultMaxStreams.
+	MaxStreams int
+	// StreamMaxDuration and StreamMaxRows bound one NDJSON stream; a stream
+	// that reaches either ends with a StreamLimitLine and an aborted
+	// connection. 0 means DefaultStreamMaxDuration and DefaultStreamMaxRows.
+	StreamMaxDuration time.Duration
+	StreamMaxRows     int
 }
 
 // Server is the REST API: an http.Handler serving /api/v1/…, the Swagger UI
@@ -35,6 +45,9 @@ type Server struct {
 	duration     *prometheus.HistogramVec
 	defaultLimit int
 	maxLimit     int
+	streams      *streamSlots
+	streamMaxDur time.Duration // immutable
+	streamMaxRow int           // immutable
 	router       *mux.Router
 	handler      http.Handler
 }
@@ -52,6 +65,9 @@ func New(reader ports.TelemetryReader, opts Options) *Server {
 		log:          logger(opts.Logger),
 		maxLimit:     opts.MaxLimit,
 		defaultLimit: opts.DefaultLimit,
+		streams:      &streamSlots{max: int64(cmp.Or(max(opts.MaxStreams, 0), DefaultMaxStreams))},
+		streamMaxDur: cmp.Or(max(opts.StreamMaxDuration, 0), DefaultStreamMaxDuration),
+		streamMaxRow: cmp.Or(max(opts.StreamMaxRows, 0), DefaultStreamMaxRows),
 	}
 	if s.maxLimit <= 0 {
 		s.maxLimit = MaxLimit

@@ -46,6 +46,17 @@ type ServerOptions struct {
 	// Nil serves the protocol without authentication: the apps always set
 	// it unless MQ_AUTH=none, and in-process tests leave it nil.
 	Auth *Auth
+	// MaxInflightBytes bounds the request bodies in progress at once (see
+	// admission); a request that does not fit is a 429 before its body is
+	// read. Zero means DefaultMaxInflightBytes.
+	MaxInflightBytes int64
+	// MaxConcurrentPublishes bounds the publishes in progress at once; one
+	// more is a 429. Zero means DefaultMaxConcurrentPublishes.
+	MaxConcurrentPublishes int
+	// MaxPayloadBytes bounds each message's payload at publish; a larger one
+	// is a 413 naming the message and the limit. Zero means
+	// DefaultMaxPayloadBytes; it cannot exceed domain.MaxPayloadBytes.
+	MaxPayloadBytes int64
 }
 
 // Server answers the queue protocol over a Publisher and a Consumer. Either
@@ -60,6 +71,8 @@ type Server struct {
 	topics  map[string]struct{} // immutable; nil serves every topic
 	auth    *Auth               // nil: no authentication
 	metrics serverMetrics
+	admit   *admission
+	maxPay  int64 // immutable: MaxPayloadBytes
 }
 
 // NewServer returns a Server over pub and cons, either of which may be nil.
@@ -87,6 +100,12 @@ func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Se
 		topics:  topics,
 		auth:    opts.Auth,
 		metrics: newServerMetrics(opts.Registerer, log, opts.Auth != nil),
+		admit: &admission{
+			maxBody:      maxBody,
+			maxBytes:     orDefault(opts.MaxInflightBytes, DefaultMaxInflightBytes),
+			maxPublishes: orDefault(int64(opts.MaxConcurrentPublishes), DefaultMaxConcurrentPublishes),
+		},
+		maxPay: min(orDefault(opts.MaxPayloadBytes, DefaultMaxPayloadBytes), domain.MaxPayloadBytes),
 	}
 }
 
@@ -193,7 +212,14 @@ func (s *Server) route(r *mux.Router, rt queueRoute) {
 		}))
 		return
 	}
-	r.Handle(rt.path, s.handle(rt.name, s.guard(rt.scope, rt.e))).Methods(http.MethodPost)
+	r.Handle(rt.path, s.handle(rt.name, s.guard(rt.scope, s.admit.admit(rt.path == PathPublish, rt.e)))).Methods(http.MethodPost)
+}
+
+func orDefault(v, def int64) int64 {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 func (s *Server) side() string {
@@ -259,6 +285,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	msgs := make([]ports.OutgoingMessage, len(req.Messages))
 	for i, m := range req.Messages {
+		if len(m.Payload) > int(s.maxPay) {
+			return nil, payloadTooLarge(i, len(m.Payload), s.maxPay)
+		}
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
 		if req.Topic != domain.TelemetryTopic {
 			continue

@@ -136,8 +136,8 @@ func TestServerRejectsBadRequests(t *testing.T) {
 		{name: "unknown route", path: "/v1/nope", body: `{}`, status: 404, code: "not_found", message: "no such route"},
 		{name: "lease without consumer", path: mqhttp.PathLease, body: `{"topic":"t","max":1,"lease_seconds":1}`, status: 400, code: "invalid_argument", message: "consumer_id is required"},
 		{name: "lease without topic", path: mqhttp.PathLease, body: `{"consumer_id":"c","max":1,"lease_seconds":1}`, status: 400, code: "invalid_argument", message: "topic is required"},
-		{name: "lease max 0", path: mqhttp.PathLease, body: lease(`"max":0,"lease_seconds":1`), status: 400, code: "invalid_argument", message: "max must be between 1 and 10000, got 0"},
-		{name: "lease max missing", path: mqhttp.PathLease, body: lease(`"lease_seconds":1`), status: 400, code: "invalid_argument", message: "max must be between 1 and 10000"},
+		{name: "lease max 0", path: mqhttp.PathLease, body: lease(`"max":0,"lease_seconds":1`), status: 400, code: "invalid_argument", message: "max must be between 1 and 5000 (this queue's lease limit), got 0"},
+		{name: "lease max missing", path: mqhttp.PathLease, body: lease(`"lease_seconds":1`), status: 400, code: "invalid_argument", message: "max must be between 1 and 5000"},
 		{name: "lease max 10001", path: mqhttp.PathLease, body: lease(`"max":10001,"lease_seconds":1`), status: 400, code: "invalid_argument", message: "got 10001"},
 		{name: "lease max a string", path: mqhttp.PathLease, body: lease(`"max":"10","lease_seconds":1`), status: 400, code: "invalid_argument", message: "max must be an integer, got string"},
 		{name: "lease max a fraction", path: mqhttp.PathLease, body: lease(`"max":1.5,"lease_seconds":1`), status: 400, code: "invalid_argument", message: "max must be an integer, got number 1.5"},
@@ -429,13 +429,13 @@ func TestServerReleasesLeaseOfGoneClient(t *testing.T) {
 	h := hangUp{Queue: q, cancel: cancel}
 	srv := mqhttp.NewServer(h, h, mqhttp.ServerOptions{Logger: quietLogger()}).Handler()
 	req := httptest.NewRequestWithContext(ctx, http.MethodPost, mqhttp.PathLease,
-		strings.NewReader(`{"topic":"t","consumer_id":"c","max":10,"lease_seconds":3600}`))
+		strings.NewReader(`{"topic":"t","consumer_id":"c","max":10,"lease_seconds":300}`))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, req)
 	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
 
-	l, err := q.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: time.Hour})
+	l, err := q.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: 5 * time.Minute})
 	require.NoError(t, err)
 	require.Len(t, l.Messages, 1, "the gone client's lease was given back")
 }

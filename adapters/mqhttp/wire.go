@@ -29,9 +29,11 @@ const (
 	DefaultMaxBodyBytes = 8 << 20
 	// MaxPublishMessages is the most messages one publish may carry.
 	MaxPublishMessages = domain.MaxMessagesPerPublish
-	// MaxLeaseSeconds is the longest lease, in seconds; the protocol counts
-	// leases in whole seconds, so the shortest is one.
-	MaxLeaseSeconds = domain.MaxLeaseDuration / time.Second
+	// MaxLeaseSeconds is the longest lease any queue may be configured to
+	// grant, in seconds; the protocol counts leases in whole seconds, so the
+	// shortest is one. The queue's own limit (default 300 s) is the port's
+	// to enforce.
+	MaxLeaseSeconds = domain.CeilingLeaseDuration / time.Second
 )
 
 // The wire types are the protocol, kept apart from domain's JSON tags so a

@@ -264,7 +264,7 @@ func TestCloseHandsLeasesBack(t *testing.T) {
 	closing := newQueue(t, url, cfg, nil)
 	other := newQueue(t, url, cfg, nil)
 	publish(t, closing, topic, msg("GPU-a", 1, ""), msg("GPU-b", 2, ""), msg("GPU-c", 3, ""))
-	leases, _ := leaseN(t, closing, topic, 3, time.Hour)
+	leases, _ := leaseN(t, closing, topic, 3, 5*time.Minute)
 	require.NoError(t, closing.Close())
 	require.NoError(t, closing.Close(), "second close")
 

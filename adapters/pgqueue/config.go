@@ -13,6 +13,10 @@ type WriterConfig struct {
 	// BufferSize caps the messages accepted but not yet committed. A publish
 	// that does not fit fails at once with ports.ErrBackpressure. Default 10000.
 	BufferSize int
+	// BufferBytes caps their payload bytes the same way (a publish larger
+	// than the whole buffer fails with ports.ErrInvalidArgument). Default
+	// 64 MiB.
+	BufferBytes int64
 	// MaxBatch caps the messages of one flush transaction. A publish is never
 	// split across transactions, so a larger publish is flushed alone.
 	// Default 1000.
@@ -34,6 +38,7 @@ type WriterConfig struct {
 func DefaultWriterConfig() WriterConfig {
 	return WriterConfig{
 		BufferSize:    10000,
+		BufferBytes:   64 << 20,
 		MaxBatch:      1000,
 		FlushInterval: 2 * time.Millisecond,
 		Flushers:      2,
@@ -49,6 +54,9 @@ func (c WriterConfig) withDefaults() (WriterConfig, error) {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = d.MaxBatch
 	}
+	if c.BufferBytes == 0 {
+		c.BufferBytes = d.BufferBytes
+	}
 	if c.Flushers == 0 {
 		c.Flushers = d.Flushers
 	}
@@ -56,7 +64,7 @@ func (c WriterConfig) withDefaults() (WriterConfig, error) {
 		c.FlushTimeout = d.FlushTimeout
 	}
 	switch {
-	case c.BufferSize < 1, c.MaxBatch < 1, c.Flushers < 1:
+	case c.BufferSize < 1, c.MaxBatch < 1, c.Flushers < 1, c.BufferBytes < 1:
 		return c, fmt.Errorf("writer config: buffer size %d, max batch %d and flushers %d must be positive",
 			c.BufferSize, c.MaxBatch, c.Flushers)
 	case c.FlushInterval < 0, c.FlushTimeout < 0:
@@ -103,23 +111,55 @@ type ReaderConfig struct {
 	// when its last lease ends, instead of being leased again. Zero means
 	// domain.DefaultMaxDeliveries; bounds are domain.MaxDeliveriesOf's.
 	MaxDeliveries int
+	// Lease bounds one lease's max and duration; a larger request fails with
+	// ports.ErrInvalidArgument naming the limit. Zero fields mean
+	// domain.DefaultLeaseLimits (5,000 messages, 300 s).
+	Lease domain.LeaseLimits
+	// LeaseMaxBytes caps the payload bytes of one lease: a lease stops
+	// adding messages before it would pass it (it always carries at least
+	// one). Default 8 MiB.
+	LeaseMaxBytes int
+	// BufferBytes caps the payload bytes held in memory per topic, as
+	// BufferSize caps the count; a refill loads no more than the room left.
+	// The bound is exceeded by at most one message (a refill always keeps its
+	// first row, so a message larger than the room left cannot stall its
+	// partition). Default 64 MiB.
+	BufferBytes int64
+	// RefillBytes caps the payload bytes one refill keeps. Default 8 MiB.
+	RefillBytes int
+	// StatsInterval is how often each topic's backlog in PostgreSQL (rows
+	// of this reader's partition range, counted up to BacklogCountCap) and
+	// its oldest message are measured for the metrics. Default 15s.
+	StatsInterval time.Duration
+	// BacklogCountCap bounds the rows one backlog count visits; past it the
+	// backlog is estimated from pg_class.reltuples. Default 1,000,000.
+	BacklogCountCap int
 }
 
 // DefaultReaderConfig returns the defaults listed on ReaderConfig, with no
 // range assigned.
 func DefaultReaderConfig() ReaderConfig {
 	return ReaderConfig{
-		BufferSize:     10000,
-		RefillBatch:    2000,
-		RefillInterval: 50 * time.Millisecond,
-		DeleteBatch:    5000,
-		MinLease:       200 * time.Millisecond,
-		DrainTimeout:   30 * time.Second,
-		QueryTimeout:   30 * time.Second,
-		MaxTopics:      64,
-		MaxDeliveries:  domain.DefaultMaxDeliveries,
+		BufferSize:      10000,
+		RefillBatch:     2000,
+		RefillInterval:  50 * time.Millisecond,
+		DeleteBatch:     5000,
+		MinLease:        200 * time.Millisecond,
+		DrainTimeout:    30 * time.Second,
+		QueryTimeout:    30 * time.Second,
+		MaxTopics:       64,
+		Lease:           domain.DefaultLeaseLimits(),
+		LeaseMaxBytes:   DefaultLeaseMaxBytes,
+		BufferBytes:     64 << 20,
+		RefillBytes:     8 << 20,
+		StatsInterval:   15 * time.Second,
+		BacklogCountCap: 1_000_000,
+		MaxDeliveries:   domain.DefaultMaxDeliveries,
 	}
 }
+
+// DefaultLeaseMaxBytes is the default cap on one lease's payload bytes.
+const DefaultLeaseMaxBytes = 8 << 20
 
 func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	d := DefaultReaderConfig()
@@ -152,6 +192,25 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 		return c, fmt.Errorf("reader config: %w", err)
 	}
 	c.MaxDeliveries = maxDeliveries
+	c.Lease = c.Lease.WithDefaults()
+	if c.LeaseMaxBytes == 0 {
+		c.LeaseMaxBytes = d.LeaseMaxBytes
+	}
+	if c.BufferBytes == 0 {
+		c.BufferBytes = d.BufferBytes
+	}
+	if c.RefillBytes == 0 {
+		c.RefillBytes = d.RefillBytes
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = d.StatsInterval
+	}
+	if c.BacklogCountCap == 0 {
+		c.BacklogCountCap = d.BacklogCountCap
+	}
+	if err := c.Lease.Validate(); err != nil {
+		return c, fmt.Errorf("reader config: %w", err)
+	}
 	if c.Range != nil {
 		if err := c.Range.Validate(); err != nil {
 			return c, fmt.Errorf("reader config: %w", err)
@@ -161,8 +220,11 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	case c.BufferSize < 1, c.RefillBatch < 1, c.DeleteBatch < 1, c.MaxTopics < 1:
 		return c, fmt.Errorf("reader config: buffer size %d, refill batch %d, delete batch %d and max topics %d must be positive",
 			c.BufferSize, c.RefillBatch, c.DeleteBatch, c.MaxTopics)
-	case c.RefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0,
-		c.MinLease < 0 || c.MinLease > domain.MaxLeaseDuration:
+	case c.LeaseMaxBytes < 1, c.BufferBytes < 1, c.RefillBytes < 1, c.BacklogCountCap < 1:
+		return c, fmt.Errorf("reader config: lease bytes %d, buffer bytes %d, refill bytes %d and backlog count cap %d must be positive",
+			c.LeaseMaxBytes, c.BufferBytes, c.RefillBytes, c.BacklogCountCap)
+	case c.RefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0, c.StatsInterval < 0,
+		c.MinLease < 0 || c.MinLease > c.Lease.MaxDuration:
 		return c, fmt.Errorf("reader config: intervals and timeouts must not be negative")
 	}
 	return c, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -53,7 +55,7 @@ func newMemRows(topic string, n int) *memRows {
 	return m
 }
 
-func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange, held []int64, limit int) ([]loadedRow, error) {
+func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange, held []int64, limit, maxBytes int) ([]loadedRow, error) {
 	m.loads.Add(1)
 	skip := make(map[int64]bool, len(held))
 	for _, id := range held {
@@ -62,13 +64,30 @@ func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange,
 	rows := *m.rows.Load()
 	ids := slices.Sorted(maps.Keys(rows))
 	var out []loadedRow
+	size := 0
 	for _, id := range ids {
 		r := rows[id]
 		if !skip[id] && rng.Contains(int(r.partition)) && len(out) < limit {
+			if size += loadedBytes(r); len(out) > 0 && size > maxBytes {
+				break
+			}
 			out = append(out, r)
 		}
 	}
 	return out, ctx.Err()
+}
+
+func (m *memRows) stats(_ context.Context, _ string, rng domain.PartitionRange, _ int) (rangeStats, error) {
+	var st rangeStats
+	for _, r := range *m.rows.Load() {
+		if rng.Contains(int(r.partition)) {
+			st.backlog++
+			if st.oldest.IsZero() || r.createdAt.Before(st.oldest) {
+				st.oldest = r.createdAt
+			}
+		}
+	}
+	return st, nil
 }
 
 func (m *memRows) delete(_ context.Context, ids []int64) error {
@@ -176,7 +195,7 @@ func TestEngineExpiryRedelivers(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		rows := newMemRows("t", 3)
-		r := engine(t, rows, ReaderConfig{})
+		r := engine(t, rows, ReaderConfig{Lease: domain.LeaseLimits{MaxDuration: time.Hour}})
 		first := leaseWhenReady(t, r, 10, time.Hour)
 		require.Len(t, first.Messages, 3)
 
@@ -276,7 +295,7 @@ func TestEngineDrainWaitsThenAbandons(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rows := newMemRows("t", 4)
 		r := engine(t, rows, ReaderConfig{DrainTimeout: 30 * time.Second})
-		leaseWhenReady(t, r, 10, time.Hour)
+		leaseWhenReady(t, r, 10, 5*time.Minute)
 		start := time.Now()
 		err := r.Drain(t.Context())
 		require.ErrorContains(t, err, "1 leases were still outstanding")
@@ -293,7 +312,7 @@ func TestEngineDrainEndsWithLastAck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rows := newMemRows("t", 4)
 		r := engine(t, rows, ReaderConfig{DrainTimeout: time.Hour})
-		l := leaseWhenReady(t, r, 10, time.Hour)
+		l := leaseWhenReady(t, r, 10, 5*time.Minute)
 		drained := make(chan error, 1)
 		start := time.Now()
 		go func() { drained <- r.Drain(context.Background()) }()
@@ -419,4 +438,116 @@ func TestEngineRefillDeadLettersExhaustedRows(t *testing.T) {
 		require.NoError(t, r.Ack(t.Context(), ref(l)))
 		require.Zero(t, rows.count())
 	})
+}
+
+// newBigRows is a memRows of n rows whose payloads are size bytes each.
+func newBigRows(n, size int) *memRows {
+	m := newMemRows("t", n)
+	rows := *m.rows.Load()
+	for id, r := range rows {
+		r.payload = json.RawMessage(`"` + strings.Repeat("x", size-2) + `"`)
+		rows[id] = r
+	}
+	return m
+}
+
+// The buffer is bounded by bytes as well as by count: with room for 100
+// messages but bytes for 4, a topic holds at most 5 (a refill always keeps
+// its first row), a lease carries no more than LeaseMaxBytes, and the
+// utilization gauge reads the byte ratio.
+func TestEngineByteBudgets(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const size = 100 << 10
+		const unit = size + leaseEntryBytes
+		rows := newBigRows(50, size)
+		r := engine(t, rows, ReaderConfig{BufferSize: 100, BufferBytes: 4*unit + 10, LeaseMaxBytes: 3*unit - 1,
+			RefillInterval: time.Millisecond})
+		first := leaseWhenReady(t, r, 100, time.Minute)
+		require.Len(t, first.Messages, 2, "a lease stops before LeaseMaxBytes")
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		held, heldBytes := topicHeld(r, "t")
+		require.Equal(t, 5, held, "4 within the byte budget, then one more")
+		require.LessOrEqual(t, heldBytes, r.cfg.BufferBytes+unit, "past the budget by more than one message")
+		require.GreaterOrEqual(t, r.utilization(), 1.0, "the byte ratio drives utilization when bytes fill first")
+
+		got := len(first.Messages)
+		require.NoError(t, r.Ack(t.Context(), ref(first)))
+		for got < 50 {
+			l := leaseWhenReady(t, r, 100, time.Minute)
+			require.LessOrEqual(t, len(l.Messages), 2)
+			got += len(l.Messages)
+			require.NoError(t, r.Ack(t.Context(), ref(l)))
+			_, b := topicHeld(r, "t")
+			require.LessOrEqual(t, b, r.cfg.BufferBytes+unit)
+		}
+		require.Zero(t, rows.count(), "every row delivered and acked")
+	})
+}
+
+// A message larger than LeaseMaxBytes still goes out, alone.
+func TestEngineLeaseCarriesOneOversizedMessage(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newBigRows(3, 4096)
+		r := engine(t, rows, ReaderConfig{LeaseMaxBytes: 1000})
+		l := leaseWhenReady(t, r, 10, time.Minute)
+		require.Len(t, l.Messages, 1)
+	})
+}
+
+// The stats loop measures the topic's rows in the range, not only those in
+// memory, and the oldest one's age.
+func TestEngineStats(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		created := time.Now()
+		rows := newMemRows("t", 40)
+		reg := prometheus.NewRegistry()
+		r, err := newReaderOn(rows, ReaderConfig{Range: fullRange(), BufferSize: 10, StatsInterval: 5 * time.Second}, discardLogger(), reg)
+		require.NoError(t, err)
+		require.NoError(t, r.Start(t.Context()))
+		t.Cleanup(func() { _ = r.Close(context.Background()) })
+		l := leaseWhenReady(t, r, 5, 5*time.Minute)
+		time.Sleep(statsTick)
+		synctest.Wait()
+		require.Equal(t, 40.0, labelled(t, reg, "mqreader_backlog_messages", "t"), "every row of the range, not the 10 in memory")
+		require.Equal(t, 10.0, gaugeValue(t, reg, "mqreader_buffered_messages"))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		age := labelled(t, reg, "mqreader_oldest_message_age_seconds", "t")
+		require.InDelta(t, time.Since(created).Seconds(), age, 1)
+		require.NoError(t, r.Ack(t.Context(), ref(l)))
+		time.Sleep(6 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 35.0, labelled(t, reg, "mqreader_backlog_messages", "t"))
+	})
+}
+
+// topicHeld reads a topic's in-memory count and bytes.
+func topicHeld(r *Reader, name string) (int, int64) {
+	t := (*r.topics.Load())[name]
+	return int(t.held.Load()), t.heldBytes.Load()
+}
+
+// labelled reads the gauge name{topic=topic}.
+func labelled(t *testing.T, reg *prometheus.Registry, name, topic string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "topic" && lp.GetValue() == topic {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	require.FailNow(t, "no such series", "%s{topic=%q}", name, topic)
+	return 0
 }

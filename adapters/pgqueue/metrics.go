@@ -52,7 +52,7 @@ func newWriterMetrics(reg prometheus.Registerer, utilization func() float64) (*w
 	}
 	util := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mqwriter_buffer_utilization_ratio",
-		Help: "Messages accepted but not yet committed, over the buffer's capacity (the autoscaling signal).",
+		Help: "Publishes accepted but not yet committed: the larger of messages over WRITER_BUFFER_SIZE and bytes over WRITER_BUFFER_BYTES (the autoscaling signal).",
 	}, utilization)
 	return m, register(reg, util, m.published, m.duplicates, m.rejected, m.flushTime, m.flushSize)
 }
@@ -62,14 +62,15 @@ type readerMetrics struct {
 	acked        prometheus.Counter
 	expired      prometheus.Counter
 	redelivered  prometheus.Counter
-	deadLettered prometheus.Counter
 	leaseTime    prometheus.Histogram
 	refillTime   prometheus.Histogram
 	refillFails  prometheus.Counter
 	deleteTime   prometheus.Histogram
+	statsFails   prometheus.Counter
+	deadLettered prometheus.Counter
 }
 
-func newReaderMetrics(reg prometheus.Registerer, utilization, backlog func() float64) (*readerMetrics, error) {
+func newReaderMetrics(reg prometheus.Registerer, utilization, buffered func() float64, topics prometheus.Collector) (*readerMetrics, error) {
 	m := &readerMetrics{
 		leased: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mqreader_messages_leased_total",
@@ -110,16 +111,21 @@ func newReaderMetrics(reg prometheus.Registerer, utilization, backlog func() flo
 			Help:    "Duration of one batched DELETE of acked messages.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		statsFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqreader_backlog_measure_errors_total",
+			Help: "Backlog and oldest-message measurements in PostgreSQL that failed (the gauges keep their last values).",
+		}),
 	}
 	util := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mqreader_buffer_utilization_ratio",
-		Help: "Messages held in memory over the per-topic buffer size, highest topic (the autoscaling signal).",
+		Help: "The fullest topic's in-memory buffer use: the larger of messages over READER_BUFFER_SIZE and bytes over READER_BUFFER_BYTES (the autoscaling signal).",
 	}, utilization)
-	bl := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "mqreader_backlog_messages",
-		Help: "Messages held in memory, ready or leased, over all topics.",
-	}, backlog)
-	return m, register(reg, util, bl, m.leased, m.acked, m.expired, m.redelivered, m.deadLettered, m.leaseTime, m.refillTime, m.refillFails, m.deleteTime)
+	buf := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqreader_buffered_messages",
+		Help: "Messages held in memory, ready or leased, over all topics (the backlog in PostgreSQL is mqreader_backlog_messages).",
+	}, buffered)
+	return m, register(reg, util, buf, topics, m.leased, m.acked, m.expired, m.redelivered, m.deadLettered, m.leaseTime, m.refillTime,
+		m.refillFails, m.deleteTime, m.statsFails)
 }
 
 // register registers every collector; a nil registerer keeps them

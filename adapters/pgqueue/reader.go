@@ -100,7 +100,7 @@ func newReaderOn(rows rowStore, cfg ReaderConfig, logger *slog.Logger, reg prome
 		r.logger = r.logger.With("partitions", cfg.Range.String())
 	}
 	r.topics.Store(&map[string]*topic{})
-	if r.metrics, err = newReaderMetrics(reg, r.utilization, r.backlog); err != nil {
+	if r.metrics, err = newReaderMetrics(reg, r.utilization, r.buffered, newTopicCollector(r)); err != nil {
 		return nil, fmt.Errorf("new reader: register metrics: %w", err)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -114,6 +114,9 @@ func (r *Reader) Start(context.Context) error {
 		return fmt.Errorf("start reader: %w", ports.ErrClosed)
 	}
 	r.wg.Go(r.run)
+	if r.cfg.Range != nil && r.cfg.StatsInterval > 0 {
+		r.wg.Go(func() { r.statsLoop(r.ctx) })
+	}
 	go func() {
 		r.wg.Wait()
 		r.cancel()
@@ -135,7 +138,7 @@ func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	if err := ctx.Err(); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	if err := req.Validate(r.cfg.MinLease); err != nil {
+	if err := req.ValidateWithin(r.cfg.MinLease, r.cfg.Lease); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
 	if !r.started.Load() {
@@ -399,15 +402,20 @@ func (r *Reader) abandon() {
 	}
 }
 
+// utilization is the fullest topic's share of its buffer: the larger of its
+// count and byte ratios, so the autoscaler sees a buffer filled by a few
+// large messages as full.
 func (r *Reader) utilization() float64 {
-	var most int64
+	var most float64
 	for _, t := range *r.topics.Load() {
-		most = max(most, t.held.Load())
+		most = max(most,
+			float64(t.held.Load())/float64(r.cfg.BufferSize),
+			float64(t.heldBytes.Load())/float64(r.cfg.BufferBytes))
 	}
-	return float64(most) / float64(r.cfg.BufferSize)
+	return most
 }
 
-func (r *Reader) backlog() float64 {
+func (r *Reader) buffered() float64 {
 	var sum int64
 	for _, t := range *r.topics.Load() {
 		sum += t.backlog.Load()

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,7 +170,7 @@ func TestRestartBetweenPublishAndLease(t *testing.T) {
 	}
 	require.NoError(t, g.Wait())
 	// The first reader even holds some of them under a lease when it stops.
-	leaseSome(t, r1, "restart", "c", 20, time.Hour)
+	leaseSome(t, r1, "restart", "c", 20, 5*time.Minute)
 	require.NoError(t, r1.Close(ctx))
 	require.NoError(t, w1.Close(ctx))
 	pool1.Close()
@@ -349,7 +351,7 @@ func TestDrainGivesUp(t *testing.T) {
 			r := newReader(t, pool, ReaderConfig{Range: fullRange(), DrainTimeout: 50 * time.Millisecond})
 			_, err := w.Publish(context.Background(), "give-up", msgs(2, "d"))
 			require.NoError(t, err)
-			leaseSome(t, r, "give-up", "c", 1, time.Hour)
+			leaseSome(t, r, "give-up", "c", 1, 5*time.Minute)
 			err = r.Drain(tc.ctx)
 			require.ErrorContains(t, err, "1 leases were still outstanding")
 			if tc.err != nil {
@@ -512,7 +514,11 @@ func TestReaderBufferBound(t *testing.T) {
 		return n == 10
 	}, waitFor, time.Millisecond)
 	require.Equal(t, 1.0, gaugeValue(t, reg, "mqreader_buffer_utilization_ratio"))
-	require.Equal(t, 10.0, gaugeValue(t, reg, "mqreader_backlog_messages"))
+	require.Equal(t, 10.0, gaugeValue(t, reg, "mqreader_buffered_messages"))
+	// The backlog is measured in PostgreSQL: all 30 rows, not the 10 in
+	// memory, and the oldest is as old as the publish.
+	require.Eventually(t, func() bool { return labelled(t, reg, "mqreader_backlog_messages", "bound") == 30 }, waitFor, 10*time.Millisecond)
+	require.Greater(t, labelled(t, reg, "mqreader_oldest_message_age_seconds", "bound"), 0.0)
 	l, err := r.Lease(ctx, ports.LeaseRequest{Topic: "bound", ConsumerID: "c", Max: 100, LeaseDuration: time.Minute})
 	require.NoError(t, err)
 	require.Empty(t, l.Messages, "the buffer is full of leased messages")
@@ -589,7 +595,7 @@ func newTestState(t *testing.T, rng domain.PartitionRange) *topicState {
 	t.Helper()
 	cfg, err := ReaderConfig{Range: &rng}.withDefaults()
 	require.NoError(t, err)
-	m, err := newReaderMetrics(nil, func() float64 { return 0 }, func() float64 { return 0 })
+	m, err := newReaderMetrics(nil, func() float64 { return 0 }, func() float64 { return 0 }, nil)
 	require.NoError(t, err)
 	r := &Reader{cfg: cfg, metrics: m, logger: discardLogger()}
 	return &topicState{
@@ -629,7 +635,7 @@ func TestTakeFairness(t *testing.T) {
 					s.readyCount++
 				}
 			}
-			got := s.take(tc.n)
+			got := s.take(tc.n, math.MaxInt)
 			per := make([]int, len(tc.sizes))
 			last := map[int]int64{}
 			for _, m := range got {
@@ -656,7 +662,7 @@ func TestRefillSkipsTombstonesAndHeld(t *testing.T) {
 	s.refilling = true
 	s.tombstones[1] = struct{}{}
 	rows := []loadedRow{{id: 1, partition: 0}, {id: 2, partition: 1}, {id: 3, partition: 2}, {id: 4, partition: 9}}
-	s.refilled(refillResult{rows: rows, limit: 10}, time.Now())
+	s.refilled(refillResult{rows: rows, limit: 10, maxBytes: math.MaxInt}, time.Now())
 	require.False(t, s.refilling)
 	require.Empty(t, s.tombstones)
 	require.ElementsMatch(t, []int64{2, 3}, slices.Collect(maps.Keys(s.held)), "held ids")
@@ -723,9 +729,11 @@ func TestDrainAfterAbandonedLeases(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Release(ctx, ref(leaseSome(t, r, "abandon", "c", total, time.Hour))))
 	acked := 0
+
+	require.NoError(t, r.Release(ctx, ref(leaseSome(t, r, "abandon", "c", total, 5*time.Minute))))
 	for i := range 2000 {
 		callCtx, cancel := context.WithTimeout(ctx, time.Duration(i%50)*time.Microsecond)
-		l, err := r.Lease(callCtx, ports.LeaseRequest{Topic: "abandon", ConsumerID: "c", Max: total, LeaseDuration: time.Hour})
+		l, err := r.Lease(callCtx, ports.LeaseRequest{Topic: "abandon", ConsumerID: "c", Max: total, LeaseDuration: 5 * time.Minute})
 		cancel()
 		if err == nil && len(l.Messages) > 0 {
 			// A lease that reached its caller is a delivery, which the
@@ -780,4 +788,59 @@ WHERE topic = 'counted' AND deliveries = 1 AND last_error = 'store down'`).Scan(
 		require.Equal(t, domain.DeadLetterSourceQueue, d.Source)
 		require.Contains(t, d.Reason, "store down", "the last reason known survives the restart")
 	}
+}
+
+// Against PostgreSQL: a refill keeps no more than the buffer's byte room
+// (plus the one row a refill always keeps), whatever its row LIMIT, and
+// every message still arrives.
+func TestReaderBufferBytes(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterConfig{})
+	const size = 100 << 10
+	big := make([]ports.OutgoingMessage, 20)
+	for i := range big {
+		big[i] = ports.OutgoingMessage{Payload: json.RawMessage(`"` + strings.Repeat("x", size) + `"`), Key: fmt.Sprint(i)}
+	}
+	_, err := w.Publish(ctx, "bytes", big)
+	require.NoError(t, err)
+	r := newReader(t, pool, ReaderConfig{Range: fullRange(), BufferBytes: 3 * size, RefillBatch: 100})
+	got := 0
+	require.Eventually(t, func() bool {
+		l := leaseSome(t, r, "bytes", "c", 100, time.Minute)
+		_, held := topicHeld(r, "bytes")
+		require.LessOrEqual(t, held, int64(4*(size+leaseEntryBytes)), "held past the byte budget by more than one row")
+		got += len(l.Messages)
+		if len(l.Messages) > 0 {
+			require.NoError(t, r.Ack(ctx, ref(l)))
+		}
+		return got == len(big)
+	}, waitFor, time.Millisecond)
+}
+
+// Past BacklogCountCap the backlog is the table's estimate scaled to the
+// range, never less than the cap.
+func TestReaderBacklogEstimate(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterConfig{})
+	_, err := w.Publish(ctx, "est", msgs(400, "e"))
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, "ANALYZE queue_messages")
+	require.NoError(t, err)
+	st, err := pgRows{pool}.stats(ctx, "est", domain.PartitionRange{First: 0, Last: 127}, 10)
+	require.NoError(t, err)
+	require.True(t, st.estimated)
+	require.InDelta(t, 200, st.backlog, 20, "half the partitions, half the table")
+	st, err = pgRows{pool}.stats(ctx, "est", *fullRange(), 1000)
+	require.NoError(t, err)
+	require.False(t, st.estimated)
+	require.EqualValues(t, 400, st.backlog)
+	require.False(t, st.oldest.IsZero())
+	st, err = pgRows{pool}.stats(ctx, "none", *fullRange(), 1000)
+	require.NoError(t, err)
+	require.Zero(t, st.backlog)
+	require.True(t, st.oldest.IsZero())
 }

@@ -2,8 +2,11 @@ package pgqueue
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gpufleet/telemetry/domain"
@@ -18,8 +21,13 @@ import (
 // removes under concurrent writers) stays tested against PostgreSQL.
 type rowStore interface {
 	// load returns up to limit rows of topic in rng whose ids are not in
-	// held, in id order.
-	load(ctx context.Context, topic string, rng domain.PartitionRange, held []int64, limit int) ([]loadedRow, error)
+	// held, in id order, stopping before the row that would take their
+	// rowBytes past maxBytes (the first row is returned whatever its size).
+	load(ctx context.Context, topic string, rng domain.PartitionRange, held []int64, limit, maxBytes int) ([]loadedRow, error)
+	// stats measures topic's backlog in rng: its rows, counted up to
+	// countCap (past it, estimated from the table's statistics), and the
+	// created_at of its oldest row (zero when there is none).
+	stats(ctx context.Context, topic string, rng domain.PartitionRange, countCap int) (rangeStats, error)
 	// delete removes the rows with ids, for good.
 	delete(ctx context.Context, ids []int64) error
 	// record keeps the delivery counts (and last errors, "" for none) of
@@ -42,14 +50,24 @@ var _ rowStore = pgRows{}
 // load runs refillSQL. The unnamed statement of QueryExecModeCacheDescribe
 // makes PostgreSQL plan with the held ids as a constant, which lets it hash
 // them (see refillSQL).
-func (p pgRows) load(ctx context.Context, topic string, rng domain.PartitionRange, held []int64, limit int) ([]loadedRow, error) {
-	rows, err := p.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe, topic, rng.First, rng.Last, held, limit)
+//
+// refillSQL already leaves out rows past maxBytes by their stored size;
+// rows whose decoded payload still passes it (compressed in storage) are
+// read and dropped, not kept, so the byte budget bounds memory, and the
+// topic sizes limit from the rows it saw last so that few are dropped.
+// (Stopping the query instead would cost the connection.)
+func (p pgRows) load(ctx context.Context, topic string, rng domain.PartitionRange, held []int64, limit, maxBytes int) ([]loadedRow, error) {
+	rows, err := p.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe, topic, rng.First, rng.Last, held, limit, maxBytes)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([]loadedRow, 0, limit)
+	out := make([]loadedRow, 0, min(limit, 1024))
+	size, full := 0, false
 	for rows.Next() {
+		if full {
+			continue
+		}
 		var l loadedRow
 		var deliveries int32
 		var lastError *string
@@ -60,9 +78,51 @@ func (p pgRows) load(ctx context.Context, topic string, rng domain.PartitionRang
 		if lastError != nil {
 			l.lastError = *lastError
 		}
+		if size += loadedBytes(l); len(out) > 0 && size > maxBytes {
+			full = true
+			continue
+		}
 		out = append(out, l)
 	}
 	return out, rows.Err()
+}
+
+// loadedBytes is the size a loaded row counts for in the byte budgets (see
+// msgBytes).
+func loadedBytes(l loadedRow) int { return len(l.payload) + leaseEntryBytes }
+
+// rangeStats is one measurement of a topic's rows in a reader's range.
+type rangeStats struct {
+	backlog   int64
+	estimated bool      // backlog came from pg_class.reltuples, not a count
+	oldest    time.Time // zero when the range holds no row
+}
+
+// stats runs backlogCountSQL and oldestSQL; when the count reaches
+// countCap it takes reltuplesSQL's estimate, scaled to the range's share
+// of the partitions, if that is larger.
+func (p pgRows) stats(ctx context.Context, topic string, rng domain.PartitionRange, countCap int) (rangeStats, error) {
+	var st rangeStats
+	if err := p.pool.QueryRow(ctx, backlogCountSQL, topic, rng.First, rng.Last, countCap).Scan(&st.backlog); err != nil {
+		return st, fmt.Errorf("count backlog: %w", err)
+	}
+	if st.backlog >= int64(countCap) {
+		var tuples float64
+		if err := p.pool.QueryRow(ctx, reltuplesSQL).Scan(&tuples); err != nil {
+			return st, fmt.Errorf("estimate backlog: %w", err)
+		}
+		if est := int64(tuples * float64(rng.Len()) / domain.NumPartitions); est > st.backlog {
+			st.backlog, st.estimated = est, true
+		}
+	}
+	var oldest pgtype.Timestamptz
+	if err := p.pool.QueryRow(ctx, oldestSQL, topic, rng.First, rng.Last).Scan(&oldest); err != nil {
+		return st, fmt.Errorf("oldest message: %w", err)
+	}
+	if oldest.Valid {
+		st.oldest = oldest.Time
+	}
+	return st, nil
 }
 
 func (p pgRows) delete(ctx context.Context, ids []int64) error {

@@ -33,8 +33,14 @@ type topic struct {
 	abandonOnce sync.Once
 	done        chan struct{} // closed when run has returned and its I/O goroutines too
 
-	held    atomic.Int64 // messages in memory; written by run, read by metrics
-	backlog atomic.Int64 // ready + leased messages; written by run, read by metrics
+	held      atomic.Int64 // messages in memory; written by run, read by metrics
+	heldBytes atomic.Int64 // their size (msgBytes); written by run, read by metrics
+	backlog   atomic.Int64 // ready + leased messages; written by run, read by metrics
+
+	// Measured in PostgreSQL by the reader's stats loop (see stats.go);
+	// written by that loop, read by metrics.
+	dbBacklog   atomic.Int64 // rows of the topic in the reader's range
+	oldestNanos atomic.Int64 // created_at of the oldest of them (UnixNano); 0 when none
 }
 
 type leaseCall struct {
@@ -105,10 +111,11 @@ type loadedRow struct {
 }
 
 type refillResult struct {
-	rows    []loadedRow
-	limit   int
-	err     error
-	elapsed time.Duration
+	rows     []loadedRow
+	limit    int
+	maxBytes int
+	err      error
+	elapsed  time.Duration
 }
 
 type deleteResult struct {
@@ -137,6 +144,8 @@ type topicState struct {
 	readyCount  int                    // sum of len(ready[i])
 	cursor      int                    // partition index the next take starts at; rotates for fairness
 	held        map[int64]*message     // every message in memory: ready, leased, acked awaiting delete
+	heldBytes   int64                  // sum of msgBytes over held
+	rowBytes    int                    // average msgBytes of the last refill's rows: sizes the next refill's LIMIT
 	leases      map[uuid.UUID]*lease   // live and acking leases
 	leasedCount int                    // messages in live, not acking, leases
 	expiry      leasebook.Heap[*lease] // live, not acking, leases by expiry
@@ -193,6 +202,7 @@ func (t *topic) run() {
 		deadDone:   make(chan deadResult, 1),
 		recordDone: make(chan error, 1),
 		lowWater:   max(1, min(t.r.cfg.RefillBatch, t.r.cfg.BufferSize/2)),
+		rowBytes:   initialRowBytes,
 	}
 	defer close(t.done)
 	defer s.io.Wait()
@@ -257,9 +267,11 @@ func (t *topic) run() {
 		s.maybeRefill(now)
 		expiryAlarm.Set(s.expiry.Next())
 		t.held.Store(int64(len(s.held)))
+		t.heldBytes.Store(s.heldBytes)
 		t.backlog.Store(int64(s.readyCount + s.leasedCount))
 		if s.draining && len(s.leases) == 0 && !s.refilling && !s.deleting && s.settledLimit() {
 			t.held.Store(0)
+			t.heldBytes.Store(0)
 			t.backlog.Store(0)
 			return
 		}
@@ -272,7 +284,7 @@ func (s *topicState) lease(req ports.LeaseRequest, now time.Time) leaseReply {
 		return leaseReply{err: fmt.Errorf("reader is draining: %w", ports.ErrClosed)}
 	}
 	empty := domain.Lease{Topic: s.t.name, ConsumerID: req.ConsumerID, Messages: []domain.Message{}}
-	msgs := s.take(req.Max)
+	msgs := s.take(req.Max, s.cfg.LeaseMaxBytes)
 	if len(msgs) == 0 {
 		return leaseReply{lease: empty}
 	}
@@ -295,17 +307,19 @@ func (s *topicState) lease(req ports.LeaseRequest, now time.Time) leaseReply {
 		ExpiresAt: l.expires, Messages: out}}
 }
 
-// take removes up to n ready messages: fairly across partitions (each
-// non-empty partition gives an equal share per pass, the pass starting at a
-// rotating partition), first in, first out within each.
-func (s *topicState) take(n int) []*message {
+// take removes up to n ready messages whose msgBytes sum to at most
+// maxBytes (the first is taken whatever its size): fairly across partitions
+// (each non-empty partition gives an equal share per pass, the pass starting
+// at a rotating partition), first in, first out within each.
+func (s *topicState) take(n, maxBytes int) []*message {
 	n = min(n, s.readyCount)
 	if n == 0 {
 		return nil
 	}
 	out := make([]*message, 0, n)
 	parts := len(s.ready)
-	for len(out) < n {
+	size, full := 0, false
+	for len(out) < n && !full {
 		nonEmpty := 0
 		for _, q := range s.ready {
 			if len(q) > 0 {
@@ -313,14 +327,22 @@ func (s *topicState) take(n int) []*message {
 			}
 		}
 		share := max(1, (n-len(out))/nonEmpty)
-		for i := 0; i < parts && len(out) < n; i++ {
+		for i := 0; i < parts && len(out) < n && !full; i++ {
 			p := (s.cursor + i) % parts
 			q := s.ready[p]
 			if len(q) == 0 {
 				continue
 			}
 			c := min(share, len(q), n-len(out))
-			out = append(out, q[:c]...)
+			for k, m := range q[:c] {
+				b := msgBytes(m)
+				if len(out) > 0 && size+b > maxBytes {
+					c, full = k, true
+					break
+				}
+				size += b
+				out = append(out, m)
+			}
 			clear(q[:c]) // drop references so leased messages are not kept alive by ready's array
 			if c == len(q) {
 				s.ready[p] = nil
@@ -330,8 +352,36 @@ func (s *topicState) take(n int) []*message {
 		}
 		s.cursor = (s.cursor + 1) % parts
 	}
-	s.readyCount -= n
+	s.readyCount -= len(out)
 	return out
+}
+
+// leaseEntryBytes is what one message costs beyond its payload, in a lease
+// response (msg_uuid, partition, created_at, deliveries and the JSON around
+// them) and, roughly, in memory (its struct and map entries).
+const leaseEntryBytes = 160
+
+// initialRowBytes sizes a topic's first refill before any row was seen: the
+// default MQ_MAX_PAYLOAD_BYTES, so a first refill of large rows stays near
+// RefillBytes (small rows make the next refill as large as RefillBatch).
+const initialRowBytes = 64 << 10
+
+// msgBytes is the size a message counts for in the byte budgets.
+func msgBytes(m *message) int { return len(m.payload) + leaseEntryBytes }
+
+// keep adds m to the messages in memory.
+func (s *topicState) keep(m *message) {
+	s.held[m.id] = m
+	s.heldBytes += int64(msgBytes(m))
+}
+
+// forget drops m from memory.
+func (s *topicState) forget(m *message) {
+	if _, ok := s.held[m.id]; !ok {
+		return
+	}
+	delete(s.held, m.id)
+	s.heldBytes -= int64(msgBytes(m))
 }
 
 // settle handles Ack and Release. It returns waiting true when the ack
@@ -383,7 +433,7 @@ func (s *topicState) release(l *lease, reason string) {
 	back := s.endDeliveries(l.msgs, reason)
 	if s.draining {
 		for _, m := range back {
-			delete(s.held, m.id)
+			s.forget(m)
 		}
 		return
 	}
@@ -456,7 +506,7 @@ func (s *topicState) deadLettered(res deadResult, now time.Time) {
 			"messages", len(res.msgs), "err", res.err)
 		if s.abandoned || s.draining {
 			for _, m := range res.msgs {
-				delete(s.held, m.id)
+				s.forget(m)
 			}
 			return
 		}
@@ -465,7 +515,7 @@ func (s *topicState) deadLettered(res deadResult, now time.Time) {
 		return
 	}
 	for _, m := range res.msgs {
-		delete(s.held, m.id)
+		s.forget(m)
 		s.seen.Delete(m.id)
 		if s.refilling {
 			s.tombstones[m.id] = struct{}{}
@@ -515,7 +565,7 @@ func (s *topicState) expireLease(l *lease) {
 	s.expiry.Remove(l.expiry)
 	s.leasedCount -= len(l.msgs)
 	for _, m := range s.endDeliveries(l.msgs, "") {
-		delete(s.held, m.id)
+		s.forget(m)
 	}
 	if s.abandoned {
 		s.t.r.abandoned.Add(1)
@@ -588,7 +638,7 @@ func (s *topicState) deleted(res deleteResult, now time.Time) {
 	for _, l := range res.leases {
 		delete(s.leases, l.id)
 		for _, m := range l.msgs {
-			delete(s.held, m.id)
+			s.forget(m)
 			s.seen.Delete(m.id)
 			if s.refilling {
 				s.tombstones[m.id] = struct{}{}
@@ -612,7 +662,8 @@ func (s *topicState) maybeRefill(now time.Time) {
 		return
 	}
 	room := s.cfg.BufferSize - len(s.held)
-	if room <= 0 || s.readyCount >= s.lowWater {
+	roomBytes := s.cfg.BufferBytes - s.heldBytes
+	if room <= 0 || roomBytes <= 0 || s.readyCount >= s.lowWater {
 		return
 	}
 	if !s.refillMore && now.Before(s.nextRefill) {
@@ -622,15 +673,19 @@ func (s *topicState) maybeRefill(now time.Time) {
 	for id := range s.held {
 		held = append(held, id)
 	}
-	limit := min(s.cfg.RefillBatch, room)
+	maxBytes := int(min(int64(s.cfg.RefillBytes), roomBytes))
+	// The LIMIT the bytes allow at the last refill's average row size: rows
+	// past maxBytes are read and dropped by load, so this keeps that waste
+	// small when rows are large.
+	limit := max(1, min(s.cfg.RefillBatch, room, maxBytes/max(s.rowBytes, 1)))
 	r, name, done := s.t.r, s.t.name, s.refillDone
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
 	s.refilling, s.refillCancel = true, cancel
 	s.io.Go(func() {
 		defer cancel()
 		start := time.Now()
-		rows, err := r.rows.load(ctx, name, *r.cfg.Range, held, limit)
-		done <- refillResult{rows: rows, limit: limit, err: err, elapsed: time.Since(start)}
+		rows, err := r.rows.load(ctx, name, *r.cfg.Range, held, limit, maxBytes)
+		done <- refillResult{rows: rows, limit: limit, maxBytes: maxBytes, err: err, elapsed: time.Since(start)}
 	})
 }
 
@@ -650,7 +705,9 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 		s.t.r.logger.Warn("refill failed", "topic", s.t.name, "err", res.err)
 		return
 	}
+	loaded := 0
 	for _, row := range res.rows {
+		loaded += loadedBytes(row)
 		if _, ok := s.held[row.id]; ok {
 			continue
 		}
@@ -666,16 +723,20 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 		if d, ok := s.seen.Get(row.id); ok {
 			m.deliveries = max(m.deliveries, d)
 		}
-		s.held[row.id] = m
+		s.keep(m)
 		if domain.Exhausted(m.deliveries, s.cfg.MaxDeliveries) {
 			s.dead = append(s.dead, m) // its last delivery ended before a restart or crash
 			continue
 		}
-
 		s.ready[p] = append(s.ready[p], m)
 		s.readyCount++
 	}
-	s.refillMore = len(res.rows) == res.limit
+	if len(res.rows) > 0 {
+		s.rowBytes = loaded / len(res.rows)
+	}
+	// Full by count, or cut by bytes (the next row would not have fit): more
+	// rows are likely waiting.
+	s.refillMore = len(res.rows) > 0 && (len(res.rows) == res.limit || loaded+s.rowBytes > res.maxBytes)
 }
 
 // drain refuses new leases and lets go of the ready messages: they stay in
@@ -690,7 +751,7 @@ func (s *topicState) drain() {
 	}
 	for i, q := range s.ready {
 		for _, m := range q {
-			delete(s.held, m.id)
+			s.forget(m)
 		}
 		s.ready[i] = nil
 	}

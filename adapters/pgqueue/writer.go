@@ -38,6 +38,7 @@ type Writer struct {
 	insert  insertFunc // how a flusher writes a batch; set before run starts
 
 	buffered atomic.Int64 // messages reserved and not yet finished; any goroutine
+	bytes    atomic.Int64 // their payload bytes (rowBytesOf); any goroutine
 	started  atomic.Bool  // set by the first Start or Close
 	closed   atomic.Bool  // set by Close; read by Publish
 	flushes  atomic.Int64 // flush statements attempted; read by tests
@@ -55,6 +56,7 @@ type Writer struct {
 // publishRequest is one Publish call on its way through run and a flusher.
 type publishRequest struct {
 	rows  []row
+	bytes int64             // rowBytesOf(rows): what it reserved of BufferBytes
 	reply chan publishReply // 1-buffered: the flusher never blocks on a publisher that gave up
 }
 
@@ -141,25 +143,30 @@ func (w *Writer) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 		w.metrics.rejected.WithLabelValues(reasonInvalid).Inc()
 		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
 	}
-	n := int64(len(rows))
-	if n > int64(w.cfg.BufferSize) {
+	n, size := int64(len(rows)), rowBytesOf(rows)
+	switch {
+	case n > int64(w.cfg.BufferSize):
 		w.metrics.rejected.WithLabelValues(reasonInvalid).Inc()
 		return ports.PublishResult{}, fmt.Errorf("publish: %w: %d messages exceed the writer's buffer of %d",
 			ports.ErrInvalidArgument, n, w.cfg.BufferSize)
+	case size > w.cfg.BufferBytes:
+		w.metrics.rejected.WithLabelValues(reasonInvalid).Inc()
+		return ports.PublishResult{}, fmt.Errorf("publish: %w: %d bytes exceed the writer's buffer of %d bytes",
+			ports.ErrInvalidArgument, size, w.cfg.BufferBytes)
 	}
-	if !w.reserve(n) {
+	if !w.reserve(n, size) {
 		w.metrics.rejected.WithLabelValues(reasonBackpressure).Inc()
 		return ports.PublishResult{}, fmt.Errorf("publish %d messages: %w", n, ports.ErrBackpressure)
 	}
-	req := &publishRequest{rows: rows, reply: make(chan publishReply, 1)}
+	req := &publishRequest{rows: rows, bytes: size, reply: make(chan publishReply, 1)}
 	select {
 	case w.requests <- req:
 	case <-w.quit:
-		w.buffered.Add(-n)
+		w.unreserve(req)
 		w.metrics.rejected.WithLabelValues(reasonClosed).Inc()
 		return ports.PublishResult{}, fmt.Errorf("publish: writer %w", ports.ErrClosed)
 	case <-ctx.Done():
-		w.buffered.Add(-n)
+		w.unreserve(req)
 		return ports.PublishResult{}, fmt.Errorf("publish: %w", ctx.Err())
 	}
 	// run answers every request it took, even while closing.
@@ -174,24 +181,56 @@ func (w *Writer) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 	}
 }
 
-// reserve takes room for n messages, all or nothing.
-func (w *Writer) reserve(n int64) bool {
-	capacity := int64(w.cfg.BufferSize)
+// reserve takes room for n messages of size bytes, all or nothing.
+func (w *Writer) reserve(n, size int64) bool {
+	if !reserveAtomic(&w.buffered, n, int64(w.cfg.BufferSize)) {
+		return false
+	}
+	if !reserveAtomic(&w.bytes, size, w.cfg.BufferBytes) {
+		w.buffered.Add(-n)
+		return false
+	}
+	return true
+}
+
+// unreserve gives back what r reserved.
+func (w *Writer) unreserve(r *publishRequest) {
+	w.buffered.Add(-int64(len(r.rows)))
+	w.bytes.Add(-r.bytes)
+}
+
+// reserveAtomic adds n to v unless that would pass capacity.
+func reserveAtomic(v *atomic.Int64, n, capacity int64) bool {
 	for {
-		cur := w.buffered.Load()
+		cur := v.Load()
 		if cur+n > capacity {
 			return false
 		}
-		if w.buffered.CompareAndSwap(cur, cur+n) {
+		if v.CompareAndSwap(cur, cur+n) {
 			return true
 		}
 	}
 }
 
+// rowBytesOf is what rows count for in BufferBytes: their payloads plus a
+// fixed cost per row for its id, topic and bookkeeping.
+func rowBytesOf(rows []row) int64 {
+	var n int64
+	for _, r := range rows {
+		n += int64(len(r.payload) + writerRowBytes)
+	}
+	return n
+}
+
+// writerRowBytes approximates a buffered row's memory beyond its payload.
+const writerRowBytes = 96
+
 // Utilization is the share of the buffer held by publishes not yet
-// committed, 0 to 1: the autoscaling signal.
+// committed, 0 to 1: the larger of the message and byte ratios, so a buffer
+// filled by a few large messages reads as full (the autoscaling signal).
 func (w *Writer) Utilization() float64 {
-	return float64(w.buffered.Load()) / float64(w.cfg.BufferSize)
+	return max(float64(w.buffered.Load())/float64(w.cfg.BufferSize),
+		float64(w.bytes.Load())/float64(w.cfg.BufferBytes))
 }
 
 // Check reports whether PostgreSQL answers.
@@ -366,7 +405,7 @@ func (w *Writer) write(batch []*publishRequest) error {
 		}
 		accepted += res.Accepted
 		duplicates += res.Duplicates
-		w.buffered.Add(-int64(len(r.rows)))
+		w.unreserve(r)
 		r.reply <- publishReply{result: res}
 	}
 	w.metrics.published.Add(float64(accepted))
@@ -381,7 +420,7 @@ func (w *Writer) fail(batch []*publishRequest, err error) {
 	n := 0
 	for _, r := range batch {
 		n += len(r.rows)
-		w.buffered.Add(-int64(len(r.rows)))
+		w.unreserve(r)
 		r.reply <- publishReply{err: fmt.Errorf("flush %d messages: %w", len(r.rows), err)}
 	}
 	reason := reasonUnavailable

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -355,4 +356,41 @@ func TestMetricsLint(t *testing.T) {
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
 	require.NoError(t, err)
 	require.Empty(t, problems)
+}
+
+// The buffer is bounded by bytes as well: with room for 1000 messages but
+// bytes for two large ones, a third waits for room (429), a publish larger
+// than the whole buffer is invalid, and utilization reads the byte ratio.
+func TestWriterByteBudget(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	const size = 64 << 10
+	w, err := NewWriter(pool, WriterConfig{BufferSize: 1000, BufferBytes: 2 * (size + writerRowBytes)}, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, w.Start(ctx))
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	big := func(key string) []ports.OutgoingMessage {
+		return []ports.OutgoingMessage{{Payload: json.RawMessage(`"` + strings.Repeat("x", size-2) + `"`), Key: key}}
+	}
+
+	lock, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = lock.Rollback(ctx) }()
+	_, err = lock.Exec(ctx, `LOCK TABLE queue_messages IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	var g errgroup.Group
+	for _, k := range []string{"a", "b"} {
+		g.Go(func() error { _, err := w.Publish(ctx, "bytes", big(k)); return err })
+	}
+	require.Eventually(t, func() bool { return w.Utilization() == 1 }, waitFor, time.Millisecond)
+	_, err = w.Publish(ctx, "bytes", big("c"))
+	require.ErrorIs(t, err, ports.ErrBackpressure, "no byte room left, though 998 messages would fit")
+	_, err = w.Publish(ctx, "bytes", append(big("d"), append(big("e"), big("f")...)...))
+	require.ErrorIs(t, err, ports.ErrInvalidArgument)
+	require.ErrorContains(t, err, "bytes exceed the writer's buffer")
+	require.NoError(t, lock.Rollback(ctx))
+	require.NoError(t, g.Wait())
+	require.Equal(t, 0.0, w.Utilization())
+	require.Equal(t, 2, countRows(t, pool, "bytes"))
 }

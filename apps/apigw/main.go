@@ -6,6 +6,8 @@
 package main
 
 import (
+	"time"
+
 	"go.uber.org/fx"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
@@ -21,6 +23,10 @@ func options(env *platform.Env) fx.Option {
 	opts := httpapi.Options{
 		DefaultLimit: env.Int("API_DEFAULT_LIMIT", httpapi.DefaultLimit, 1, httpapi.MaxLimit),
 		MaxLimit:     env.Int("API_MAX_LIMIT", httpapi.MaxLimit, 1, 100_000),
+		MaxStreams:   env.Int("API_MAX_STREAMS", httpapi.DefaultMaxStreams, 1, 10_000),
+		StreamMaxDuration: env.Duration("API_STREAM_MAX_DURATION", httpapi.DefaultStreamMaxDuration,
+			time.Second, 24*time.Hour),
+		StreamMaxRows: env.Int("API_STREAM_MAX_ROWS", httpapi.DefaultStreamMaxRows, 1, 1_000_000_000),
 	}
 	return fx.Options(
 		platform.Module(common),

@@ -32,11 +32,20 @@ func options(env *platform.Env) fx.Option {
 	d := pgqueue.DefaultReaderConfig()
 	served := partitionRange(env)
 	cfg := pgqueue.ReaderConfig{
-		Range:         served,
-		BufferSize:    env.Int("READER_BUFFER_SIZE", d.BufferSize, 1, 10_000_000),
-		RefillBatch:   env.Int("READER_REFILL_BATCH", d.RefillBatch, 1, 100_000),
-		DrainTimeout:  env.Millis("READER_DRAIN_TIMEOUT_MS", d.DrainTimeout, 0, 600_000),
-		MaxDeliveries: backend.MaxDeliveries(env),
+		Range:        served,
+		BufferSize:   env.Int("READER_BUFFER_SIZE", d.BufferSize, 1, 10_000_000),
+		RefillBatch:  env.Int("READER_REFILL_BATCH", d.RefillBatch, 1, 100_000),
+		DrainTimeout: env.Millis("READER_DRAIN_TIMEOUT_MS", d.DrainTimeout, 0, 600_000),
+		BufferBytes:  int64(env.Int("READER_BUFFER_BYTES", int(d.BufferBytes), 1<<20, 1<<36)),
+		RefillBytes:  env.Int("READER_REFILL_BYTES", d.RefillBytes, 1<<20, 1<<32),
+		Lease: domain.LeaseLimits{
+			MaxMessages: env.Int("MQ_LEASE_MAX_MESSAGES", domain.MaxLeaseMessages, 1, domain.CeilingLeaseMessages),
+			MaxDuration: env.Seconds("MQ_LEASE_MAX_SECONDS", domain.MaxLeaseDuration, 1, int(domain.CeilingLeaseDuration/time.Second)),
+		},
+		LeaseMaxBytes:   env.Int("MQ_LEASE_MAX_BYTES", pgqueue.DefaultLeaseMaxBytes, 1<<10, 1<<30),
+		StatsInterval:   env.Millis("READER_STATS_INTERVAL_MS", d.StatsInterval, 100, 3_600_000),
+		BacklogCountCap: env.Int("READER_BACKLOG_COUNT_CAP", d.BacklogCountCap, 1, 1_000_000_000),
+		MaxDeliveries:   backend.MaxDeliveries(env),
 	}
 	return fx.Options(
 		platform.Module(common),

@@ -18,6 +18,7 @@ func options(env *platform.Env) fx.Option {
 	common := platform.LoadCommon(env, "mqwriter", ":8081")
 	cfg := pgqueue.WriterConfig{
 		BufferSize:    env.Int("WRITER_BUFFER_SIZE", 10000, 1, 10_000_000),
+		BufferBytes:   int64(env.Int("WRITER_BUFFER_BYTES", 64<<20, 1<<20, 1<<36)),
 		MaxBatch:      env.Int("WRITER_MAX_BATCH", 1000, 1, 100_000),
 		FlushInterval: env.Millis("WRITER_FLUSH_INTERVAL_MS", 0, 0, 10_000),
 		Flushers:      env.Int("WRITER_FLUSHERS", 2, 1, 64),

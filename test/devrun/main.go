@@ -5,10 +5,14 @@
 // or fake dcgm-exporters serving the CSV that it starts itself when no
 // target is given) — as separate processes, prints the URLs, and on Ctrl-C
 // stops them in order (streamer first, so nothing is left half-sent) and the
-// database it started. A previous run that is still alive is stopped first,
-// so a second `make run` never trips over the first. Every run generates
-// fresh queue tokens, gives them to every app and writes them to
-// .local/run/tokens.env.
+// database it started. SIGINT, SIGTERM and SIGHUP (a closed terminal) all
+// stop everything. A previous run that is still alive is stopped first, so
+// a second `make run` never trips over the first; a PostgreSQL cluster a
+// killed run left behind is reused, said so, and stopped at the end, while
+// one started by make db-start or make test is reused and left running.
+// When an app cannot start, the last line printed is its own reason.
+// Every run generates fresh queue tokens, gives them to every app and
+// writes them to .local/run/tokens.env.
 package main
 
 import (
@@ -67,27 +71,42 @@ func run() error {
 	defer stop()
 
 	dbURL := os.Getenv("DATABASE_URL")
-	startedDB := false
 	if dbURL == "" {
 		dir := filepath.Join(root, ".local", "pg")
+		marker := filepath.Join(runDir, "pg-started-by-run")
 		_, running := pglocal.Running(dir)
+		// A cluster this command started and a killed run left behind is
+		// adopted and stopped at the end like a fresh one; one started by
+		// make db-start or make test is theirs, and stays.
+		leftover := running && startedByRun(marker, dir)
+		switch {
+		case leftover:
+			fmt.Printf("reusing the PostgreSQL cluster a previous make run left running in %s; it stops when this run ends\n", dir)
+		case running:
+			fmt.Printf("reusing the PostgreSQL cluster already running in %s (make db-start or make test started it); "+
+				"it keeps running after this run (make db-stop stops it)\n", dir)
+		}
 		c, err := pglocal.Start(ctx, dir)
 		if err != nil {
 			return fmt.Errorf("local postgres: %w", err)
 		}
-		if err := c.EnsureDatabase(ctx, "telemetry"); err != nil {
-			return err
-		}
-		dbURL, startedDB = c.URL("telemetry"), !running
-		if startedDB {
+		if !running || leftover {
+			_ = os.WriteFile(marker, []byte(postmasterPID(dir)), 0o644)
 			defer func() {
 				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				if err := pglocal.Stop(sctx, dir); err != nil {
 					fmt.Fprintln(os.Stderr, "stop local postgres:", err)
+					return
 				}
+				_ = os.Remove(marker)
+				fmt.Println("stopped the local PostgreSQL")
 			}()
 		}
+		if err := c.EnsureDatabase(ctx, "telemetry"); err != nil {
+			return err
+		}
+		dbURL = c.URL("telemetry")
 	}
 	migrate := exec.CommandContext(ctx, filepath.Join(binDir, "migrate"), "up")
 	migrate.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
@@ -172,7 +191,11 @@ func run() error {
 		err = p.WaitReady(rctx, a.ready)
 		cancel()
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				fmt.Println("\nstopping…")
+				return nil
+			}
+			return fmt.Errorf("%s did not start (its log: %s):\n%s", a.name, p.Log, whyNotStarted(p.Log))
 		}
 	}
 	fmt.Printf(`
@@ -295,6 +318,41 @@ func newTokens(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("write queue tokens: %w", err)
 	}
 	return stack.TokenEnv(publish, consume), nil
+}
+
+// whyNotStarted is the line of an app's log that says why it did not start:
+// the "start: …" line platform.Main prints last, or else the last line.
+func whyNotStarted(logPath string) string {
+	b, _ := os.ReadFile(logPath)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "start: ") {
+			return lines[i]
+		}
+	}
+	if last := lines[len(lines)-1]; last != "" {
+		return last
+	}
+	return "it exited or did not answer; nothing in its log"
+}
+
+// postmasterPID is the server's PID from dir's postmaster.pid ("" when
+// none): it tells this run's cluster from one started since by others.
+func postmasterPID(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return ""
+	}
+	pid, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(pid)
+}
+
+// startedByRun reports whether the cluster running in dir is the one a
+// make run started (its marker names the same server PID).
+func startedByRun(marker, dir string) bool {
+	b, err := os.ReadFile(marker)
+	pid := postmasterPID(dir)
+	return err == nil && pid != "" && strings.TrimSpace(string(b)) == pid
 }
 
 // envOr is the variable's value, or def when it is unset or empty.

@@ -54,6 +54,7 @@ func TestFaults(t *testing.T) {
 		{name: "8_poison_messages", seed: 808, run: poisonMessages},
 		{name: "9_soak_random_kills", seed: 909, run: soak},
 		{name: "10_oversized_fields", seed: 1010, run: oversizedFields},
+		{name: "11_byte_budgets_and_stream_caps", seed: 1111, run: byteBudgets},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {

@@ -260,7 +260,9 @@ func writerCases(w *service) []hostileCase {
 		pub("invalid UTF-8 in a payload", msg("\"\xc3\x28\""), 400, "invalid_argument"),
 		pub(`payload with \u0000`, msg(`{"a":"x\u0000y"}`), 400, "invalid_argument"),
 		pub("payload nested 100000 deep", msg(strings.Repeat("[", 100000)+strings.Repeat("]", 100000)), 400, "invalid_argument"),
-		pub("payload over 1 MiB", msg(`"`+strings.Repeat("B", 1<<20+10)+`"`), 400, "invalid_argument"),
+		// MQ_MAX_PAYLOAD_BYTES (64 KiB) is checked before the domain's 1 MiB.
+		pub("payload over 1 MiB", msg(`"`+strings.Repeat("B", 1<<20+10)+`"`), 413, "payload_too_large"),
+		pub("payload over MQ_MAX_PAYLOAD_BYTES", msg(`"`+strings.Repeat("B", 64<<10)+`"`), 413, "payload_too_large"),
 		// Not one of QUEUE_TOPICS: refused before it gets anywhere near SQL.
 		pub("SQL injection topic", jsonBody(map[string]any{"topic": sqlInjection, "messages": []any{map[string]any{"payload": 1}}}), 400, "invalid_argument"), // malformed: refused by the topic rule before the served check
 		pub("topic of 300 bytes", jsonBody(map[string]any{"topic": strings.Repeat("t", 300), "messages": []any{map[string]any{"payload": 1}}}), 400, "invalid_argument"),
@@ -314,6 +316,8 @@ func readerCases(r *service) []hostileCase {
 		lease("max -1", leaseWith("-1", "30"), 400, "invalid_argument"),
 		lease("max 0", leaseWith("0", "30"), 400, "invalid_argument"),
 		lease("max 10001", leaseWith("10001", "30"), 400, "invalid_argument"),
+		lease("max over MQ_LEASE_MAX_MESSAGES", leaseWith("5001", "30"), 400, "invalid_argument"),
+		lease("lease_seconds over MQ_LEASE_MAX_SECONDS", leaseWith("10", "301"), 400, "invalid_argument"),
 		lease("max 1e30", leaseWith("1e30", "30"), 400, "invalid_argument"),
 		lease("max 2^63", leaseWith("9223372036854775808", "30"), 400, "invalid_argument"),
 		lease("max 1.5", leaseWith("1.5", "30"), 400, "invalid_argument"),

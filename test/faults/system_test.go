@@ -300,17 +300,7 @@ func (s *system) status(svc *service, path string) int {
 func rssKiB(t *testing.T, svc *service) int {
 	t.Helper()
 	require.NotNil(t, svc.proc)
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", svc.proc.PID()))
-	require.NoError(t, err)
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			require.NoError(t, err)
-			return n
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/%d/status", svc.proc.PID())
-	return 0
+	return memKiB(t, svc, "VmRSS")
 }
 
 // count runs a query returning one integer.

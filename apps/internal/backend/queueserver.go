@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +23,11 @@ const (
 
 // QueueServer mounts the queue protocol's side on the app's router, with
 // MAX_BODY_BYTES, QUEUE_TOPICS (only those topics are served; a request
-// for another is a 404) and the bearer tokens of the side's scope
+// for another is a 404), the bearer tokens of the side's scope
 // (serverTokens: MQ_PUBLISH_TOKENS[_FILE] for the write side,
-// MQ_CONSUME_TOKENS[_FILE] for the read side, unless MQ_AUTH=none).
+// MQ_CONSUME_TOKENS[_FILE] for the read side, unless MQ_AUTH=none) and the
+// admission limits: MQ_MAX_INFLIGHT_BYTES, and where publishes are served
+// MQ_MAX_CONCURRENT_PUBLISHES and MQ_MAX_PAYLOAD_BYTES.
 func QueueServer(env *platform.Env, side string) fx.Option {
 	scope := mqhttp.ScopeConsume
 	if side == WriteSide {
@@ -47,9 +50,16 @@ func QueueServer(env *platform.Env, side string) fx.Option {
 func queueServerOptions(env *platform.Env, serves ...mqhttp.Scope) (func(*slog.Logger, prometheus.Registerer) mqhttp.ServerOptions, fx.Option) {
 	maxBody := int64(env.Int("MAX_BODY_BYTES", mqhttp.DefaultMaxBodyBytes, 1024, 1<<30))
 	topics := env.List("QUEUE_TOPICS", []string{domain.TelemetryTopic})
+	inflight := int64(env.Int("MQ_MAX_INFLIGHT_BYTES", mqhttp.DefaultMaxInflightBytes, 1024, 1<<34))
+	var publishes, payload int
+	if slices.Contains(serves, mqhttp.ScopePublish) {
+		publishes = env.Int("MQ_MAX_CONCURRENT_PUBLISHES", mqhttp.DefaultMaxConcurrentPublishes, 1, 1_000_000)
+		payload = env.Int("MQ_MAX_PAYLOAD_BYTES", mqhttp.DefaultMaxPayloadBytes, 1, domain.MaxPayloadBytes)
+	}
 	auth, opt := serverTokens(env, serves...)
 	return func(logger *slog.Logger, reg prometheus.Registerer) mqhttp.ServerOptions {
-		return mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody, Topics: topics, Auth: auth}
+		return mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody, Topics: topics, Auth: auth,
+			MaxInflightBytes: inflight, MaxConcurrentPublishes: publishes, MaxPayloadBytes: int64(payload)}
 	}, opt
 }
 

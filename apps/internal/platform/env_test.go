@@ -256,8 +256,15 @@ func TestLoadCommon(t *testing.T) {
 	t.Parallel()
 	env := platform.NewEnvFrom(map[string]string{"LOG_LEVEL": "DEBUG"})
 	c := platform.LoadCommon(env, "collector", ":8083")
-	require.Equal(t, platform.Common{App: "collector", LogLevel: "debug", HTTPAddr: ":8083"}, c)
+	require.Equal(t, platform.Common{App: "collector", LogLevel: "debug", HTTPAddr: ":8083", Limits: platform.HTTPLimits{
+		ReadHeaderTimeout: platform.DefaultReadHeaderTimeout, ReadTimeout: platform.DefaultReadTimeout,
+		WriteTimeout: platform.DefaultWriteTimeout, MaxHeaderBytes: platform.DefaultMaxHeaderBytes}}, c)
 	require.NoError(t, env.Err())
+
+	env = platform.NewEnvFrom(map[string]string{"PPROF": "true", "HTTP_READ_TIMEOUT_MS": "5000"})
+	c = platform.LoadCommon(env, "collector", ":8083")
+	require.Zero(t, c.Limits.WriteTimeout, "a CPU profile must not outlive the write timeout: none with PPROF")
+	require.Equal(t, 5*time.Second, c.Limits.ReadTimeout)
 
 	env = platform.NewEnvFrom(map[string]string{"LOG_LEVEL": "loud", "HTTP_ADDR": "127.0.0.1:9"})
 	c = platform.LoadCommon(env, "collector", ":8083")

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,7 +60,22 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration
 	// Pprof registers net/http/pprof's handlers under /debug/pprof/.
 	Pprof bool
+	// Limits bound each request: ReadHeaderTimeout and ReadTimeout the time
+	// to read its header and its whole body (a slow or stalled upload
+	// releases its goroutine), WriteTimeout the time from the end of the
+	// header to the end of the answer (0: none; a stream extends its own
+	// deadline through http.ResponseController), MaxHeaderBytes its header.
+	// Zero fields take the defaults, except WriteTimeout.
+	Limits HTTPLimits
 }
+
+// Defaults of HTTPLimits.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
 
 // ServerParams are the server's dependencies.
 type ServerParams struct {
@@ -99,10 +115,14 @@ func NewServer(p ServerParams) *Server {
 	for _, rt := range p.Routes {
 		rt.Register(r)
 	}
+	lim := p.Config.Limits
 	s.srv = &http.Server{
 		Addr:              p.Config.Addr,
 		Handler:           r,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cmp.Or(lim.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       cmp.Or(lim.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      lim.WriteTimeout,
+		MaxHeaderBytes:    cmp.Or(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		IdleTimeout:       2 * time.Minute,
 	}
 	return s

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -236,4 +238,57 @@ func TestNewLogger(t *testing.T) {
 			require.False(t, l.Enabled(t.Context(), tt.off))
 		})
 	}
+}
+
+// The server's limits hold: a header over MaxHeaderBytes is refused (431),
+// and a client that sends a header and then stalls its body loses the
+// connection after ReadTimeout instead of holding a goroutine for ever.
+func TestServerLimits(t *testing.T) {
+	t.Parallel()
+	reg, _ := platform.NewRegistry()
+	bodyErr := make(chan error, 1)
+	s := platform.NewServer(platform.ServerParams{
+		Config: platform.ServerConfig{Addr: "127.0.0.1:0", Limits: platform.HTTPLimits{
+			ReadTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4096}},
+		Logger: quiet, Registry: reg,
+		Routes: []platform.Routes{platform.RoutesFunc(func(r *mux.Router) {
+			r.HandleFunc("/v1/upload", func(_ http.ResponseWriter, r *http.Request) {
+				_, err := io.ReadAll(r.Body)
+				bodyErr <- err
+			})
+		})},
+	})
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { require.NoError(t, s.Stop(context.Background())) })
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+s.Addr()+"/healthz", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Big", strings.Repeat("h", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+
+	conn, err := net.Dial("tcp", s.Addr())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST /v1/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npart of the body")
+	require.NoError(t, err)
+	require.Error(t, <-bodyErr, "the stalled body read ends with the read timeout")
+}
+
+// A failed start names the constructor's own error on one line, not fx's
+// chain of "could not build arguments for …".
+func TestStartError(t *testing.T) {
+	t.Parallel()
+	type source struct{}
+	app := fx.New(fx.NopLogger,
+		fx.Provide(func() (*source, error) {
+			return nil, errors.New("csv source a.csv: missing required column \"metric_name\"")
+		}),
+		fx.Invoke(func(*source) {}),
+	)
+	require.Error(t, app.Err())
+	require.NotContains(t, platform.StartError(app.Err()), "could not build")
+	require.Equal(t, `start: csv source a.csv: missing required column "metric_name"`, platform.StartError(app.Err()))
 }
