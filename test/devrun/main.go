@@ -200,6 +200,7 @@ func run() error {
 	}
 	fmt.Printf(`
 GPU telemetry pipeline is running (queue backend: %s, source: %s).
+  Dashboard      http://127.0.0.1:8080/   (xdg-open http://127.0.0.1:8080/)
   API            http://127.0.0.1:8080/api/v1/gpus
   Swagger UI     http://127.0.0.1:8080/swagger/
   mqwriter       http://127.0.0.1:8081/metrics   (postgres backend)

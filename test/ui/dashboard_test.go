@@ -280,7 +280,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("pipeline shows hosts, throughput and the poison message", func(t *testing.T) {
 		tb := newTab(t, browser)
 		tb.do(chromedp.Navigate(base + "#/pipeline"))
-		tb.waitFor(`document.querySelector('#dl-table').dataset.loaded === 'true'`)
+		tb.waitFor(`document.querySelector('#dl-table').dataset.loaded === 'true' && document.querySelector('#host-table').dataset.loaded === 'true'`)
 		tb.waitFor(fmt.Sprintf(`[...document.querySelectorAll('#dl-table tbody tr')].some(r => r.textContent.includes(%q))`, marker))
 		reason := eval[string](tb, fmt.Sprintf(`[...document.querySelectorAll('#dl-table tbody tr')].find(r => r.textContent.includes(%q)).querySelector('.reason').textContent`, marker))
 		require.NotEmpty(t, reason, "the dead letter's reason is shown")

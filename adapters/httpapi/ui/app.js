@@ -422,6 +422,7 @@
     $("#host-table tbody").replaceChildren(...p.hosts.map((x) => el("tr", { class: x.stale ? "stale" : "" },
       el("th", { scope: "row" }, x.hostname), el("td", { class: "num" }, String(x.gpus)), el("td", {}, utc(x.last_seen)),
       el("td", { class: "num" }, age(x.age_seconds)), el("td", {}, x.stale ? el("strong", { text: "STALE" }) : "ok"))));
+    $("#host-table").dataset.loaded = "true";
     drawPipeChart();
     status("Pipeline updated " + clock(new Date()));
   }
