@@ -52,13 +52,7 @@ func (c cluster) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableRes
 // lookup answered by c.
 func render(t *testing.T, c cluster, vals map[string]any) []*unstructured.Unstructured {
 	t.Helper()
-	chrt, err := loader.Load(filepath.Join("..", "..", "deployments", "helm", "telemetry-pipeline"))
-	require.NoError(t, err)
-	require.NoError(t, chartutil.ProcessDependenciesWithMerge(chrt, vals))
-	values, err := chartutil.ToRenderValues(chrt, vals, chartutil.ReleaseOptions{Name: "tp", Namespace: namespace, IsUpgrade: true}, chartutil.DefaultCapabilities)
-	require.NoError(t, err)
-	files, err := engine.RenderWithClientProvider(chrt, values, c)
-	require.NoError(t, err)
+	files := renderFiles(t, c, vals)
 	var out []*unstructured.Unstructured
 	for name, content := range files {
 		if !strings.HasSuffix(name, ".yaml") {
@@ -74,6 +68,31 @@ func render(t *testing.T, c cluster, vals map[string]any) []*unstructured.Unstru
 		}
 	}
 	return out
+}
+
+// renderFiles is the engine's output: file name -> rendered text.
+func renderFiles(t *testing.T, c cluster, vals map[string]any) map[string]string {
+	t.Helper()
+	chrt, err := loader.Load(filepath.Join("..", "..", "deployments", "helm", "telemetry-pipeline"))
+	require.NoError(t, err)
+	require.NoError(t, chartutil.ProcessDependenciesWithMerge(chrt, vals))
+	values, err := chartutil.ToRenderValues(chrt, vals, chartutil.ReleaseOptions{Name: "tp", Namespace: namespace, IsUpgrade: true}, chartutil.DefaultCapabilities)
+	require.NoError(t, err)
+	files, err := engine.RenderWithClientProvider(chrt, values, c)
+	require.NoError(t, err)
+	return files
+}
+
+// TestNotesShowTheTokens: the install notes say how to read the tokens,
+// and warn loudly when authentication is off.
+func TestNotesShowTheTokens(t *testing.T) {
+	notes := renderFiles(t, newCluster(), map[string]any{})["telemetry-pipeline/templates/NOTES.txt"]
+	require.Contains(t, notes, "get secret mqwriter-tokens -o jsonpath='{.data.token}'")
+	require.Contains(t, notes, "get secret mqreader-tokens -o jsonpath='{.data.token}'")
+	require.Contains(t, notes, "NetworkPolicies isolate every pod")
+	off := renderFiles(t, newCluster(), map[string]any{"global": map[string]any{"auth": map[string]any{"enabled": false}}})["telemetry-pipeline/templates/NOTES.txt"]
+	require.Contains(t, off, "WITHOUT authentication")
+	require.NotContains(t, off, "mqwriter-tokens")
 }
 
 func secrets(objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
