@@ -5,7 +5,10 @@
 // PARTITIONS ("0-255") or from PARTITIONS_FILE, the partition controller's
 // ConfigMap, looked up by POD_NAME (default: the hostname). On SIGTERM it
 // stops leasing, keeps taking acks until its leases are done or expired,
-// flushes deletes and exits.
+// flushes deletes and exits. Lease, ack and release need Authorization:
+// Bearer with one of the consume tokens of MQ_CONSUME_TOKENS or
+// MQ_CONSUME_TOKENS_FILE; without any mqreader refuses to start, unless
+// MQ_AUTH=none.
 package main
 
 import (

@@ -2,6 +2,9 @@
 // assigns each message its msg_uuid, and group-commits the messages to
 // PostgreSQL, answering only after COMMIT. When its buffer is full it answers
 // 429 with Retry-After; mqwriter_buffer_utilization_ratio feeds the HPA.
+// A publish needs Authorization: Bearer with one of the publish tokens of
+// MQ_PUBLISH_TOKENS or MQ_PUBLISH_TOKENS_FILE; without any mqwriter refuses
+// to start, unless MQ_AUTH=none.
 package main
 
 import (
