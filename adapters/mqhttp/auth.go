@@ -121,36 +121,49 @@ func bearerToken(header string) (string, bool) {
 	return strings.TrimSpace(token), true
 }
 
-// guard wraps e so it runs only for a request with a token of scope; a
-// refusal is a 401 (missing or unknown token) or 403 (a token of another
-// scope) with a WWW-Authenticate challenge (RFC 6750), answered by
-// writeError like every other error, and counted by reason. With no Auth
-// the route is open.
+// guard wraps e so it runs only for a request with a token of scope (see
+// check). With no Auth the route is open.
 func (s *Server) guard(scope Scope, e endpoint) endpoint {
 	if s.auth == nil {
 		return e
 	}
 	return func(w http.ResponseWriter, r *http.Request) (any, error) {
-		reason := s.auth.authorize(r.Header.Get("Authorization"), scope)
-		if reason == "" {
-			return e(w, r)
+		if err := s.check(w, r, scope); err != nil {
+			return nil, err
 		}
-		s.metrics.refused(reason)
-		challenge := `Bearer realm="` + AuthRealm + `"`
-		switch reason {
-		case RefusalMissing:
-			w.Header().Set("WWW-Authenticate", challenge)
-			return nil, &protocolError{status: http.StatusUnauthorized, code: CodeUnauthenticated,
-				message: "missing bearer token: send Authorization: Bearer <token> with a " + string(scope) + " token"}
-		case RefusalInvalid:
-			w.Header().Set("WWW-Authenticate", challenge+`, error="invalid_token"`)
-			return nil, &protocolError{status: http.StatusUnauthorized, code: CodeUnauthenticated,
-				message: "invalid bearer token"}
-		default:
-			w.Header().Set("WWW-Authenticate", challenge+`, error="insufficient_scope", scope="`+string(scope)+`"`)
-			return nil, &protocolError{status: http.StatusForbidden, code: CodeForbidden,
-				message: "this token may not " + string(scope) + "; " + r.URL.Path + " needs a " + string(scope) + " token"}
-		}
+		return e(w, r)
+	}
+}
+
+// check is the one authentication check of every route: nil when r
+// carries a token of scope (or the server has no Auth), else the refusal
+// for writeError — a 401 (missing or unknown token) or a 403 (a token of
+// another scope) — with its WWW-Authenticate challenge (RFC 6750) set on w
+// and counted by reason. A route that does not fit endpoint (a streaming
+// one) calls it before it reads the body.
+func (s *Server) check(w http.ResponseWriter, r *http.Request, scope Scope) error {
+	if s.auth == nil {
+		return nil
+	}
+	reason := s.auth.authorize(r.Header.Get("Authorization"), scope)
+	if reason == "" {
+		return nil
+	}
+	s.metrics.refused(reason)
+	challenge := `Bearer realm="` + AuthRealm + `"`
+	switch reason {
+	case RefusalMissing:
+		w.Header().Set("WWW-Authenticate", challenge)
+		return &protocolError{status: http.StatusUnauthorized, code: CodeUnauthenticated,
+			message: "missing bearer token: send Authorization: Bearer <token> with a " + string(scope) + " token"}
+	case RefusalInvalid:
+		w.Header().Set("WWW-Authenticate", challenge+`, error="invalid_token"`)
+		return &protocolError{status: http.StatusUnauthorized, code: CodeUnauthenticated,
+			message: "invalid bearer token"}
+	default:
+		w.Header().Set("WWW-Authenticate", challenge+`, error="insufficient_scope", scope="`+string(scope)+`"`)
+		return &protocolError{status: http.StatusForbidden, code: CodeForbidden,
+			message: "this token may not " + string(scope) + "; " + r.URL.Path + " needs a " + string(scope) + " token"}
 	}
 }
 
