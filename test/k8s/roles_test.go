@@ -114,22 +114,43 @@ func TestGrantsLetEachAppDoItsWorkAndNoMore(t *testing.T) {
 	denied(t, writer, "SELECT count(*) FROM telemetry_series", "mqwriter reads telemetry")
 	denied(t, writer, "INSERT INTO dead_letters (msg_uuid, topic, payload, reason) VALUES (gen_random_uuid(), 't', '', '')", "mqwriter dead-letters")
 
-	// mqreader leases and deletes what was acked.
+	// mqreader leases, records the counts of deliveries released without an
+	// ack, and at the delivery limit moves the messages to dead_letters
+	// (UPDATE, DELETE and INSERT: migration 0003's columns).
 	all := domain.PartitionRange{First: 0, Last: domain.NumPartitions - 1}
-	r, err := pgqueue.NewReader(pgtest.Pool(t, pool("telemetry_mqreader", "")), pgqueue.ReaderConfig{Range: &all, RefillInterval: 5 * time.Millisecond}, quiet, nil)
+	r, err := pgqueue.NewReader(pgtest.Pool(t, pool("telemetry_mqreader", "")),
+		pgqueue.ReaderConfig{Range: &all, RefillInterval: 5 * time.Millisecond, MaxDeliveries: 2}, quiet, nil)
 	require.NoError(t, err)
 	require.NoError(t, r.Start(ctx))
-	var lease domain.Lease
+	leaseAll := func() domain.Lease {
+		var lease domain.Lease
+		require.Eventually(t, func() bool {
+			lease, err = r.Lease(ctx, ports.LeaseRequest{Topic: domain.TelemetryTopic, ConsumerID: "c1", Max: 10, LeaseDuration: time.Minute})
+			require.NoError(t, err)
+			return len(lease.Messages) == 2
+		}, 30*time.Second, 10*time.Millisecond, "the reader's role reads the queue")
+		return lease
+	}
+	for i := range 2 {
+		lease := leaseAll()
+		require.NoError(t, r.Release(ctx, ports.LeaseRef{Topic: domain.TelemetryTopic, ConsumerID: "c1", LeaseID: lease.ID, Reason: "store down"}))
+		if i == 0 {
+			require.Eventually(t, func() bool {
+				var recorded int
+				require.NoError(t, ownerConn.QueryRow(ctx, "SELECT count(*) FROM queue_messages WHERE deliveries = 1 AND last_error = 'store down'").Scan(&recorded))
+				return recorded == 2
+			}, 30*time.Second, 10*time.Millisecond, "the reader's role recorded the delivery counts")
+		}
+	}
+	var dead int
 	require.Eventually(t, func() bool {
-		lease, err = r.Lease(ctx, ports.LeaseRequest{Topic: domain.TelemetryTopic, ConsumerID: "c1", Max: 10, LeaseDuration: time.Minute})
-		require.NoError(t, err)
-		return len(lease.Messages) == 2
-	}, 30*time.Second, 10*time.Millisecond, "the reader's role reads the queue")
-	require.NoError(t, r.Ack(ctx, ports.LeaseRef{Topic: domain.TelemetryTopic, ConsumerID: "c1", LeaseID: lease.ID}))
+		require.NoError(t, ownerConn.QueryRow(ctx, "SELECT count(*) FROM dead_letters WHERE source = 'queue' AND deliveries = 2").Scan(&dead))
+		return dead == 2
+	}, 30*time.Second, 10*time.Millisecond, "the reader's role moved the messages at their limit to dead_letters")
 	require.NoError(t, r.Close(ctx))
 	var left int
 	require.NoError(t, ownerConn.QueryRow(ctx, "SELECT count(*) FROM queue_messages").Scan(&left))
-	require.Zero(t, left, "the reader's role deleted the acked messages")
+	require.Zero(t, left, "the reader's role deleted the dead-lettered messages")
 	reader := pool("telemetry_mqreader", "")
 	denied(t, reader, "INSERT INTO telemetry_series (gpu_uuid, metric_name, attrs_key, gpu_index, first_seen, last_seen) VALUES ('g', 'm', gen_random_uuid(), 0, now(), now())", "mqreader writes telemetry")
 	denied(t, reader, "TRUNCATE queue_messages", "mqreader truncates")

@@ -35,10 +35,11 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM telemetry_mqwriter, telemetry_
 GRANT SELECT, INSERT ON queue_messages TO telemetry_mqwriter;
 GRANT USAGE ON SEQUENCE queue_messages_id_seq TO telemetry_mqwriter;
 
--- mqreader reads its partitions' messages and deletes the acked ones; the
--- queue's own dead-lettering (issue 13) moves messages to dead_letters. If
--- the reader comes to UPDATE messages (delivery counts), grant it here.
-GRANT SELECT, DELETE ON queue_messages TO telemetry_mqreader;
+-- mqreader reads its partitions' messages and deletes the acked ones,
+-- records the delivery counts of deliveries that ended without an ack
+-- (UPDATE of deliveries/last_error, migration 0003), and the queue's own
+-- dead-lettering moves messages at their delivery limit to dead_letters.
+GRANT SELECT, UPDATE (deliveries, last_error), DELETE ON queue_messages TO telemetry_mqreader;
 GRANT SELECT, INSERT ON dead_letters TO telemetry_mqreader;
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO telemetry_mqreader;
 
