@@ -462,7 +462,9 @@ func (s *topicState) endDeliveries(msgs []*message, reason string) []*message {
 			s.dead = append(s.dead, m)
 			continue
 		}
-		s.marks = append(s.marks, deliveryMark{id: m.id, deliveries: m.deliveries, text: m.lastError})
+		if m.deliveries > 0 { // zero: a given-back lease its caller never received
+			s.marks = append(s.marks, deliveryMark{id: m.id, deliveries: m.deliveries, text: m.lastError})
+		}
 		back = append(back, m)
 	}
 	return back

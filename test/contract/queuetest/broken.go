@@ -37,6 +37,11 @@ const (
 	// later (at the next Lease or Flush), as a writer acknowledging before
 	// its group commit would; a clean stop flushes, a crash loses them.
 	AnswerBeforeCommit = "answer-before-commit"
+	// NoDeliveryLimit: the queue never dead-letters, as an adapter without
+	// a delivery limit would. No wrapper can switch an adapter's limit off,
+	// so Broken returns the queue as is and the harness builds it with its
+	// limit at domain.MaxMaxDeliveries, far above the Capabilities'.
+	NoDeliveryLimit = "no-delivery-limit"
 )
 
 // BrokenVariant is the wrapper a child run of RequireCaught was started
@@ -55,6 +60,8 @@ func Broken(name string, q ports.Queue) ports.Queue {
 		return storeNothing{q}
 	case AnswerBeforeCommit:
 		return &answerBeforeCommit{Queue: q, pending: make(chan pendingBatch, pendingBatches)}
+	case NoDeliveryLimit:
+		return q
 	default:
 		panic(fmt.Sprintf("queuetest: no broken wrapper %q", name))
 	}

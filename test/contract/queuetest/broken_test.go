@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/memory"
+	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/test/contract/queuetest"
 )
 
@@ -37,10 +38,14 @@ func BenchmarkOverBroken(b *testing.B) {
 // brokenMemory builds memory queues inside the named broken wrapper.
 func brokenMemory(variant string) queuetest.NewHarness {
 	return func(t testing.TB) queuetest.Harness {
-		q := memory.NewQueue(memory.QueueOptions{MinLease: memoryCaps.MinLease})
+		opts := memory.QueueOptions{MinLease: memoryCaps.MinLease}
+		if variant == queuetest.NoDeliveryLimit {
+			opts.MaxDeliveries = domain.MaxMaxDeliveries
+		}
+		q := memory.NewQueue(opts)
 		require.NoError(t, q.Start(t.Context()))
 		t.Cleanup(q.Close)
-		return queuetest.Harness{Queue: queuetest.Broken(variant, q)}
+		return queuetest.Harness{Queue: queuetest.Broken(variant, q), DeadLetters: q}
 	}
 }
 
@@ -68,6 +73,8 @@ func TestSuiteCatchesBrokenQueues(t *testing.T) {
 			[]string{"--- FAIL: TestSuiteOverBroken/AckRemovesForGood", "acked message delivered again"}},
 		{"CancelledContext", queuetest.PublishDespiteCancel,
 			[]string{"--- FAIL: TestSuiteOverBroken/CancelledContext", "a publish with a cancelled context stored messages"}},
+		{"DeliveryLimit", queuetest.NoDeliveryLimit,
+			[]string{"--- FAIL: TestSuiteOverBroken/DeliveryLimit", "message leased again after 5 deliveries"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
