@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,8 +248,16 @@ func slowStreams(t *testing.T, s *system) {
 			_ = c.Close()
 		}
 	}()
+	// A small receive buffer, fixed before connecting (it also stops the
+	// kernel's autotuning, which on loopback grows to tens of MiB): the
+	// stream fills it and the server's send buffer, then waits on the client.
+	slowDialer := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
 	for range 2 {
-		c, err := net.Dial("tcp", api.addr)
+		c, err := slowDialer.Dial("tcp", api.addr)
 		require.NoError(t, err)
 		slow = append(slow, c)
 		_, err = io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: "+api.addr+"\r\n\r\n")
