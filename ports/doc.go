@@ -59,9 +59,10 @@
 // part and no leading '_'; a publish carries 1 to 10,000 messages; a payload
 // is present, not null, valid UTF-8 JSON of at most 1 MiB without \u0000; a
 // key, idempotency key and consumer id are at most 256 bytes without NUL; a
-// consumer id is required; a lease asks for 1 to 10,000 messages for at most
-// an hour. A backend may refuse more where it must (its shortest lease, NATS's
-// max_payload), never less. Adapters validate by calling domain; a broken rule
+// consumer id is required; a lease asks for 1 to 5,000 messages for at most
+// 300 s (domain.DefaultLeaseLimits; a queue may be configured up to 10,000
+// and an hour). A backend may refuse more where it must (its shortest lease,
+// NATS's max_payload), never less. Adapters validate by calling domain; a broken rule
 // is ErrInvalidArgument.
 //
 // Ordering: within one partition, a single consumer leasing in a loop sees

@@ -26,9 +26,17 @@
 //
 // An empty lease (nothing ready) is a 200 with "messages":[]. A lease granted
 // after its client hung up is released at once, not written to nobody. Limits: topic,
-// consumer_id, key and idempotency_key at most 256 bytes; 1 ≤ max ≤ 10000;
-// 1 ≤ lease_seconds ≤ 3600; 1 to 10000 messages per publish, each with a
-// non-null payload. More than 10000 messages is a 413, like an oversized body.
+// consumer_id, key and idempotency_key at most 256 bytes; 1 ≤ max ≤ the
+// queue's lease limit (5000 by default); 1 ≤ lease_seconds ≤ its limit (300
+// by default, 3600 at most); 1 to 10000 messages per publish, each with a
+// non-null payload of at most ServerOptions.MaxPayloadBytes (64 KiB by
+// default). More than 10000 messages, or a larger payload, is a 413, like an
+// oversized body.
+//
+// Admission (admit.go): before a body is read, a declared Content-Length over
+// MaxBodyBytes is a 413, and a request that would pass MaxInflightBytes of
+// bodies in progress, or a publish past MaxConcurrentPublishes, is a 429 with
+// Retry-After; its body is never read.
 //
 // # Authentication
 //
@@ -54,9 +62,10 @@
 //	                            outside ServerOptions.Topics (mqwriter's and mqreader's QUEUE_TOPICS)
 //	405 method_not_allowed      not a POST
 //	409 lease_expired           ack/release of an expired or unknown lease (ports.ErrLeaseExpired)
-//	413 payload_too_large       body over the limit, or more than 10000 messages
+//	413 payload_too_large       body over the limit, more than 10000 messages, or a payload over MaxPayloadBytes
 //	415 unsupported_media_type  Content-Type is not application/json
-//	429 backpressure            the writer's buffer is full (ports.ErrBackpressure), Retry-After: 1
+//	429 backpressure            the writer's buffer is full (ports.ErrBackpressure), or the server's
+//	                            in-flight bytes or publish slots are taken; Retry-After: 1
 //	503 closed / unavailable    draining, or a dependency is down (ports.ErrClosed, ports.ErrUnavailable), Retry-After: 1
 //	504 timeout                 the request's deadline passed inside the server
 //	500 internal                anything else; the message is generic, details are only logged

@@ -132,7 +132,7 @@ type ReaderConfig struct {
 	// its oldest message are measured for the metrics. Default 15s.
 	StatsInterval time.Duration
 	// BacklogCountCap bounds the rows one backlog count visits; past it the
-	// backlog is estimated from pg_class.reltuples. Default 1,000,000.
+	// backlog is estimated from pg_class.reltuples. Default 100,000.
 	BacklogCountCap int
 }
 
@@ -153,7 +153,7 @@ func DefaultReaderConfig() ReaderConfig {
 		BufferBytes:     64 << 20,
 		RefillBytes:     8 << 20,
 		StatsInterval:   15 * time.Second,
-		BacklogCountCap: 1_000_000,
+		BacklogCountCap: 100_000,
 		MaxDeliveries:   domain.DefaultMaxDeliveries,
 	}
 }

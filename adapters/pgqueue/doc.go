@@ -64,10 +64,19 @@
 // mqreader_messages_redelivered_total counts, at the lease, a message
 // handed out again; mqreader_messages_dead_lettered_total the moves.
 //
-// mqreader_backlog_messages counts what the reader holds in memory (ready
-// and leased), not the table: counting a range's rows costs a scan of the
-// whole backlog (an index-only scan of queue_messages_topic_partition_id_idx
-// at best), too much for every scrape.
+// Memory is bounded by bytes as well as counts: a topic holds at most
+// BufferSize messages and BufferBytes of payload (exceeded by at most one
+// message), a refill keeps at most RefillBytes (refillSQL leaves out rows
+// past it by stored size), and a lease carries at most LeaseMaxBytes (always
+// at least one message).
+//
+// mqreader_backlog_messages{topic} is the table's truth, not memory's: a
+// separate loop (stats.go) counts each topic's rows in the reader's range
+// every StatsInterval, up to BacklogCountCap (past it, pg_class's estimate
+// scaled to the range), and finds the oldest row's created_at for
+// mqreader_oldest_message_age_seconds; counting on every scrape would cost a
+// scan of the backlog each time. mqreader_buffered_messages is what the
+// reader holds in memory (ready and leased).
 //
 // # Concurrency
 //

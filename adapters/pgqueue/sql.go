@@ -95,9 +95,11 @@ LIMIT $2`
 
 // backlogCountSQL counts a topic's rows in a reader's partition range, up to
 // $4: an index-only scan of queue_messages_topic_partition_id_idx (heap
-// pages not yet all-visible are visited), so its cost grows with the
-// backlog up to the cap (about 40 ms per 100k rows on a laptop) and never
-// past it. Takes no locks beyond the snapshot.
+// pages not yet all-visible are visited) or, when the range is every
+// partition, a sequential scan; its cost grows with the backlog up to the
+// cap and never past it: 85 ms per 100,000 rows measured on this 2-core
+// machine under heavy load (load average 38). Takes no locks beyond the
+// snapshot.
 const backlogCountSQL = `SELECT count(*) FROM (
     SELECT 1 FROM queue_messages
     WHERE topic = $1 AND partition_key BETWEEN $2 AND $3
@@ -111,7 +113,8 @@ const reltuplesSQL = `SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE 
 // oldestSQL finds the created_at of the oldest row of a topic's range: one
 // descent of queue_messages_topic_partition_id_idx per partition to its
 // lowest id (ids follow insertion order), so about 256 index probes at most
-// whatever the backlog. Takes no locks beyond the snapshot.
+// whatever the backlog (2 ms warm, 110 ms cold, on 400,000 rows under the
+// same load). Takes no locks beyond the snapshot.
 const oldestSQL = `SELECT min(o.created_at) FROM generate_series($2::int, $3::int) AS p(k)
 CROSS JOIN LATERAL (
     SELECT created_at FROM queue_messages

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,27 +248,33 @@ func slowStreams(t *testing.T, s *system) {
 			_ = c.Close()
 		}
 	}()
+	// A small receive buffer, fixed before connecting (it also stops the
+	// kernel's autotuning, which on loopback grows to tens of MiB): the
+	// stream fills it and the server's send buffer, then waits on the client.
+	slowDialer := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	// One at a time, each holding its slot (its status line read, nothing
+	// more) before the next starts, so none races another for a slot.
 	for range 2 {
-		c, err := net.Dial("tcp", api.addr)
+		c, err := slowDialer.Dial("tcp", api.addr)
 		require.NoError(t, err)
 		slow = append(slow, c)
 		_, err = io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: "+api.addr+"\r\n\r\n")
 		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+		status := make([]byte, len("HTTP/1.1 200"))
+		_, err = io.ReadFull(c, status)
+		require.NoError(t, err)
+		require.Equal(t, "HTTP/1.1 200", string(status), "a slow client's stream started")
 	}
-	var refused []byte
-	require.Eventually(t, func() bool {
-		resp, err := s.http.Get("http://" + api.addr + target)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusTooManyRequests {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			return false
-		}
-		refused, _ = io.ReadAll(resp.Body)
-		return true
-	}, 20*time.Second, 100*time.Millisecond, "a third stream is refused while two slow clients hold the slots")
+	resp, err := s.http.Get("http://" + api.addr + target)
+	require.NoError(t, err)
+	refused, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "a third stream while two slow clients hold the slots: %s", refused)
 	require.Contains(t, string(refused), `"code":"too_many_streams"`)
 	for i := range 10 {
 		start := time.Now()
