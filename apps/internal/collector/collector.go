@@ -77,6 +77,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Age of each sample (now minus its timestamp) when the collector stored it: the end-to-end lag from the source's stamp to PostgreSQL.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 19)}),
 	}
+	// Every stage exported from the start (at 0), so dashboards and alerts
+	// see the series before the first failure.
+	for _, stage := range []string{"lease", "persist", "ack", "release"} {
+		m.errors.WithLabelValues(stage)
+	}
 	if reg != nil {
 		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.expired, m.deadLettered, m.acked, m.released, m.ackRejected, m.errors, m.batchSeconds, m.sampleAge)
 	}
