@@ -76,8 +76,8 @@ func TestMonitoringRendersDashboardsMonitorsAndRules(t *testing.T) {
 			require.Equal(t, "http", ep.Port)
 			require.Equal(t, "/metrics", ep.Path)
 			require.Len(t, ep.RelabelConfigs, 1, "keeps only the app's own Service (not mqreader-headless)")
-			require.Equal(t, m.Name, deref(ep.RelabelConfigs[0].Regex, ""))
-			require.Equal(t, "keep", strings.ToLower(deref(ep.RelabelConfigs[0].Action, "")))
+			require.Equal(t, m.Name, ep.RelabelConfigs[0].Regex)
+			require.Equal(t, "keep", strings.ToLower(ep.RelabelConfigs[0].Action))
 		case *monitoringv1.PodMonitor:
 			pms = append(pms, m.Name)
 			require.Len(t, m.Spec.PodMetricsEndpoints, 1)
