@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
@@ -166,5 +167,29 @@ func requireTarget(t *testing.T, title, dsType string, raw json.RawMessage) {
 		require.Equal(t, "code", sq.EditorMode, title)
 	default:
 		t.Fatalf("%s: unexpected data source type %q", title, dsType)
+	}
+}
+
+// TestDashboardDecoderIsStrict: the schema check fails on the mistakes it
+// is there for, each made in a copy of a shipped dashboard.
+func TestDashboardDecoderIsStrict(t *testing.T) {
+	t.Parallel()
+	plugins.RegisterDefaultPlugins()
+	b := dashboardFiles(t)["pipeline-health.json"]
+	tests := []struct{ name, old, new, want string }{
+		{"unknown field in a Prometheus query", `"legendFormat": "persisted"`, `"legendFormat": "persisted", "exprr": "up"`, "unexpected field 'exprr'"},
+		{"unknown panel option", `"tooltip": {`, `"tooltips": {}, "tooltip": {`, "unexpected field 'tooltips'"},
+		{"wrong type", `"graphTooltip": 1`, `"graphTooltip": "shared"`, "graphTooltip"},
+		{"missing required field", "\"legend\": {\n          \"displayMode\": \"list\",\n          \"placement\": \"bottom\",\n          \"showLegend\": true,\n          \"calcs\": []\n        },", "", "legend: required field is missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := string(b)
+			require.Contains(t, s, tc.old)
+			var d dashboard.Dashboard
+			err := buildErr(d.UnmarshalJSONStrict([]byte(strings.Replace(s, tc.old, tc.new, 1))))
+			require.ErrorContains(t, err, tc.want)
+		})
 	}
 }

@@ -269,3 +269,17 @@ func TestEveryPromQLExpressionParses(t *testing.T) {
 		require.Error(t, err, bad)
 	}
 }
+
+// TestExpandPromQL: Grafana's variables become values; one it does not
+// know fails rather than parse by luck.
+func TestExpandPromQL(t *testing.T) {
+	t.Parallel()
+	got, err := expandPromQL(query{text: `sum(rate(x{namespace=~"$namespace"}[$__rate_interval])) / ${__range}`})
+	require.NoError(t, err)
+	require.Equal(t, `sum(rate(x{namespace=~"telemetry"}[5m])) / 1h`, got)
+	got, err = expandPromQL(query{text: `label_values(mqwriter_messages_published_total, namespace)`})
+	require.NoError(t, err)
+	require.Equal(t, "mqwriter_messages_published_total", got)
+	_, err = expandPromQL(query{where: "w", text: `x{pod="$pod"}`})
+	require.ErrorContains(t, err, "pod")
+}
