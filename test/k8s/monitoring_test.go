@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,8 +53,9 @@ func readFile(t *testing.T, path string) string {
 // of deployments/prometheus/alerts.yaml. Off by default.
 func TestMonitoringRendersDashboardsMonitorsAndRules(t *testing.T) {
 	t.Parallel()
-	values := repoPath(t, "deployments", "helm", "telemetry-pipeline", "ci", "monitoring-values.yaml")
-	r := release{name: "tp", objs: decodeAll(t, template(t, "telemetry-pipeline", "-f", values, "--set", "streamer.enabled=false"))}
+	ci := func(file string) string { return repoPath(t, "deployments", "helm", "telemetry-pipeline", "ci", file) }
+	r := release{name: "tp", objs: decodeAll(t, template(t, "telemetry-pipeline", "-f", ci("monitoring-values.yaml"), "--set", "streamer.enabled=false"))}
+	pods := release{name: "tp", objs: decodeAll(t, template(t, "telemetry-pipeline", "-f", ci("monitoring-podmonitors-values.yaml"), "--set", "streamer.enabled=false"))}
 	apps := []string{"mqwriter", "mqreader", "collector", "apigw", "partition-controller"}
 
 	services := map[string]*corev1.Service{}
@@ -63,7 +65,7 @@ func TestMonitoringRendersDashboardsMonitorsAndRules(t *testing.T) {
 		}
 	}
 	var sms, pms []string
-	for _, o := range r.objs {
+	for _, o := range append(slices.Clone(r.objs), pods.objs...) {
 		switch m := o.obj.(type) {
 		case *monitoringv1.ServiceMonitor:
 			sms = append(sms, m.Name)
@@ -84,7 +86,7 @@ func TestMonitoringRendersDashboardsMonitorsAndRules(t *testing.T) {
 			require.Equal(t, "http", deref(m.Spec.PodMetricsEndpoints[0].Port, ""))
 			require.EqualValues(t, "15s", m.Spec.PodMetricsEndpoints[0].Interval)
 			var w *workload
-			for _, x := range workloads(r) {
+			for _, x := range workloads(pods) {
 				if x.name == m.Name {
 					w = &x
 				}
@@ -95,6 +97,12 @@ func TestMonitoringRendersDashboardsMonitorsAndRules(t *testing.T) {
 	}
 	require.ElementsMatch(t, apps, sms, "a ServiceMonitor per enabled app (streamer disabled)")
 	require.ElementsMatch(t, apps, pms, "a PodMonitor per enabled app")
+	for _, o := range r.objs {
+		require.NotEqual(t, podMonitorGVK, o.gvk, "ServiceMonitors only")
+	}
+	_, err := helm(t, "template", "tp", repoPath(t, "deployments", "helm", "telemetry-pipeline"),
+		"--set", "monitoring.serviceMonitors.enabled=true", "--set", "monitoring.podMonitors.enabled=true")
+	require.ErrorContains(t, err, "not both")
 
 	dashboards, err := filepath.Glob(repoPath(t, "deployments", "grafana", "*.json"))
 	require.NoError(t, err)
