@@ -14,7 +14,7 @@ COVER_PKGS := ./domain/...,./ports/...,./internal/...,./adapters/...,./apps/...,
 .DEFAULT_GOAL := help
 include deployments/k8s.mk
 
-.PHONY: help build test cover lint fmt run swagger ui-vendor test-ui migrate-up migrate-down bench bench-micro bench-api test-faults test-faults helm-lint test-k8s db-start db-stop clean
+.PHONY: help build test cover lint fmt run swagger ui-vendor test-ui migrate-up migrate-down bench bench-micro bench-api test-faults test-faults helm-lint test-k8s test-alerts db-start db-stop clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -95,6 +95,17 @@ bench-api: ## API latency on 10,000,000 telemetry rows (loaded once into databas
 
 test-faults: ## fault-injection and hostile-input suite on its own PostgreSQL (FAULTS_SOAK=30s for a quick run)
 	$(GO) test -tags faults -count=1 -timeout 25m -v ./test/faults/
+
+# promtool comes from its own tools module (tools/promtool/go.mod: it needs
+# newer Kubernetes libraries than helm in tools/go.mod); built on first use
+# (about 6 min cold on 2 cores), cached after. Paths are absolute because
+# `go -C` runs it from tools/promtool.
+PROMTOOL ?= $(GO) -C $(CURDIR)/tools/promtool tool promtool
+RULES    := $(CURDIR)/deployments/prometheus
+
+test-alerts: ## promtool check rules + the alert rules' unit tests (deployments/prometheus)
+	$(PROMTOOL) check rules --lint=all --lint-fatal $(RULES)/alerts.yaml
+	$(PROMTOOL) test rules $(RULES)/alerts_test.yaml
 
 clean: ## remove build output and the local cluster
 	-$(DEVDB) stop

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"cmp"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -17,8 +18,8 @@ import (
 type Options struct {
 	// Logger receives the access log and errors; nil means slog.Default().
 	Logger *slog.Logger
-	// Registerer receives the request-duration histogram; nil registers it
-	// nowhere.
+	// Registerer receives the request-duration histogram and the GPU
+	// hosts' last-seen gauge; nil registers them nowhere.
 	Registerer prometheus.Registerer
 	// DefaultLimit is the page size when the client gives no limit; 0 means
 	// DefaultLimit (1000). It is capped at MaxLimit.
@@ -81,6 +82,11 @@ func New(reader ports.TelemetryReader, opts Options) *Server {
 	if s.duration, err = newDurationHistogram(opts.Registerer); err != nil {
 		// Serving matters more than one metric; the histogram still works unregistered.
 		s.log.Error("register apigw metrics", "err", err)
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newHostLastSeen(reader, s.log)); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			s.log.Error("register apigw host metrics", "err", err)
+		}
 	}
 
 	s.router = mux.NewRouter()

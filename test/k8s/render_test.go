@@ -227,7 +227,10 @@ func decode(doc []byte) (object, error) {
 	case gvk == scaledObjectGVK:
 		obj, err = decodeStrictJSON[scaledObject](js)
 	default:
-		return object{}, fmt.Errorf("unknown kind %s", gvk)
+		var known bool
+		if obj, known, err = decodeMonitoring(gvk, js); !known {
+			return object{}, fmt.Errorf("unknown kind %s", gvk)
+		}
 	}
 	if err != nil {
 		return object{}, fmt.Errorf("%s: %w", gvk, err)

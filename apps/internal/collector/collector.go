@@ -61,6 +61,7 @@ type metrics struct {
 	leased, persisted, duplicates, expired, deadLettered, acked, released, ackRejected, storeWaits prometheus.Counter
 	errors                                                                                         *prometheus.CounterVec
 	batchSeconds                                                                                   prometheus.Histogram
+	sampleAge                                                                                      prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -81,9 +82,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failures by stage (lease, persist, ack, release)."}, []string{"stage"}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "collector_batch_duration_seconds",
 			Help: "Time to persist and ack one leased batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		// 10 ms to ~45 min: a healthy pipeline is sub-second, a backlog
+		// drained after an outage is minutes old.
+		sampleAge: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "collector_sample_age_seconds",
+			Help:    "Age of each sample (now minus its timestamp) when the collector stored it: the end-to-end lag from the source's stamp to PostgreSQL.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 19)}),
+	}
+	// Every stage exported from the start (at 0), so dashboards and alerts
+	// see the series before the first failure.
+	for _, stage := range []string{"lease", "persist", "ack", "release"} {
+		m.errors.WithLabelValues(stage)
 	}
 	if reg != nil {
-		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.expired, m.deadLettered, m.acked, m.released, m.ackRejected, m.storeWaits, m.errors, m.batchSeconds)
+		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.expired, m.deadLettered, m.acked, m.released, m.ackRejected, m.storeWaits, m.errors, m.batchSeconds, m.sampleAge)
 	}
 	return m
 }
@@ -300,6 +311,10 @@ func (c *Collector) persist(ctx context.Context, lease domain.Lease) error {
 	c.m.expired.Add(float64(res.Expired))
 	if err != nil {
 		return err
+	}
+	now := time.Now()
+	for _, r := range records {
+		c.m.sampleAge.Observe(now.Sub(r.Point.Timestamp).Seconds())
 	}
 	if len(dead) > 0 {
 		err := c.store.WriteDeadLetters(ctx, dead)

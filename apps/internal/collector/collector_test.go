@@ -294,6 +294,7 @@ func TestPersistsThenAcks(t *testing.T) {
 			require.Equal(t, float64(tt.messages), testutil.ToFloat64(r.c.m.acked))
 			require.Zero(t, testutil.ToFloat64(r.c.m.duplicates))
 			require.EqualValues(t, tt.batches, histogramCount(t, r.c.m.batchSeconds), "one duration per batch")
+			require.EqualValues(t, tt.messages, histogramCount(t, r.c.m.sampleAge), "one end-to-end age per stored sample")
 		})
 	}
 }
