@@ -80,20 +80,46 @@ global.database.url is set; else an existing Secret.
 {{- end -}}
 
 {{/*
-DATABASE_URL from the Secret, and MIGRATE_ON_START: the migration Job
-applies the schema before the apps start (a pre-install hook), except in
-cnpg mode, where the database only exists after install and the Job is a
-post-install hook: there the apps migrate on start too (under PostgreSQL's
-advisory lock, so concurrent starters are safe).
+DATABASE_URL and MIGRATE_ON_START. External mode: DATABASE_URL from the
+Secret. cnpg mode: from the operator's "<release>-pg-app" Secret, its uri
+(the -rw service) or, with global.database.pooler, the Pooler's service
+with PGUSER/PGPASSWORD/PGDATABASE from the same Secret (pgx reads them).
+apigw (tlib.databaseEnv with "read" true) also gets DATABASE_READ_URL: the
+-ro replicas first, the primary when none answers.
+Migrations are the Job's (a pre-install hook) except in cnpg mode, where the
+database only exists after install and the Job is a post-install hook: there
+the apps also migrate on start, in the background (never through the
+Pooler: the runner's advisory lock needs a session).
 */}}
 {{- define "tlib.databaseEnv" -}}
+{{- $db := .Values.global.database -}}
+{{- $cnpg := eq $db.mode "cnpg" -}}
+{{- $secret := include "tlib.databaseSecret" . -}}
+{{- if $cnpg }}
+{{- range $var, $key := dict "PGUSER" "username" "PGPASSWORD" "password" "PGDATABASE" "dbname" }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- if and $cnpg $db.pooler }}
+- name: DATABASE_URL
+  value: {{ printf "postgres://%s-pg-pooler-rw:5432" .Release.Name | quote }}
+{{- else }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "tlib.databaseSecret" . }}
+      name: {{ $secret }}
       key: {{ include "tlib.databaseSecretKey" . }}
+{{- end }}
+{{- if and $cnpg $db.readReplicas (eq (.Values.component | default "") "api") }}
+- name: DATABASE_READ_URL
+  value: {{ printf "postgres://%s-pg-ro:5432,%s-pg-rw:5432?target_session_attrs=prefer-standby" .Release.Name .Release.Name | quote }}
+{{- end }}
 - name: MIGRATE_ON_START
-  value: {{ or (eq .Values.global.database.mode "cnpg") (not .Values.global.migrations.job) | quote }}
+  value: {{ or (and $cnpg (not $db.pooler)) (not .Values.global.migrations.job) | quote }}
 {{- end -}}
 
 {{/*
