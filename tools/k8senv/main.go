@@ -122,11 +122,14 @@ func mustAbs(p string) string {
 }
 
 func (e *env) run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
 	if err := e.build(); err != nil {
 		return err
 	}
+	// The run's bound starts after the build: a cold build on a busy
+	// machine took an hour, and the old bound (from the start) then failed
+	// the first run waiting for etcd.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
 	var err error
 	if e.dir, err = os.MkdirTemp("", "k8senv-"); err != nil {
 		return err
