@@ -149,3 +149,54 @@ func waitEstablished(ctx context.Context, dyn dynamic.Interface, name string) er
 	}
 	return fmt.Errorf("CRD %s not established within 30s", name)
 }
+
+// requireRejected has the API server validate custom resources with the
+// mistakes the CRD schemas must catch (wrong enum, a CEL rule, an unknown
+// field under strict validation): each must be refused, so a passing dry
+// run of the chart means the real schemas were applied.
+func (e *env) requireRejected(ctx context.Context) error {
+	dyn, err := dynamic.NewForConfig(e.restCfg)
+	if err != nil {
+		return err
+	}
+	cluster := schema.GroupVersionResource{Group: "postgresql.cnpg.io", Version: "v1", Resource: "clusters"}
+	pooler := schema.GroupVersionResource{Group: "postgresql.cnpg.io", Version: "v1", Resource: "poolers"}
+	bad := []struct {
+		why string
+		gvr schema.GroupVersionResource
+		obj map[string]any
+	}{
+		{"synchronous.number 0 (CEL: greater than zero)", cluster, map[string]any{"instances": int64(3), "storage": map[string]any{"size": "1Gi"},
+			"postgresql": map[string]any{"synchronous": map[string]any{"method": "any", "number": int64(0)}}}},
+		{"synchronous.method fastest (enum)", cluster, map[string]any{"instances": int64(3), "storage": map[string]any{"size": "1Gi"},
+			"postgresql": map[string]any{"synchronous": map[string]any{"method": "fastest", "number": int64(1)}}}},
+		{"minSyncReplica (unknown field)", cluster, map[string]any{"instances": int64(3), "storage": map[string]any{"size": "1Gi"},
+			"minSyncReplica": int64(1)}},
+		{"poolMode statement (enum)", pooler, map[string]any{"cluster": map[string]any{"name": "x"}, "type": "rw",
+			"pgbouncer": map[string]any{"poolMode": "statement"}}},
+	}
+	for _, b := range bad {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": b.gvr.Group + "/" + b.gvr.Version,
+			"kind":       map[string]string{"clusters": "Cluster", "poolers": "Pooler"}[b.gvr.Resource],
+			"metadata":   map[string]any{"name": "bad", "namespace": ns},
+			"spec":       b.obj,
+		}}
+		_, err := dyn.Resource(b.gvr).Namespace(ns).Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"})
+		if err == nil {
+			return fmt.Errorf("API server accepted a %s with %s: the CRD schema is not applied", u.GetKind(), b.why)
+		}
+		log.Printf("API server refuses a %s with %s: %v", u.GetKind(), b.why, firstLine(err.Error()))
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
+		return s[:i]
+	}
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}

@@ -149,6 +149,9 @@ func (e *env) run() error {
 	if err := e.installCRDs(ctx); err != nil {
 		return err
 	}
+	if err := e.requireRejected(ctx); err != nil {
+		return err
+	}
 	// Every custom resource is validated against its real CRD schema: the
 	// defaults, an external URL, every option on (CloudNativePG with
 	// synchronous replication and the Pooler, the adapter rules), KEDA.
