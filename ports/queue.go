@@ -79,3 +79,23 @@ type DeadLetterReader interface {
 	// dead-lettered, oldest first, each with its delivery count and reason.
 	DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error)
 }
+
+// NotReadyError is a Checker's error with a short reason that /readyz may
+// show to whoever can reach the probe: no host names, addresses or
+// credentials in Reason (the wrapped Err, which may hold them, is only
+// logged). /readyz shows the Reason of the first NotReadyError in an error's
+// chain, and for any other error only a generic word.
+type NotReadyError struct {
+	Reason string
+	Err    error
+}
+
+func (e *NotReadyError) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying error.
+func (e *NotReadyError) Unwrap() error { return e.Err }

@@ -325,12 +325,12 @@ func (r *Reader) Range() *domain.PartitionRange { return r.cfg.Range }
 func (r *Reader) Check(ctx context.Context) error {
 	switch {
 	case r.cfg.Range == nil:
-		return fmt.Errorf("reader check: %w", errNoRange)
+		return &ports.NotReadyError{Reason: "no partition range assigned", Err: errNoRange}
 	case r.draining.Load():
-		return fmt.Errorf("reader check: draining: %w", ports.ErrClosed)
+		return &ports.NotReadyError{Reason: "draining", Err: ports.ErrClosed}
 	}
 	if err := r.rows.ping(ctx); err != nil {
-		return fmt.Errorf("reader check: %w", translate(err))
+		return &ports.NotReadyError{Reason: "database unreachable", Err: fmt.Errorf("reader check: %w", translate(err))}
 	}
 	return nil
 }

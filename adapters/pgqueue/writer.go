@@ -236,7 +236,7 @@ func (w *Writer) Utilization() float64 {
 // Check reports whether PostgreSQL answers.
 func (w *Writer) Check(ctx context.Context) error {
 	if err := w.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("writer check: %w", translate(err))
+		return &ports.NotReadyError{Reason: "database unreachable", Err: fmt.Errorf("writer check: %w", translate(err))}
 	}
 	return nil
 }

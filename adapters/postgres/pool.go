@@ -16,9 +16,9 @@ const DefaultConnectTimeout = pgdb.DefaultConnectTimeout
 type PoolOptions = pgdb.PoolOptions
 
 // Connect opens a pool on dsn with opts and pings the server once, so a
-// wrong DSN or an unreachable server fails at start-up with a clear error
-// (unreachable is ports.ErrUnavailable). The pool is shared with the queue
-// (pgqueue) where an app runs both.
+// wrong DSN or an unreachable server fails at once with a clear error
+// (unreachable is ports.ErrUnavailable): for tools and tests. The apps use
+// NewPool, which does not connect until the pool is used.
 func Connect(ctx context.Context, dsn string, opts PoolOptions) (*pgxpool.Pool, error) {
 	return pgdb.Connect(ctx, dsn, opts)
 }

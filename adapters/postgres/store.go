@@ -145,6 +145,10 @@ type Options struct {
 	PartitionsAhead int
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
+	// ReadPool, when set, serves the read-only API queries (a replica
+	// behind CloudNativePG's -ro service; rows committed on the primary
+	// show up there after the replication lag). Nil reads from the primary.
+	ReadPool *pgxpool.Pool
 }
 
 // Defaults of Options for a running collector.
@@ -160,6 +164,7 @@ const (
 // atomics.
 type TelemetryStore struct {
 	pool *pgxpool.Pool
+	read *pgxpool.Pool // Options.ReadPool, else pool
 	log  *slog.Logger
 	opts Options
 
@@ -188,7 +193,11 @@ func NewTelemetryStoreWith(pool *pgxpool.Pool, logger *slog.Logger, opts Options
 	if opts.PartitionsAhead <= 0 {
 		opts.PartitionsAhead = defaultPartitionsAhead
 	}
-	return &TelemetryStore{pool: pool, opts: opts, log: logger.With("component", "postgres.TelemetryStore")}
+	read := opts.ReadPool
+	if read == nil {
+		read = pool
+	}
+	return &TelemetryStore{pool: pool, read: read, opts: opts, log: logger.With("component", "postgres.TelemetryStore")}
 }
 
 // Stats are the store's lifetime counters, for metrics.
@@ -212,7 +221,7 @@ type querier interface {
 // Check pings the database.
 func (s *TelemetryStore) Check(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping postgres: %w", translate(err))
+		return &ports.NotReadyError{Reason: "database unreachable", Err: fmt.Errorf("ping postgres: %w", translate(err))}
 	}
 	return nil
 }
@@ -569,7 +578,7 @@ func (s *TelemetryStore) WriteDeadLetters(ctx context.Context, letters []domain.
 
 // ListGPUs returns the registry ordered by hostname, GPU index, UUID.
 func (s *TelemetryStore) ListGPUs(ctx context.Context) ([]domain.GPU, error) {
-	rows, err := s.pool.Query(ctx, sqlListGPUs)
+	rows, err := s.read.Query(ctx, sqlListGPUs)
 	if err != nil {
 		return nil, fmt.Errorf("list gpus: %w", translate(err))
 	}
@@ -632,7 +641,7 @@ func (s *TelemetryStore) scan(ctx context.Context, q ports.TelemetryQuery, limit
 	// every remaining row of a long stream first.
 	queryCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(queryCtx, sql, args...)
+	rows, err := s.read.Query(queryCtx, sql, args...)
 	if err != nil {
 		return translate(err)
 	}
@@ -662,7 +671,7 @@ func (s *TelemetryStore) scan(ctx context.Context, q ports.TelemetryQuery, limit
 		return nil
 	}
 	var exists bool
-	if err := s.pool.QueryRow(ctx, sqlGPUExists, q.GPUUUID).Scan(&exists); err != nil {
+	if err := s.read.QueryRow(ctx, sqlGPUExists, q.GPUUUID).Scan(&exists); err != nil {
 		return fmt.Errorf("look up gpu: %w", translate(err))
 	}
 	if !exists {

@@ -110,7 +110,7 @@ func (s *TelemetryStore) QueryGPUs(ctx context.Context, q ports.GPUQuery) (ports
 	if q.After != nil {
 		after = *q.After
 	}
-	rows, err := s.pool.Query(ctx, sqlQueryGPUs, q.Hostname, q.ModelName, after.Hostname, int32(after.GPUIndex),
+	rows, err := s.read.Query(ctx, sqlQueryGPUs, q.Hostname, q.ModelName, after.Hostname, int32(after.GPUIndex),
 		q.After != nil, after.UUID, q.Limit+1)
 	if err != nil {
 		return ports.GPUPage{}, fmt.Errorf("query gpus: %w", translate(err))
@@ -137,7 +137,7 @@ func scanGPU(row pgx.CollectableRow) (domain.GPU, error) {
 
 // ListMetrics returns the metric names seen with their GPU counts.
 func (s *TelemetryStore) ListMetrics(ctx context.Context) ([]domain.MetricSeen, error) {
-	rows, err := s.pool.Query(ctx, sqlListMetrics)
+	rows, err := s.read.Query(ctx, sqlListMetrics)
 	if err != nil {
 		return nil, fmt.Errorf("list metrics: %w", translate(err))
 	}
@@ -154,7 +154,7 @@ func (s *TelemetryStore) ListMetrics(ctx context.Context) ([]domain.MetricSeen, 
 
 // LatestValues returns the newest sample of each metric of a GPU.
 func (s *TelemetryStore) LatestValues(ctx context.Context, gpuUUID string) ([]domain.LatestValue, error) {
-	rows, err := s.pool.Query(ctx, sqlLatest, gpuUUID)
+	rows, err := s.read.Query(ctx, sqlLatest, gpuUUID)
 	if err != nil {
 		return nil, fmt.Errorf("latest values: %w", translate(err))
 	}
@@ -178,7 +178,7 @@ func (s *TelemetryStore) LatestValues(ctx context.Context, gpuUUID string) ([]do
 // requireGPU is ErrNotFound unless the registry knows the GPU.
 func (s *TelemetryStore) requireGPU(ctx context.Context, gpuUUID string) error {
 	var exists bool
-	if err := s.pool.QueryRow(ctx, sqlGPUExists, gpuUUID).Scan(&exists); err != nil {
+	if err := s.read.QueryRow(ctx, sqlGPUExists, gpuUUID).Scan(&exists); err != nil {
 		return fmt.Errorf("look up gpu: %w", translate(err))
 	}
 	if !exists {
@@ -189,7 +189,7 @@ func (s *TelemetryStore) requireGPU(ctx context.Context, gpuUUID string) error {
 
 // FleetSummary summarises a metric over every GPU's latest non-null value.
 func (s *TelemetryStore) FleetSummary(ctx context.Context, metricName string, topN int) (domain.FleetSummary, error) {
-	rows, err := s.pool.Query(ctx, sqlFleetLatest, metricName)
+	rows, err := s.read.Query(ctx, sqlFleetLatest, metricName)
 	if err != nil {
 		return domain.FleetSummary{}, fmt.Errorf("fleet summary: %w", translate(err))
 	}
@@ -213,7 +213,7 @@ func (s *TelemetryStore) QuerySeries(ctx context.Context, q ports.SeriesQuery) (
 		return domain.Series{}, fmt.Errorf("query series: %w", err)
 	}
 	start, end := q.Start.UTC().Truncate(time.Microsecond), q.End.UTC().Truncate(time.Microsecond)
-	rows, err := s.pool.Query(ctx, sqlSeriesIDs, q.GPUUUID, q.MetricName)
+	rows, err := s.read.Query(ctx, sqlSeriesIDs, q.GPUUUID, q.MetricName)
 	if err != nil {
 		return domain.Series{}, fmt.Errorf("query series: %w", translate(err))
 	}
@@ -233,15 +233,15 @@ func (s *TelemetryStore) QuerySeries(ctx context.Context, q ports.SeriesQuery) (
 		out.Source = domain.SourceRollup
 		wm := negInf
 		var got pgtype.Timestamptz
-		if err := s.pool.QueryRow(ctx, sqlWatermark).Scan(&got); err != nil {
+		if err := s.read.QueryRow(ctx, sqlWatermark).Scan(&got); err != nil {
 			return domain.Series{}, fmt.Errorf("query series: watermark: %w", translate(err))
 		}
 		if got.Valid {
 			wm = got
 		}
-		aggRows, err = s.pool.Query(ctx, sqlSeriesRollup, ids, start, end.Truncate(time.Minute).Add(time.Minute), q.Step.Microseconds(), wm)
+		aggRows, err = s.read.Query(ctx, sqlSeriesRollup, ids, start, end.Truncate(time.Minute).Add(time.Minute), q.Step.Microseconds(), wm)
 	} else {
-		aggRows, err = s.pool.Query(ctx, sqlSeriesRaw, ids, start, end, q.Step.Microseconds())
+		aggRows, err = s.read.Query(ctx, sqlSeriesRaw, ids, start, end, q.Step.Microseconds())
 	}
 	if err != nil {
 		return domain.Series{}, fmt.Errorf("query series: %w", translate(err))

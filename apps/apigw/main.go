@@ -30,7 +30,7 @@ func options(env *platform.Env) fx.Option {
 	}
 	return fx.Options(
 		platform.Module(common),
-		backend.Store(env),
+		backend.Store(env, backend.APIProfile),
 		fx.Supply(opts),
 		httpapi.Module,
 		fx.Provide(platform.AsRoutes(func(api *httpapi.Server) platform.Routes {

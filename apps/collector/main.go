@@ -18,7 +18,7 @@ func main() { platform.Main(options) }
 func options(env *platform.Env) fx.Option {
 	return fx.Options(
 		platform.Module(platform.LoadCommon(env, "collector", ":8083")),
-		backend.Store(env),
+		backend.Store(env, backend.CollectorProfile),
 		backend.QueueClient(env, false, true),
 		workers.Collector(env),
 		workers.Maintenance(env),

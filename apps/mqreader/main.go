@@ -52,7 +52,7 @@ func options(env *platform.Env) fx.Option {
 	}
 	return fx.Options(
 		platform.Module(common),
-		backend.Database(env),
+		backend.Database(env, backend.ReaderProfile),
 		watchAssignment(env, served),
 		fx.Supply(cfg),
 		pgqueue.Module,

@@ -28,7 +28,7 @@ func options(env *platform.Env) fx.Option {
 	}
 	return fx.Options(
 		platform.Module(common),
-		backend.Database(env),
+		backend.Database(env, backend.WriterProfile),
 		fx.Supply(cfg),
 		pgqueue.Module,
 		backend.QueueServer(env, backend.WriteSide),

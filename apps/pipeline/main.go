@@ -33,7 +33,7 @@ func options(env *platform.Env) fx.Option {
 	reader := pgqueue.ReaderConfig{Range: &all}
 	return fx.Options(
 		platform.Module(common),
-		backend.InProcess(env, writer, reader),
+		backend.InProcess(env, backend.PipelineProfile, writer, reader),
 		// Collector before streamer: the streamer stops first.
 		workers.Collector(env),
 		workers.Maintenance(env),

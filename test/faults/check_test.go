@@ -59,6 +59,7 @@ type figures struct {
 	foreign       int // telemetry rows published by others (the streamer)
 	deadLettered  int // dead letters of the history's messages
 	duplicates    int // telemetry rows beyond one per message (msg_uuid or content)
+	lost          int // acknowledged messages stored nowhere
 	redelivered   float64
 	dupRecords    float64
 	expired       float64
@@ -68,15 +69,24 @@ type figures struct {
 
 func (f figures) String() string {
 	return fmt.Sprintf("publishes=%d published=%d acknowledged=%d retried=%d lost_replies=%d unacknowledged=%d (landed %d) "+
-		"persisted=%d foreign=%d dead_lettered=%d duplicates=%d redelivered=%.0f duplicate_records=%.0f leases_expired=%.0f acks_rejected=%.0f drain=%s",
+		"persisted=%d foreign=%d dead_lettered=%d duplicates=%d lost=%d redelivered=%.0f duplicate_records=%.0f leases_expired=%.0f acks_rejected=%.0f drain=%s",
 		f.publishes, f.published, f.acked, f.retried, f.lostReplies, f.unacked, f.unackedLanded,
-		f.persisted, f.foreign, f.deadLettered, f.duplicates, f.redelivered, f.dupRecords, f.expired, f.acksRejected,
+		f.persisted, f.foreign, f.deadLettered, f.duplicates, f.lost, f.redelivered, f.dupRecords, f.expired, f.acksRejected,
 		f.drain.Round(10*time.Millisecond))
 }
 
 // settle waits for the backlog to drain, then fails the test on any
 // problem verify finds.
 func (s *system) settle(h history, exp expectations) figures {
+	s.t.Helper()
+	f, problems := s.drainAndVerify(h, exp)
+	require.Empty(s.t, problems, "invariants broken (figures: %s)", f)
+	return f
+}
+
+// drainAndVerify is settle without failing on broken invariants: it
+// returns them (the asynchronous failover reports its losses).
+func (s *system) drainAndVerify(h history, exp expectations) (figures, []string) {
 	s.t.Helper()
 	// Drain: the queue is empty, and no row landed since the last look (a
 	// publish abandoned mid-flight may still commit just after).
@@ -95,8 +105,7 @@ func (s *system) settle(h history, exp expectations) figures {
 	drain := time.Since(start)
 	f, problems := s.verify(h, exp)
 	f.drain = drain
-	require.Empty(s.t, problems, "invariants broken (figures: %s)", f)
-	return f
+	return f, problems
 }
 
 // verify checks the invariants against the history h and returns what it
@@ -172,6 +181,7 @@ func (s *system) verify(h history, exp expectations) (figures, []string) {
 	}
 	fail(unexpected, "publishes got answers the protocol does not allow")
 	fail(misfiled, "messages stored in the wrong table")
+	f.lost = len(missing)
 	fail(missing, "acknowledged messages lost (%d of %d)", len(missing), f.acked)
 
 	var unknown []string

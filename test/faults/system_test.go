@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/migrations"
+	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/stack"
 )
 
@@ -42,6 +43,9 @@ type system struct {
 	// scenario measures memory (plainDir).
 	bins string
 	http *http.Client
+	// noWait starts services without waiting for /readyz (the database is
+	// down on purpose).
+	noWait bool
 }
 
 // service is one app instance that may be killed and started again on the
@@ -67,11 +71,19 @@ type lifetime struct {
 
 func newSystem(t *testing.T) *system {
 	t.Helper()
+	return newSystemOn(t, pg, pg.URL)
+}
+
+// newSystemOn is newSystem on cluster c (where the database is created)
+// with the services' DATABASE_URL from dsnOf (a failover pair's
+// multi-host URL).
+func newSystemOn(t *testing.T, c pglocal.Cluster, dsnOf func(db string) string) *system {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := "f_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	require.NoError(t, pg.EnsureDatabase(ctx, name))
-	dsn := pg.URL(name)
+	require.NoError(t, c.EnsureDatabase(ctx, name))
+	dsn := dsnOf(name)
 	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
 	_, err = migrations.Up(ctx, conn)
@@ -104,7 +116,7 @@ func newSystem(t *testing.T) *system {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if conn, err := pgx.Connect(ctx, pg.URL("postgres")); err == nil {
+		if conn, err := pgx.Connect(ctx, dsnOf("postgres")); err == nil {
 			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 			_ = conn.Close(ctx)
 		}
@@ -119,6 +131,10 @@ func (s *system) start(name, app string, env map[string]string) *service {
 	require.NoError(s.t, err)
 	svc := &service{name: name, app: app, addr: addr, env: env, totals: map[string]float64{}}
 	s.svcs = append(s.svcs, svc)
+	if s.noWait {
+		s.launchNoWait(svc, "")
+		return svc
+	}
 	s.launch(svc, "")
 	return svc
 }

@@ -106,7 +106,24 @@ func (o object) String() string { return o.gvk.Kind + "/" + o.meta.GetName() }
 var (
 	cnpgClusterGVK  = schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Cluster"}
 	scaledObjectGVK = schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: "ScaledObject"}
+	cnpgPoolerGVK   = schema.GroupVersionKind{Group: "postgresql.cnpg.io", Version: "v1", Kind: "Pooler"}
 )
+
+type cnpgPooler struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Cluster struct {
+			Name string `json:"name"`
+		} `json:"cluster"`
+		Instances int    `json:"instances"`
+		Type      string `json:"type"`
+		PgBouncer struct {
+			PoolMode   string            `json:"poolMode"`
+			Parameters map[string]string `json:"parameters"`
+		} `json:"pgbouncer"`
+	} `json:"spec"`
+}
 
 type cnpgCluster struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -118,8 +135,9 @@ type cnpgCluster struct {
 		EnablePDB             *bool  `json:"enablePDB,omitempty"`
 		Bootstrap             struct {
 			InitDB struct {
-				Database string `json:"database"`
-				Owner    string `json:"owner"`
+				Database               string   `json:"database"`
+				Owner                  string   `json:"owner"`
+				PostInitApplicationSQL []string `json:"postInitApplicationSQL,omitempty"`
 			} `json:"initdb"`
 		} `json:"bootstrap"`
 		Storage struct {
@@ -127,7 +145,12 @@ type cnpgCluster struct {
 			StorageClass string `json:"storageClass,omitempty"`
 		} `json:"storage"`
 		PostgreSQL struct {
-			Parameters map[string]string `json:"parameters,omitempty"`
+			Parameters  map[string]string `json:"parameters,omitempty"`
+			Synchronous *struct {
+				Method         string `json:"method"`
+				Number         int    `json:"number"`
+				DataDurability string `json:"dataDurability,omitempty"`
+			} `json:"synchronous,omitempty"`
 		} `json:"postgresql"`
 		Resources corev1.ResourceRequirements `json:"resources"`
 		Managed   *struct {
@@ -226,6 +249,8 @@ func decode(doc []byte) (object, error) {
 		obj, err = decodeStrictJSON[cnpgCluster](js)
 	case gvk == scaledObjectGVK:
 		obj, err = decodeStrictJSON[scaledObject](js)
+	case gvk == cnpgPoolerGVK:
+		obj, err = decodeStrictJSON[cnpgPooler](js)
 	default:
 		var known bool
 		if obj, known, err = decodeMonitoring(gvk, js); !known {

@@ -67,6 +67,7 @@ import (
 const (
 	kubeVersion = "v1.37.2"
 	ns          = "telemetry"
+	nsAll       = "telemetry-all" // the every-option-on release
 	release     = "telemetry"
 	checksumKey = "telemetry.gpufleet.io/partitions-checksum"
 )
@@ -121,11 +122,14 @@ func mustAbs(p string) string {
 }
 
 func (e *env) run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
 	if err := e.build(); err != nil {
 		return err
 	}
+	// The run's bound starts after the build: a cold build on a busy
+	// machine took an hour, and the old bound (from the start) then failed
+	// the first run waiting for etcd.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
 	var err error
 	if e.dir, err = os.MkdirTemp("", "k8senv-"); err != nil {
 		return err
@@ -142,11 +146,34 @@ func (e *env) run() error {
 	if _, err := e.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("namespace: %w", err)
 	}
-	for _, values := range [][]string{nil, {"--set", "global.database.url=postgres://t:t@db:5432/t", "--set", "apigw.autoscaling.enabled=true"}} {
+	if err := e.installCRDs(ctx); err != nil {
+		return err
+	}
+	if err := e.requireRejected(ctx); err != nil {
+		return err
+	}
+	// Every custom resource is validated against its real CRD schema: the
+	// defaults, an external URL, every option on (CloudNativePG with
+	// synchronous replication and the Pooler, the adapter rules), KEDA.
+	for _, values := range [][]string{nil,
+		{"--set", "global.database.url=postgres://t:t@db:5432/t", "--set", "apigw.autoscaling.enabled=true"},
+		{"-f", e.values("everything-on-values.yaml"), "--set", "prometheusAdapter.rules.namespace=" + ns},
+		{"-f", e.values("keda-values.yaml")},
+	} {
 		if err := e.dryRunAll(ctx, values); err != nil {
 			return err
 		}
 	}
+	// And installed for real, every option on, in a namespace of its own
+	// (the chart is one release per namespace).
+	if _, err := e.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsAll}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("namespace: %w", err)
+	}
+	if _, err := e.helm("install", "tp-all", e.chart(), "-n", nsAll, "--no-hooks", "--kubeconfig", e.admin,
+		"-f", e.values("everything-on-values.yaml"), "--set", "prometheusAdapter.rules.namespace="+nsAll); err != nil {
+		return err
+	}
+	log.Printf("helm install with every option on: release tp-all deployed in %s", nsAll)
 	if _, err := e.helm("install", release, e.chart(), "-n", ns, "--no-hooks", "--kubeconfig", e.admin); err != nil {
 		return err
 	}
@@ -276,6 +303,9 @@ func (e *env) path(name string) string { return filepath.Join(e.dir, name) }
 func (e *env) chart() string {
 	return filepath.Join(e.repo, "deployments", "helm", "telemetry-pipeline")
 }
+
+// values is a file of the umbrella chart's ci/ folder.
+func (e *env) values(name string) string { return filepath.Join(e.chart(), "ci", name) }
 
 func (e *env) helm(args ...string) ([]byte, error) {
 	cmd := exec.Command("go", append([]string{"-C", filepath.Join(e.repo, "tools"), "tool", "helm"}, args...)...)

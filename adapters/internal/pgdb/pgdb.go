@@ -1,13 +1,16 @@
 // Package pgdb is what every PostgreSQL adapter shares: opening a pool with
-// the project's settings, applying the embedded migrations, and the one
-// translation of driver errors into the ports sentinels. The telemetry store
-// (adapters/postgres) and the queue (adapters/pgqueue) both use it, so a
-// SQLSTATE means the same thing on every path.
+// the project's settings (per-app timeouts as connection parameters, a lazy
+// first connection), the schema-version check behind /readyz, applying the
+// embedded migrations, and the one translation of driver errors into the
+// ports sentinels. The telemetry store (adapters/postgres) and the queue
+// (adapters/pgqueue) both use it, so a SQLSTATE means the same thing on every
+// path.
 package pgdb
 
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,12 +37,49 @@ type PoolOptions struct {
 	MaxConnIdleTime time.Duration
 	// ApplicationName shows in pg_stat_activity unless the DSN sets it.
 	ApplicationName string
+	// Timeouts are sent as connection parameters (the server applies them
+	// to every statement of the session); zero leaves the server's setting.
+	Timeouts Timeouts
 }
 
-// Connect opens a pool on dsn with opts and pings the server once, so a
-// wrong DSN or an unreachable server fails at start-up with a clear error
-// (translated: unreachable is ports.ErrUnavailable).
-func Connect(ctx context.Context, dsn string, opts PoolOptions) (*pgxpool.Pool, error) {
+// Timeouts are the server-side limits of one app's sessions. They travel as
+// startup parameters (pgx RuntimeParams), so they hold from the first
+// statement on, need no extra round trip, and survive a reconnect after a
+// failover. A parameter the DSN sets itself wins.
+type Timeouts struct {
+	// Statement is statement_timeout: the longest one statement may run.
+	Statement time.Duration
+	// Lock is lock_timeout: the longest a statement waits for a lock, so a
+	// statement queued behind DDL fails fast instead of queueing writers
+	// behind itself.
+	Lock time.Duration
+	// IdleInTransaction is idle_in_transaction_session_timeout: a session
+	// that holds a transaction open without working is ended, releasing
+	// its locks and snapshot.
+	IdleInTransaction time.Duration
+}
+
+// Params returns the timeouts as PostgreSQL parameters in milliseconds,
+// omitting zero ones.
+func (t Timeouts) Params() map[string]string {
+	out := map[string]string{}
+	for name, d := range map[string]time.Duration{
+		"statement_timeout":                   t.Statement,
+		"lock_timeout":                        t.Lock,
+		"idle_in_transaction_session_timeout": t.IdleInTransaction,
+	} {
+		if d > 0 {
+			out[name] = strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+		}
+	}
+	return out
+}
+
+// Open builds a pool on dsn with opts without connecting: the first
+// connection is made by the first query (or Ping), so an app starts while
+// the database is down and recovers on its own when it returns. Only a
+// malformed DSN fails here.
+func Open(dsn string, opts PoolOptions) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// The parse error may quote the DSN, password included: do not wrap it.
@@ -65,18 +105,42 @@ func Connect(ctx context.Context, dsn string, opts PoolOptions) (*pgxpool.Pool, 
 	if opts.MaxConnIdleTime > 0 {
 		cfg.MaxConnIdleTime = opts.MaxConnIdleTime
 	}
-	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set && opts.ApplicationName != "" {
-		cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
+	params := opts.Timeouts.Params()
+	if opts.ApplicationName != "" {
+		params["application_name"] = opts.ApplicationName
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	for k, v := range params {
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			cfg.ConnConfig.RuntimeParams[k] = v
+		}
+	}
+	// pgxpool.NewWithConfig dials nothing (MinConns are dialled in the
+	// background), so its context is not used for I/O here.
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", Translate(err))
+	}
+	return pool, nil
+}
+
+// Connect is Open followed by one ping, so a wrong DSN or an unreachable
+// server fails at once with a clear error (translated: unreachable is
+// ports.ErrUnavailable). Tools and tests use it; the apps use Open.
+func Connect(ctx context.Context, dsn string, opts PoolOptions) (*pgxpool.Pool, error) {
+	pool, err := Open(dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	timeout := opts.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
+		cc := pool.Config().ConnConfig
 		pool.Close()
-		return nil, fmt.Errorf("ping %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, Translate(err))
+		return nil, fmt.Errorf("ping %s:%d: %w", cc.Host, cc.Port, Translate(err))
 	}
 	return pool, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/postgres"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/migrations"
 )
 
@@ -112,11 +113,11 @@ func retentions(env *platform.Env) (raw, rollup time.Duration) {
 }
 
 // Store provides ports.TelemetryStore/Writer/Reader/Maintainer with the
-// retentions of the environment.
-func Store(env *platform.Env) fx.Option {
+// retentions of the environment; with PostgreSQL, on the app's Profile.
+func Store(env *platform.Env, p Profile) fx.Option {
 	switch kind := env.OneOf("STORE_BACKEND", "postgres", "postgres", "memory"); kind {
 	case "postgres":
-		return Database(env)
+		return Database(env, p)
 	case "memory":
 		raw, rollup := retentions(env)
 		return fx.Options(fx.Supply(&memory.Options{Retention: raw, RollupRetention: rollup}), memory.StoreModule)
@@ -125,51 +126,78 @@ func Store(env *platform.Env) fx.Option {
 	}
 }
 
-// Database provides the PostgreSQL pool and telemetry store (from
-// DATABASE_URL and DB_MAX_CONNS), applies migrations at start unless
-// MIGRATE_ON_START=false, and checks the database in /readyz.
-func Database(env *platform.Env) fx.Option {
-	return database(env, postgres.Module)
+// Database provides the PostgreSQL pool and telemetry store (see Profile
+// for the settings it reads), checks the database and its schema version in
+// /readyz, and, with MIGRATE_ON_START=true, applies migrations in the
+// background. The pool connects lazily: the app starts and serves /healthz
+// while PostgreSQL is down, and becomes ready on its own when it returns.
+func Database(env *platform.Env, p Profile) fx.Option {
+	return database(env, p, postgres.Module)
 }
 
 // Pool is Database without the telemetry store, for a PostgreSQL queue
 // beside a memory store.
-func Pool(env *platform.Env) fx.Option {
-	return database(env, fx.Provide(postgres.NewPool))
+func Pool(env *platform.Env, p Profile) fx.Option {
+	return database(env, p, fx.Provide(postgres.NewPool))
 }
 
-func database(env *platform.Env, provide fx.Option) fx.Option {
-	cfg := postgres.Config{
-		DatabaseURL: env.Require("DATABASE_URL"),
-		MaxConns:    int32(env.Int("DB_MAX_CONNS", 16, 1, 1000)),
-	}
+func database(env *platform.Env, p Profile, provide fx.Option) fx.Option {
+	cfg := p.config(env)
 	cfg.Retention, cfg.RollupRetention = retentions(env)
-	migrate := env.Bool("MIGRATE_ON_START", true)
+	migrate := env.Bool("MIGRATE_ON_START", false)
 	return fx.Options(
 		fx.Supply(cfg),
 		provide,
 		fx.Provide(platform.AsCheck(func(pool *pgxpool.Pool) platform.Check {
-			return platform.Check{Name: "database", Fn: pool.Ping}
+			return platform.Check{Name: "database", Fn: func(ctx context.Context) error { return postgres.CheckSchema(ctx, pool) }}
 		})),
-		fx.Invoke(func(lc fx.Lifecycle, pool *pgxpool.Pool) {
+		fx.Invoke(func(lc fx.Lifecycle, pool *pgxpool.Pool, logger *slog.Logger) {
 			if !migrate {
 				return
 			}
-			lc.Append(fx.StartHook(func(ctx context.Context) error { return migrateUp(ctx, pool) }))
+			m := &migrator{pool: pool, logger: logger}
+			lc.Append(fx.Hook{OnStart: func(context.Context) error { m.start(); return nil }, OnStop: m.stop})
 		}),
 	)
 }
 
-func migrateUp(ctx context.Context, pool *pgxpool.Pool) error {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+// migrator applies the migrations in the background (MIGRATE_ON_START),
+// retrying until it succeeds or the app stops: a database that is down or
+// a migration that waits for the lock never holds up fx's start (which
+// would end in CrashLoopBackOff), and the app is not ready until the schema
+// is current (the database check).
+type migrator struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+	cancel context.CancelFunc // set by start
+	done   chan struct{}      // closed when the loop returns; set by start
+}
+
+func (m *migrator) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.done = cancel, make(chan struct{})
+	go func() {
+		defer close(m.done)
+		_, err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second,
+			Notify: func(err error, wait time.Duration) {
+				m.logger.Warn("migrate on start: retrying", "err", err, "in", wait)
+			}}, func() (struct{}, error) { return struct{}{}, postgres.Migrate(ctx, m.pool) })
+		if err != nil {
+			m.logger.Error("migrate on start: gave up", "err", err)
+			return
+		}
+		m.logger.Info("migrate on start: schema current", "version", migrations.Latest())
+	}()
+}
+
+func (m *migrator) stop(ctx context.Context) error {
+	m.cancel()
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop migrator: %w", ctx.Err())
 	}
-	defer conn.Release()
-	if _, err := migrations.Up(ctx, conn.Conn()); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
 }
 
 // Hostname is the default consumer id.
@@ -184,15 +212,15 @@ func Hostname() string {
 // InProcess provides the store and the whole queue inside one process (the
 // single-process app): the PostgreSQL queue's writer and reader with no HTTP
 // between them, the memory queue, or NATS; and the store of Store.
-func InProcess(env *platform.Env, writer pgqueue.WriterConfig, reader pgqueue.ReaderConfig) fx.Option {
-	store := Store(env)
+func InProcess(env *platform.Env, p Profile, writer pgqueue.WriterConfig, reader pgqueue.ReaderConfig) fx.Option {
+	store := Store(env, p)
 	if reader.MaxDeliveries == 0 {
 		reader.MaxDeliveries = MaxDeliveries(env)
 	}
 	switch kind := env.OneOf("QUEUE_BACKEND", QueuePostgres, QueuePostgres, QueueNATS, QueueMemory); kind {
 	case QueuePostgres:
 		if env.String("STORE_BACKEND", "postgres") != "postgres" {
-			store = fx.Options(store, Pool(env)) // the queue still needs the database
+			store = fx.Options(store, Pool(env, p)) // the queue still needs the database
 		}
 		return fx.Options(store, fx.Supply(writer, reader), pgqueue.Module,
 			fx.Provide(platform.AsCheck(func(q *pgqueue.Queue) platform.Check { return platform.CheckOf("queue", q) })))

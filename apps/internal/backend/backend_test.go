@@ -2,17 +2,26 @@ package backend_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
+	"github.com/gpufleet/telemetry/adapters/postgres"
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/migrations"
 	"github.com/gpufleet/telemetry/ports"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
@@ -138,7 +147,7 @@ func TestStore(t *testing.T) {
 				m[k] = v
 			}
 			env := platform.NewEnvFrom(m)
-			require.NoError(t, fx.ValidateApp(common(env), backend.Store(env), useStore))
+			require.NoError(t, fx.ValidateApp(common(env), backend.Store(env, backend.APIProfile), useStore))
 			require.NoError(t, env.Err())
 		})
 	}
@@ -156,11 +165,11 @@ func TestUnknownBackendNamesTheVariable(t *testing.T) {
 			build:   func(env *platform.Env) fx.Option { return backend.QueueClient(env, true, true) },
 			wantErr: []string{`QUEUE_BACKEND="kafka"`, "postgres, nats, memory"}},
 		{name: "store", env: map[string]string{"STORE_BACKEND": "mongo", "DATABASE_URL": unreachable},
-			build:   backend.Store,
+			build:   func(env *platform.Env) fx.Option { return backend.Store(env, backend.APIProfile) },
 			wantErr: []string{`STORE_BACKEND="mongo"`, "postgres, memory"}},
 		{name: "both", env: map[string]string{"STORE_BACKEND": "mongo", "QUEUE_BACKEND": "kafka", "DATABASE_URL": unreachable},
 			build: func(env *platform.Env) fx.Option {
-				return fx.Options(backend.Store(env), backend.QueueClient(env, false, true))
+				return fx.Options(backend.Store(env, backend.CollectorProfile), backend.QueueClient(env, false, true))
 			},
 			wantErr: []string{"STORE_BACKEND", "QUEUE_BACKEND"}},
 	}
@@ -189,12 +198,15 @@ func TestDatabaseConfig(t *testing.T) {
 		{name: "no DATABASE_URL", env: map[string]string{}, wantErr: "DATABASE_URL is required"},
 		{name: "DB_MAX_CONNS out of range", env: map[string]string{"DATABASE_URL": unreachable, "DB_MAX_CONNS": "0"}, wantErr: "DB_MAX_CONNS=0"},
 		{name: "MIGRATE_ON_START not a bool", env: map[string]string{"DATABASE_URL": unreachable, "MIGRATE_ON_START": "sometimes"}, wantErr: "MIGRATE_ON_START"},
+		{name: "timeouts", env: map[string]string{"DATABASE_URL": unreachable, "DB_STATEMENT_TIMEOUT": "3s", "DB_LOCK_TIMEOUT": "0", "DB_IDLE_IN_TRANSACTION_TIMEOUT": "1m"}},
+		{name: "bad timeout", env: map[string]string{"DATABASE_URL": unreachable, "DB_LOCK_TIMEOUT": "soon"}, wantErr: "DB_LOCK_TIMEOUT"},
+		{name: "read url", env: map[string]string{"DATABASE_URL": unreachable, "DATABASE_READ_URL": unreachable}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			env := platform.NewEnvFrom(tt.env)
-			require.NoError(t, fx.ValidateApp(common(env), backend.Database(env), useStore))
+			require.NoError(t, fx.ValidateApp(common(env), backend.Database(env, backend.APIProfile), useStore))
 			if tt.wantErr == "" {
 				require.NoError(t, env.Err())
 				return
@@ -204,43 +216,129 @@ func TestDatabaseConfig(t *testing.T) {
 	}
 }
 
-func TestDatabaseMigratesOnStart(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name     string
-		migrate  string
-		wantRows bool
-	}{
-		{name: "default", migrate: "", wantRows: true},
-		{name: "disabled", migrate: "false", wantRows: false},
+// startDatabase starts the Database option on the environment vars and
+// returns its store, pool and "database" readiness check.
+func startDatabase(t *testing.T, vars map[string]string) (ports.TelemetryStore, *pgxpool.Pool, platform.Check) {
+	t.Helper()
+	vars["HTTP_ADDR"] = "127.0.0.1:0"
+	env := platform.NewEnvFrom(vars)
+	var store ports.TelemetryStore
+	var pool *pgxpool.Pool
+	var checks []platform.Check
+	app := fxtest.New(t, platform.Module(platform.LoadCommon(env, "backendtest", ":0")), backend.Database(env, backend.APIProfile),
+		fx.Populate(&store, &pool),
+		fx.Invoke(fx.Annotate(func(cs []platform.Check) { checks = cs }, fx.ParamTags(`group:"checks"`))))
+	require.NoError(t, env.Err())
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
+	require.Len(t, checks, 1)
+	require.Equal(t, "database", checks[0].Name)
+	return store, pool, checks[0]
+}
+
+func reason(err error) string {
+	nr, ok := errors.AsType[*ports.NotReadyError](err)
+	if !ok {
+		return ""
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(map[string]string{"DATABASE_URL": pgtest.NewEmptyDatabase(t), "MIGRATE_ON_START": tt.migrate, "HTTP_ADDR": "127.0.0.1:0"})
-			var store ports.TelemetryStore
-			var checks []platform.Check
-			app := fxtest.New(t, platform.Module(platform.LoadCommon(env, "backendtest", ":0")), backend.Database(env),
-				fx.Populate(&store),
-				fx.Invoke(fx.Annotate(func(cs []platform.Check) { checks = cs }, fx.ParamTags(`group:"checks"`))))
-			require.NoError(t, env.Err())
-			app.RequireStart()
-			defer app.RequireStop()
+	return nr.Reason
+}
 
-			require.Len(t, checks, 1)
-			require.Equal(t, "database", checks[0].Name)
-			require.NoError(t, checks[0].Fn(t.Context()), "the database answers")
+func write(store ports.TelemetryStore) error {
+	v := 1.0
+	p := domain.Point{Timestamp: time.Now(), MetricName: "m", GPUUUID: "GPU-1", Value: &v}
+	_, err := store.WriteBatch(context.Background(), []domain.Record{{Point: p, MsgUUID: domain.MessageID("t", "k")}})
+	return err
+}
 
-			v := 1.0
-			p := domain.Point{Timestamp: time.Now(), MetricName: "m", GPUUUID: "GPU-1", Value: &v}
-			_, err := store.WriteBatch(context.Background(), []domain.Record{{Point: p, MsgUUID: domain.MessageID("t", "k")}})
-			if tt.wantRows {
-				require.NoError(t, err, "the schema was applied at start")
+// TestMigrationsOnlyWhenAsked: by default an app never migrates (the
+// migration Job does) and is not ready on an old schema; MIGRATE_ON_START
+// migrates in the background and the app becomes ready by itself.
+func TestMigrationsOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	t.Run("default", func(t *testing.T) {
+		t.Parallel()
+		store, _, check := startDatabase(t, map[string]string{"DATABASE_URL": pgtest.NewEmptyDatabase(t)})
+		err := check.Fn(t.Context())
+		require.Equal(t, fmt.Sprintf("schema version 0, this build needs %d: run the migrations", migrations.Latest()), reason(err))
+		require.Error(t, write(store), "no migrations, no telemetry table")
+	})
+	t.Run("MIGRATE_ON_START", func(t *testing.T) {
+		t.Parallel()
+		store, _, check := startDatabase(t, map[string]string{"DATABASE_URL": pgtest.NewEmptyDatabase(t), "MIGRATE_ON_START": "true"})
+		require.EventuallyWithT(t, func(c *assert.CollectT) { require.NoError(c, check.Fn(t.Context())) }, 30*time.Second, 50*time.Millisecond)
+		require.NoError(t, write(store))
+	})
+}
+
+// TestSchemaNewerThanTheBuild: a database migrated by a newer build makes
+// the app not ready, with a reason that says so.
+func TestSchemaNewerThanTheBuild(t *testing.T) {
+	t.Parallel()
+	_, pool, check := startDatabase(t, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t)})
+	require.NoError(t, check.Fn(t.Context()))
+	_, err := pool.Exec(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES ($1, 'from_the_future')`, migrations.Latest()+1)
+	require.NoError(t, err)
+	err = check.Fn(t.Context())
+	require.ErrorIs(t, err, postgres.ErrSchemaNewer)
+	require.Equal(t, fmt.Sprintf("schema version %d is newer than this build (%d): upgrade the app", migrations.Latest()+1, migrations.Latest()), reason(err))
+}
+
+// TestStartsWhileTheDatabaseIsDown: the app starts with nothing listening
+// at DATABASE_URL, is not ready with a reason naming no host, and becomes
+// ready by itself once the database is reachable (a TCP forwarder appears
+// on the address).
+func TestStartsWhileTheDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	target, err := url.Parse(dsn)
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there now
+	via := *target
+	via.Host = addr
+
+	_, pool, check := startDatabase(t, map[string]string{"DATABASE_URL": via.String()})
+	err = check.Fn(t.Context())
+	require.Equal(t, "database unreachable", reason(err))
+	require.ErrorIs(t, err, ports.ErrUnavailable)
+
+	forward(t, addr, target.Host)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { require.NoError(c, check.Fn(t.Context())) }, 10*time.Second, 50*time.Millisecond)
+
+	// The sessions carry the API's timeouts as connection parameters.
+	for name, want := range map[string]string{"statement_timeout": "15s", "lock_timeout": "1s",
+		"idle_in_transaction_session_timeout": "5s", "application_name": "apigw"} {
+		var got string
+		require.NoError(t, pool.QueryRow(t.Context(), "SELECT current_setting($1)", name).Scan(&got))
+		require.Equal(t, want, got, name)
+	}
+}
+
+// forward listens on addr and copies every connection to and from to,
+// until the test ends.
+func forward(t *testing.T, addr, to string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
 				return
 			}
-			require.Error(t, err, "without migrations there is no telemetry table")
-		})
-	}
+			out, err := net.Dial("tcp", to)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
+			go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
+		}
+	}()
 }
 
 func TestHostname(t *testing.T) {

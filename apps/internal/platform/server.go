@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -95,7 +96,11 @@ type Server struct {
 	logger   *slog.Logger
 	checks   []Check
 	drainers []Drainer
-	done     chan struct{} // closed when Serve returns
+	// states[i] is checks[i]'s last outcome ("" = passing), so /readyz logs
+	// a change once; nil before the first probe. Atomic: probes run
+	// concurrently.
+	states []atomic.Pointer[string]
+	done   chan struct{} // closed when Serve returns
 }
 
 // NewServer builds the router: the app's routes plus /healthz, /readyz,
@@ -104,6 +109,7 @@ func NewServer(p ServerParams) *Server {
 	r := mux.NewRouter()
 	s := &Server{logger: p.Logger, checks: p.Checks, drainers: p.Drainers, done: make(chan struct{})}
 	sort.Slice(s.checks, func(i, j int) bool { return s.checks[i].Name < s.checks[j].Name })
+	s.states = make([]atomic.Pointer[string], len(s.checks))
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}).Methods(http.MethodGet, http.MethodHead)
@@ -139,13 +145,28 @@ func (s *Server) Addr() string {
 	return s.listener.Addr().String()
 }
 
+// readyz runs every check and answers 503 with each failing check's short
+// reason (Reason): the probe is reachable by anyone on the pod network, so
+// the full error, which may name hosts and users, goes only to the log, once
+// per change of a check's state.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	failing := map[string]string{}
-	for _, c := range s.checks {
-		if err := c.Fn(ctx); err != nil {
-			failing[c.Name] = err.Error()
+	for i, c := range s.checks {
+		err := c.Fn(ctx)
+		state := ""
+		if err != nil {
+			state = Reason(err)
+			failing[c.Name] = state
+		}
+		if prev := s.states[i].Swap(&state); prev == nil || *prev != state {
+			switch {
+			case err != nil:
+				s.logger.Warn("not ready", "check", c.Name, "reason", state, "err", err)
+			case prev != nil:
+				s.logger.Info("ready again", "check", c.Name)
+			}
 		}
 	}
 	if len(failing) > 0 {
@@ -153,6 +174,25 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Reason is the short, safe text /readyz shows for a failing check: the
+// Reason of a ports.NotReadyError in err's chain, else a word for the
+// sentinel err carries ("timeout", "closed", "unavailable"), else
+// "check failed". Never the error text itself, which may hold host names.
+func Reason(err error) string {
+	if nr, ok := errors.AsType[*ports.NotReadyError](err); ok {
+		return nr.Reason
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, ports.ErrClosed):
+		return "closed"
+	case errors.Is(err, ports.ErrUnavailable):
+		return "unavailable"
+	}
+	return "check failed"
 }
 
 // registerPprof serves net/http/pprof on r (the package's init registers

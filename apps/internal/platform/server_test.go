@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/ports"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -80,11 +82,20 @@ func TestReadyz(t *testing.T) {
 	}{
 		{name: "no checks", wantStatus: http.StatusOK},
 		{name: "all pass", checks: []platform.Check{check("database", nil), check("queue", nil)}, wantStatus: http.StatusOK},
-		{name: "one fails", checks: []platform.Check{check("database", nil), check("queue", errors.New("dial tcp: connection refused"))},
-			wantStatus: http.StatusServiceUnavailable, wantFailing: map[string]string{"queue": "dial tcp: connection refused"}},
-		{name: "all fail", checks: []platform.Check{check("reader", errors.New("no partition range assigned")), check("database", errors.New("timeout"))},
+		{name: "one fails", checks: []platform.Check{check("database", nil), check("queue", errors.New("dial tcp 10.0.0.7:8081: connection refused"))},
+			wantStatus: http.StatusServiceUnavailable, wantFailing: map[string]string{"queue": "check failed"}},
+		{name: "all fail", checks: []platform.Check{
+			check("reader", &ports.NotReadyError{Reason: "no partition range assigned", Err: ports.ErrUnavailable}),
+			check("database", fmt.Errorf("ping: %w", context.DeadlineExceeded))},
 			wantStatus:  http.StatusServiceUnavailable,
 			wantFailing: map[string]string{"reader": "no partition range assigned", "database": "timeout"}},
+		{name: "never a host or user", checks: []platform.Check{
+			check("database", &ports.NotReadyError{Reason: "database unreachable",
+				Err: fmt.Errorf("%w: failed to connect to `user=telemetry database=telemetry`: db-rw.prod.svc:5432", ports.ErrUnavailable)}),
+			check("queue", fmt.Errorf("writer http://mqwriter.prod.svc:8081: %w", ports.ErrUnavailable)),
+			check("writer", fmt.Errorf("closing: %w", ports.ErrClosed))},
+			wantStatus:  http.StatusServiceUnavailable,
+			wantFailing: map[string]string{"database": "database unreachable", "queue": "unavailable", "writer": "closed"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +116,8 @@ func TestReadyz(t *testing.T) {
 			}
 			require.Equal(t, "not ready", body.Status)
 			require.Equal(t, tt.wantFailing, body.Failing)
+			require.NotContains(t, rec.Body.String(), "svc")
+			require.NotContains(t, rec.Body.String(), "user=")
 		})
 	}
 }
@@ -211,7 +224,8 @@ func TestModule(t *testing.T) {
 	require.Equal(t, http.StatusTeapot, code, "the app's routes are mounted")
 	code, body := apptest.Fetch(t, http.MethodGet, base+"/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Contains(t, body, "queue down", "the app's checks run")
+	require.Contains(t, body, `"queue":"check failed"`, "the app's checks run")
+	require.NotContains(t, body, "queue down", "only a short reason, never the error text")
 	app.RequireStop()
 }
 

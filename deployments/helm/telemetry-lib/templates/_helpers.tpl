@@ -84,27 +84,54 @@ global.database.url is set; else an existing Secret.
 {{- end -}}
 
 {{/*
-DATABASE_URL from the Secret, and MIGRATE_ON_START: the migration Job
-applies the schema before the apps start (a pre-install hook), except in
-cnpg mode, where the database only exists after install and the Job is a
-post-install hook: there the apps migrate on start too (under PostgreSQL's
-advisory lock, so concurrent starters are safe), unless they log in with
-their own least-privilege roles (global.database.roles), which cannot
-change the schema: then only the Job migrates.
+DATABASE_URL, the PG* variables, DATABASE_READ_URL and MIGRATE_ON_START.
+External mode: DATABASE_URL from the Secret. cnpg mode: PGUSER, PGPASSWORD
+and PGDATABASE from the app's Secret (pgx reads them), and DATABASE_URL
+either from that Secret's uri — the app's own least-privilege role with
+global.database.roles ("<release>-pg-<app>", whose uri already points at
+the Pooler when global.database.pooler is on), else the owner's
+"<release>-pg-app" (the -rw service) — or, for the owner through the
+Pooler, the Pooler's service. apigw (component "api") also gets
+DATABASE_READ_URL: the -ro replicas first, the primary when none answers.
+Migrations are the Job's (a pre-install hook) except in cnpg mode, where
+the database only exists after install and the Job is a post-install
+hook: there the apps also migrate on start, in the background, unless they
+log in with their own roles (which cannot change the schema) or go through
+the Pooler (the runner's advisory lock needs a session).
 */}}
 {{- define "tlib.databaseEnv" -}}
+{{- $db := .Values.global.database -}}
+{{- $cnpg := eq $db.mode "cnpg" -}}
+{{- $roles := and $cnpg $db.roles -}}
+{{- $secret := include "tlib.databaseSecret" . -}}
+{{- if and $roles (not .Values.global.migrations.job) }}
+{{- fail "global.database.roles needs global.migrations.job: the apps' roles cannot migrate" }}
+{{- end }}
+{{- if $cnpg }}
+{{- range $var, $key := dict "PGUSER" "username" "PGPASSWORD" "password" "PGDATABASE" "dbname" }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- if and $cnpg $db.pooler (not $roles) }}
+- name: DATABASE_URL
+  value: {{ printf "postgres://%s-pg-pooler-rw:5432" .Release.Name | quote }}
+{{- else }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "tlib.databaseSecret" . }}
+      name: {{ $secret }}
       key: {{ include "tlib.databaseSecretKey" . }}
+{{- end }}
+{{- if and $cnpg $db.readReplicas (eq (.Values.component | default "") "api") }}
+- name: DATABASE_READ_URL
+  value: {{ printf "postgres://%s-pg-ro:5432,%s-pg-rw:5432?target_session_attrs=prefer-standby" .Release.Name .Release.Name | quote }}
+{{- end }}
 - name: MIGRATE_ON_START
-  {{- $db := .Values.global.database }}
-  {{- $roles := and (eq $db.mode "cnpg") $db.roles }}
-  {{- if and $roles (not .Values.global.migrations.job) }}
-  {{- fail "global.database.roles needs global.migrations.job: the apps' roles cannot migrate" }}
-  {{- end }}
-  value: {{ and (not $roles) (or (eq $db.mode "cnpg") (not .Values.global.migrations.job)) | quote }}
+  value: {{ and (not $roles) (or (and $cnpg (not $db.pooler)) (not .Values.global.migrations.job)) | quote }}
 {{- end -}}
 
 {{/*
