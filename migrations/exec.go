@@ -2,7 +2,6 @@ package migrations
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -12,11 +11,18 @@ import (
 // upgrade), in one transaction under the migration lock: all of it or
 // nothing, never interleaved with a migration. It records nothing in
 // schema_migrations, so the script must be safe to run again.
+// The lock is waited for as a Runner with default settings waits.
 func Exec(ctx context.Context, conn *pgx.Conn, script string) error {
-	if _, err := conn.Exec(ctx, sqlLock, lockKey); err != nil {
-		return fmt.Errorf("take migration lock: %w", err)
+	return Runner{}.Exec(ctx, conn, script)
+}
+
+// Exec is the package's Exec, waiting for the lock up to r.LockWait.
+func (r Runner) Exec(ctx context.Context, conn *pgx.Conn, script string) error {
+	r = r.withDefaults()
+	if err := r.lock(ctx, conn); err != nil {
+		return err
 	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), sqlUnlock, lockKey) }()
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), sqlUnlock, LockKey) }()
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// No arguments: the simple protocol, so the script may hold many
 		// statements.
