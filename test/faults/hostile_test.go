@@ -45,6 +45,9 @@ type hostileCase struct {
 	noToken bool
 	// page, for a 200 telemetry page, is the most entries it may hold.
 	page int
+	// plain: answered by net/http itself before any handler (431), so not
+	// in JSON.
+	plain bool
 }
 
 // Scenario 7: hostile input to every endpoint of mqwriter, mqreader and
@@ -125,7 +128,7 @@ func send(t *testing.T, client *http.Client, c hostileCase) (int, []byte) {
 	t.Helper()
 	status, body, ctype, err := doRaw(client, c)
 	require.NoError(t, err, "%s: the service did not answer", c.name)
-	if c.status >= 400 {
+	if c.status >= 400 && !c.plain {
 		assert.Contains(t, ctype, "application/json", "%s: error is not JSON: %s", c.name, clip(string(body)))
 	}
 	return status, body
@@ -396,7 +399,11 @@ func apiCases(api *service, gpu, cursor string) []hostileCase {
 		get("invalid UTF-8 GPU id", "/api/v1/gpus/GPU-%FF%FE/telemetry", 400, "bad_request"),
 		get("control character in GPU id", "/api/v1/gpus/GPU-%0A%0D/telemetry", 400, "bad_request"),
 		get("unknown route", "/api/v1/nope", 404, "not_found"),
-		get("query of 100 KB", tel+"?metric_name="+strings.Repeat("M", 100_000), 400, "bad_request"),
+		get("query of 60 KB", tel+"?metric_name="+strings.Repeat("M", 60_000), 400, "bad_request"),
+		// Past HTTP_MAX_HEADER_BYTES (64 KiB, the request line included):
+		// net/http answers before any handler, in plain text.
+		{name: "apigw query of 100 KB", svc: api, method: http.MethodGet, path: tel + "?metric_name=" + strings.Repeat("M", 100_000),
+			status: http.StatusRequestHeaderFieldsTooLarge, plain: true},
 		{name: "apigw POST gpus", svc: api, method: http.MethodPost, path: "/api/v1/gpus", ctype: "application/json", body: raw(`{}`), status: 405, code: "method_not_allowed"},
 		{name: "apigw DELETE telemetry", svc: api, method: http.MethodDelete, path: tel, status: 405, code: "method_not_allowed"},
 		{name: "apigw POST 10 MiB", svc: api, method: http.MethodPost, path: "/api/v1/gpus", ctype: "application/xml", body: tenMiBPublish, status: 405, code: "method_not_allowed", repeat: 3},
