@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -67,22 +68,26 @@ func checkField(name, value string, limit int) error {
 // string, is left to the collector, which dead-letters what it cannot
 // decode. The error wraps ErrInvalidPoint.
 func CheckPointPayload(payload []byte) error {
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(payload, &fields) != nil {
-		return nil
+	// Only the bounded text fields: decoding the whole Point would parse
+	// the timestamp too, for nothing. A field of another type is a type
+	// error, after which json fills the others; a syntax error fills nothing.
+	var t struct {
+		GPUUUID    string `json:"gpu_uuid"`
+		MetricName string `json:"metric_name"`
+		Hostname   string `json:"hostname"`
+		Device     string `json:"device"`
+		ModelName  string `json:"model_name"`
+		Container  string `json:"container"`
+		Pod        string `json:"pod"`
+		Namespace  string `json:"namespace"`
+		LabelsRaw  string `json:"labels_raw"`
 	}
-	for _, f := range pointFields {
-		raw, ok := fields[f.name]
-		if !ok {
-			continue
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			continue
-		}
-		if err := checkField(f.name, s, f.max); err != nil {
-			return err
+	if err := json.Unmarshal(payload, &t); err != nil {
+		if _, typeErr := errors.AsType[*json.UnmarshalTypeError](err); !typeErr {
+			return nil
 		}
 	}
-	return nil
+	return Point{GPUUUID: t.GPUUUID, MetricName: t.MetricName, Hostname: t.Hostname, Device: t.Device,
+		ModelName: t.ModelName, Container: t.Container, Pod: t.Pod, Namespace: t.Namespace,
+		LabelsRaw: t.LabelsRaw}.checkBounds()
 }

@@ -57,6 +57,8 @@ func TestCheckPointPayload(t *testing.T) {
 	require.ErrorContains(t, err, "gpu_uuid is 3000 bytes, over the 128 byte limit")
 	err = domain.CheckPointPayload([]byte(`{"namespace":"a\u0000b"}`))
 	require.ErrorContains(t, err, "namespace contains a NUL byte")
+	mixed := `{"gpu_uuid":5,"hostname":"` + strings.Repeat("h", domain.MaxHostnameBytes+1) + `"}`
+	require.ErrorContains(t, domain.CheckPointPayload([]byte(mixed)), "hostname", "a field of another type does not hide the others")
 	label := `{"labels_raw":"` + strings.Repeat("l", domain.MaxLabelsRawBytes+1) + `"}`
 	require.ErrorContains(t, domain.CheckPointPayload([]byte(label)), "labels_raw")
 }

@@ -673,7 +673,7 @@ type QueueParams struct {
 	Registerer prometheus.Registerer `optional:"true"`
 }
 
-func newQueueFx(p QueueParams) *Queue {
+func newQueueFx(p QueueParams) (*Queue, error) {
 	opts := p.Options
 	if opts.Logger == nil {
 		opts.Logger = p.Logger
@@ -681,9 +681,12 @@ func newQueueFx(p QueueParams) *Queue {
 	if opts.Registerer == nil {
 		opts.Registerer = p.Registerer
 	}
-	q := NewQueue(opts)
+	q, err := NewQueueChecked(opts)
+	if err != nil {
+		return nil, err
+	}
 	p.Lifecycle.Append(fx.Hook{OnStart: q.Start, OnStop: func(context.Context) error { q.Close(); return nil }})
-	return q
+	return q, nil
 }
 
 // QueueModule provides the in-memory queue as ports.Queue, ports.Publisher and
