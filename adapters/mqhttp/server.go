@@ -54,6 +54,7 @@ type Server struct {
 	maxBody int64
 	topics  map[string]struct{} // immutable; nil serves every topic
 	metrics serverMetrics
+	stream  *streamHub // the publish streams' drain signal (stream_server.go)
 }
 
 // NewServer returns a Server over pub and cons, either of which may be nil.
@@ -80,6 +81,7 @@ func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Se
 		maxBody: maxBody,
 		topics:  topics,
 		metrics: newServerMetrics(opts.Registerer, log),
+		stream:  newStreamHub(),
 	}
 }
 
@@ -120,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 // MethodNotAllowedHandler yet, it installs ones that answer in JSON.
 func (s *Server) Register(r *mux.Router) {
 	s.route(r, PathPublish, "publish", s.pub != nil, s.publish)
+	s.registerStream(r) // PathPublishStream: the publish scope too
 	s.route(r, PathLease, "lease", s.cons != nil, s.lease)
 	s.route(r, PathAck, "ack", s.cons != nil, s.ack)
 	s.route(r, PathRelease, "release", s.cons != nil, s.release)
