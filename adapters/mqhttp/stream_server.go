@@ -23,7 +23,7 @@ import (
 	"github.com/gpufleet/telemetry/ports"
 )
 
-// The streaming publish path (docs/adr/0007-streaming-publish.md): one
+// The streaming publish path (docs/adr/0006-streaming-publish.md): one
 // long-lived POST whose request body is a stream of message frames and whose
 // response body is a stream of per-message answers, both NDJSON, over a
 // full-duplex HTTP/1.1 exchange (or an HTTP/2 stream).
@@ -106,17 +106,19 @@ func (s *Server) registerStream(r *mux.Router) {
 // each message gets its own answer frame.
 func (s *Server) publishStream(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	rc := http.NewResponseController(w)
+	// HTTP/1.1 needs full duplex to read the body after writing, and to
+	// answer a refused stream at once (otherwise the server first reads
+	// the body, which never ends); HTTP/2 streams are full duplex already
+	// and answer ErrNotSupported.
+	if err := rc.EnableFullDuplex(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("publish stream: enable full duplex", "err", err)
+	}
 	if err := s.openStream(r); err != nil {
 		status := writeError(w, err)
 		s.metrics.observe("publish_stream", status, time.Since(start))
 		s.logRequest(r, "publish_stream", status, time.Since(start), err)
 		return
-	}
-	rc := http.NewResponseController(w)
-	// HTTP/1.1 needs full duplex to read the body after writing; HTTP/2
-	// streams are full duplex already and answer ErrNotSupported.
-	if err := rc.EnableFullDuplex(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.Warn("publish stream: enable full duplex", "err", err)
 	}
 	w.Header().Set("Content-Type", ContentTypeNDJSON)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
