@@ -28,9 +28,17 @@ func QueueServer(env *platform.Env, side string) fx.Option {
 		return mqhttp.ServerOptions{Logger: logger, Registerer: reg, MaxBodyBytes: maxBody, Topics: topics}
 	}
 	if side == WriteSide {
-		return fx.Provide(platform.AsRoutes(func(pub ports.Publisher, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
-			return mqhttp.NewServer(pub, nil, opts(logger, reg))
-		}))
+		return fx.Options(
+			fx.Provide(func(pub ports.Publisher, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
+				return mqhttp.NewServer(pub, nil, opts(logger, reg))
+			}),
+			fx.Provide(platform.AsRoutes(func(s *mqhttp.Server) *mqhttp.Server { return s })),
+			// Publish streams never go idle: end them before the graceful
+			// shutdown waits for idle connections.
+			fx.Provide(platform.AsDrainer(func(s *mqhttp.Server) platform.Drainer {
+				return platform.Drainer{Name: "publish streams", Fn: s.DrainStreams}
+			})),
+		)
 	}
 	return fx.Provide(platform.AsRoutes(func(cons ports.Consumer, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
 		return mqhttp.NewServer(nil, cons, opts(logger, reg))
