@@ -51,6 +51,7 @@ func TestFaults(t *testing.T) {
 		{name: "7_hostile_input", seed: 707, run: hostileInput},
 		{name: "8_poison_messages", seed: 808, run: poisonMessages},
 		{name: "9_soak_random_kills", seed: 909, run: soak},
+		{name: "10_stream_drops_and_kill9", seed: 1010, run: streamFaults},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
