@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 

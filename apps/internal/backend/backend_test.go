@@ -85,7 +85,7 @@ func TestQueueClientHTTPConfig(t *testing.T) {
 			want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true, Stream: true, StreamWindow: 64}},
 		{name: "collector defaults", readers: true, want: mqhttp.ClientConfig{ReaderURLs: []string{"http://127.0.0.1:8082"}}},
 		{name: "configured", writer: true, readers: true,
-			env:  map[string]string{"MQ_WRITER_URL": "http://mqwriter:8081", "MQ_READER_URLS": "http://mqreader-0:8082, http://mqreader-1:8082"},
+			env: map[string]string{"MQ_WRITER_URL": "http://mqwriter:8081", "MQ_READER_URLS": "http://mqreader-0:8082, http://mqreader-1:8082"},
 			want: mqhttp.ClientConfig{WriterURL: "http://mqwriter:8081", ReaderURLs: []string{"http://mqreader-0:8082", "http://mqreader-1:8082"}, PublishOnce: true,
 				Stream: true, StreamWindow: backend.DefaultStreamerWindow}},
 	}
