@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -337,4 +338,52 @@ func TestStreamClientClose(t *testing.T) {
 	require.ErrorIs(t, <-errs, ports.ErrClosed, "a message in flight at Close fails with ErrClosed")
 	_, err = c.Publish(t.Context(), "t", []ports.OutgoingMessage{streamMsgOf(2)})
 	require.ErrorIs(t, err, ports.ErrClosed)
+}
+
+// A writer that goes away and comes back on the same address (kill -9 and
+// restart) delays the stream's publishes; it does not strand them.
+func TestStreamSurvivesWriterRestart(t *testing.T) {
+	t.Parallel()
+	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second})
+	require.NoError(t, q.Start(t.Context()))
+	t.Cleanup(q.Close)
+	handler := NewServer(q, nil, ServerOptions{Logger: quiet()}).Handler()
+	srv := httptest.NewServer(handler)
+	addr := srv.Listener.Addr().String()
+	c := newTestClient(t, ClientConfig{WriterURL: srv.URL, Stream: true, PublishOnce: true}, nil)
+
+	var (
+		wg   sync.WaitGroup
+		acks atomic.Int64
+		stop = make(chan struct{})
+	)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; ; i += 8 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := c.Publish(t.Context(), "t", []ports.OutgoingMessage{streamMsgOf(i)}); err == nil {
+					acks.Add(1)
+				} else {
+					i -= 8 // the same message again, as a retry loop would
+				}
+			}
+		})
+	}
+	require.Eventually(t, func() bool { return acks.Load() > 100 }, 10*time.Second, time.Millisecond)
+	srv.CloseClientConnections()
+	srv.Close()
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	srv2 := &httptest.Server{Listener: ln, Config: &http.Server{Handler: handler}}
+	srv2.Start()
+	t.Cleanup(srv2.Close)
+	before := acks.Load()
+	require.Eventually(t, func() bool { return acks.Load() > before+100 }, 20*time.Second, time.Millisecond, "publishes resume on the new writer")
+	close(stop)
+	wg.Wait()
+	require.NoError(t, c.Close()) // before srv2's Close, which waits for the stream to end
 }

@@ -10,11 +10,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
@@ -62,7 +65,12 @@ func streamFaults(t *testing.T, s *system, rng *rand.Rand) (history, expectation
 	s.kill(w)
 	t.Logf("killed mqwriter mid-stream")
 	s.launch(w, "")
-	progress(t, p, 200)
+	before := p.ackedMsgs.Load()
+	if !assert.Eventually(t, func() bool { return p.ackedMsgs.Load() >= before+200 }, 60*time.Second, 20*time.Millisecond,
+		"publishers stuck at %d acknowledged messages after the writer's restart", p.ackedMsgs.Load()) {
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1) // where the stream client waits
+		t.FailNow()
+	}
 	streamerProgress(200)
 	jitter(rng, 100*time.Millisecond)
 	s.kill(st)
