@@ -26,6 +26,8 @@ const (
 	DefaultStreamWindow = StreamWindow
 	// streamDialTimeout bounds the wait for a stream's 200.
 	streamDialTimeout = 10 * time.Second
+	// dialHeartbeat is how often a dial writes a blank line (see dial).
+	dialHeartbeat = 100 * time.Millisecond
 )
 
 // publishStream is the client's side of the streaming publish path: one
@@ -226,22 +228,53 @@ func (ps *publishStream) dial(gen, window int) {
 	}
 	req.Header.Set("Content-Type", ContentTypeNDJSON)
 	req.Header.Set("Accept", ContentTypeNDJSON)
-	timer := time.AfterFunc(streamDialTimeout, cancel)
+	// The body (the pipe) has nothing to read until run sends frames, which
+	// it does only after the 200; but Go's transport, once it reads a body,
+	// waits for that read to return even when the connection failed. So
+	// while the dial waits, a blank line (which the server skips) goes out
+	// every dialHeartbeat: its write fails on a dead connection, and Do
+	// returns. The timeout closes the pipe as well.
+	timer := time.AfterFunc(streamDialTimeout, func() {
+		cancel()
+		_ = pw.CloseWithError(context.DeadlineExceeded)
+	})
+	stopBeat, beatDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beatDone)
+		t := time.NewTicker(dialHeartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopBeat:
+				return
+			case <-t.C:
+				if _, err := pw.Write([]byte{'\n'}); err != nil {
+					return
+				}
+			}
+		}
+	}()
 	resp, err := ps.http.Do(req)
+	close(stopBeat)
 	if !timer.Stop() && err == nil {
 		err = context.DeadlineExceeded
 		_ = resp.Body.Close()
 	}
 	if err != nil {
 		fail(fmt.Errorf("publish stream: %w", transportError{err}))
+		<-beatDone // fail closed the pipe: a beat in a write ends
 		return
 	}
 	if resp.StatusCode != http.StatusOK {
 		rerr := responseError(resp)
 		_ = resp.Body.Close()
 		fail(fmt.Errorf("publish stream: %w", rerr))
+		<-beatDone
 		return
 	}
+	// The transport reads the body from now on, so a beat in a write ends;
+	// frames start only after the last beat (no blank line inside a frame).
+	<-beatDone
 	conn := &streamConn{gen: gen, frames: make(chan streamOut, window), cancel: cancel}
 	go conn.write(pw)
 	if !ps.emit(streamEvent{kind: evConnected, gen: gen, conn: conn}) {

@@ -387,3 +387,38 @@ func TestStreamSurvivesWriterRestart(t *testing.T) {
 	wg.Wait()
 	require.NoError(t, c.Close()) // before srv2's Close, which waits for the stream to end
 }
+
+// A writer address that accepts connections and drops them at once (a
+// proxy whose backend is down) fails the dial with ErrUnavailable rather
+// than hanging it: Go's transport waits for a request body read to return
+// even after the connection failed, and the dial's blank lines end it.
+func TestStreamDialToADroppingPeerFails(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Take the request's head, so the client is reading its body,
+			// then drop the connection without an answer.
+			br := bufio.NewReader(c)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
+				}
+			}
+			_ = c.Close()
+		}
+	}()
+	c := newTestClient(t, ClientConfig{WriterURL: "http://" + ln.Addr().String(), Stream: true, PublishOnce: true}, nil)
+	// Well inside the dial timeout: a hung dial would end with the context.
+	ctx, cancel := context.WithTimeout(t.Context(), streamDialTimeout/2)
+	defer cancel()
+	_, err = c.Publish(ctx, "t", []ports.OutgoingMessage{streamMsgOf(1)})
+	require.ErrorIs(t, err, ports.ErrUnavailable)
+}
