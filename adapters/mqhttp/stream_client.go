@@ -457,13 +457,25 @@ func (c *Client) publishOverStream(ctx context.Context, topic string, msgs []por
 	if err := domain.ValidatePublish(topic, msgs); err != nil {
 		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
 	}
-	bodies := make([][]byte, len(msgs))
+	// A key repeated within the call is the same message: as in a request,
+	// the first occurrence is the one stored, so only it is sent and the
+	// repeats count as duplicates (sent concurrently, a repeat could win).
+	bodies := make([][]byte, 0, len(msgs))
+	repeats := 0
+	seen := map[string]bool{}
 	for i, m := range msgs {
+		if k := m.IdempotencyKey; k != "" {
+			if seen[k] {
+				repeats++
+				continue
+			}
+			seen[k] = true
+		}
 		b, err := json.Marshal(frameBody{Topic: topic, Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey})
 		if err != nil {
 			return ports.PublishResult{}, fmt.Errorf("publish: %w: message %d: %w", ports.ErrInvalidArgument, i, err)
 		}
-		bodies[i] = b
+		bodies = append(bodies, b)
 	}
 	p := c.callPolicy("publish")
 	if c.publishOnce {
@@ -500,6 +512,7 @@ func (c *Client) publishOverStream(ctx context.Context, topic string, msgs []por
 	})
 	switch {
 	case err == nil:
+		res.Duplicates += repeats
 		return res, nil
 	case ctx.Err() != nil || !retryable(err) || attempts == 1:
 		return res, fmt.Errorf("publish: %w", err)
