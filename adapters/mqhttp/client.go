@@ -64,6 +64,12 @@ type ClientConfig struct {
 	// Tokens are never logged.
 	PublishToken string
 	ConsumeToken string
+	// Stream makes Publish use the streaming path (PathPublishStream, one
+	// long-lived connection, one frame per message) instead of a request
+	// per call; StreamWindow bounds its messages in flight (default
+	// DefaultStreamWindow). See stream_client.go.
+	Stream       bool
+	StreamWindow int
 }
 
 // Client implements ports.Queue over the queue protocol: Publish goes to the
@@ -81,6 +87,7 @@ type Client struct {
 	retries     *prometheus.CounterVec // mqhttp_client_retries_total{op,reason}
 	next        atomic.Uint64          // round-robin position of Lease
 	routes      *routeTable            // lease id → index in readers
+	stream      *publishStream         // the streaming publish path; nil when Publish makes requests
 	closeOnce   sync.Once
 }
 
@@ -128,6 +135,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.http = &http.Client{Transport: c.transport, Timeout: defaultRequestTimeout}
 	}
 	c.routes = newRouteTable(time.Now, defaultMaxRoutes)
+	if cfg.Stream && c.writer != "" {
+		c.stream = newPublishStream(c.writer+PathPublishStream, c.authHeader(c.writer+PathPublishStream), c.http, cmp.Or(max(cfg.StreamWindow, 0), DefaultStreamWindow))
+	}
 	return c, nil
 }
 
@@ -150,6 +160,9 @@ func baseURL(raw string) (string, error) {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.routes.close()
+		if c.stream != nil {
+			c.stream.close()
+		}
 		if c.transport != nil {
 			c.transport.CloseIdleConnections()
 		}

@@ -20,6 +20,9 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 		return ports.PublishResult{}, fmt.Errorf("publish: %w: %d messages exceed the protocol's %d per request",
 			ports.ErrInvalidArgument, len(msgs), MaxPublishMessages)
 	}
+	if c.stream != nil {
+		return c.publishOverStream(ctx, topic, msgs)
+	}
 	req := publishRequest{Topic: topic, Messages: make([]publishMessage, len(msgs))}
 	for i, m := range msgs {
 		req.Messages[i] = publishMessage(m)

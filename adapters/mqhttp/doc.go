@@ -70,6 +70,29 @@
 //	504 timeout                 the request's deadline passed inside the server
 //	500 internal                anything else; the message is generic, details are only logged
 //
+// # Streaming publish
+//
+// POST /v1/publish/stream (Content-Type application/x-ndjson) is the
+// publish path for producers that send many messages: one long-lived
+// full-duplex exchange (HTTP/1.1 with http.ResponseController's
+// EnableFullDuplex, or an HTTP/2 stream), a frame per message each way:
+//
+//	→ {"seq":1,"topic":"telemetry","payload":{…},"key":"GPU-…","idempotency_key":"run-1/42"}
+//	← {"seq":1,"status":"accepted"}   (or "duplicate"; both only after the commit)
+//	← {"seq":2,"status":"error","error":{"code":"backpressure","message":"…"},"retry_after_ms":1000}
+//
+// Answers come in any order; seq (chosen by the client, at least 1) pairs
+// them. A refused message (the codes above) does not end the stream; a
+// malformed frame, an idle stream (2 min) or a draining server ends it with
+// a last frame of seq 0 saying why. The server holds at most StreamWindow
+// messages (StreamWindowBytes of frames) of a stream unanswered and stops
+// reading past that: backpressure is TCP's flow control, nothing is dropped.
+// The Client uses the stream when ClientConfig.Stream is set: Publish sends
+// each message as a frame on one shared connection (reopened on demand),
+// at most StreamWindow messages in flight (Publish waits past that), and a
+// lost connection fails its unanswered messages with ErrUnavailable, so
+// the one retry loop sends them again with their idempotency keys.
+//
 // # Client
 //
 // The Client maps those answers back to the ports sentinels and retries the

@@ -35,6 +35,13 @@ var pgChainCaps = queuetest.Capabilities{
 // the meta-test).
 func newPGChainHarness(t testing.TB, wrap func(ports.Queue) ports.Queue) queuetest.Harness {
 	t.Helper()
+	return newPGChainHarnessWith(t, wrap, mqhttp.ClientConfig{})
+}
+
+// newPGChainHarnessWith is newPGChainHarness with the client's options
+// (Stream, StreamWindow) taken from base.
+func newPGChainHarnessWith(t testing.TB, wrap func(ports.Queue) ports.Queue, base mqhttp.ClientConfig) queuetest.Harness {
+	t.Helper()
 	dsn := pgtest.NewDatabase(t)
 	all := domain.PartitionRange{First: 0, Last: domain.NumPartitions - 1}
 	type chain struct {
@@ -69,7 +76,9 @@ func newPGChainHarness(t testing.TB, wrap func(ports.Queue) ports.Queue) queuete
 		c.servers = []*httptest.Server{writer, reader}
 		t.Cleanup(writer.Close)
 		t.Cleanup(reader.Close)
-		c.client, err = mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: writer.URL, ReaderURLs: []string{reader.URL}, PublishToken: conformanceToken, ConsumeToken: conformanceToken})
+		cfg := base
+		cfg.WriterURL, cfg.ReaderURLs = writer.URL, []string{reader.URL}
+		c.client, err = mqhttp.NewClient(cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.client.Close() })
 		return c

@@ -72,7 +72,8 @@ type Server struct {
 	auth    *Auth               // nil: no authentication
 	metrics serverMetrics
 	admit   *admission
-	maxPay  int64 // immutable: MaxPayloadBytes
+	maxPay  int64      // immutable: MaxPayloadBytes
+	stream  *streamHub // the publish streams' drain signal (stream_server.go)
 }
 
 // NewServer returns a Server over pub and cons, either of which may be nil.
@@ -106,6 +107,7 @@ func NewServer(pub ports.Publisher, cons ports.Consumer, opts ServerOptions) *Se
 			maxPublishes: orDefault(int64(opts.MaxConcurrentPublishes), DefaultMaxConcurrentPublishes),
 		},
 		maxPay: min(orDefault(opts.MaxPayloadBytes, DefaultMaxPayloadBytes), domain.MaxPayloadBytes),
+		stream: newStreamHub(),
 	}
 }
 
@@ -157,7 +159,9 @@ func Routes() []Route {
 	for i, rt := range table {
 		out[i] = Route{Path: rt.path, Scope: rt.scope}
 	}
-	return out
+	// The publish stream is not an endpoint (stream_server.go checks its
+	// token itself, with s.check), but it has its scope like every route.
+	return append(out, Route{Path: PathPublishStream, Scope: ScopePublish})
 }
 
 // queueRoute is one entry of the route table. The scope a token needs is a
@@ -187,6 +191,7 @@ func (s *Server) Register(r *mux.Router) {
 	for _, rt := range s.routeTable() {
 		s.route(r, rt)
 	}
+	s.registerStream(r) // PathPublishStream: the publish scope too
 	if r.NotFoundHandler == nil {
 		r.NotFoundHandler = s.handle("unmatched", func(http.ResponseWriter, *http.Request) (any, error) {
 			return nil, &protocolError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"}
@@ -285,24 +290,34 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	msgs := make([]ports.OutgoingMessage, len(req.Messages))
 	for i, m := range req.Messages {
-		if len(m.Payload) > int(s.maxPay) {
-			return nil, payloadTooLarge(i, len(m.Payload), s.maxPay)
+		if err := s.checkMessage(req.Topic, i, m.Payload); err != nil {
+			return nil, err
 		}
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
-		if req.Topic != domain.TelemetryTopic {
-			continue
-		}
-		// A point the store could never hold is refused here, naming the
-		// field, rather than queued to be dead-lettered later.
-		if err := domain.CheckPointPayload(m.Payload); err != nil {
-			return nil, fmt.Errorf("%w: messages[%d].payload: %w", ports.ErrInvalidArgument, i, err)
-		}
 	}
 	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)
 	if err != nil {
 		return nil, fmt.Errorf("publish %d messages to %s: %w", len(msgs), req.Topic, err)
 	}
 	return publishResponse(res), nil
+}
+
+// checkMessage applies the writer's own rules to the payload of message i
+// of a publish (or a stream frame) to topic: MQ_MAX_PAYLOAD_BYTES, and on
+// the telemetry topic the point's field bounds — a point the store could
+// never hold is refused here, naming the field, rather than queued to be
+// dead-lettered later.
+func (s *Server) checkMessage(topic string, i int, payload []byte) error {
+	if len(payload) > int(s.maxPay) {
+		return payloadTooLarge(i, len(payload), s.maxPay)
+	}
+	if topic != domain.TelemetryTopic {
+		return nil
+	}
+	if err := domain.CheckPointPayload(payload); err != nil {
+		return fmt.Errorf("%w: messages[%d].payload: %w", ports.ErrInvalidArgument, i, err)
+	}
+	return nil
 }
 
 func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -20,10 +20,12 @@
 //	                up, pull, ack and nak; may not publish to the topics
 //	MQ_AUTH         none: no users, every client may do anything (a warning
 //	                is logged); without it both passwords are required
+//	NATS_SYNC       always (default) or default (JetStream's own: fsync every 2 min)
 //
 // JetStream fsyncs every write before acknowledging it (SyncAlways, i.e.
 // sync_interval: always), so a publish or ack the server confirmed survives a
-// power loss; its own default would fsync only every 2 minutes. The NATS
+// power loss; its own default (NATS_SYNC=default, for comparisons only)
+// would fsync only every 2 minutes. The NATS
 // HTTP monitoring port stays off. On SIGINT or SIGTERM natsd stops its HTTP
 // server, then shuts the NATS server down, which closes client connections
 // and flushes the store.
@@ -60,6 +62,10 @@ type config struct {
 	LogLevel string
 	// Users are the publisher and consumer users; none with MQ_AUTH=none.
 	Users []user
+	// LazySync (NATS_SYNC=default) leaves JetStream at its own default
+	// durability: fsync every 2 minutes, not before each acknowledgement.
+	// For the benchmark's "NATS at default durability" line only.
+	LazySync bool
 }
 
 // user is one NATS user and its role.
@@ -97,6 +103,7 @@ func loadConfig(env *platform.Env) config {
 		StoreDir: env.String("NATS_STORE_DIR", ".local/nats"),
 		HTTPAddr: env.String("HTTP_ADDR", ":8086"),
 		LogLevel: env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		LazySync: env.OneOf("NATS_SYNC", "always", "always", "default") == "default",
 	}
 	addr := env.String("NATS_ADDR", "127.0.0.1:4223")
 	host, port, err := net.SplitHostPort(addr)
@@ -182,7 +189,7 @@ func serverOptions(cfg config) *server.Options {
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
-		SyncAlways: true,
+		SyncAlways: !cfg.LazySync,
 		HTTPPort:   0,
 		NoSigs:     true,
 	}
@@ -224,7 +231,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, ready func(natsUR
 		logger.Warn("MQ_AUTH=none: NATS runs without users; any client may publish, consume and delete")
 	}
 	logger.Info("natsd ready", "nats_url", ns.ClientURL(), "store_dir", cfg.StoreDir,
-		"http_addr", ln.Addr().String(), "sync_always", true, "users", len(cfg.Users))
+		"http_addr", ln.Addr().String(), "sync_always", !cfg.LazySync, "users", len(cfg.Users))
 	if ready != nil {
 		ready(ns.ClientURL(), ln.Addr().String())
 	}

@@ -64,6 +64,7 @@ func TestServerOptions(t *testing.T) {
 	require.Zero(t, opts.HTTPPort, "monitoring off")
 	require.Equal(t, -1, opts.Port, "port 0 means a free port, not nats-server's 4222")
 	require.True(t, opts.NoSigs, "natsd handles signals")
+	require.False(t, serverOptions(config{LazySync: true}).SyncAlways, "NATS_SYNC=default: JetStream's own fsync interval")
 }
 
 // TestRun starts natsd on free ports, uses JetStream through it, checks its

@@ -48,6 +48,7 @@ WHERE datname = $1 OR backend_type IN ('walwriter', 'checkpointer', 'background 
 
 	sqlDatabaseExists = `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`
 	sqlVersion        = `SELECT current_setting('server_version')`
+	sqlSetting        = `SELECT current_setting($1)`
 	sqlBackendPID     = `SELECT pg_backend_pid()`
 )
 
@@ -124,6 +125,23 @@ func (s *server) drop(ctx context.Context, name string) error {
 }
 
 // version is the server's version string.
+// durability reads the server settings a commit's cost depends on.
+func (s *server) durability(ctx context.Context) map[string]string {
+	out := map[string]string{}
+	conn, err := pgx.Connect(ctx, s.admin)
+	if err != nil {
+		return out
+	}
+	defer conn.Close(ctx)
+	for _, name := range []string{"fsync", "synchronous_commit", "wal_sync_method", "full_page_writes", "commit_delay"} {
+		var v string
+		if err := conn.QueryRow(ctx, sqlSetting, name).Scan(&v); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
+
 func (s *server) version(ctx context.Context) string {
 	conn, err := pgx.Connect(ctx, s.admin)
 	if err != nil {

@@ -93,7 +93,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.Streamers, "streamers", 4, "streamer processes (1–10)")
 	fs.IntVar(&c.Collectors, "collectors", 4, "collector processes (1–10)")
 	fs.IntVar(&c.Readers, "readers", 1, "mqreader processes, each owning an equal share of the 256 partitions")
-	backends := fs.String("backends", "postgres,nats", "queue backends to run: postgres, nats")
+	backends := fs.String("backends", strings.Join(allBackends, ","),
+		"pipelines to run: postgres (streaming publish), postgres-request (a request per publish), nats (fsync always, best client), nats-default (JetStream's default durability)")
 	scaling := fs.String("scaling", "1x1,4x4,10x10", "streamers×collectors of the scaling runs ('' for none)")
 	fs.IntVar(&c.ScalingRuns, "scaling-runs", 1, "repetitions of each scaling point (a point equal to -streamers×-collectors reuses the main runs)")
 	fs.BoolVar(&c.Latency, "latency", true, "run each backend once more at -latency-load of its sustained rate and report the latency")
@@ -113,11 +114,11 @@ func parseFlags(args []string) (config, error) {
 	c.DurationSeconds, c.WarmupSeconds, c.FloorDurationSeconds = c.Duration.Seconds(), c.Warmup.Seconds(), c.FloorDuration.Seconds()
 	for _, b := range strings.Split(*backends, ",") {
 		switch b = strings.TrimSpace(b); b {
-		case backendPostgres, backendNATS:
+		case backendPostgres, backendPostgresRequest, backendNATS, backendNATSDefault:
 			c.Backends = append(c.Backends, b)
 		case "":
 		default:
-			return c, fmt.Errorf("-backends: unknown backend %q (want postgres, nats)", b)
+			return c, fmt.Errorf("-backends: unknown backend %q (want %s)", b, strings.Join(allBackends, ", "))
 		}
 	}
 	var err error
@@ -222,6 +223,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 	}()
 	res.Machine.PostgresVersion = srv.version(ctx)
+	res.Machine.PostgresDurability = srv.durability(ctx)
 	src, err := loadPoints(ctx, h.csvPath)
 	if err != nil {
 		return err

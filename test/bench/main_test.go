@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func TestParseFlags(t *testing.T) {
 			require.Equal(t, 4, c.Streamers)
 			require.Equal(t, 4, c.Collectors)
 			require.Equal(t, 1, c.Readers)
-			require.Equal(t, []string{backendPostgres, backendNATS}, c.Backends)
+			require.Equal(t, []string{backendPostgres, backendPostgresRequest, backendNATS, backendNATSDefault}, c.Backends, "streaming and request pipelines, NATS at equal and at default durability")
 			require.Equal(t, [][2]int{{1, 1}, {4, 4}, {10, 10}}, c.Scaling)
 			require.Equal(t, 10*time.Second, c.Duration)
 			require.InDelta(t, 0.5, c.LatencyLoad, 1e-9)
@@ -350,7 +351,7 @@ func TestReportPrints(t *testing.T) {
 	printReport(&b, r)
 	out := b.String()
 	for _, want := range []string{"database floor", "20000", "pipeline postgres 4×4", "10000", "nats: unavailable (natsd does not build)",
-		"pipeline postgres / floor  0.50", "postgres p99 at 50% of sustained rate"} {
+		"pipeline postgres / floor                      0.50", "postgres p99 at 50% of sustained rate"} {
 		require.Contains(t, out, want)
 	}
 	path := filepath.Join(t.TempDir(), "results.json")
@@ -358,4 +359,27 @@ func TestReportPrints(t *testing.T) {
 	b2, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Contains(t, string(b2), `"postgres_pipeline_over_floor": 0.5`)
+}
+
+func TestHistogramQuantile(t *testing.T) {
+	t.Parallel()
+	text := `# TYPE x histogram
+x_bucket{le="0.1"} 0
+x_bucket{le="0.2"} 50
+x_bucket{le="0.4"} 100
+x_bucket{le="+Inf"} 100
+x_sum 20
+x_count 100
+other_bucket{le="1"} 7
+`
+	hs, err := parseHistograms(strings.NewReader(text), "x")
+	require.NoError(t, err)
+	h := hs["x"]
+	require.InDelta(t, 0.2, h.quantile(0.5), 1e-9, "the median is the bound where half is counted")
+	require.InDelta(t, 0.396, h.quantile(0.99), 1e-9, "interpolated inside its bucket")
+	require.InDelta(t, 0.4, h.quantile(1), 1e-9)
+	before := histogram{0.1: 0, 0.2: 50, 0.4: 50, math.Inf(1): 50}
+	require.InDelta(t, 0.3, h.minus(before).quantile(0.5), 1e-9, "the window's own observations")
+	require.Zero(t, histogram{}.quantile(0.5))
+	require.NotContains(t, hs, "other")
 }

@@ -17,11 +17,50 @@ import (
 	"github.com/gpufleet/telemetry/test/stack"
 )
 
-// Queue backends the pipeline runs with.
+// Queue backends the pipeline runs with, each a configuration of one of
+// two process layouts (baseBackend).
 const (
-	backendPostgres = "postgres" // streamer → mqwriter → PostgreSQL → mqreader → collector
-	backendNATS     = "nats"     // streamer → natsd (JetStream) → collector
+	// backendPostgres: streamer → mqwriter → PostgreSQL → mqreader →
+	// collector, the streamer on the streaming publish path (its default).
+	backendPostgres = "postgres"
+	// backendPostgresRequest: the same with a request per publish
+	// (STREAMER_TRANSPORT=request).
+	backendPostgresRequest = "postgres-request"
+	// backendNATS: streamer → natsd (JetStream) → collector, fsync before
+	// every acknowledgement (equal durability), the adapter's best client
+	// configuration (async publish window, batched fetch, one confirmed ack
+	// per lease).
+	backendNATS = "nats"
+	// backendNATSDefault: the same at JetStream's default durability
+	// (NATS_SYNC=default: fsync every 2 minutes).
+	backendNATSDefault = "nats-default"
 )
+
+// allBackends are the backends in report order.
+var allBackends = []string{backendPostgres, backendPostgresRequest, backendNATS, backendNATSDefault}
+
+// baseBackend is b's process layout and QUEUE_BACKEND: postgres or nats.
+func baseBackend(b string) string {
+	if b == backendNATS || b == backendNATSDefault {
+		return backendNATS
+	}
+	return backendPostgres
+}
+
+// variantEnv is what b sets beyond its layout: for the streamers and
+// collectors, and for natsd.
+func variantEnv(b string) (apps, natsd map[string]string) {
+	switch b {
+	case backendPostgresRequest:
+		return map[string]string{"STREAMER_TRANSPORT": "request"}, nil
+	case backendNATSDefault:
+		return map[string]string{"STREAMER_TRANSPORT": "stream"}, map[string]string{"NATS_SYNC": "default"}
+	case backendNATS:
+		return map[string]string{"STREAMER_TRANSPORT": "stream"}, map[string]string{"NATS_SYNC": "always"}
+	default:
+		return map[string]string{"STREAMER_TRANSPORT": "stream"}, nil
+	}
+}
 
 // Process roles, the rows of the CPU breakdown.
 const (
@@ -70,9 +109,16 @@ type pipelineResult struct {
 	// OfferedPerSecond is what the streamers got acknowledged by the queue
 	// over the window (streamer_messages_published_total).
 	OfferedPerSecond float64 `json:"offered_per_second"`
-	LatencyP50       float64 `json:"latency_p50_seconds"`
-	LatencyP99       float64 `json:"latency_p99_seconds"`
-	LatencyMax       float64 `json:"latency_max_seconds"`
+	// Latency is stamp → persisted: from the streamer's stamp (taken when
+	// it sends the row) to the commit of the sample, from the collectors'
+	// collector_sample_age_seconds over the window (bucket-interpolated).
+	LatencyP50 float64 `json:"latency_p50_seconds"`
+	LatencyP99 float64 `json:"latency_p99_seconds"`
+	LatencyMax float64 `json:"latency_max_seconds"` // upper bound of the highest non-empty bucket
+	// AckP50 and AckP99 are publish → acknowledged, from the streamers'
+	// streamer_publish_duration_seconds over the window.
+	AckP50 float64 `json:"publish_to_ack_p50_seconds"`
+	AckP99 float64 `json:"publish_to_ack_p99_seconds"`
 	// Backlog at the end of the window: queue_messages rows (postgres) or
 	// messages acknowledged to the streamers and not yet stored (nats).
 	Backlog       int64  `json:"backlog"`
@@ -157,7 +203,7 @@ func (h *harness) runPipeline(ctx context.Context, cfg pipelineConfig) (pipeline
 	}
 	res.Profiles, res.ServerStatements = <-profiled, <-sampled
 	var backlog int64
-	if cfg.Backend == backendPostgres {
+	if baseBackend(cfg.Backend) == backendPostgres {
 		res.BacklogSource = "queue_messages rows"
 		err = pool.QueryRow(ctx, sqlCountQueue).Scan(&backlog)
 	} else {
@@ -177,6 +223,10 @@ func (h *harness) runPipeline(ctx context.Context, cfg pipelineConfig) (pipeline
 		Scan(&res.Persisted, &res.LatencyP50, &res.LatencyP99, &res.LatencyMax); err != nil {
 		return res, fmt.Errorf("window: %w", err)
 	}
+	age := after.hist[histStampToPersisted].minus(before.hist[histStampToPersisted])
+	res.LatencyP50, res.LatencyP99, res.LatencyMax = age.quantile(0.5), age.quantile(0.99), age.quantile(1)
+	ack := after.hist[histPublishToAck].minus(before.hist[histPublishToAck])
+	res.AckP50, res.AckP99 = ack.quantile(0.5), ack.quantile(0.99)
 	res.Seconds = after.at.Sub(before.at).Seconds()
 	res.MsgsPerSecond = float64(res.Persisted) / res.Seconds
 	res.OfferedPerSecond = (after.published - before.published) / res.Seconds
@@ -214,9 +264,10 @@ func (h *harness) start(ctx context.Context, r *running, dsn string) error {
 	if cfg.pprofDir != "" {
 		base["PPROF"] = "true"
 	}
-	queue := map[string]string{"QUEUE_BACKEND": cfg.Backend}
+	appsEnv, natsdEnv := variantEnv(cfg.Backend)
+	queue := merge(map[string]string{"QUEUE_BACKEND": baseBackend(cfg.Backend)}, appsEnv)
 	var stages [][]spec
-	switch cfg.Backend {
+	switch baseBackend(cfg.Backend) {
 	case backendPostgres:
 		ranges, err := domain.SplitPartitions(cfg.Readers)
 		if err != nil {
@@ -247,7 +298,7 @@ func (h *harness) start(ctx context.Context, r *running, dsn string) error {
 		}
 		store := filepath.Join(logDir, "nats-store")
 		stages = append(stages, []spec{{name: roleNATS, role: roleNATS, binary: "natsd",
-			env: map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": store}}})
+			env: merge(map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": store}, natsdEnv)}})
 		queue["NATS_URL"] = "nats://" + natsAddr
 	default:
 		return fmt.Errorf("unknown backend %q", cfg.Backend)
@@ -382,10 +433,11 @@ func (r *running) stop() {
 
 // snapshot is one reading of the counters the window is computed from.
 type snapshot struct {
-	at        time.Time          // the database server's clock
-	cpu       map[string]float64 // process name → CPU seconds
-	published float64            // streamer_messages_published_total, all streamers
-	persisted float64            // collector_records_persisted_total, all collectors
+	at        time.Time            // the database server's clock
+	cpu       map[string]float64   // process name → CPU seconds
+	published float64              // streamer_messages_published_total, all streamers
+	persisted float64              // collector_records_persisted_total, all collectors
+	hist      map[string]histogram // the latency histograms, summed over the apps
 	pg        pgCPU
 }
 
@@ -398,6 +450,7 @@ func (r *running) snapshot(ctx context.Context, pgLocal bool) (snapshot, error) 
 	type reading struct {
 		name string
 		m    metricSums
+		h    map[string]histogram
 	}
 	readings := make(chan reading, len(r.procs))
 	g, gctx := errgroup.WithContext(ctx)
@@ -408,14 +461,20 @@ func (r *running) snapshot(ctx context.Context, pgLocal bool) (snapshot, error) 
 				if err != nil {
 					return fmt.Errorf("cpu of %s: %w", p.Name, err)
 				}
-				readings <- reading{p.Name, metricSums{metricCPU: sec}}
+				readings <- reading{name: p.Name, m: metricSums{metricCPU: sec}}
 				return nil
 			}
 			m, err := scrape(gctx, p.URL(), metricCPU, metricPublished, metricPersisted)
 			if err != nil {
 				return err
 			}
-			readings <- reading{p.Name, m}
+			var h map[string]histogram
+			if role := r.roles[p.Name]; role == roleStreamer || role == roleCollector {
+				if h, err = scrapeHistograms(gctx, p.URL(), histStampToPersisted, histPublishToAck); err != nil {
+					return err
+				}
+			}
+			readings <- reading{p.Name, m, h}
 			return nil
 		})
 	}
@@ -425,7 +484,11 @@ func (r *running) snapshot(ctx context.Context, pgLocal bool) (snapshot, error) 
 	}
 	err := g.Wait()
 	close(readings)
+	s.hist = map[string]histogram{}
 	for rd := range readings {
+		for n, h := range rd.h {
+			s.hist[n] = s.hist[n].add(h)
+		}
 		s.cpu[rd.name] = rd.m[metricCPU]
 		s.published += rd.m[metricPublished]
 		s.persisted += rd.m[metricPersisted]

@@ -29,9 +29,13 @@ func buildApps(ctx context.Context, root, binDir string, backends []string) (map
 		return nil, err
 	}
 	unavailable := map[string]string{}
-	if slices.Contains(backends, backendNATS) {
+	if slices.ContainsFunc(backends, func(b string) bool { return baseBackend(b) == backendNATS }) {
 		if err := stack.Build(ctx, root, binDir, "natsd"); err != nil {
-			unavailable[backendNATS] = "natsd does not build: " + firstLine(err.Error())
+			for _, b := range backends {
+				if baseBackend(b) == backendNATS {
+					unavailable[b] = "natsd does not build: " + firstLine(err.Error())
+				}
+			}
 		}
 	}
 	return unavailable, nil
@@ -76,7 +80,7 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 		pc.name = next(kind + "-" + pc.Backend)
 		r, err := h.runPipeline(ctx, pc)
 		if err != nil {
-			if pc.Backend == backendNATS && errors.Is(err, errStart) && ctx.Err() == nil {
+			if baseBackend(pc.Backend) == backendNATS && errors.Is(err, errStart) && ctx.Err() == nil {
 				why := natsReason(err)
 				b.markUnavailable(why)
 				fmt.Fprintf(out, "bench: nats: unavailable (%s)\n", why)
@@ -119,6 +123,9 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 	// 2. Scaling points.
 	for _, sc := range cfg.Scaling {
 		for _, b := range cfg.Backends {
+			if b == backendPostgresRequest || b == backendNATSDefault {
+				continue // scaling is measured for the primary configurations only
+			}
 			p := scalingPoint{Backend: b, Streamers: sc[0], Collectors: sc[1]}
 			if sc[0] == cfg.Streamers && sc[1] == cfg.Collectors {
 				p.FromMainRuns = true
@@ -189,7 +196,7 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 
 // readersFor is the mqreader count: NATS has none.
 func readersFor(backend string, n int) int {
-	if backend == backendNATS {
+	if baseBackend(backend) == backendNATS {
 		return 0
 	}
 	return n

@@ -20,6 +20,9 @@ const (
 	targetPipelineOverFloor = 0.5
 	targetPostgresOverNATS  = 1.0
 	targetLatencyP99        = 1.0 // seconds, at -latency-load of the sustained rate
+	// Issue 16's.
+	targetStreamOverRequest = 2.0
+	targetStreamOverFloor   = 0.35
 )
 
 // results is bench-results.json.
@@ -44,6 +47,9 @@ type machine struct {
 	GOMAXPROCS      int    `json:"gomaxprocs"`
 	GoVersion       string `json:"go_version"`
 	PostgresVersion string `json:"postgres_version"`
+	// PostgresDurability is fsync, synchronous_commit, wal_sync_method and
+	// the like: what a commit costs depends on them.
+	PostgresDurability map[string]string `json:"postgres_durability"`
 	// LoadAverage is /proc/loadavg before and after: the machine may be
 	// shared, and its load explains noisy figures.
 	LoadAverage [2]string `json:"load_average_before_after"`
@@ -78,10 +84,17 @@ func (b *backendSection) markUnavailable(why string) {
 	b.Available, b.Unavailable = false, why
 }
 
+// ratios are medians of the same run. "postgres" is the streaming
+// pipeline; "nats" is JetStream at equal durability (fsync always).
 type ratios struct {
 	PostgresOverFloor float64 `json:"postgres_pipeline_over_floor,omitempty"`
 	NATSOverFloor     float64 `json:"nats_pipeline_over_floor,omitempty"`
 	PostgresOverNATS  float64 `json:"postgres_over_nats,omitempty"`
+	// Issue 16's names.
+	StreamOverRequest       float64 `json:"stream_over_request,omitempty"`
+	StreamOverFloor         float64 `json:"stream_over_floor,omitempty"`
+	PostgresOverNATSDurable float64 `json:"postgres_over_nats_durable,omitempty"`
+	PostgresOverNATSDefault float64 `json:"postgres_over_nats_default,omitempty"`
 }
 
 type scalingPoint struct {
@@ -154,16 +167,26 @@ func (r *results) summarize() {
 		b.summarize()
 	}
 	floor := r.Floor.Best.Median
-	pg, nats := r.Backends[backendPostgres], r.Backends[backendNATS]
-	if pg != nil && pg.Throughput.N > 0 {
-		r.Ratios.PostgresOverFloor = ratio(pg.Throughput.Median, floor)
-	}
-	if nats != nil && nats.Throughput.N > 0 {
-		r.Ratios.NATSOverFloor = ratio(nats.Throughput.Median, floor)
-		if pg != nil && pg.Throughput.N > 0 {
-			r.Ratios.PostgresOverNATS = ratio(pg.Throughput.Median, nats.Throughput.Median)
+	median := func(b string) float64 {
+		if s := r.Backends[b]; s != nil && s.Throughput.N > 0 {
+			return s.Throughput.Median
 		}
+		return 0
 	}
+	over := func(a, b float64) float64 {
+		if a <= 0 || b <= 0 {
+			return 0
+		}
+		return ratio(a, b)
+	}
+	pg, nats := median(backendPostgres), median(backendNATS)
+	r.Ratios.PostgresOverFloor = over(pg, floor)
+	r.Ratios.NATSOverFloor = over(nats, floor)
+	r.Ratios.PostgresOverNATS = over(pg, nats)
+	r.Ratios.StreamOverRequest = over(pg, median(backendPostgresRequest))
+	r.Ratios.StreamOverFloor = r.Ratios.PostgresOverFloor
+	r.Ratios.PostgresOverNATSDurable = r.Ratios.PostgresOverNATS
+	r.Ratios.PostgresOverNATSDefault = over(pg, median(backendNATSDefault))
 }
 
 func (b *backendSection) summarize() {
@@ -216,8 +239,12 @@ func (r *results) finish(cfg config, elapsed time.Duration) {
 	}
 	judge("postgres pipeline / floor", fmt.Sprintf(">= %.1f", targetPipelineOverFloor), r.Ratios.PostgresOverFloor,
 		r.Ratios.PostgresOverFloor > 0, r.Ratios.PostgresOverFloor >= targetPipelineOverFloor)
-	judge("postgres pipeline / nats pipeline", fmt.Sprintf(">= %.1f", targetPostgresOverNATS), r.Ratios.PostgresOverNATS,
+	judge("postgres pipeline / nats pipeline (fsync always)", fmt.Sprintf(">= %.1f", targetPostgresOverNATS), r.Ratios.PostgresOverNATS,
 		r.Ratios.PostgresOverNATS > 0, r.Ratios.PostgresOverNATS >= targetPostgresOverNATS)
+	judge("streaming / request-per-publish pipeline", fmt.Sprintf(">= %.1f", targetStreamOverRequest), r.Ratios.StreamOverRequest,
+		r.Ratios.StreamOverRequest > 0, r.Ratios.StreamOverRequest >= targetStreamOverRequest)
+	judge("streaming pipeline / floor (issue 16)", fmt.Sprintf(">= %.2f", targetStreamOverFloor), r.Ratios.StreamOverFloor,
+		r.Ratios.StreamOverFloor > 0, r.Ratios.StreamOverFloor >= targetStreamOverFloor)
 	for _, lp := range r.Latency {
 		if lp.Result == nil || lp.Result.Persisted == 0 {
 			continue
@@ -229,7 +256,8 @@ func (r *results) finish(cfg config, elapsed time.Duration) {
 		fmt.Sprintf("%d CPUs shared by every process of the pipeline, PostgreSQL, the harness and anything else running: figures are noisy (load average before/after: %s / %s)",
 			r.Machine.NumCPU, r.Machine.LoadAverage[0], r.Machine.LoadAverage[1]),
 		"msgs/s persisted = samples the streamer stamped inside the window, counted after the pipeline stopped (all committed)",
-		"latency = 0: the time-series store keeps no ingestion time (ADR 0004)",
+		"latency = stamp → persisted: the collectors' collector_sample_age_seconds over the window (the streamer stamps a row when it sends it); publish → acknowledged: the streamers' streamer_publish_duration_seconds; both bucket-interpolated quantiles (buckets 1.5× apart)",
+		"postgres = the streaming publish path (STREAMER_TRANSPORT=stream); postgres-request = a request per publish; nats = JetStream with fsync before every acknowledgement (equal durability), async publish window and batched fetch; nats-default = JetStream's default durability (NATS_SYNC=default, fsync every 2 min)",
 		"CPU per 1k msgs: process_cpu_seconds_total deltas of each app (natsd: /proc); postgres = the backends of the run's database, from /proc; total excludes postgres_background (shared with the whole cluster)",
 		"floor = queue INSERT, telemetry INSERT, queue DELETE, each committed, batched, no GPU registry upsert; the faster of COPY and unnest per round")
 }
@@ -247,6 +275,9 @@ func printReport(w io.Writer, r *results) {
 	cfg := r.Config
 	fmt.Fprintf(w, "\n=== make bench: %d CPUs (shared, noisy), PostgreSQL %s, %s; %d run(s) each, %gs window after %gs warm-up; median [min–max]\n",
 		r.Machine.NumCPU, r.Machine.PostgresVersion, r.Machine.GoVersion, cfg.Runs, cfg.DurationSeconds, cfg.WarmupSeconds)
+	d := r.Machine.PostgresDurability
+	fmt.Fprintf(w, "PostgreSQL durability: fsync=%s synchronous_commit=%s wal_sync_method=%s; load average before/after %s / %s\n",
+		d["fsync"], d["synchronous_commit"], d["wal_sync_method"], r.Machine.LoadAverage[0], r.Machine.LoadAverage[1])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nTHROUGHPUT\tmsgs/s persisted\taccepted by queue\tp50 latency\tp99 latency\tbacklog at end\t")
 	if r.Floor.Best.N > 0 {
@@ -255,13 +286,13 @@ func printReport(w io.Writer, r *results) {
 			fmt.Fprintf(tw, "  floor by %s\t%s\t\t\t\t\t\n", m, fmtSummary(r.Floor.ByMethod[m], fmtRate))
 		}
 	}
-	for _, name := range []string{backendPostgres, backendNATS} {
+	for _, name := range allBackends {
 		b, ok := r.Backends[name]
 		if !ok {
 			continue
 		}
 		label := fmt.Sprintf("pipeline %s %d×%d", name, cfg.Streamers, cfg.Collectors)
-		if name == backendPostgres {
+		if baseBackend(name) == backendPostgres {
 			label += fmt.Sprintf(", %d reader(s)", cfg.Readers)
 		}
 		if b.Throughput.N == 0 {
@@ -283,7 +314,9 @@ func printReport(w io.Writer, r *results) {
 	}
 	ratioRow("pipeline postgres / floor", r.Ratios.PostgresOverFloor, fmt.Sprintf(">= %.1f", targetPipelineOverFloor))
 	ratioRow("pipeline nats / floor", r.Ratios.NATSOverFloor, "")
-	ratioRow("pipeline postgres / nats", r.Ratios.PostgresOverNATS, fmt.Sprintf(">= %.1f", targetPostgresOverNATS))
+	ratioRow("pipeline postgres / nats (fsync always)", r.Ratios.PostgresOverNATS, fmt.Sprintf(">= %.1f", targetPostgresOverNATS))
+	ratioRow("pipeline postgres / nats-default (lazy fsync)", r.Ratios.PostgresOverNATSDefault, "reported")
+	ratioRow("streaming / request-per-publish", r.Ratios.StreamOverRequest, fmt.Sprintf(">= %.1f", targetStreamOverRequest))
 	tw.Flush()
 
 	roles := []string{roleStreamer, roleWriter, roleReader, roleCollector, roleNATS, rolePostgres, roleTotal, rolePGBackground}
@@ -301,7 +334,7 @@ func printReport(w io.Writer, r *results) {
 		row := []string{"", "", "", "", "", fmtCPU(p), fmtCPU(p + c), ""}
 		fmt.Fprintf(tw, "database floor (total incl. its client %s)\t%s\t\n", fmtCPU(c), strings.Join(row, "\t"))
 	}
-	for _, name := range []string{backendPostgres, backendNATS} {
+	for _, name := range allBackends {
 		b, ok := r.Backends[name]
 		if !ok || b.Throughput.N == 0 {
 			continue
@@ -336,7 +369,7 @@ func printReport(w io.Writer, r *results) {
 	}
 
 	if len(r.Latency) > 0 {
-		fmt.Fprintln(tw, "\nLATENCY at a fraction of the sustained rate\ttarget msgs/s\tpacing\tpersisted msgs/s\tp50\tp99\tmax\t")
+		fmt.Fprintln(tw, "\nLATENCY at a fraction of the sustained rate\ttarget msgs/s\tpacing\tpersisted msgs/s\tstamp→persisted p50\tp99\tmax\tpublish→ack p50\tp99\t")
 		for _, lp := range r.Latency {
 			res := lp.Result
 			if res.Persisted == 0 {
@@ -344,9 +377,9 @@ func printReport(w io.Writer, r *results) {
 					fmtRate(lp.Sustained), fmtRate(lp.TargetRate), lp.Streamers, lp.IntervalMS)
 				continue
 			}
-			fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × 1 msg/%dms = %s\t%s\t%s\t%s\t%s\t\n", lp.Backend, lp.Load*100, fmtRate(lp.Sustained),
+			fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × 1 msg/%dms = %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", lp.Backend, lp.Load*100, fmtRate(lp.Sustained),
 				fmtRate(lp.TargetRate), lp.Streamers, lp.IntervalMS, fmtRate(lp.PacedRate), fmtRate(res.MsgsPerSecond),
-				fmtSeconds(res.LatencyP50), fmtSeconds(res.LatencyP99), fmtSeconds(res.LatencyMax))
+				fmtSeconds(res.LatencyP50), fmtSeconds(res.LatencyP99), fmtSeconds(res.LatencyMax), fmtSeconds(res.AckP50), fmtSeconds(res.AckP99))
 		}
 		tw.Flush()
 	}

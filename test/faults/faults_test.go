@@ -55,6 +55,7 @@ func TestFaults(t *testing.T) {
 		{name: "9_soak_random_kills", seed: 909, run: soak},
 		{name: "10_oversized_fields", seed: 1010, run: oversizedFields},
 		{name: "11_byte_budgets_and_stream_caps", seed: 1111, run: byteBudgets},
+		{name: "12_stream_drops_and_kill9", seed: 1212, run: streamFaults},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {

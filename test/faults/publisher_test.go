@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/test/stack"
 )
@@ -37,6 +38,8 @@ type publisherConfig struct {
 	poison   float64       // share of messages whose payload can never be stored
 	giveUp   float64       // chance a client gives up after a failed attempt
 	retryFor time.Duration // a client gives up on a publish after this long
+	stream   bool          // publish over the streaming path (one frame per message) instead of a request per publish
+	via      string        // host:port to publish to instead of the writer's (a proxy in front of it)
 }
 
 // msgRecord is one message of the history.
@@ -67,6 +70,7 @@ type publisher struct {
 	writerURL string
 	points    []domain.Point
 	client    *http.Client
+	stream    *mqhttp.Client // cfg.stream: the stream client every worker shares
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	logs      []history // logs[i] is owned by worker i until wg.Wait returns
@@ -85,14 +89,25 @@ func startPublisher(t *testing.T, writer *service, cfg publisherConfig) *publish
 		cfg.retryFor = 40 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	addr := writer.addr
+	if cfg.via != "" {
+		addr = cfg.via
+	}
 	p := &publisher{
 		cfg:       cfg,
-		writerURL: "http://" + writer.addr + "/v1/publish",
+		writerURL: "http://" + addr + "/v1/publish",
 		points:    loadPoints(t),
 		client:    &http.Client{Timeout: 10 * time.Second},
 		cancel:    cancel,
 		logs:      make([]history, cfg.workers),
 		burstRng:  rand.New(rand.NewPCG(cfg.seed, 1<<32)),
+	}
+	if cfg.stream {
+		// One attempt per call: the retries and their record are work's.
+		c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: "http://" + addr, Stream: true, PublishOnce: true})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		p.stream = c
 	}
 	for i := range cfg.workers {
 		p.wg.Go(func() { p.work(ctx, i) })
@@ -214,6 +229,9 @@ func (p *publisher) publish(ctx context.Context, rng *rand.Rand, body []byte, re
 }
 
 func (p *publisher) post(ctx context.Context, body []byte) (int, []byte, error) {
+	if p.stream != nil {
+		return p.streamPost(ctx, body)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.writerURL, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err

@@ -5,7 +5,6 @@ package faults
 import (
 	"math/rand/v2"
 	"regexp"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -87,14 +86,7 @@ func soak(t *testing.T, s *system, rng *rand.Rand) (history, expectations, func(
 	_, _ = s.term(st, 30*time.Second)
 
 	// One last, undisturbed pass of the CSV: all of it must be stored.
-	st.env["STREAMER_MAX_ROWS"] = strconv.Itoa(csvRows)
-	lastStart := time.Now() // the earlier runs have exited: every sample stamped from here is the last pass's
-	s.launch(st, "")
-	require.Eventually(t, func() bool {
-		return s.counter(st, "streamer_messages_published_total")+s.counter(st, "streamer_messages_duplicate_total")+
-			s.counter(st, "streamer_messages_dropped_total") >= float64(runsTotal(st, csvRows))
-	}, 2*time.Minute, 100*time.Millisecond, "the last streamer pass did not finish")
-	runs := streamerRuns(t, s, st)
+	lastStart, runs := lastStreamerPass(t, s, st)
 	return h, expectations{drainWithin: 2 * time.Minute, maxRedelivered: 0.5, foreign: true, foreignSince: lastStart, foreignAcked: csvRows},
 		func(f figures) {
 			require.Zero(t, s.counter(st, "streamer_messages_dropped_total")-st.totals["streamer_messages_dropped_total"],

@@ -54,6 +54,8 @@ func QueueClient(env *platform.Env, writer, readers bool) fx.Option {
 			// (it retries for STREAMER_RETRY_TIMEOUT_MS over any backend):
 			// the client makes one attempt inside it.
 			cfg.PublishOnce = true
+			transport, window := StreamerTransport(env)
+			cfg.Stream, cfg.StreamWindow = transport == TransportStream, window
 		}
 		if readers {
 			cfg.ReaderURLs = env.List("MQ_READER_URLS", []string{"http://127.0.0.1:8082"})

@@ -86,13 +86,20 @@ func TestQueueClientHTTPConfig(t *testing.T) {
 		writer, readers bool
 		want            mqhttp.ClientConfig
 	}{
-		{name: "streamer defaults", writer: true, want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true}},
+		{name: "streamer defaults", writer: true, want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true,
+			Stream: true, StreamWindow: backend.DefaultStreamerWindow}},
+		{name: "streamer over requests", writer: true, env: map[string]string{"STREAMER_TRANSPORT": "request", "STREAMER_WINDOW": "64"},
+			want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true}},
+		{name: "streamer window", writer: true, env: map[string]string{"STREAMER_WINDOW": "64"},
+			want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true, Stream: true, StreamWindow: 64}},
 		{name: "collector defaults", readers: true, want: mqhttp.ClientConfig{ReaderURLs: []string{"http://127.0.0.1:8082"}}},
 		{name: "configured", writer: true, readers: true,
-			env:  map[string]string{"MQ_WRITER_URL": "http://mqwriter:8081", "MQ_READER_URLS": "http://mqreader-0:8082, http://mqreader-1:8082"},
-			want: mqhttp.ClientConfig{WriterURL: "http://mqwriter:8081", ReaderURLs: []string{"http://mqreader-0:8082", "http://mqreader-1:8082"}, PublishOnce: true}},
+			env: map[string]string{"MQ_WRITER_URL": "http://mqwriter:8081", "MQ_READER_URLS": "http://mqreader-0:8082, http://mqreader-1:8082"},
+			want: mqhttp.ClientConfig{WriterURL: "http://mqwriter:8081", ReaderURLs: []string{"http://mqreader-0:8082", "http://mqreader-1:8082"}, PublishOnce: true,
+				Stream: true, StreamWindow: backend.DefaultStreamerWindow}},
 		{name: "streamer token", writer: true, env: map[string]string{"MQ_PUBLISH_TOKEN": "p-0123456789abcdef", "MQ_CONSUME_TOKEN": "c-0123456789abcdef"},
-			want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true, PublishToken: "p-0123456789abcdef"}},
+			want: mqhttp.ClientConfig{WriterURL: "http://127.0.0.1:8081", PublishOnce: true, PublishToken: "p-0123456789abcdef",
+				Stream: true, StreamWindow: backend.DefaultStreamerWindow}},
 		{name: "collector token", readers: true, env: map[string]string{"MQ_PUBLISH_TOKEN": "p-0123456789abcdef", "MQ_CONSUME_TOKEN": "c-0123456789abcdef"},
 			want: mqhttp.ClientConfig{ReaderURLs: []string{"http://127.0.0.1:8082"}, ConsumeToken: "c-0123456789abcdef"}},
 	}

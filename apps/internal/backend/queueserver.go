@@ -35,9 +35,17 @@ func QueueServer(env *platform.Env, side string) fx.Option {
 	}
 	opts, auth := queueServerOptions(env, scope)
 	if side == WriteSide {
-		return fx.Options(auth, fx.Provide(platform.AsRoutes(func(pub ports.Publisher, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
-			return mqhttp.NewServer(pub, nil, opts(logger, reg))
-		})))
+		return fx.Options(auth,
+			fx.Provide(func(pub ports.Publisher, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
+				return mqhttp.NewServer(pub, nil, opts(logger, reg))
+			}),
+			fx.Provide(platform.AsRoutes(func(s *mqhttp.Server) *mqhttp.Server { return s })),
+			// Publish streams never go idle: end them before the graceful
+			// shutdown waits for idle connections.
+			fx.Provide(platform.AsDrainer(func(s *mqhttp.Server) platform.Drainer {
+				return platform.Drainer{Name: "publish streams", Fn: s.DrainStreams}
+			})),
+		)
 	}
 	return fx.Options(auth, fx.Provide(platform.AsRoutes(func(cons ports.Consumer, logger *slog.Logger, reg prometheus.Registerer) *mqhttp.Server {
 		return mqhttp.NewServer(nil, cons, opts(logger, reg))

@@ -83,6 +83,9 @@ func Streamer(env *platform.Env) fx.Option {
 		MaxRows:   env.Int("STREAMER_MAX_ROWS", 0, 0, 1<<31-1),
 		RetryFor:  env.Millis("STREAMER_RETRY_TIMEOUT_MS", 60e9, 1, 86_400_000),
 	}
+	// stream (the default): pipelined, one message per frame, up to
+	// STREAMER_WINDOW in flight; request: the senders and batches above.
+	_, cfg.Window = backend.StreamerTransport(env)
 	return fx.Options(
 		fx.Supply(cfg),
 		backend.Source(env),

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Histograms read from the apps: the two latencies of issue 16.
+const (
+	// histStampToPersisted is the collector's sample age at commit: from
+	// the streamer's stamp (taken when it sends the row) to the commit.
+	histStampToPersisted = "collector_sample_age_seconds"
+	// histPublishToAck is the streamer's publish → acknowledged time.
+	histPublishToAck = "streamer_publish_duration_seconds"
+)
+
+// histogram is a Prometheus histogram's cumulative counts by upper bound
+// (le), summed over processes.
+type histogram map[float64]float64
+
+// parseHistograms reads the buckets of the named histograms from Prometheus
+// text; every series of a name is added up.
+func parseHistograms(r io.Reader, names ...string) (map[string]histogram, error) {
+	out := map[string]histogram{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, n := range names {
+			rest, ok := strings.CutPrefix(line, n+"_bucket{")
+			if !ok {
+				continue
+			}
+			i := strings.Index(rest, `le="`)
+			if i < 0 {
+				return nil, fmt.Errorf("parse histogram: no le in %q", line)
+			}
+			leStr, tail, ok := strings.Cut(rest[i+4:], `"`)
+			if !ok {
+				return nil, fmt.Errorf("parse histogram: unterminated le in %q", line)
+			}
+			le, err := strconv.ParseFloat(leStr, 64) // "+Inf" parses as +Inf
+			if err != nil {
+				return nil, fmt.Errorf("parse histogram: le of %q: %w", line, err)
+			}
+			fields := strings.Fields(tail[strings.Index(tail, "}")+1:])
+			if len(fields) == 0 {
+				return nil, fmt.Errorf("parse histogram: no value in %q", line)
+			}
+			v, err := strconv.ParseFloat(fields[0], 64)
+			if err != nil {
+				return nil, fmt.Errorf("parse histogram: value of %q: %w", line, err)
+			}
+			if out[n] == nil {
+				out[n] = histogram{}
+			}
+			out[n][le] += v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("parse histogram: %w", err)
+	}
+	return out, nil
+}
+
+// scrapeHistograms fetches baseURL/metrics and reads the named histograms.
+func scrapeHistograms(ctx context.Context, baseURL string, names ...string) (map[string]histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := scrapeClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", baseURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: status %d", baseURL, resp.StatusCode)
+	}
+	return parseHistograms(resp.Body, names...)
+}
+
+func (h histogram) add(o histogram) histogram {
+	if h == nil {
+		h = histogram{}
+	}
+	for le, v := range o {
+		h[le] += v
+	}
+	return h
+}
+
+// minus is the histogram of what was observed between o and h.
+func (h histogram) minus(o histogram) histogram {
+	d := histogram{}
+	for le, v := range h {
+		d[le] = v - o[le]
+	}
+	return d
+}
+
+// quantile estimates the q-quantile, interpolating linearly inside the
+// bucket it falls in (as PromQL's histogram_quantile does); 0 when empty.
+// A quantile in the +Inf bucket is reported as the largest finite bound.
+func (h histogram) quantile(q float64) float64 {
+	bounds := slices.Sorted(maps.Keys(h))
+	if len(bounds) == 0 {
+		return 0
+	}
+	total := h[bounds[len(bounds)-1]]
+	if total <= 0 {
+		return 0
+	}
+	rank := q * total
+	lower, below := 0.0, 0.0
+	for _, le := range bounds {
+		count := h[le]
+		if count >= rank {
+			if math.IsInf(le, 1) {
+				return lower
+			}
+			if count == below {
+				return le
+			}
+			return lower + (le-lower)*(rank-below)/(count-below)
+		}
+		lower, below = le, count
+	}
+	return lower
+}
