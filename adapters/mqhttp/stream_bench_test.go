@@ -26,7 +26,7 @@ func (nopPublisher) Publish(_ context.Context, _ string, msgs []ports.OutgoingMe
 }
 
 // BenchmarkPublishTransport is the measurement behind the choice of the
-// streaming transport (docs/adr/0006-streaming-publish.md): one message per
+// streaming transport (docs/adr/0013-streaming-publish.md): one message per
 // Publish from 256 concurrent callers, over a request per message, a
 // full-duplex HTTP/1.1 stream, and an h2c (HTTP/2 without TLS) stream, to a
 // publisher that does nothing. Compare cpu-ns/op: the CPU time of the process (client and server

@@ -23,7 +23,7 @@ import (
 	"github.com/gpufleet/telemetry/ports"
 )
 
-// The streaming publish path (docs/adr/0006-streaming-publish.md): one
+// The streaming publish path (docs/adr/0013-streaming-publish.md): one
 // long-lived POST whose request body is a stream of message frames and whose
 // response body is a stream of per-message answers, both NDJSON, over a
 // full-duplex HTTP/1.1 exchange (or an HTTP/2 stream).
