@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -122,7 +123,13 @@ func TestPoolerBudget(t *testing.T) {
 	for _, w := range workloads(r) {
 		c := w.template.Spec.Containers[0]
 		if u, ok := envVar(c, "DATABASE_URL"); ok {
-			require.Equal(t, "postgres://tp-pg-pooler-rw:5432", u.Value, w.name)
+			if u.ValueFrom != nil { // the app's own role (global.database.roles): its Secret's uri
+				sec := one[corev1.Secret](r, u.ValueFrom.SecretKeyRef.Name)
+				require.NotNil(t, sec, w.name)
+				require.Contains(t, string(sec.Data[u.ValueFrom.SecretKeyRef.Key]), "@tp-pg-pooler-rw.", w.name)
+			} else {
+				require.Equal(t, "postgres://tp-pg-pooler-rw:5432", u.Value, w.name)
+			}
 			require.Equal(t, "false", envOf(t, r, c)["MIGRATE_ON_START"], "%s: no advisory locks through PgBouncer", w.name)
 		}
 	}

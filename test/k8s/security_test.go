@@ -480,7 +480,10 @@ func checkRoles(t *testing.T, r release) {
 		require.Equal(t, role.Name, string(s.Data["username"]))
 		require.GreaterOrEqual(t, len(s.Data["password"]), 32)
 		uri := string(s.Data[e.ValueFrom.SecretKeyRef.Key])
-		require.True(t, strings.HasPrefix(uri, "postgresql://"+role.Name+":"+string(s.Data["password"])+"@tp-pg-rw."+namespace+".svc:5432/"+cluster.Spec.Bootstrap.InitDB.Database+"?"), uri)
+		// -rw, or the Pooler's service when global.database.pooler is on.
+		login := "postgresql://" + role.Name + ":" + string(s.Data["password"]) + "@"
+		rest := ".svc:5432/" + cluster.Spec.Bootstrap.InitDB.Database + "?"
+		require.True(t, strings.HasPrefix(uri, login+"tp-pg-rw."+namespace+rest) || strings.HasPrefix(uri, login+"tp-pg-pooler-rw."+namespace+rest), uri)
 		require.Equal(t, c.Name == "apigw", strings.Contains(uri, "default_transaction_read_only=on"), "%s: read-only sessions", c.Name)
 		require.Equal(t, c.Name == "collector", len(role.InRoles) > 0, "%s: only the collector (partition maintenance) is in the owner's role", c.Name)
 		if c.Name == "collector" {
