@@ -1,4 +1,5 @@
 // The queue's Prometheus collectors and its fx module.
+
 package memory
 
 import (

@@ -1,5 +1,6 @@
 // The queue's owner goroutine and the state it alone touches: topics,
 // leases, the delivery limit and dead letters.
+
 package memory
 
 import (
