@@ -1,0 +1,239 @@
+// Leases: fetches handed out under a lease, acks and releases.
+
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
+)
+
+// Lease fetches up to req.Max ready messages without waiting for more and
+// holds them under a new lease. With nothing ready it returns a lease with id
+// uuid.Nil and no messages.
+func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	}
+	if err := req.Validate(MinLease); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
+	}
+	t, err := q.topic(ctx, req.Topic)
+	if err != nil {
+		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
+	}
+	// The server's AckWait starts when it delivers, after this instant.
+	fetched := time.Now()
+	batch, err := t.consumer.FetchNoWait(req.Max)
+	if err != nil {
+		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, q.fetchError(t, err))
+	}
+	var msgs []jetstream.Msg
+	for more := true; more; {
+		select {
+		case m, ok := <-batch.Messages():
+			if ok {
+				msgs = append(msgs, m)
+			}
+			more = ok
+		case <-ctx.Done():
+			q.abandon(msgs, batch)
+			return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, ctx.Err())
+		}
+	}
+	if err := batch.Error(); err != nil && !maxAckPendingReached(err) {
+		if len(msgs) == 0 {
+			return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, q.fetchError(t, err))
+		}
+		q.log.Debug("fetch ended early", "topic", req.Topic, "messages", len(msgs), "err", err)
+	}
+	now := time.Now()
+	out := domain.Lease{Topic: req.Topic, ConsumerID: req.ConsumerID, ExpiresAt: now.Add(req.LeaseDuration).UTC(),
+		Messages: []domain.Message{}}
+	if len(msgs) == 0 {
+		return out, nil
+	}
+	if err := ctx.Err(); err != nil {
+		q.abandon(msgs, nil)
+		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
+	}
+	if msgs = q.setAsideExhausted(ctx, t, msgs); len(msgs) == 0 {
+		return out, nil
+	}
+	l := &lease{
+		id:        uuid.New(),
+		topic:     req.Topic,
+		consumer:  req.ConsumerID,
+		msgs:      msgs,
+		expiresAt: out.ExpiresAt,
+		every:     t.ackWait / 2,
+	}
+	l.setProgress(fetched.Add(l.every))
+	if err := q.register(l); err != nil {
+		q.abandon(msgs, nil)
+		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
+	}
+	out.ID = l.id
+	out.Messages = make([]domain.Message, len(msgs))
+	for i, m := range msgs {
+		out.Messages[i] = toMessage(req.Topic, m)
+	}
+	return out, nil
+}
+
+// fetchError translates a fetch error, forgetting the topic's handle when
+// its stream or consumer is gone.
+func (q *Queue) fetchError(t *topic, err error) error {
+	if missingStream(err) {
+		q.forgetTopic(t)
+	}
+	return translate(err)
+}
+
+// Ack double-acks every message of a live lease and returns once the server
+// confirmed them all. An already acked lease succeeds; an expired, released
+// or unknown one fails with ports.ErrLeaseExpired. When the server cannot be
+// reached the lease stays live until it expires, so Ack may be retried.
+func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("ack lease %s: %w", ref.LeaseID, err)
+	}
+	wait, err := call(ctx, q, "ack", func(s *state) (<-chan error, error) { return s.beginAck(ref, time.Now()) })
+	if err != nil || wait == nil {
+		return err
+	}
+	select {
+	case err := <-wait:
+		if err != nil {
+			return fmt.Errorf("ack lease %s on %q: %w", ref.LeaseID, ref.Topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ack: %w", ctx.Err())
+	case <-q.done:
+		return fmt.Errorf("ack: nats queue: %w", ports.ErrClosed)
+	}
+}
+
+// ackAll double-acks msgs, ackParallelism at a time. A message this client
+// already acked (by an earlier, failed attempt) counts as acked.
+func (q *Queue) ackAll(msgs []jetstream.Msg) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(ackParallelism)
+	for _, m := range msgs {
+		g.Go(func() error {
+			if err := m.DoubleAck(ctx); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+				return err
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return fmt.Errorf("double ack: %w: %w", ports.ErrUnavailable, err)
+		}
+		return fmt.Errorf("double ack: %w", translate(err))
+	}
+	return nil
+}
+
+// Release Naks every message of a live lease, which makes them ready at once,
+// and ends the lease. An expired, acked or unknown lease fails with
+// ports.ErrLeaseExpired.
+func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
+	}
+	sent, err := call(ctx, q, "release", func(s *state) (<-chan struct{}, error) { return s.release(ref, time.Now()) })
+	if err != nil {
+		return err
+	}
+	// The lease has ended whatever happens next; waiting for the Naks to
+	// reach the server only makes the redelivery prompt.
+	select {
+	case <-sent:
+	case <-ctx.Done():
+		return nil
+	case <-q.done:
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	defer cancel()
+	if err := q.nc.FlushWithContext(fctx); err != nil {
+		q.log.Debug("flush after release", "lease_id", ref.LeaseID, "err", err)
+	}
+	return nil
+}
+
+// register hands a new lease to run.
+func (q *Queue) register(l *lease) error {
+	// Not cancellable: a lease run has registered must be returned to the
+	// caller, and run answers at once.
+	_, err := call(context.Background(), q, "lease", func(s *state) (struct{}, error) {
+		s.register(l)
+		return struct{}{}, nil
+	})
+	return err
+}
+
+// abandon Naks messages fetched for a lease that will not be handed out, and
+// those batch (when not nil) still delivers.
+func (q *Queue) abandon(msgs []jetstream.Msg, batch jetstream.MessageBatch) {
+	for _, m := range msgs {
+		_ = m.Nak() // best effort: AckWait redelivers them anyway
+	}
+	if batch == nil {
+		return
+	}
+	// The rest of the batch arrives within a second; run starts the
+	// goroutine that Naks it, so Close waits for it.
+	q.send(func(s *state) {
+		q.wg.Go(func() {
+			for m := range batch.Messages() {
+				_ = m.Nak()
+			}
+		})
+	})
+}
+
+// toMessage converts a fetched message. A message published by another
+// client without a UUID message id gets one derived from its stream sequence,
+// stable across redeliveries.
+func toMessage(topic string, m jetstream.Msg) domain.Message {
+	out := domain.Message{Topic: topic, Payload: m.Data(), Deliveries: 1}
+	md, err := m.Metadata()
+	if err == nil {
+		out.CreatedAt = md.Timestamp.UTC()
+		out.Deliveries = int(md.NumDelivered)
+	}
+	id, err := uuid.Parse(m.Headers().Get(jetstream.MsgIDHeader))
+	if err != nil && md != nil {
+		id = domain.MessageID(topic, "nats-stream-seq-"+strconv.FormatUint(md.Sequence.Stream, 10))
+	}
+	out.ID = id
+	subject := m.Subject()
+	p, err := strconv.Atoi(subject[strings.LastIndexByte(subject, '.')+1:])
+	if err != nil || p < 0 || p >= domain.NumPartitions {
+		p = domain.PartitionOf(id.String())
+	}
+	out.Partition = p
+	return out
+}
