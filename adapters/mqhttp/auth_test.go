@@ -80,7 +80,7 @@ func TestAuthRefusesByRoute(t *testing.T) {
 	otherOf := map[mqhttp.Scope]string{mqhttp.ScopePublish: consumeToken, mqhttp.ScopeConsume: publishToken}
 
 	routes := mqhttp.Routes()
-	require.Len(t, routes, 4, "every route of the protocol has a scope")
+	require.Len(t, routes, 5, "every route of the protocol has a scope (the publish stream's too)")
 	var refusals int
 	for _, rt := range routes {
 		cases := []struct {
@@ -116,11 +116,11 @@ func TestAuthRefusesByRoute(t *testing.T) {
 	want := `
 # HELP mqhttp_auth_refusals_total Queue protocol requests refused by authentication, by reason: missing or invalid token (401), token of the wrong scope (403).
 # TYPE mqhttp_auth_refusals_total counter
-mqhttp_auth_refusals_total{reason="invalid"} 12
-mqhttp_auth_refusals_total{reason="missing"} 8
-mqhttp_auth_refusals_total{reason="wrong_scope"} 4
+mqhttp_auth_refusals_total{reason="invalid"} 15
+mqhttp_auth_refusals_total{reason="missing"} 10
+mqhttp_auth_refusals_total{reason="wrong_scope"} 5
 `
-	require.Equal(t, 24, refusals)
+	require.Equal(t, 30, refusals)
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "mqhttp_auth_refusals_total"))
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)

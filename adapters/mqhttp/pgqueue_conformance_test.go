@@ -78,6 +78,7 @@ func newPGChainHarnessWith(t testing.TB, wrap func(ports.Queue) ports.Queue, bas
 		t.Cleanup(reader.Close)
 		cfg := base
 		cfg.WriterURL, cfg.ReaderURLs = writer.URL, []string{reader.URL}
+		cfg.PublishToken, cfg.ConsumeToken = conformanceToken, conformanceToken
 		c.client, err = mqhttp.NewClient(cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.client.Close() })

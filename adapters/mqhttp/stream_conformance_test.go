@@ -19,12 +19,14 @@ func newStreamHarness(t testing.TB) queuetest.Harness {
 	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second, Logger: quiet})
 	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
-	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet}).Handler())
+	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet,
+		Auth: mqhttp.NewAuth(map[mqhttp.Scope][]string{mqhttp.ScopePublish: {conformanceToken}, mqhttp.ScopeConsume: {conformanceToken}})}).Handler())
 	t.Cleanup(srv.Close)
-	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, Stream: true})
+	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, Stream: true,
+		PublishToken: conformanceToken, ConsumeToken: conformanceToken})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
-	return queuetest.Harness{Queue: c}
+	return queuetest.Harness{Queue: c, DeadLetters: q}
 }
 
 // TestConformanceOverStream runs the queue contract with every publish on

@@ -119,6 +119,11 @@ func (s *Server) publishStream(w http.ResponseWriter, r *http.Request) {
 		err = s.openStream(r)
 	}
 	if err != nil {
+		// The body is unread and, in full duplex, still owned by this
+		// request: close the connection rather than hand it to the next
+		// request (net/http panics reading a connection whose full-duplex
+		// body was left behind).
+		w.Header().Set("Connection", "close")
 		status := writeError(w, err)
 		s.metrics.observe("publish_stream", status, time.Since(start))
 		s.logRequest(r, "publish_stream", status, time.Since(start), err)
