@@ -540,11 +540,18 @@ func (s *topicState) maybeRecord() {
 	s.recording = true
 	r, done := s.t.r, s.recordDone
 	s.io.Go(func() {
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
+		// Not cancelled when the reader stops: Close abandons at once, and
+		// a count in flight then would be lost (the next owner would give
+		// the message one delivery too many). Bounded by recordGrace.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), min(r.cfg.QueryTimeout, recordGrace))
 		defer cancel()
 		done <- r.rows.record(ctx, marks)
 	})
 }
+
+// recordGrace bounds how long a stopping reader waits for the delivery
+// counts already being written.
+const recordGrace = 5 * time.Second
 
 func (s *topicState) recorded(err error) {
 	s.recording = false
