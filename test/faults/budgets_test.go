@@ -25,6 +25,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/postgres"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // Memory bounds of scenario 14, for the plain (not race-built) binaries
@@ -98,6 +99,7 @@ func concurrentBigPublishes(t *testing.T, w *service) {
 				return
 			}
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+stack.PublishToken)
 			req.Header.Set("Expect", "100-continue")
 			resp, err := client.Do(req)
 			if err != nil {
@@ -153,8 +155,8 @@ FROM generate_series(1, $1) i`, big)
 				Payload json.RawMessage `json:"payload"`
 			} `json:"messages"`
 		}
-		resp, err := s.http.Post("http://"+r.addr+"/v1/lease", "application/json",
-			strings.NewReader(`{"topic":"big","consumer_id":"budgets","max":5000,"lease_seconds":120}`))
+		resp, err := consumeCall(s.http, "http://"+r.addr+"/v1/lease",
+			`{"topic":"big","consumer_id":"budgets","max":5000,"lease_seconds":120}`)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		raw, err := io.ReadAll(resp.Body)
@@ -199,8 +201,8 @@ FROM generate_series(1, $1) i`, big)
 
 	// Ack what is held; the rest comes through as room frees.
 	ack := func(id string) {
-		resp, err := s.http.Post("http://"+r.addr+"/v1/ack", "application/json",
-			strings.NewReader(`{"topic":"big","consumer_id":"budgets","lease_id":"`+id+`"}`))
+		resp, err := consumeCall(s.http, "http://"+r.addr+"/v1/ack",
+			`{"topic":"big","consumer_id":"budgets","lease_id":"`+id+`"}`)
 		require.NoError(t, err)
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -310,4 +312,16 @@ func memKiB(t *testing.T, svc *service, field string) int {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, svc.proc.PID())
 	return 0
+}
+
+// consumeCall posts body to url with the consume token the stack gave the
+// readers.
+func consumeCall(c *http.Client, url, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+stack.ConsumeToken)
+	return c.Do(req)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // leasePeriod is the collectors' lease (LEASE_SECONDS in system.collector).
@@ -23,8 +24,10 @@ const leasePeriod = 5 * time.Second
 // Scenario 10: telemetry points beyond a field bound (domain/bounds.go) —
 // a 3,000-character incompressible gpu_uuid (its index row would exceed
 // PostgreSQL's limit: SQLSTATE 54000) and a 1 MiB label — while the
-// pipeline runs. Published to mqwriter they get a 400 naming the problem
-// and nothing is queued; injected straight into queue_messages (as a
+// pipeline runs. Published to mqwriter they are refused naming the problem
+// (the gpu_uuid a 400 naming the field; the label's payload, over
+// MQ_MAX_PAYLOAD_BYTES, a 413) and nothing is queued; injected straight
+// into queue_messages (as a
 // writer of another version, or a hand-made row, could) each is
 // dead-lettered within one lease period while the persisted count keeps
 // rising: nothing is released again and again.
@@ -42,18 +45,19 @@ func oversizedFields(t *testing.T, s *system, rng *rand.Rand) (history, expectat
 	cases := []struct {
 		name    string
 		point   domain.Point
-		mention string // what the 400 must name
+		status  int    // 400 for a field over its bound; 413 for a payload over MQ_MAX_PAYLOAD_BYTES
+		mention string // what the refusal must name
 	}{
-		{"3000-character gpu_uuid", longUUID, "gpu_uuid"},
-		{"1 MiB label", hugeLabel, "payload"},
+		{"3000-character gpu_uuid", longUUID, http.StatusBadRequest, "gpu_uuid"},
+		{"1 MiB label", hugeLabel, http.StatusRequestEntityTooLarge, "payload"},
 	}
 
 	for _, c := range cases {
 		body := mustJSON(map[string]any{"topic": domain.TelemetryTopic, "messages": []any{map[string]any{"payload": c.point}}})
 		status, answer := send(t, s.http, hostileCase{name: c.name, svc: w, method: http.MethodPost, path: "/v1/publish",
-			ctype: "application/json", body: func() []byte { return body }})
-		require.Equal(t, http.StatusBadRequest, status, "%s published to mqwriter: %s", c.name, clip(string(answer)))
-		require.Contains(t, string(answer), c.mention, "%s: the 400 names the problem", c.name)
+			ctype: "application/json", body: func() []byte { return body }, token: stack.PublishToken})
+		require.Equal(t, c.status, status, "%s published to mqwriter: %s", c.name, clip(string(answer)))
+		require.Contains(t, string(answer), c.mention, "%s: the refusal names the problem", c.name)
 		t.Logf("%s published to mqwriter: %d %s", c.name, status, clip(string(answer)))
 	}
 	require.Zero(t, s.count(`SELECT count(*) FROM queue_messages

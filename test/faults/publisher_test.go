@@ -104,7 +104,8 @@ func startPublisher(t *testing.T, writer *service, cfg publisherConfig) *publish
 	}
 	if cfg.stream {
 		// One attempt per call: the retries and their record are work's.
-		c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: "http://" + addr, Stream: true, PublishOnce: true})
+		c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: "http://" + addr, Stream: true, PublishOnce: true,
+			PublishToken: stack.PublishToken}) // the token stack gave mqwriter
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
 		p.stream = c
