@@ -33,27 +33,9 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// Race-built: each test then checks its services' logs (see newLogDir).
 func run(m *testing.M) int {
-	root, err := stack.Root()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	dir, err := os.MkdirTemp("", "e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	// Race-built: each test then checks its services' logs (see newLogDir).
-	if err := stack.BuildFlags(ctx, root, dir, stack.RaceFlags, "mqwriter", "mqreader", "collector", "streamer", "natsd", "apigw", "fake-dcgm-exporter"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	binDir = dir
-	return m.Run()
+	return stack.RunWithBinaries(m, &binDir, stack.RaceFlags, "mqwriter", "mqreader", "collector", "streamer", "natsd", "apigw", "fake-dcgm-exporter")
 }
 
 // pipeline is one running set of services over one database.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -298,4 +299,29 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// RunWithBinaries is the body of a suite's TestMain: it builds apps (with
+// the extra `go build` flags) into a temporary directory, points *binDir at
+// it, runs the tests and removes the directory. It returns the exit code.
+func RunWithBinaries(m *testing.M, binDir *string, flags []string, apps ...string) int {
+	root, err := Root()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "stack-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := BuildFlags(ctx, root, dir, flags, apps...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*binDir = dir
+	return m.Run()
 }

@@ -38,25 +38,7 @@ var binDir string
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	root, err := stack.Root()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	dir, err := os.MkdirTemp("", "ui-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := stack.Build(ctx, root, dir, "mqwriter", "mqreader", "collector", "streamer", "apigw"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	binDir = dir
-	return m.Run()
+	return stack.RunWithBinaries(m, &binDir, nil, "mqwriter", "mqreader", "collector", "streamer", "apigw")
 }
 
 // pipeline is the running services over one fresh database.
