@@ -20,6 +20,13 @@ const conformanceToken = "conformance-token-0123456789abcdef"
 // newHarness is Client → HTTP (loopback) → Server → memory queue.
 func newHarness(t testing.TB) queuetest.Harness {
 	t.Helper()
+	return newHarnessWith(t, mqhttp.ClientConfig{})
+}
+
+// newHarnessWith is newHarness with the client's options (Stream,
+// StreamWindow) taken from base.
+func newHarnessWith(t testing.TB, base mqhttp.ClientConfig) queuetest.Harness {
+	t.Helper()
 	quiet := quietLogger()
 	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second, Logger: quiet})
 	require.NoError(t, q.Start(t.Context()))
@@ -27,7 +34,10 @@ func newHarness(t testing.TB) queuetest.Harness {
 	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet,
 		Auth: mqhttp.NewAuth(map[mqhttp.Scope][]string{mqhttp.ScopePublish: {conformanceToken}, mqhttp.ScopeConsume: {conformanceToken}})}).Handler())
 	t.Cleanup(srv.Close)
-	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, PublishToken: conformanceToken, ConsumeToken: conformanceToken})
+	cfg := base
+	cfg.WriterURL, cfg.ReaderURLs = srv.URL, []string{srv.URL}
+	cfg.PublishToken, cfg.ConsumeToken = conformanceToken, conformanceToken
+	c, err := mqhttp.NewClient(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return queuetest.Harness{Queue: c, DeadLetters: q}

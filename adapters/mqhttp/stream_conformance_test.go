@@ -1,13 +1,9 @@
 package mqhttp_test
 
 import (
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
-	"github.com/gpufleet/telemetry/adapters/memory"
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/test/contract/queuetest"
 )
@@ -15,18 +11,7 @@ import (
 // newStreamHarness is newHarness with Publish on the streaming path.
 func newStreamHarness(t testing.TB) queuetest.Harness {
 	t.Helper()
-	quiet := quietLogger()
-	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second, Logger: quiet})
-	require.NoError(t, q.Start(t.Context()))
-	t.Cleanup(q.Close)
-	srv := httptest.NewServer(mqhttp.NewServer(q, q, mqhttp.ServerOptions{Logger: quiet,
-		Auth: mqhttp.NewAuth(map[mqhttp.Scope][]string{mqhttp.ScopePublish: {conformanceToken}, mqhttp.ScopeConsume: {conformanceToken}})}).Handler())
-	t.Cleanup(srv.Close)
-	c, err := mqhttp.NewClient(mqhttp.ClientConfig{WriterURL: srv.URL, ReaderURLs: []string{srv.URL}, Stream: true,
-		PublishToken: conformanceToken, ConsumeToken: conformanceToken})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
-	return queuetest.Harness{Queue: c, DeadLetters: q}
+	return newHarnessWith(t, mqhttp.ClientConfig{Stream: true})
 }
 
 // TestConformanceOverStream runs the queue contract with every publish on
