@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,19 +72,7 @@ func parseHistograms(r io.Reader, names ...string) (map[string]histogram, error)
 
 // scrapeHistograms fetches baseURL/metrics and reads the named histograms.
 func scrapeHistograms(ctx context.Context, baseURL string, names ...string) (map[string]histogram, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := scrapeClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", baseURL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: status %d", baseURL, resp.StatusCode)
-	}
-	return parseHistograms(resp.Body, names...)
+	return scrapeWith(ctx, baseURL, func(r io.Reader) (map[string]histogram, error) { return parseHistograms(r, names...) })
 }
 
 func (h histogram) add(o histogram) histogram {

@@ -133,21 +133,27 @@ var scrapeClient = &http.Client{Timeout: 10 * time.Second}
 
 // scrape fetches baseURL/metrics and sums the wanted metrics.
 func scrape(ctx context.Context, baseURL string, wanted ...string) (metricSums, error) {
+	return scrapeWith(ctx, baseURL, func(r io.Reader) (metricSums, error) { return parseMetrics(r, wanted...) })
+}
+
+// scrapeWith fetches baseURL/metrics and hands the body to parse.
+func scrapeWith[T any](ctx context.Context, baseURL string, parse func(io.Reader) (T, error)) (T, error) {
+	var zero T
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	resp, err := scrapeClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", baseURL, err)
+		return zero, fmt.Errorf("scrape %s: %w", baseURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: status %d", baseURL, resp.StatusCode)
+		return zero, fmt.Errorf("scrape %s: status %d", baseURL, resp.StatusCode)
 	}
-	m, err := parseMetrics(resp.Body, wanted...)
+	out, err := parse(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", baseURL, err)
+		return zero, fmt.Errorf("scrape %s: %w", baseURL, err)
 	}
-	return m, nil
+	return out, nil
 }
