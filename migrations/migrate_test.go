@@ -96,18 +96,9 @@ func TestConcurrentUpAppliesOnce(t *testing.T) {
 func TestTimeSeriesMigrationKeepsData(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgtest.NewEmptyDatabase(t))
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	all, err := migrations.All()
-	require.NoError(t, err)
-	_, err = migrations.Up(ctx, conn)
-	require.NoError(t, err)
-	down, err := migrations.Down(ctx, conn, len(all)-1)
-	require.NoError(t, err)
-	require.Len(t, down, len(all)-1, "back to 0001")
+	conn, all := migratedBackTo(t, 1)
 
-	_, err = conn.Exec(ctx, `INSERT INTO telemetry (uuid, gpu_uuid, gpu_index, device, hostname, model_name, metric_name,
+	_, err := conn.Exec(ctx, `INSERT INTO telemetry (uuid, gpu_uuid, gpu_index, device, hostname, model_name, metric_name,
     "timestamp", value, labels_raw)
 SELECT gen_random_uuid(), 'GPU-' || (i % 4), i % 4, 'nvidia' || (i % 4), CASE WHEN i < 150 THEN 'host-a' ELSE 'host-b' END,
     'H100', 'm' || (i % 3), TIMESTAMPTZ '2025-07-18 20:00:00Z' + i * interval '7 minutes',
@@ -159,16 +150,8 @@ FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) j`
 func TestDeliveryLimitMigrationRewritesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgtest.NewEmptyDatabase(t))
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	all, err := migrations.All()
-	require.NoError(t, err)
-	_, err = migrations.Up(ctx, conn)
-	require.NoError(t, err)
-	_, err = migrations.Down(ctx, conn, len(all)-2) // back to 0002
-	require.NoError(t, err)
-	_, err = conn.Exec(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
+	conn, _ := migratedBackTo(t, 2)
+	_, err := conn.Exec(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
 SELECT 'telemetry', gen_random_uuid(), '{"n":1}', i % 256 FROM generate_series(1, 1000) i`)
 	require.NoError(t, err)
 	_, err = conn.Exec(ctx, `INSERT INTO dead_letters (msg_uuid, topic, payload, reason) VALUES (gen_random_uuid(), 'telemetry', 'x', 'r')`)
@@ -188,4 +171,23 @@ SELECT 'telemetry', gen_random_uuid(), '{"n":1}', i % 256 FROM generate_series(1
 	require.Equal(t, 1000, undelivered)
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE deliveries = 0 AND source = 'collector'`).Scan(&fromCollector))
 	require.Equal(t, 1, fromCollector)
+}
+
+// migratedBackTo is a connection to a new database migrated all the way up
+// and then down, through every later migration's down step, to version;
+// with every migration.
+func migratedBackTo(t *testing.T, version int) (*pgx.Conn, []migrations.Migration) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.NewEmptyDatabase(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	all, err := migrations.All()
+	require.NoError(t, err)
+	_, err = migrations.Up(ctx, conn)
+	require.NoError(t, err)
+	down, err := migrations.Down(ctx, conn, len(all)-version)
+	require.NoError(t, err)
+	require.Len(t, down, len(all)-version, "back to %04d", version)
+	return conn, all
 }
