@@ -1,4 +1,4 @@
-// Package mqhttp is the queue's HTTP+JSON protocol (SPEC §3): a Server that
+// Package mqhttp is the queue's HTTP+JSON protocol (README "The queue protocol"): a Server that
 // exposes a ports.Publisher and/or a ports.Consumer over HTTP (mqwriter
 // serves the publish side, mqreader the lease side), and a Client that
 // implements ports.Queue against one writer and any number of readers.

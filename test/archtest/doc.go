@@ -3,5 +3,5 @@
 // (apps → adapters → ports → domain), that adapters stay independent of each
 // other, that internal/ (libraries both adapters and apps use) imports
 // nothing of the module, that only tests import test helpers, and that no code uses a sync
-// mutex (SPEC §4). It has no non-test code.
+// mutex (docs/architecture.md). It has no non-test code.
 package archtest

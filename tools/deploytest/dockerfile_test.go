@@ -21,8 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// apps are the binaries the image must hold (SPEC §1), plus the compose
-// health probe.
+// apps are the binaries the image must hold: the pipeline's services and
+// the migration runner (not the one-process pipeline, natsd or the demo
+// exporter, which are for running locally), plus the compose health probe.
 var apps = []string{"mqwriter", "mqreader", "collector", "streamer", "apigw", "migrate", "partition-controller"}
 
 func repo(elem ...string) string {
