@@ -289,7 +289,7 @@ func TestArchitecture(t *testing.T) {
 		t.Parallel()
 		v, err := scanMutexes(root)
 		require.NoError(t, err)
-		require.Empty(t, v, "%d use(s) of %s; use an owner goroutine (docs/architecture.md, "Concurrency"):\n%s",
+		require.Empty(t, v, "%d use(s) of %s; use an owner goroutine (docs/architecture.md, Concurrency):\n%s",
 			len(v), strings.Join(forbidden, "/"), strings.Join(v, "\n"))
 	})
 }
