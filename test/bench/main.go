@@ -47,6 +47,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gpufleet/telemetry/domain"
 )
 
 // config is the command line.
@@ -66,6 +68,7 @@ type config struct {
 	FloorWarmup   time.Duration `json:"-"`
 	FloorWorkers  int           `json:"floor_workers"`
 	FloorBatch    int           `json:"floor_batch"`
+	FloorLease    int           `json:"floor_lease"`
 	Out           string        `json:"-"`
 	Pprof         string        `json:"-"`
 	CSV           string        `json:"csv"`
@@ -101,8 +104,9 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.LatencyLoad, "latency-load", 0.5, "load of the latency run, a fraction of the sustained rate")
 	fs.DurationVar(&c.FloorDuration, "floor-duration", 5*time.Second, "measured window of each floor run (per method)")
 	fs.DurationVar(&c.FloorWarmup, "floor-warmup", time.Second, "unmeasured time before each floor window")
-	fs.IntVar(&c.FloorWorkers, "floor-workers", 4, "concurrent connections of the floor")
-	fs.IntVar(&c.FloorBatch, "floor-batch", 1000, "messages per floor batch (WRITER_MAX_BATCH's default)")
+	fs.IntVar(&c.FloorWorkers, "floor-workers", 4, "the floor's publishers and consumers (as many of each), and the physical limit's connections")
+	fs.IntVar(&c.FloorBatch, "floor-batch", 1000, "messages per floor publish and physical-limit batch (WRITER_MAX_BATCH's default)")
+	fs.IntVar(&c.FloorLease, "floor-lease", 2000, "messages per floor lease (LEASE_MAX's default)")
 	fs.StringVar(&c.Out, "out", "bench-results.json", "results file")
 	fs.StringVar(&c.Pprof, "pprof", "", "directory: run the PostgreSQL pipeline once more with PPROF=true and save CPU profiles of mqwriter, mqreader, collector and streamer there")
 	fs.StringVar(&c.CSV, "csv", "deployments/data/dcgm_metrics_20250718_134233.csv", "DCGM dump the streamers loop over (relative to the module root)")
@@ -134,8 +138,10 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("-collectors %d: want 1–%d", c.Collectors, maxCollectors)
 	case c.Readers < 1 || c.Readers > maxReaders:
 		return c, fmt.Errorf("-readers %d: want 1–%d", c.Readers, maxReaders)
-	case c.Runs < 1, c.ScalingRuns < 1, c.FloorWorkers < 1, c.FloorBatch < 1:
-		return c, errors.New("-runs, -scaling-runs, -floor-workers and -floor-batch must be at least 1")
+	case c.Runs < 1, c.ScalingRuns < 1, c.FloorWorkers < 1, c.FloorBatch < 1, c.FloorLease < 1:
+		return c, errors.New("-runs, -scaling-runs, -floor-workers, -floor-batch and -floor-lease must be at least 1")
+	case c.FloorBatch > domain.MaxMessagesPerPublish, c.FloorLease > domain.MaxLeaseMessages:
+		return c, fmt.Errorf("-floor-batch %d and -floor-lease %d: at most %d and %d", c.FloorBatch, c.FloorLease, domain.MaxMessagesPerPublish, domain.MaxLeaseMessages)
 	case c.Duration < time.Second, c.FloorDuration < time.Second:
 		return c, errors.New("-duration and -floor-duration must be at least 1s")
 	case c.Warmup < 0, c.FloorWarmup < 0:
@@ -237,6 +243,10 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	}()
 	res.Machine.LoadAverage[1] = loadAverage()
 	res.finish(cfg, time.Since(began))
+	if !res.Counts.OK {
+		runErr = errors.Join(runErr, fmt.Errorf("counts: %d of %d runs lost or duplicated messages: %s",
+			len(res.Counts.Failed), res.Counts.Checked, strings.Join(res.Counts.Failed, "; ")))
+	}
 	if runErr != nil {
 		res.Error = runErr.Error()
 	}
