@@ -16,7 +16,36 @@ const (
 	metricCollectorDups    = "collector_records_duplicate_total"
 	metricExpired          = "collector_records_expired_total"
 	metricDeadLettered     = "collector_messages_dead_lettered_total"
+	// Statement counts, for the batching figures.
+	metricFlushRows    = "mqwriter_flush_batch_messages_sum"
+	metricFlushes      = "mqwriter_flush_batch_messages_count"
+	metricReaderLeased = "mqreader_messages_leased_total"
+	metricReaderAcked  = "mqreader_messages_acked_total"
+	metricRefills      = "mqreader_refill_duration_seconds_count"
+	metricDeletes      = "mqreader_delete_duration_seconds_count"
+	metricLeaseCalls   = "mqreader_lease_duration_seconds_count"
+	metricBatches      = "collector_batch_duration_seconds_count"
 )
+
+// batching is how many messages each of the queue's and the store's
+// statements carried on average over a whole run (warm-up and drain
+// included): the evidence that refills and deletes are batched as large as
+// the load allows.
+type batching struct {
+	PerInsert     float64 `json:"messages_per_queue_insert"`
+	PerRefill     float64 `json:"messages_per_refill"` // leased / refills (empty refills included)
+	PerDelete     float64 `json:"messages_per_delete"`
+	PerLeaseCall  float64 `json:"messages_per_lease_call"` // empty leases included
+	PerWriteBatch float64 `json:"messages_per_store_write"`
+}
+
+// per is a / b, 0 when b is.
+func per(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
 
 // drainTimeout bounds how long a run's drain waits for the queue to empty.
 const drainTimeout = 2 * time.Minute
@@ -47,6 +76,8 @@ type countCheck struct {
 	Expired          int64 `json:"collector_expired"`
 	DeadLettered     int64 `json:"collector_dead_lettered"`
 	Redelivered      int64 `json:"redelivered"`
+	// Batching (postgres) is the run's statement sizes.
+	Batching *batching `json:"batching,omitempty"`
 	// QueueLeft is queue_messages' rows when the drain ended (-1: not
 	// measured, nats).
 	QueueLeft    int64   `json:"queue_left"`
@@ -121,21 +152,24 @@ func (r *running) drain(ctx context.Context) (*countCheck, error) {
 		}
 	}
 	c.DrainSeconds = time.Since(began).Seconds()
-	cs, err := r.sum(ctx, roleCollector, metricPersisted, metricCollectorDups, metricExpired, metricDeadLettered)
+	cs, err := r.sum(ctx, roleCollector, metricPersisted, metricCollectorDups, metricExpired, metricDeadLettered, metricBatches)
 	if err != nil {
 		return nil, err
 	}
 	c.Persisted, c.SampleDuplicates = int64(cs[metricPersisted]), int64(cs[metricCollectorDups])
 	c.Expired, c.DeadLettered = int64(cs[metricExpired]), int64(cs[metricDeadLettered])
 	if postgres {
-		ws, err := r.sum(ctx, roleWriter, metricWriterAccepted, metricWriterDuplicates)
+		ws, err := r.sum(ctx, roleWriter, metricWriterAccepted, metricWriterDuplicates, metricFlushRows, metricFlushes)
 		if err != nil {
 			return nil, err
 		}
-		rs, err := r.sum(ctx, roleReader, metricRedelivered)
+		rs, err := r.sum(ctx, roleReader, metricRedelivered, metricReaderLeased, metricReaderAcked, metricRefills, metricDeletes, metricLeaseCalls)
 		if err != nil {
 			return nil, err
 		}
+		c.Batching = &batching{PerInsert: per(ws[metricFlushRows], ws[metricFlushes]), PerRefill: per(rs[metricReaderLeased], rs[metricRefills]),
+			PerDelete: per(rs[metricReaderAcked], rs[metricDeletes]), PerLeaseCall: per(rs[metricReaderLeased], rs[metricLeaseCalls]),
+			PerWriteBatch: per(cs[metricPersisted]+cs[metricCollectorDups], cs[metricBatches])}
 		c.Accepted, c.QueueDuplicates, c.Redelivered = int64(ws[metricWriterAccepted]), int64(ws[metricWriterDuplicates]), int64(rs[metricRedelivered])
 		c.AcceptedSource, c.AcceptedExact = "mqwriter_messages_published_total", true
 	}

@@ -278,6 +278,10 @@ func describeRun(r pipelineResult) string {
 	books := ""
 	if c := r.Counts; c != nil && c.OK {
 		books = fmt.Sprintf("; counts ok (%d accepted, drained in %.1fs)", c.Accepted, c.DrainSeconds)
+		if b := c.Batching; b != nil {
+			books += fmt.Sprintf("; msgs per insert %.0f, refill %.0f, delete %.0f, lease call %.0f, store write %.0f",
+				b.PerInsert, b.PerRefill, b.PerDelete, b.PerLeaseCall, b.PerWriteBatch)
+		}
 	} else if c != nil {
 		books = "; COUNTS FAILED: " + c.Problem
 	}
