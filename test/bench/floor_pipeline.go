@@ -27,10 +27,13 @@ import (
 // is not PostgreSQL's: HTTP, the streamer's CSV reading, process
 // boundaries.
 const (
-	// floorWindowBatches bounds the messages published and not yet acked,
-	// in publishes per worker: the queue stays short, as in a pipeline
-	// that keeps up, instead of growing for as long as the run lasts.
-	floorWindowBatches = 2
+	// floorWindow bounds the messages published and not yet acked: what
+	// the pipeline holds in flight at its defaults, the writer's buffer
+	// (WRITER_BUFFER_SIZE) plus the reader's (READER_BUFFER_SIZE), so the
+	// floor is bound by throughput, not by latency (a window of a few
+	// publishes made it a third of this under load), while the queue does
+	// not grow for as long as the run lasts.
+	floorWindow = 20_000
 	// floorIdlePause is a consumer's pause after an empty lease (the
 	// collector's is POLL_INTERVAL_MS, 100 ms: the floor is ideal).
 	floorIdlePause = 2 * time.Millisecond
@@ -80,7 +83,7 @@ func newPipelineLoad(pool *pgxpool.Pool, src *batchSource, cfg floorConfig) (*pi
 	}
 	l := &pipelineLoad{pool: pool, src: src, cfg: cfg, writer: w, reader: r,
 		store:   postgres.NewTelemetryStore(pool, quietLogger),
-		credits: make(chan struct{}, floorWindowBatches*cfg.workers)}
+		credits: make(chan struct{}, max(cfg.workers, floorWindow/cfg.batch))}
 	for range cap(l.credits) {
 		l.credits <- struct{}{}
 	}

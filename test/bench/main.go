@@ -2,10 +2,14 @@
 // run, how fast the telemetry pipeline is and how close it comes to what
 // PostgreSQL itself allows (issue 7).
 //
-//  1. The database floor: the least PostgreSQL work the design needs per
-//     message (queue row inserted, telemetry row inserted, queue row deleted,
-//     each committed, batched) with no service in between, by unnest INSERTs
-//     and by COPY; the faster is the floor.
+//  1. The floor: the pipeline's own queue and store adapters in this
+//     process (pgqueue Writer.Publish of full batches, Reader.Lease and
+//     Ack with their refills and batched deletes, the postgres store's
+//     WriteBatch with series registration and registry upkeep), no HTTP, so
+//     exactly the statements the pipeline runs per message at ideal
+//     batching; and, as a second line, the physical limit: COPY of the
+//     queue rows and of the samples, DELETE of the queue rows, each
+//     committed, batched (floor.go).
 //  2. The real pipeline (streamers → mqwriter → mqreader → collectors →
 //     PostgreSQL, separate processes over HTTP on loopback) at full speed:
 //     after a warm-up, a measured window gives the messages/s persisted
@@ -13,7 +17,10 @@
 //     keeps no ingestion time, so no publish → persisted latency), the
 //     backlog at the end, and the CPU seconds per 1,000 messages of
 //     every process (process_cpu_seconds_total; the PostgreSQL server's from
-//     /proc when it runs here).
+//     /proc when it runs here). Each run ends with a drain (streamers
+//     stopped, queue emptied) and a check of its books: every message the
+//     queue accepted stored exactly once (counts.go); a failed check makes
+//     the bench exit non-zero.
 //  3. The same pipeline with QUEUE_BACKEND=nats (natsd, an embedded
 //     JetStream server, instead of mqwriter and mqreader).
 //
