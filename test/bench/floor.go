@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"sync"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -15,38 +15,30 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
 )
 
-// The database floor: per message, the least PostgreSQL work the design
-// needs — the queue row committed (mqwriter), the telemetry row committed
-// (collector), the queue row deleted (mqreader on ack) — each its own
-// transaction as in the pipeline, batched, with no service in between. Two
-// ways of batching are measured; the faster one is the floor.
+// Two floors, each a line of bench-results.json:
+//
+//   - The floor proper ("pipeline" method, floor.go's measurePipelineFloor):
+//     the real queue and store adapters in this process, no HTTP, no other
+//     process, so it runs exactly the statements the pipeline runs per
+//     message and cannot drift from them: pgqueue's group-commit INSERT
+//     (Writer.Publish of full batches), its refill SELECT and batched
+//     DELETE on ack (Reader.Lease and Ack), and the store's WriteBatch
+//     (series registration, samples insert, series and GPU registry
+//     upkeep), at ideal batching.
+//   - The physical limit ("copy" method, below): per message the least
+//     PostgreSQL work there could be — the queue row COPYed in, the sample
+//     COPYed in (made-up series ids, no registration, no conflict check),
+//     the queue row deleted — each committed, batched.
 const (
-	// floorInsertQueueSQL is pgqueue's group-commit statement, returning
-	// the ids the delete needs. ON CONFLICT probes
-	// queue_messages_topic_msg_uuid_key.
-	floorInsertQueueSQL = `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
-SELECT * FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::smallint[])
-ON CONFLICT (topic, msg_uuid) DO NOTHING
-RETURNING id`
-
-	// floorDeleteByIDSQL is pgqueue's batched delete on ack: primary key.
-	floorDeleteByIDSQL = `DELETE FROM queue_messages WHERE id = ANY($1::bigint[])`
-
 	// floorDeleteByUUIDSQL deletes a COPYed batch, whose ids the harness
 	// never saw, through queue_messages_topic_msg_uuid_key.
 	floorDeleteByUUIDSQL = `DELETE FROM queue_messages WHERE topic = $1 AND msg_uuid = ANY($2::uuid[])`
-
-	// floorInsertTelemetrySQL is the store's samples insert without the
-	// series registration and registry upkeep (series ids are made up: the
-	// samples table has no foreign key). ON CONFLICT probes the day
-	// partition's primary key (series_id, ts).
-	floorInsertTelemetrySQL = `INSERT INTO telemetry_samples (series_id, ts, value)
-SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::float8[])
-ON CONFLICT DO NOTHING`
 
 	// floorEnsurePartitionSQL creates today's samples partition if missing
 	// (the store does it on demand, the maintenance job ahead of time).
@@ -55,8 +47,8 @@ ON CONFLICT DO NOTHING`
 
 // Floor methods.
 const (
-	floorUnnest = "unnest" // INSERT … SELECT unnest(arrays) ON CONFLICT, DELETE by id
-	floorCopy   = "copy"   // COPY (no conflict check), DELETE by (topic, msg_uuid)
+	floorPipeline = "pipeline" // the floor: the pipeline's statements through its adapters
+	floorCopy     = "copy"     // the physical limit: COPY (no conflict check), DELETE by (topic, msg_uuid)
 )
 
 var (
@@ -67,8 +59,9 @@ var (
 // floorConfig tunes one floor measurement.
 type floorConfig struct {
 	method   string
-	workers  int // concurrent connections, each running batches back to back
-	batch    int // messages per batch
+	workers  int // concurrent loops: COPY connections, or publishers and as many consumers
+	batch    int // messages per batch (per publish for the pipeline method)
+	lease    int // messages per lease (pipeline method)
 	warmup   time.Duration
 	duration time.Duration
 }
@@ -78,37 +71,50 @@ type floorResult struct {
 	Method        string  `json:"method"`
 	Workers       int     `json:"workers"`
 	Batch         int     `json:"batch"`
+	Lease         int     `json:"lease,omitempty"`
 	Messages      int64   `json:"messages"`
 	Seconds       float64 `json:"seconds"`
 	MsgsPerSecond float64 `json:"msgs_per_second"`
 	PGCPUPer1k    float64 `json:"postgres_cpu_seconds_per_1k,omitempty"`
 	// ClientCPUPer1k is the harness's own CPU (building batches, pgx
-	// encoding): the floor's share of what the apps do in the pipeline.
+	// encoding; for the pipeline method also the adapters' own work): the
+	// floor's share of what the apps do in the pipeline.
 	ClientCPUPer1k float64 `json:"client_cpu_seconds_per_1k"`
+	// Counts (pipeline method) checks the run's books once it stopped.
+	Counts *floorCounts `json:"counts,omitempty"`
 }
 
-// batchSource hands out batches of the shipped dump's points, each with a
-// fresh message UUID and the current time, shaped as the pipeline's
-// messages (the streamer's JSON payload, the GPU's partition).
+// batchSource hands out the shipped dump's points shaped as the pipeline's
+// messages (the streamer's JSON payload keyed by the GPU's UUID), each
+// stamped with a distinct instant so no two samples share a natural key.
 type batchSource struct {
-	points   []domain.Point
-	payloads [][]byte // the JSON of points[i] minus the timestamp, reused
-	next     atomic.Uint64
+	points []domain.Point
+	next   atomic.Uint64
+	clock  uniqueClock
 }
 
 func newBatchSource(points []domain.Point) (*batchSource, error) {
 	if len(points) == 0 {
 		return nil, errors.New("no points to benchmark with")
 	}
-	s := &batchSource{points: points, payloads: make([][]byte, len(points))}
-	for i, p := range points {
-		b, err := json.Marshal(p)
-		if err != nil {
-			return nil, fmt.Errorf("encode point: %w", err)
+	return &batchSource{points: points}, nil
+}
+
+// uniqueClock stamps instants in microseconds (PostgreSQL's resolution)
+// that are never equal: the wall clock, or one µs after the last stamp when
+// the clock has not moved on. Any goroutine.
+type uniqueClock struct{ last atomic.Int64 }
+
+func (c *uniqueClock) now() time.Time {
+	for {
+		last, now := c.last.Load(), time.Now().UnixMicro()
+		if now <= last {
+			now = last + 1
 		}
-		s.payloads[i] = b
+		if c.last.CompareAndSwap(last, now) {
+			return time.UnixMicro(now).UTC()
+		}
 	}
-	return s, nil
 }
 
 // floorBatch is one batch in column form.
@@ -118,159 +124,177 @@ type floorBatch struct {
 	payloads [][]byte
 	parts    []int16
 	points   []domain.Point
+	seq      uint64 // the first message's number
 }
 
-func (s *batchSource) batch(n int) floorBatch {
+func (s *batchSource) batch(n int) (floorBatch, error) {
 	first := s.next.Add(uint64(n)) - uint64(n)
 	b := floorBatch{topics: make([]string, n), ids: make([]pgtype.UUID, n), payloads: make([][]byte, n),
-		parts: make([]int16, n), points: make([]domain.Point, n)}
-	now := time.Now().UTC()
+		parts: make([]int16, n), points: make([]domain.Point, n), seq: first}
 	for i := range n {
-		k := int((first + uint64(i)) % uint64(len(s.points)))
-		p := s.points[k]
-		p.Timestamp = now
-		b.topics[i], b.ids[i], b.payloads[i] = domain.TelemetryTopic, pgtype.UUID{Bytes: uuid.New(), Valid: true}, s.payloads[k]
+		p := s.points[int((first+uint64(i))%uint64(len(s.points)))]
+		p.Timestamp = s.clock.now()
+		payload, err := json.Marshal(p)
+		if err != nil {
+			return b, fmt.Errorf("encode point: %w", err)
+		}
+		b.topics[i], b.ids[i], b.payloads[i] = domain.TelemetryTopic, pgtype.UUID{Bytes: uuid.New(), Valid: true}, payload
 		b.parts[i], b.points[i] = int16(domain.PartitionOf(p.GPUUUID)), p
 	}
-	return b
+	return b, nil
 }
 
-// telemetryArgs are floorInsertTelemetrySQL's arrays (or COPY's rows): a
-// made-up series id per (GPU, metric), the batch's instant plus i µs so the
-// samples of one batch are distinct.
-func (b floorBatch) telemetryArgs() []any {
-	n := len(b.points)
-	ids, ts, value := make([]int32, n), make([]time.Time, n), make([]*float64, n)
+// messages is the batch as a publish: the streamer's key and a unique
+// idempotency key per message.
+func (b floorBatch) messages() []ports.OutgoingMessage {
+	out := make([]ports.OutgoingMessage, len(b.points))
+	for i, p := range b.points {
+		out[i] = ports.OutgoingMessage{Payload: b.payloads[i], Key: p.GPUUUID, IdempotencyKey: "floor/" + strconv.FormatUint(b.seq+uint64(i), 10)}
+	}
+	return out
+}
+
+// copyRows is the batch's samples as COPY rows: a made-up series id per
+// (GPU, metric) (the samples table has no foreign key), the point's unique
+// instant, its value.
+func (b floorBatch) copyRows() [][]any {
+	rows := make([][]any, len(b.points))
 	for i, p := range b.points {
 		h := fnv.New32a()
 		h.Write([]byte(p.GPUUUID + "/" + p.MetricName))
-		ids[i], ts[i], value[i] = int32(h.Sum32()&0x7fffffff), p.Timestamp.Add(time.Duration(i)*time.Microsecond), p.Value
+		rows[i] = []any{int32(h.Sum32() & 0x7fffffff), p.Timestamp, p.Value}
 	}
-	return []any{ids, ts, value}
+	return rows
 }
 
-// process runs one batch through the three steps, each committed on its
-// own, with method's statements.
-func (b floorBatch) process(ctx context.Context, conn *pgxpool.Conn, method string) error {
+// copyLimit runs one batch through the physical limit's three steps, each
+// committed on its own.
+func (b floorBatch) copyLimit(ctx context.Context, conn *pgxpool.Conn) error {
 	if len(b.points) > 0 {
 		if _, err := conn.Exec(ctx, floorEnsurePartitionSQL, b.points[0].Timestamp); err != nil {
 			return fmt.Errorf("ensure partition: %w", err)
 		}
 	}
-	switch method {
-	case floorUnnest:
-		rows, err := conn.Query(ctx, floorInsertQueueSQL, b.topics, b.ids, b.payloads, b.parts)
-		if err != nil {
-			return fmt.Errorf("insert queue: %w", err)
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return fmt.Errorf("insert queue: %w", err)
-		}
-		if _, err := conn.Exec(ctx, floorInsertTelemetrySQL, b.telemetryArgs()...); err != nil {
-			return fmt.Errorf("insert telemetry: %w", err)
-		}
-		if _, err := conn.Exec(ctx, floorDeleteByIDSQL, ids); err != nil {
-			return fmt.Errorf("delete queue: %w", err)
-		}
-	case floorCopy:
-		src := pgx.CopyFromSlice(len(b.ids), func(i int) ([]any, error) {
-			return []any{b.topics[i], b.ids[i], b.payloads[i], b.parts[i]}, nil
-		})
-		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"queue_messages"}, queueColumns, src); err != nil {
-			return fmt.Errorf("copy queue: %w", err)
-		}
-		cols := b.telemetryArgs()
-		src = pgx.CopyFromSlice(len(b.ids), func(i int) ([]any, error) {
-			row := make([]any, len(cols))
-			for c := range cols {
-				row[c] = column(cols[c], i)
-			}
-			return row, nil
-		})
-		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"telemetry_samples"}, telemetryColumns, src); err != nil {
-			return fmt.Errorf("copy telemetry: %w", err)
-		}
-		if _, err := conn.Exec(ctx, floorDeleteByUUIDSQL, domain.TelemetryTopic, b.ids); err != nil {
-			return fmt.Errorf("delete queue: %w", err)
-		}
-	default:
-		return fmt.Errorf("unknown floor method %q", method)
+	src := pgx.CopyFromSlice(len(b.ids), func(i int) ([]any, error) {
+		return []any{b.topics[i], b.ids[i], b.payloads[i], b.parts[i]}, nil
+	})
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"queue_messages"}, queueColumns, src); err != nil {
+		return fmt.Errorf("copy queue: %w", err)
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"telemetry_samples"}, telemetryColumns, pgx.CopyFromRows(b.copyRows())); err != nil {
+		return fmt.Errorf("copy telemetry: %w", err)
+	}
+	if _, err := conn.Exec(ctx, floorDeleteByUUIDSQL, domain.TelemetryTopic, b.ids); err != nil {
+		return fmt.Errorf("delete queue: %w", err)
 	}
 	return nil
 }
 
-// column is element i of one of telemetryArgs's typed slices.
-func column(col any, i int) any {
-	switch c := col.(type) {
-	case []pgtype.UUID:
-		return c[i]
-	case []string:
-		return c[i]
-	case []int32:
-		return c[i]
-	case []time.Time:
-		return c[i]
-	case []*float64:
-		return c[i]
+// floorLoad is what a floor method runs: start launches its goroutines,
+// which call done(n) as n messages complete (their last statement
+// committed) and return once stop is closed or ctx ends; finish, called
+// after they all returned, tears down and checks what it can.
+type floorLoad interface {
+	start(ctx context.Context, g *errgroup.Group, stop <-chan struct{}, done func(n int)) error
+	finish(ctx context.Context) (*floorCounts, error)
+}
+
+// copyLoad is the physical limit: workers connections running batches back
+// to back.
+type copyLoad struct {
+	pool *pgxpool.Pool
+	src  *batchSource
+	cfg  floorConfig
+}
+
+func (l *copyLoad) start(ctx context.Context, g *errgroup.Group, stop <-chan struct{}, done func(int)) error {
+	for range l.cfg.workers {
+		g.Go(func() error {
+			conn, err := l.pool.Acquire(ctx)
+			if err != nil {
+				return fmt.Errorf("acquire: %w", err)
+			}
+			defer conn.Release()
+			for !closed(stop) {
+				b, err := l.src.batch(l.cfg.batch)
+				if err != nil {
+					return err
+				}
+				// ctx ends only on a failure: the end of the window never
+				// cuts a batch short.
+				if err := b.copyLimit(ctx, conn); err != nil {
+					return err
+				}
+				done(l.cfg.batch)
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+func (l *copyLoad) finish(context.Context) (*floorCounts, error) { return nil, nil }
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
 	default:
-		panic(fmt.Sprintf("column of type %T", col))
+		return false
 	}
 }
 
-// measureFloor runs cfg.workers loops of batches on pool for the warm-up
-// and then the measured duration, and counts the messages whose three steps
-// all committed inside the measured window. dbName names the database whose
-// backends' CPU is read (empty: not read).
+// newFloorLoad builds method's load on pool.
+func newFloorLoad(pool *pgxpool.Pool, src *batchSource, cfg floorConfig) (floorLoad, error) {
+	switch cfg.method {
+	case floorCopy:
+		return &copyLoad{pool: pool, src: src, cfg: cfg}, nil
+	case floorPipeline:
+		return newPipelineLoad(pool, src, cfg)
+	default:
+		return nil, fmt.Errorf("unknown floor method %q", cfg.method)
+	}
+}
+
+// measureFloor runs cfg's load on pool for the warm-up and then the
+// measured duration, and counts the messages completed inside the measured
+// window. dbName names the database whose backends' CPU is read (empty: not
+// read).
 func measureFloor(ctx context.Context, pool *pgxpool.Pool, dbName string, src *batchSource, cfg floorConfig) (floorResult, error) {
 	res := floorResult{Method: cfg.method, Workers: cfg.workers, Batch: cfg.batch}
+	if cfg.method == floorPipeline {
+		res.Lease = cfg.lease
+	}
+	load, err := newFloorLoad(pool, src, cfg)
+	if err != nil {
+		return res, err
+	}
 	var (
 		counting atomic.Bool  // set for the measured window
-		stopping atomic.Bool  // set at the end: each worker finishes its batch and returns
 		done     atomic.Int64 // messages completed while counting
-		wg       sync.WaitGroup
-		errs     = make(chan error, cfg.workers) // one per worker at most
+		stop     = make(chan struct{})
 	)
-	// ctx ends only on a failure (or the caller's end): a batch is never cut
-	// short by the end of the window, so the database holds whole batches.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range cfg.workers {
-		wg.Go(func() {
-			conn, err := pool.Acquire(ctx)
-			if err != nil {
-				errs <- fmt.Errorf("acquire: %w", err)
-				cancel()
-				return
-			}
-			defer conn.Release()
-			for !stopping.Load() && ctx.Err() == nil {
-				b := src.batch(cfg.batch)
-				if err := b.process(ctx, conn, cfg.method); err != nil {
-					if ctx.Err() == nil {
-						errs <- err
-						cancel()
-					}
-					return
-				}
-				// A batch counts when it completes inside the window.
-				if counting.Load() {
-					done.Add(int64(cfg.batch))
-				}
-			}
-		})
-	}
+	// gctx ends only on a failure (or the caller's end).
+	g, gctx := errgroup.WithContext(ctx)
+	err = load.start(gctx, g, stop, func(n int) {
+		if counting.Load() {
+			done.Add(int64(n))
+		}
+	})
 	wait := func(d time.Duration) error {
 		select {
 		case <-time.After(d):
 			return nil
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-gctx.Done():
+			return fmt.Errorf("floor stopped early: %w", context.Cause(gctx))
 		}
 	}
 	local, _ := pgLocal(ctx, pool)
 	var before pgCPU
-	err := wait(cfg.warmup)
+	if err == nil {
+		err = wait(cfg.warmup)
+	}
 	if err == nil {
 		if local {
 			before, _ = readPGCPU(ctx, pool, dbName)
@@ -292,13 +316,11 @@ func measureFloor(ctx context.Context, pool *pgxpool.Pool, dbName string, src *b
 			}
 		}
 	}
-	stopping.Store(true)
-	wg.Wait()
-	close(errs)
-	if e, ok := <-errs; ok {
-		return res, fmt.Errorf("floor %s: %w", cfg.method, e)
-	}
-	if err != nil {
+	close(stop)
+	err = errors.Join(err, g.Wait())
+	counts, ferr := load.finish(context.WithoutCancel(ctx))
+	res.Counts = counts
+	if err = errors.Join(err, ferr); err != nil {
 		return res, fmt.Errorf("floor %s: %w", cfg.method, err)
 	}
 	res.Messages = done.Load()

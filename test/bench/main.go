@@ -2,10 +2,14 @@
 // run, how fast the telemetry pipeline is and how close it comes to what
 // PostgreSQL itself allows (issue 7).
 //
-//  1. The database floor: the least PostgreSQL work the design needs per
-//     message (queue row inserted, telemetry row inserted, queue row deleted,
-//     each committed, batched) with no service in between, by unnest INSERTs
-//     and by COPY; the faster is the floor.
+//  1. The floor: the pipeline's own queue and store adapters in this
+//     process (pgqueue Writer.Publish of full batches, Reader.Lease and
+//     Ack with their refills and batched deletes, the postgres store's
+//     WriteBatch with series registration and registry upkeep), no HTTP, so
+//     exactly the statements the pipeline runs per message at ideal
+//     batching; and, as a second line, the physical limit: COPY of the
+//     queue rows and of the samples, DELETE of the queue rows, each
+//     committed, batched (floor.go).
 //  2. The real pipeline (streamers → mqwriter → mqreader → collectors →
 //     PostgreSQL, separate processes over HTTP on loopback) at full speed:
 //     after a warm-up, a measured window gives the messages/s persisted
@@ -13,7 +17,10 @@
 //     keeps no ingestion time, so no publish → persisted latency), the
 //     backlog at the end, and the CPU seconds per 1,000 messages of
 //     every process (process_cpu_seconds_total; the PostgreSQL server's from
-//     /proc when it runs here).
+//     /proc when it runs here). Each run ends with a drain (streamers
+//     stopped, queue emptied) and a check of its books: every message the
+//     queue accepted stored exactly once (counts.go); a failed check makes
+//     the bench exit non-zero.
 //  3. The same pipeline with QUEUE_BACKEND=nats (natsd, an embedded
 //     JetStream server, instead of mqwriter and mqreader).
 //
@@ -47,6 +54,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gpufleet/telemetry/domain"
 )
 
 // config is the command line.
@@ -66,6 +75,7 @@ type config struct {
 	FloorWarmup   time.Duration `json:"-"`
 	FloorWorkers  int           `json:"floor_workers"`
 	FloorBatch    int           `json:"floor_batch"`
+	FloorLease    int           `json:"floor_lease"`
 	Out           string        `json:"-"`
 	Pprof         string        `json:"-"`
 	CSV           string        `json:"csv"`
@@ -101,8 +111,9 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.LatencyLoad, "latency-load", 0.5, "load of the latency run, a fraction of the sustained rate")
 	fs.DurationVar(&c.FloorDuration, "floor-duration", 5*time.Second, "measured window of each floor run (per method)")
 	fs.DurationVar(&c.FloorWarmup, "floor-warmup", time.Second, "unmeasured time before each floor window")
-	fs.IntVar(&c.FloorWorkers, "floor-workers", 4, "concurrent connections of the floor")
-	fs.IntVar(&c.FloorBatch, "floor-batch", 1000, "messages per floor batch (WRITER_MAX_BATCH's default)")
+	fs.IntVar(&c.FloorWorkers, "floor-workers", 4, "the floor's publishers and consumers (as many of each), and the physical limit's connections")
+	fs.IntVar(&c.FloorBatch, "floor-batch", 1000, "messages per floor publish and physical-limit batch (WRITER_MAX_BATCH's default)")
+	fs.IntVar(&c.FloorLease, "floor-lease", 2000, "messages per floor lease (LEASE_MAX's default)")
 	fs.StringVar(&c.Out, "out", "bench-results.json", "results file")
 	fs.StringVar(&c.Pprof, "pprof", "", "directory: run the PostgreSQL pipeline once more with PPROF=true and save CPU profiles of mqwriter, mqreader, collector and streamer there")
 	fs.StringVar(&c.CSV, "csv", "deployments/data/dcgm_metrics_20250718_134233.csv", "DCGM dump the streamers loop over (relative to the module root)")
@@ -134,8 +145,10 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("-collectors %d: want 1–%d", c.Collectors, maxCollectors)
 	case c.Readers < 1 || c.Readers > maxReaders:
 		return c, fmt.Errorf("-readers %d: want 1–%d", c.Readers, maxReaders)
-	case c.Runs < 1, c.ScalingRuns < 1, c.FloorWorkers < 1, c.FloorBatch < 1:
-		return c, errors.New("-runs, -scaling-runs, -floor-workers and -floor-batch must be at least 1")
+	case c.Runs < 1, c.ScalingRuns < 1, c.FloorWorkers < 1, c.FloorBatch < 1, c.FloorLease < 1:
+		return c, errors.New("-runs, -scaling-runs, -floor-workers, -floor-batch and -floor-lease must be at least 1")
+	case c.FloorBatch > domain.MaxMessagesPerPublish, c.FloorLease > domain.MaxLeaseMessages:
+		return c, fmt.Errorf("-floor-batch %d and -floor-lease %d: at most %d and %d", c.FloorBatch, c.FloorLease, domain.MaxMessagesPerPublish, domain.MaxLeaseMessages)
 	case c.Duration < time.Second, c.FloorDuration < time.Second:
 		return c, errors.New("-duration and -floor-duration must be at least 1s")
 	case c.Warmup < 0, c.FloorWarmup < 0:
@@ -237,6 +250,10 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	}()
 	res.Machine.LoadAverage[1] = loadAverage()
 	res.finish(cfg, time.Since(began))
+	if !res.Counts.OK {
+		runErr = errors.Join(runErr, fmt.Errorf("counts: %d of %d runs lost or duplicated messages: %s",
+			len(res.Counts.Failed), res.Counts.Checked, strings.Join(res.Counts.Failed, "; ")))
+	}
 	if runErr != nil {
 		res.Error = runErr.Error()
 	}

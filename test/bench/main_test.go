@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -237,18 +238,17 @@ func points(t *testing.T) *batchSource {
 func TestMeasureFloor(t *testing.T) {
 	t.Parallel()
 	src := points(t)
-	for _, method := range []string{floorCopy, floorUnnest} {
+	for _, method := range []string{floorCopy, floorPipeline} {
 		t.Run(method, func(t *testing.T) {
 			t.Parallel()
 			dsn := pgtest.NewDatabase(t)
 			pool := pgtest.Pool(t, dsn)
 			var db string
 			require.NoError(t, pool.QueryRow(t.Context(), "SELECT current_database()").Scan(&db))
-			cfg := floorConfig{method: method, workers: 2, batch: 50, warmup: 100 * time.Millisecond, duration: time.Second}
+			cfg := floorConfig{method: method, workers: 2, batch: 50, lease: 80, warmup: 100 * time.Millisecond, duration: time.Second}
 			res, err := measureFloor(t.Context(), pool, db, src, cfg)
 			require.NoError(t, err)
 			require.Positive(t, res.Messages)
-			require.Zero(t, res.Messages%int64(cfg.batch), "whole batches are counted")
 			require.InDelta(t, float64(res.Messages)/res.Seconds, res.MsgsPerSecond, 1e-6)
 			require.GreaterOrEqual(t, res.Seconds, cfg.duration.Seconds())
 
@@ -256,10 +256,132 @@ func TestMeasureFloor(t *testing.T) {
 			require.NoError(t, pool.QueryRow(t.Context(), sqlCountTelemetry).Scan(&stored))
 			require.NoError(t, pool.QueryRow(t.Context(), sqlCountQueue).Scan(&queued))
 			require.GreaterOrEqual(t, stored, res.Messages, "every counted message left a telemetry row")
-			require.Zero(t, stored%int64(cfg.batch), "whole batches only: none is cut short")
-			require.Zero(t, queued, "every batch finished with its delete")
+			if method == floorCopy {
+				require.Nil(t, res.Counts)
+				require.Zero(t, res.Messages%int64(cfg.batch), "whole batches are counted")
+				require.Zero(t, stored%int64(cfg.batch), "whole batches only: none is cut short")
+				require.Zero(t, queued, "every batch finished with its delete")
+				return
+			}
+			c := res.Counts
+			require.NotNil(t, c)
+			require.True(t, c.OK, c.Problem)
+			require.Equal(t, c.Acked, stored, "every acked message is stored once")
+			require.Equal(t, c.Published-c.Acked, queued, "the others are still queued")
+			require.Zero(t, c.Published%int64(cfg.batch), "publishes are full batches")
+			require.GreaterOrEqual(t, c.Acked, res.Messages)
+			var series, gpus int64
+			require.NoError(t, pool.QueryRow(t.Context(), "SELECT count(*) FROM telemetry_series").Scan(&series))
+			require.NoError(t, pool.QueryRow(t.Context(), "SELECT count(*) FROM gpus").Scan(&gpus))
+			require.Positive(t, series, "the store registered the series")
+			require.Positive(t, gpus, "and kept the GPU registry")
 		})
 	}
+}
+
+func TestUniqueClock(t *testing.T) {
+	t.Parallel()
+	var c uniqueClock
+	seen := map[time.Time]bool{}
+	prev := time.Time{}
+	for range 10000 {
+		ts := c.now()
+		require.False(t, seen[ts], "no instant twice")
+		require.True(t, ts.After(prev), "strictly increasing")
+		require.Equal(t, ts, ts.Truncate(time.Microsecond), "microseconds, PostgreSQL's resolution")
+		seen[ts], prev = true, ts
+	}
+}
+
+func TestCountCheckJudge(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		in          countCheck
+		wantOK      bool
+		wantLost    int64
+		wantDup     int64
+		wantProblem string
+	}{
+		{name: "every message stored once", wantOK: true,
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 1000, Persisted: 1000}},
+		{name: "two messages with one natural key: counted duplicate, not lost", wantOK: true,
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 999, Persisted: 999, SampleDuplicates: 1}},
+		{name: "dead-lettered and expired are handled", wantOK: true,
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 990, Persisted: 990, DeadLettered: 4, Expired: 6}},
+		{name: "a redelivery's duplicate is not a loss", wantOK: true,
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 1000, Persisted: 1000, SampleDuplicates: 5, Redelivered: 5}},
+		{name: "lost", wantLost: 3, wantProblem: "3 accepted messages lost",
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 997, Persisted: 997}},
+		{name: "stored beyond accepted", wantDup: 2, wantProblem: "2 rows stored beyond",
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 1002, Persisted: 1002}},
+		{name: "a lower bound of accepted cannot prove duplication", wantOK: true,
+			in: countCheck{Accepted: 1000, Stored: 1002, Persisted: 1002}},
+		{name: "queue not drained", wantProblem: "still queued",
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 1000, Persisted: 1000, QueueLeft: 7}},
+		{name: "collectors miscount", wantProblem: "collectors counted",
+			in: countCheck{Accepted: 1000, AcceptedExact: true, Stored: 1000, Persisted: 1001}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := tt.in
+			c.judge()
+			require.Equal(t, tt.wantOK, c.OK, c.Problem)
+			require.Equal(t, tt.wantLost, c.Lost)
+			require.Equal(t, tt.wantDup, c.Duplicated)
+			if tt.wantProblem != "" {
+				require.Contains(t, c.Problem, tt.wantProblem)
+			}
+		})
+	}
+}
+
+func TestRatiosAndCounts(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseFlags(nil)
+	require.NoError(t, err)
+	r := newResults(cfg)
+	floor := func(pipeline, limit float64) floorRound {
+		return floorRound{Methods: []floorResult{{Method: floorPipeline, MsgsPerSecond: pipeline, PGCPUPer1k: 0.06, ClientCPUPer1k: 0.1},
+			{Method: floorCopy, MsgsPerSecond: limit, PGCPUPer1k: 0.03, ClientCPUPer1k: 0.01}}}
+	}
+	r.Floor.Rounds = []floorRound{floor(20000, 50000), floor(10000, 40000), floor(30000, 45000)}
+	run := func(name string, rate float64, ok bool) pipelineResult {
+		return pipelineResult{Run: name, Persisted: 1000, MsgsPerSecond: rate, Counts: &countCheck{OK: ok, Problem: map[bool]string{false: "1 lost"}[ok]}}
+	}
+	r.backend(backendPostgres).Runs = []pipelineResult{run("a", 8000, true), run("b", 6000, true), run("c", 7000, true)}
+	r.backend(backendPostgresRequest).Runs = []pipelineResult{run("d", 2000, true)}
+	r.backend(backendNATS).Runs = []pipelineResult{run("e", 3500, true)}
+	r.backend(backendNATSDefault).Runs = []pipelineResult{run("f", 14000, false)}
+	r.finish(cfg, time.Minute)
+	require.Equal(t, summary{Median: 20000, Min: 10000, Max: 30000, N: 3}, r.Floor.Floor, "the floor is the pipeline method's line")
+	require.Equal(t, summary{Median: 45000, Min: 40000, Max: 50000, N: 3}, r.Floor.PhysicalLimit, "the physical limit is COPY's")
+	require.InDelta(t, 0.06, r.Floor.CPUPer1k[floorPipeline][rolePostgres].Median, 1e-9)
+	require.InDelta(t, 0.1, r.Floor.CPUPer1k[floorPipeline][roleHarness].Median, 1e-9)
+	require.InDelta(t, 7000.0/20000, r.Ratios.StreamOverFloor, 1e-9, "streaming median over the floor's median")
+	require.InDelta(t, 7000.0/45000, r.Ratios.StreamOverPhysicalLimit, 1e-9)
+	require.InDelta(t, 20000.0/45000, r.Ratios.FloorOverPhysicalLimit, 1e-9)
+	require.InDelta(t, 3.5, r.Ratios.StreamOverRequest, 1e-9)
+	require.InDelta(t, 2, r.Ratios.PostgresOverNATSDurable, 1e-9)
+	require.InDelta(t, 0.5, r.Ratios.PostgresOverNATSDefault, 1e-9)
+	require.False(t, r.Counts.OK)
+	require.Equal(t, 6, r.Counts.Checked)
+	require.Equal(t, []string{"f: 1 lost"}, r.Counts.Failed)
+
+	path := filepath.Join(t.TempDir(), "results.json")
+	require.NoError(t, r.write(path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var doc struct {
+		Ratios map[string]float64 `json:"ratios"`
+		Counts countsSummary      `json:"counts"`
+	}
+	require.NoError(t, json.Unmarshal(b, &doc))
+	for _, k := range []string{"stream_over_request", "stream_over_floor", "postgres_over_nats_durable", "postgres_over_nats_default"} {
+		require.Contains(t, doc.Ratios, k, "issue 16's ratio %s", k)
+	}
+	require.False(t, doc.Counts.OK)
 }
 
 func TestMeasureFloorUnknownMethod(t *testing.T) {
@@ -313,6 +435,14 @@ func TestPipelineRun(t *testing.T) {
 	var stored int64
 	require.NoError(t, pool.QueryRow(ctx, sqlCountTelemetry).Scan(&stored))
 	require.GreaterOrEqual(t, stored, res.Persisted)
+	// The run drained: every accepted message is stored once.
+	c := res.Counts
+	require.NotNil(t, c)
+	require.True(t, c.OK, c.Problem)
+	require.True(t, c.AcceptedExact)
+	require.Positive(t, c.Accepted)
+	require.Zero(t, c.QueueLeft)
+	require.Equal(t, stored, c.Stored)
 }
 
 func mustDSN(t *testing.T, srv *server, db string) string {
@@ -339,26 +469,30 @@ func TestReportPrints(t *testing.T) {
 	cfg, err := parseFlags(nil)
 	require.NoError(t, err)
 	r := newResults(cfg)
-	r.Floor.Rounds = []floorRound{{Methods: []floorResult{{Method: floorCopy, MsgsPerSecond: 20000, PGCPUPer1k: 0.05}}, Best: 20000, BestMethod: floorCopy}}
-	pg := pipelineResult{Persisted: 1000, MsgsPerSecond: 10000, LatencyP50: 0.1, LatencyP99: 0.5, CPUPer1k: map[string]float64{roleTotal: 0.15}}
+	r.Floor.Rounds = []floorRound{{Methods: []floorResult{{Method: floorPipeline, MsgsPerSecond: 20000, PGCPUPer1k: 0.05},
+		{Method: floorCopy, MsgsPerSecond: 40000, PGCPUPer1k: 0.03}}}}
+	pg := pipelineResult{Persisted: 1000, MsgsPerSecond: 10000, LatencyP50: 0.1, LatencyP99: 0.5, CPUPer1k: map[string]float64{roleTotal: 0.15},
+		Counts: &countCheck{OK: true}}
 	r.backend(backendPostgres).Runs = []pipelineResult{pg}
 	r.backend(backendNATS).markUnavailable("natsd does not build")
 	r.Latency = []*latencyPoint{{Backend: backendPostgres, Load: 0.5, Sustained: 10000, TargetRate: 5000, Streamers: 10, IntervalMS: 2, PacedRate: 5000, Result: &pg}}
 	r.finish(cfg, time.Minute)
-	require.InDelta(t, 0.5, r.Ratios.PostgresOverFloor, 1e-9)
-	require.Zero(t, r.Ratios.PostgresOverNATS)
+	require.InDelta(t, 0.5, r.Ratios.StreamOverFloor, 1e-9)
+	require.Zero(t, r.Ratios.PostgresOverNATSDurable)
+	require.True(t, r.Counts.OK)
 	var b strings.Builder
 	printReport(&b, r)
 	out := b.String()
-	for _, want := range []string{"database floor", "20000", "pipeline postgres 4×4", "10000", "nats: unavailable (natsd does not build)",
-		"pipeline postgres / floor                      0.50", "postgres p99 at 50% of sustained rate"} {
+	for _, want := range []string{"floor: the pipeline's statements", "20000", "physical limit: COPY only", "40000", "pipeline postgres 4×4", "10000",
+		"nats: unavailable (natsd does not build)", "streaming / floor (the pipeline's statements)  0.50",
+		"postgres p99 at 50% of sustained rate", "COUNTS: 2 runs checked"} {
 		require.Contains(t, out, want)
 	}
 	path := filepath.Join(t.TempDir(), "results.json")
 	require.NoError(t, r.write(path))
 	b2, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.Contains(t, string(b2), `"postgres_pipeline_over_floor": 0.5`)
+	require.Contains(t, string(b2), `"stream_over_floor": 0.5`)
 }
 
 func TestHistogramQuantile(t *testing.T) {

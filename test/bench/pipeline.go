@@ -72,6 +72,7 @@ const (
 	rolePostgres     = "postgres"            // backends of the run's database
 	rolePGBackground = "postgres_background" // WAL writer, checkpointer, bgwriter: shared by the whole cluster
 	roleTotal        = "total"
+	roleHarness      = "harness" // the bench process itself (the floors)
 )
 
 // Metrics read from the apps.
@@ -102,6 +103,7 @@ type pipelineConfig struct {
 // pipelineResult is what one run measured over its window.
 type pipelineResult struct {
 	pipelineConfig
+	Run     string  `json:"run"` // the run's name (its log folder)
 	Seconds float64 `json:"seconds"`
 	// Persisted is the samples the streamer stamped inside the window.
 	Persisted     int64   `json:"persisted"`
@@ -134,6 +136,8 @@ type pipelineResult struct {
 	// ServerStatements is PostgreSQL's busy time by statement, sampled from
 	// pg_stat_activity during a profiled run.
 	ServerStatements []statementShare `json:"server_statements,omitempty"`
+	// Counts are the run's books after its drain.
+	Counts *countCheck `json:"counts,omitempty"`
 }
 
 // harness is what every run shares.
@@ -157,7 +161,7 @@ type running struct {
 // runPipeline brings a pipeline up on a fresh database, lets it warm up,
 // measures a window, and takes it down.
 func (h *harness) runPipeline(ctx context.Context, cfg pipelineConfig) (pipelineResult, error) {
-	res := pipelineResult{pipelineConfig: cfg, CPUSeconds: map[string]float64{}, CPUPer1k: map[string]float64{}, CPUByProcess: map[string]float64{}}
+	res := pipelineResult{pipelineConfig: cfg, Run: cfg.name, CPUSeconds: map[string]float64{}, CPUPer1k: map[string]float64{}, CPUByProcess: map[string]float64{}}
 	dsn, err := h.srv.fresh(ctx, h.dbName)
 	if err != nil {
 		return res, err
@@ -216,8 +220,11 @@ func (h *harness) runPipeline(ctx context.Context, cfg pipelineConfig) (pipeline
 		return res, fmt.Errorf("backlog: %w", err)
 	}
 	res.Backlog = backlog
-	// Stop before reading the window: every row stamped inside it has then
-	// committed.
+	// Drain and stop before reading the window: every row stamped inside
+	// it has then committed, and the books can be checked.
+	if res.Counts, err = r.drain(ctx); err != nil {
+		return res, fmt.Errorf("drain: %w", err)
+	}
 	r.stop()
 	if err := pool.QueryRow(ctx, sqlWindowLatency, before.at, after.at).
 		Scan(&res.Persisted, &res.LatencyP50, &res.LatencyP99, &res.LatencyMax); err != nil {
@@ -412,22 +419,26 @@ func (r *running) sleep(ctx context.Context, d time.Duration) error {
 // half-sent), then collectors (their last acks still reach the queue), then
 // the queue itself. It is idempotent.
 func (r *running) stop() {
-	groups := map[string][]*stack.Proc{}
-	for _, p := range r.procs {
-		role := r.roles[p.Name]
-		if role != roleStreamer && role != roleCollector {
-			role = "queue"
-		}
-		groups[role] = append(groups[role], p)
-	}
 	for _, role := range []string{roleStreamer, roleCollector, "queue"} {
-		var g errgroup.Group
-		for _, p := range groups[role] {
+		r.stopRole(role)
+	}
+}
+
+// stopRole stops the processes of role ("queue": every process that is
+// neither a streamer nor a collector), all at once, and waits for them.
+func (r *running) stopRole(role string) {
+	var g errgroup.Group
+	for _, p := range r.procs {
+		pr := r.roles[p.Name]
+		if pr != roleStreamer && pr != roleCollector {
+			pr = "queue"
+		}
+		if pr == role {
 			g.Go(func() error { return p.Stop(20 * time.Second) })
 		}
-		if err := g.Wait(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: stop:", err)
-		}
+	}
+	if err := g.Wait(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: stop:", err)
 	}
 }
 

@@ -15,12 +15,10 @@ import (
 
 var quietLogger = slog.New(slog.DiscardHandler)
 
-// Targets of issue 7 (goals to report, not assertions).
+// Targets of issues 7 and 16 (goals to report, not assertions).
 const (
-	targetPipelineOverFloor = 0.5
 	targetPostgresOverNATS  = 1.0
 	targetLatencyP99        = 1.0 // seconds, at -latency-load of the sustained rate
-	// Issue 16's.
 	targetStreamOverRequest = 2.0
 	targetStreamOverFloor   = 0.35
 )
@@ -38,6 +36,7 @@ type results struct {
 	Latency        []*latencyPoint            `json:"latency"`
 	Profiled       *pipelineResult            `json:"profiled_run,omitempty"`
 	Targets        []target                   `json:"targets"`
+	Counts         countsSummary              `json:"counts"`
 	Notes          []string                   `json:"notes"`
 	Error          string                     `json:"error,omitempty"`
 }
@@ -55,17 +54,32 @@ type machine struct {
 	LoadAverage [2]string `json:"load_average_before_after"`
 }
 
+// floorSection is the two floors of floor.go, each round measuring both.
 type floorSection struct {
 	Rounds []floorRound `json:"rounds"`
-	// Best is each round's faster method.
-	Best     summary            `json:"best_msgs_per_second"`
-	ByMethod map[string]summary `json:"msgs_per_second_by_method"`
+	// Floor is the floor proper (method "pipeline"): the pipeline's own
+	// statements, through its adapters, at ideal batching.
+	Floor summary `json:"msgs_per_second"`
+	// PhysicalLimit is the COPY-only line (method "copy").
+	PhysicalLimit summary `json:"physical_limit_msgs_per_second"`
+	// CPUPer1k is each method's CPU seconds per 1,000 messages: the
+	// server's backends ("postgres") and the harness ("harness": for the
+	// floor, the adapters' and the decoding's share of the apps' work).
+	CPUPer1k map[string]map[string]summary `json:"cpu_seconds_per_1k_msgs"`
 }
 
 type floorRound struct {
-	Methods    []floorResult `json:"methods"`
-	Best       float64       `json:"best_msgs_per_second"`
-	BestMethod string        `json:"best_method"`
+	Methods []floorResult `json:"methods"`
+}
+
+// method is the round's measurement of method m, if any.
+func (fr floorRound) method(m string) (floorResult, bool) {
+	for _, r := range fr.Methods {
+		if r.Method == m {
+			return r, true
+		}
+	}
+	return floorResult{}, false
 }
 
 type backendSection struct {
@@ -85,14 +99,15 @@ func (b *backendSection) markUnavailable(why string) {
 }
 
 // ratios are medians of the same run. "postgres" is the streaming
-// pipeline; "nats" is JetStream at equal durability (fsync always).
+// pipeline; "nats" is JetStream at equal durability (fsync always); the
+// floor is the floor proper (the pipeline's statements), not the COPY-only
+// physical limit.
 type ratios struct {
-	PostgresOverFloor float64 `json:"postgres_pipeline_over_floor,omitempty"`
-	NATSOverFloor     float64 `json:"nats_pipeline_over_floor,omitempty"`
-	PostgresOverNATS  float64 `json:"postgres_over_nats,omitempty"`
-	// Issue 16's names.
 	StreamOverRequest       float64 `json:"stream_over_request,omitempty"`
 	StreamOverFloor         float64 `json:"stream_over_floor,omitempty"`
+	StreamOverPhysicalLimit float64 `json:"stream_over_physical_limit,omitempty"`
+	FloorOverPhysicalLimit  float64 `json:"floor_over_physical_limit,omitempty"`
+	NATSOverFloor           float64 `json:"nats_over_floor,omitempty"`
 	PostgresOverNATSDurable float64 `json:"postgres_over_nats_durable,omitempty"`
 	PostgresOverNATSDefault float64 `json:"postgres_over_nats_default,omitempty"`
 }
@@ -116,6 +131,56 @@ type latencyPoint struct {
 	IntervalMS int             `json:"interval_ms"`
 	PacedRate  float64         `json:"paced_msgs_per_second"`
 	Result     *pipelineResult `json:"result"`
+}
+
+// countsSummary is the books of every pipeline run and floor measurement:
+// OK when each checked run stored every accepted message exactly once.
+type countsSummary struct {
+	Checked int      `json:"checked"`
+	Failed  []string `json:"failed,omitempty"` // "run: problem"
+	OK      bool     `json:"ok"`
+}
+
+// countRuns fills r.Counts from the runs' books.
+func (r *results) countRuns() {
+	c := countsSummary{}
+	check := func(name string, ok bool, problem string) {
+		c.Checked++
+		if !ok {
+			c.Failed = append(c.Failed, name+": "+problem)
+		}
+	}
+	for _, fr := range r.Floor.Rounds {
+		for _, m := range fr.Methods {
+			if m.Counts != nil {
+				check("floor "+m.Method, m.Counts.OK, m.Counts.Problem)
+			}
+		}
+	}
+	var runs []pipelineResult
+	for _, b := range sortedKeys(r.Backends) {
+		runs = append(runs, r.Backends[b].Runs...)
+	}
+	for _, p := range r.Scaling {
+		if !p.FromMainRuns {
+			runs = append(runs, p.Runs...)
+		}
+	}
+	for _, lp := range r.Latency {
+		if lp.Result != nil {
+			runs = append(runs, *lp.Result)
+		}
+	}
+	if r.Profiled != nil {
+		runs = append(runs, *r.Profiled)
+	}
+	for _, run := range runs {
+		if run.Counts != nil {
+			check(run.Run, run.Counts.OK, run.Counts.Problem)
+		}
+	}
+	c.OK = len(c.Failed) == 0
+	r.Counts = c
 }
 
 type target struct {
@@ -150,23 +215,20 @@ func (r *results) backend(b string) *backendSection {
 
 // summarize computes the main rounds' summaries and ratios.
 func (r *results) summarize() {
-	var best []float64
-	by := map[string][]float64{}
-	for _, fr := range r.Floor.Rounds {
-		best = append(best, fr.Best)
-		for _, m := range fr.Methods {
-			by[m.Method] = append(by[m.Method], m.MsgsPerSecond)
+	r.Floor.Floor = r.Floor.pick(floorPipeline, func(f floorResult) float64 { return f.MsgsPerSecond })
+	r.Floor.PhysicalLimit = r.Floor.pick(floorCopy, func(f floorResult) float64 { return f.MsgsPerSecond })
+	r.Floor.CPUPer1k = map[string]map[string]summary{}
+	for _, m := range []string{floorPipeline, floorCopy} {
+		if s := r.Floor.pick(m, func(f floorResult) float64 { return f.MsgsPerSecond }); s.N > 0 {
+			r.Floor.CPUPer1k[m] = map[string]summary{
+				rolePostgres: r.Floor.pick(m, func(f floorResult) float64 { return f.PGCPUPer1k }),
+				roleHarness:  r.Floor.pick(m, func(f floorResult) float64 { return f.ClientCPUPer1k }),
+			}
 		}
-	}
-	r.Floor.Best = summarize(best)
-	r.Floor.ByMethod = map[string]summary{}
-	for m, xs := range by {
-		r.Floor.ByMethod[m] = summarize(xs)
 	}
 	for _, b := range r.Backends {
 		b.summarize()
 	}
-	floor := r.Floor.Best.Median
 	median := func(b string) float64 {
 		if s := r.Backends[b]; s != nil && s.Throughput.N > 0 {
 			return s.Throughput.Median
@@ -179,14 +241,28 @@ func (r *results) summarize() {
 		}
 		return ratio(a, b)
 	}
+	floor, limit := r.Floor.Floor.Median, r.Floor.PhysicalLimit.Median
 	pg, nats := median(backendPostgres), median(backendNATS)
-	r.Ratios.PostgresOverFloor = over(pg, floor)
-	r.Ratios.NATSOverFloor = over(nats, floor)
-	r.Ratios.PostgresOverNATS = over(pg, nats)
-	r.Ratios.StreamOverRequest = over(pg, median(backendPostgresRequest))
-	r.Ratios.StreamOverFloor = r.Ratios.PostgresOverFloor
-	r.Ratios.PostgresOverNATSDurable = r.Ratios.PostgresOverNATS
-	r.Ratios.PostgresOverNATSDefault = over(pg, median(backendNATSDefault))
+	r.Ratios = ratios{
+		StreamOverRequest:       over(pg, median(backendPostgresRequest)),
+		StreamOverFloor:         over(pg, floor),
+		StreamOverPhysicalLimit: over(pg, limit),
+		FloorOverPhysicalLimit:  over(floor, limit),
+		NATSOverFloor:           over(nats, floor),
+		PostgresOverNATSDurable: over(pg, nats),
+		PostgresOverNATSDefault: over(pg, median(backendNATSDefault)),
+	}
+}
+
+// pick summarises f over the rounds' measurements of method m.
+func (f floorSection) pick(m string, fn func(floorResult) float64) summary {
+	var xs []float64
+	for _, fr := range f.Rounds {
+		if r, ok := fr.method(m); ok {
+			xs = append(xs, fn(r))
+		}
+	}
+	return summarize(xs)
 }
 
 func (b *backendSection) summarize() {
@@ -220,6 +296,7 @@ func (b *backendSection) summarize() {
 func (r *results) finish(cfg config, elapsed time.Duration) {
 	r.ElapsedSeconds = elapsed.Seconds()
 	r.summarize() // again: a failed run stops before the plan's own summary
+	r.countRuns()
 	for _, p := range r.Scaling {
 		var tp, p99 []float64
 		for _, run := range p.Runs {
@@ -237,13 +314,11 @@ func (r *results) finish(cfg config, elapsed time.Duration) {
 		}
 		r.Targets = append(r.Targets, t)
 	}
-	judge("postgres pipeline / floor", fmt.Sprintf(">= %.1f", targetPipelineOverFloor), r.Ratios.PostgresOverFloor,
-		r.Ratios.PostgresOverFloor > 0, r.Ratios.PostgresOverFloor >= targetPipelineOverFloor)
-	judge("postgres pipeline / nats pipeline (fsync always)", fmt.Sprintf(">= %.1f", targetPostgresOverNATS), r.Ratios.PostgresOverNATS,
-		r.Ratios.PostgresOverNATS > 0, r.Ratios.PostgresOverNATS >= targetPostgresOverNATS)
+	judge("postgres pipeline / nats pipeline (fsync always)", fmt.Sprintf(">= %.1f", targetPostgresOverNATS), r.Ratios.PostgresOverNATSDurable,
+		r.Ratios.PostgresOverNATSDurable > 0, r.Ratios.PostgresOverNATSDurable >= targetPostgresOverNATS)
 	judge("streaming / request-per-publish pipeline", fmt.Sprintf(">= %.1f", targetStreamOverRequest), r.Ratios.StreamOverRequest,
 		r.Ratios.StreamOverRequest > 0, r.Ratios.StreamOverRequest >= targetStreamOverRequest)
-	judge("streaming pipeline / floor (issue 16)", fmt.Sprintf(">= %.2f", targetStreamOverFloor), r.Ratios.StreamOverFloor,
+	judge("streaming pipeline / floor (the pipeline's statements)", fmt.Sprintf(">= %.2f", targetStreamOverFloor), r.Ratios.StreamOverFloor,
 		r.Ratios.StreamOverFloor > 0, r.Ratios.StreamOverFloor >= targetStreamOverFloor)
 	for _, lp := range r.Latency {
 		if lp.Result == nil || lp.Result.Persisted == 0 {
@@ -259,7 +334,9 @@ func (r *results) finish(cfg config, elapsed time.Duration) {
 		"latency = stamp → persisted: the collectors' collector_sample_age_seconds over the window (the streamer stamps a row when it sends it); publish → acknowledged: the streamers' streamer_publish_duration_seconds; both bucket-interpolated quantiles (buckets 1.5× apart)",
 		"postgres = the streaming publish path (STREAMER_TRANSPORT=stream); postgres-request = a request per publish; nats = JetStream with fsync before every acknowledgement (equal durability), async publish window and batched fetch; nats-default = JetStream's default durability (NATS_SYNC=default, fsync every 2 min)",
 		"CPU per 1k msgs: process_cpu_seconds_total deltas of each app (natsd: /proc); postgres = the backends of the run's database, from /proc; total excludes postgres_background (shared with the whole cluster)",
-		"floor = queue INSERT, telemetry INSERT, queue DELETE, each committed, batched, no GPU registry upsert; the faster of COPY and unnest per round")
+		"floor = the pipeline's own statements per message through its adapters in the harness's process (pgqueue Writer.Publish of full -floor-batch publishes, Reader.Lease of -floor-lease and Ack with its refills and batched deletes, the postgres store's WriteBatch with series registration and registry upkeep), -floor-workers publishers and as many consumers, no HTTP; physical limit = COPY of the queue rows, COPY of the samples (made-up series ids, no registration, no conflict check), DELETE of the queue rows, each committed, batched",
+		"floor CPU: postgres = the backends of its database; harness = the bench process itself (for the floor, the adapters' and the decoding's work, the apps' share without HTTP)",
+		"counts: every pipeline run ends with a drain (streamers stopped, queue emptied, collectors idle) and checks that every message the queue accepted is stored once or counted as a duplicate sample; a failed check fails the bench")
 }
 
 func (r *results) write(path string) error {
@@ -280,11 +357,12 @@ func printReport(w io.Writer, r *results) {
 		d["fsync"], d["synchronous_commit"], d["wal_sync_method"], r.Machine.LoadAverage[0], r.Machine.LoadAverage[1])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nTHROUGHPUT\tmsgs/s persisted\taccepted by queue\tp50 latency\tp99 latency\tbacklog at end\t")
-	if r.Floor.Best.N > 0 {
-		fmt.Fprintf(tw, "database floor (best of copy/unnest, %d conns, batch %d)\t%s\t\t\t\t\t\n", cfg.FloorWorkers, cfg.FloorBatch, fmtSummary(r.Floor.Best, fmtRate))
-		for _, m := range sortedKeys(r.Floor.ByMethod) {
-			fmt.Fprintf(tw, "  floor by %s\t%s\t\t\t\t\t\n", m, fmtSummary(r.Floor.ByMethod[m], fmtRate))
-		}
+	if r.Floor.Floor.N > 0 {
+		fmt.Fprintf(tw, "floor: the pipeline's statements (%d publishers × %d, %d consumers × lease %d)\t%s\t\t\t\t\t\n",
+			cfg.FloorWorkers, cfg.FloorBatch, cfg.FloorWorkers, cfg.FloorLease, fmtSummary(r.Floor.Floor, fmtRate))
+	}
+	if r.Floor.PhysicalLimit.N > 0 {
+		fmt.Fprintf(tw, "physical limit: COPY only (%d conns, batch %d)\t%s\t\t\t\t\t\n", cfg.FloorWorkers, cfg.FloorBatch, fmtSummary(r.Floor.PhysicalLimit, fmtRate))
 	}
 	for _, name := range allBackends {
 		b, ok := r.Backends[name]
@@ -312,27 +390,25 @@ func printReport(w io.Writer, r *results) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", name, s, goal)
 	}
-	ratioRow("pipeline postgres / floor", r.Ratios.PostgresOverFloor, fmt.Sprintf(">= %.1f", targetPipelineOverFloor))
+	ratioRow("streaming / floor (the pipeline's statements)", r.Ratios.StreamOverFloor, fmt.Sprintf(">= %.2f", targetStreamOverFloor))
+	ratioRow("streaming / physical limit (COPY only)", r.Ratios.StreamOverPhysicalLimit, "reported")
+	ratioRow("floor / physical limit", r.Ratios.FloorOverPhysicalLimit, "reported")
 	ratioRow("pipeline nats / floor", r.Ratios.NATSOverFloor, "")
-	ratioRow("pipeline postgres / nats (fsync always)", r.Ratios.PostgresOverNATS, fmt.Sprintf(">= %.1f", targetPostgresOverNATS))
+	ratioRow("pipeline postgres / nats (fsync always)", r.Ratios.PostgresOverNATSDurable, fmt.Sprintf(">= %.1f", targetPostgresOverNATS))
 	ratioRow("pipeline postgres / nats-default (lazy fsync)", r.Ratios.PostgresOverNATSDefault, "reported")
 	ratioRow("streaming / request-per-publish", r.Ratios.StreamOverRequest, fmt.Sprintf(">= %.1f", targetStreamOverRequest))
 	tw.Flush()
 
 	roles := []string{roleStreamer, roleWriter, roleReader, roleCollector, roleNATS, rolePostgres, roleTotal, rolePGBackground}
 	fmt.Fprintf(tw, "\nCPU s per 1,000 msgs (median)\t%s\t\n", strings.Join(roles, "\t"))
-	if r.Floor.Best.N > 0 {
-		var pg, client []float64
-		for _, fr := range r.Floor.Rounds {
-			for _, m := range fr.Methods {
-				if m.Method == fr.BestMethod {
-					pg, client = append(pg, m.PGCPUPer1k), append(client, m.ClientCPUPer1k)
-				}
-			}
+	for _, m := range []struct{ method, label string }{{floorPipeline, "floor"}, {floorCopy, "physical limit"}} {
+		c, ok := r.Floor.CPUPer1k[m.method]
+		if !ok {
+			continue
 		}
-		p, c := summarize(pg).Median, summarize(client).Median
-		row := []string{"", "", "", "", "", fmtCPU(p), fmtCPU(p + c), ""}
-		fmt.Fprintf(tw, "database floor (total incl. its client %s)\t%s\t\n", fmtCPU(c), strings.Join(row, "\t"))
+		p, h := c[rolePostgres].Median, c[roleHarness].Median
+		row := []string{"", "", "", "", "", fmtCPU(p), fmtCPU(p + h), ""}
+		fmt.Fprintf(tw, "%s (total incl. the harness's %s)\t%s\t\n", m.label, fmtCPU(h), strings.Join(row, "\t"))
 	}
 	for _, name := range allBackends {
 		b, ok := r.Backends[name]
@@ -415,6 +491,14 @@ func printReport(w io.Writer, r *results) {
 		}
 	}
 	fmt.Fprintf(w, "\nelapsed %s\n", time.Duration(r.ElapsedSeconds*float64(time.Second)).Round(time.Second))
+	if r.Counts.OK {
+		fmt.Fprintf(w, "COUNTS: %d runs checked after their drain: every accepted message stored once\n", r.Counts.Checked)
+	} else {
+		fmt.Fprintf(w, "COUNTS FAILED (%d of %d runs):\n", len(r.Counts.Failed), r.Counts.Checked)
+		for _, f := range r.Counts.Failed {
+			fmt.Fprintf(w, "    %s\n", f)
+		}
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "INCOMPLETE: %s\n", r.Error)
 	}
