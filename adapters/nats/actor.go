@@ -73,6 +73,7 @@ func (l *lease) next() time.Time {
 type state struct {
 	q       *Queue                               // read-only fields only: cfg, log, metrics, wg, ops, done
 	topics  map[string]*topic                    // topics set up on the server
+	setups  map[string]*setup                    // topic set-ups in flight
 	leases  map[uuid.UUID]*lease                 // live leases, and those with an ack in flight
 	due     leasebook.Heap[*lease]               // live leases by next()
 	acked   *leasebook.Recent[uuid.UUID, string] // recently acked lease id → topic

@@ -70,9 +70,10 @@ const (
 	// asyncMaxPending caps the connection's async publishes awaiting a
 	// PubAck, over all concurrent Publish calls.
 	asyncMaxPending = 1 << 16
-	// ackParallelism caps one Ack's double-acks in flight.
-	ackParallelism = 64
-	// ioTimeout bounds a PubAck, one Ack's double-acks and a flush.
+	// ackPayload is JetStream's ack, as a message to a delivered message's
+	// reply subject ("+ACK", nats-server's AckAck).
+	ackPayload = "+ACK"
+	// ioTimeout bounds a PubAck, one Ack's round trip and a flush.
 	ioTimeout = 30 * time.Second
 	// releaseReasons is how many release reasons are remembered (by stream
 	// sequence) for the dead letter of a message that reaches its limit.

@@ -6,8 +6,9 @@
 // # Layout on the server
 //
 // Each topic gets one stream, created on first use (an idempotent
-// CreateOrUpdate), named <StreamPrefix>_<topic> with "_" in the topic written
-// "__" and "." written "_d" (stream names cannot hold dots). It has
+// CreateOrUpdate, sent once by a client however many calls wait for it),
+// named <StreamPrefix>_<topic> with "_" in the topic written "__" and "."
+// written "_d" (stream names cannot hold dots). It has
 // work-queue retention (a message is deleted when acked), file storage,
 // Config.Replicas replicas and the subjects <topic>.<partition>, where the
 // partition is domain.PartitionOf of the message key, else the payload's
@@ -33,9 +34,14 @@
 // so the lease state lives in one owner goroutine: when a lease ends before
 // AckWait it Naks its messages at expiry (redelivered at once); while it lasts
 // longer it sends InProgress every AckWait/2. A crashed consumer's messages
-// come back after at most AckWait. Ack double-acks every message (waits for
-// the server's confirmation); Release Naks them. Deliveries is JetStream's
-// NumDelivered, which survives restarts.
+// come back after at most AckWait. Ack costs one round trip per lease: a plain
+// ack of every message but the last, then a double ack of the last; the
+// server applies one consumer's acks in arrival order, so its answer means
+// every ack of the lease was applied (Queue.ackAll cites the server code), and
+// after a reconnect during an Ack the acks are sent again. The consumer's ack
+// policy stays explicit: AckAll would also ack what other live leases hold.
+// Release Naks the messages. Deliveries is JetStream's NumDelivered, which
+// survives restarts.
 //
 // The delivery limit (Config.MaxDeliveries) is applied by this client: a
 // message the server hands out with NumDelivered above it (every earlier
@@ -66,7 +72,9 @@
 // durable as the port promises; this adapter cannot check it.
 //
 // The price is real: a single server with SyncAlways fsyncs each message and
-// each ack on its own (there is no group commit), so throughput is bounded by
+// each ack on its own (there is no group commit: an ack of a work-queue
+// message writes a delete tombstone, fsynced before the next ack is read;
+// AckAll would write one per message too), so throughput is bounded by
 // the disk's fsync latency — hundreds of publishes per second on a disk that
 // takes a millisecond or two per fsync, against tens of thousands with the
 // default interval (see BenchmarkQueue and BenchmarkQueueIntervalSync). A

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
@@ -100,8 +99,8 @@ func (q *Queue) fetchError(t *topic, err error) error {
 	return translate(err)
 }
 
-// Ack double-acks every message of a live lease and returns once the server
-// confirmed them all. An already acked lease succeeds; an expired, released
+// Ack acks every message of a live lease with one round trip (see ackAll) and
+// returns once the server confirmed them all. An already acked lease succeeds; an expired, released
 // or unknown one fails with ports.ErrLeaseExpired. When the server cannot be
 // reached the lease stays live until it expires, so Ack may be retried.
 func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
@@ -128,26 +127,63 @@ func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
 	}
 }
 
-// ackAll double-acks msgs, ackParallelism at a time. A message this client
-// already acked (by an earlier, failed attempt) counts as acked.
+// ackAll acks msgs (all fetched from one consumer) with one round trip: a
+// plain ack of each but the last, published without waiting, then a double
+// ack of the last, whose reply means the server has processed them all. That
+// holds because nats-server handles one consumer's acks in the order they
+// arrive: the consumer's ack subscription (consumer.pushAck, nats-server
+// v2.15.2 server/consumer.go) is called inline by the connection's read loop
+// and appends each ack to one FIFO queue (o.ackMsgs), which a single goroutine
+// (consumer.processInboundAcks) pops in order through consumer.processAck; a
+// double ack is answered only after its own processAckMsg returned, which for
+// a work-queue stream on one server has already removed the message from the
+// stream (stream.ackMsg → fileStore.RemoveMsg, a tombstone fsynced under
+// SyncAlways). So every plain ack sent on the same connection before the
+// double ack has been applied, and is as durable as the double ack, before
+// the reply arrives.
+//
+// Same connection is the condition: a plain ack buffered when the connection
+// dropped is lost, while the double ack may go out on the reconnected one.
+// When the client reconnected during an attempt, the whole attempt is sent
+// again (acking an acked message is harmless: the server answers and removes
+// nothing). The acks are written directly rather than through jetstream.Msg's
+// Ack methods, which refuse to send a message's ack twice (ErrMsgAlreadyAckd
+// after a plain ack that was only buffered).
+//
+// AckAll (AckPolicy) is not used: on a consumer shared by several live
+// leases it would also ack messages other leases hold (the server drops
+// every pending sequence below the acked one, consumer.processAckMsg) and
+// still writes a tombstone per message.
 func (q *Queue) ackAll(msgs []jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(ackParallelism)
-	for _, m := range msgs {
-		g.Go(func() error {
-			if err := m.DoubleAck(ctx); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-				return err
-			}
+	for {
+		reconnects := q.nc.Stats().Reconnects
+		err := q.ackOnce(ctx, msgs)
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			return fmt.Errorf("ack %d messages: %w: %w", len(msgs), ports.ErrUnavailable, err)
+		case err != nil:
+			return fmt.Errorf("ack %d messages: %w", len(msgs), translate(err))
+		case q.nc.Stats().Reconnects == reconnects:
 			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return fmt.Errorf("double ack: %w: %w", ports.ErrUnavailable, err)
 		}
-		return fmt.Errorf("double ack: %w", translate(err))
+		q.log.Debug("reconnected while acking; acking the lease again", "messages", len(msgs))
+	}
+}
+
+// ackOnce publishes a plain ack of every message of msgs but the last, then
+// double-acks the last and waits for the server's answer.
+func (q *Queue) ackOnce(ctx context.Context, msgs []jetstream.Msg) error {
+	body := []byte(ackPayload)
+	last := len(msgs) - 1
+	for _, m := range msgs[:last] {
+		if err := q.nc.Publish(m.Reply(), body); err != nil {
+			return fmt.Errorf("plain ack: %w", err)
+		}
+	}
+	if _, err := q.nc.RequestWithContext(ctx, msgs[last].Reply(), body); err != nil {
+		return fmt.Errorf("double ack: %w", err)
 	}
 	return nil
 }

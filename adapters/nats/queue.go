@@ -125,6 +125,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 	q.state = &state{
 		q:       q,
 		topics:  make(map[string]*topic),
+		setups:  make(map[string]*setup),
 		leases:  make(map[uuid.UUID]*lease),
 		acked:   leasebook.NewRecent[uuid.UUID, string](ackedLeases),
 		reasons: leasebook.NewRecent[uint64, string](releaseReasons),

@@ -319,6 +319,40 @@ func TestConcurrentAcksOfOneLease(t *testing.T) {
 
 // TestPublishBeyondWindow publishes more messages in one call than the
 // adapter keeps awaiting their PubAck at once.
+// TestFirstUsesShareOneSetUp publishes one message per call from many
+// goroutines to a topic not yet set up, as a streamer's window does on a cold
+// start: the stream and consumer are set up once, not once per call.
+func TestFirstUsesShareOneSetUp(t *testing.T) {
+	t.Parallel()
+	if externalURL() != "" {
+		t.Skip("NATS_URL set: the API request count is the in-process server's")
+	}
+	const callers = 256
+	ts := startServer(t)
+	q := newQueue(t, ts.url(), natsq.Config{}, nil)
+	apiRequests := func() uint64 {
+		info, err := ts.srv.Jsz(nil)
+		require.NoError(t, err)
+		return info.API.Total
+	}
+	before := apiRequests()
+	topic := newTopic()
+	var g errgroup.Group
+	for i := range callers {
+		g.Go(func() error {
+			_, err := q.Publish(t.Context(), topic, []ports.OutgoingMessage{msg("GPU-1", i, "key-"+strconv.Itoa(i))})
+			return err
+		})
+	}
+	require.NoError(t, g.Wait())
+	// One set-up: an update then a create for the stream and for its
+	// dead-letter stream (nats.go's CreateOrUpdateStream), one request for
+	// the consumer. One set-up per call would be 5 × callers.
+	require.LessOrEqual(t, apiRequests()-before, uint64(5), "JetStream API requests for %d first uses", callers)
+	_, got := leaseN(t, q, topic, callers, time.Minute)
+	require.Len(t, got, callers)
+}
+
 func TestPublishBeyondWindow(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()

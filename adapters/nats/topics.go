@@ -12,23 +12,76 @@ import (
 )
 
 // topic returns the handle of a topic, setting up its stream and consumer on
-// first use.
+// first use. Concurrent first uses share one set-up: the streamer publishes
+// each message with its own call, so a cold start would otherwise send the
+// server one stream and consumer update per message in the window.
 func (q *Queue) topic(ctx context.Context, name string) (*topic, error) {
-	t, err := call(ctx, q, "topic", func(s *state) (*topic, error) { return s.topics[name], nil })
-	if err != nil || t != nil {
-		return t, err
+	found, err := call(ctx, q, "topic", func(s *state) (topicLookup, error) { return s.lookupTopic(name), nil })
+	if err != nil || found.t != nil {
+		return found.t, err
 	}
-	t, err = q.setUp(ctx, name)
-	if err != nil {
-		return nil, translate(err)
+	select {
+	case <-found.setup.done:
+		return found.setup.t, found.setup.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-q.done:
+		return nil, errQueueClosed
 	}
-	return call(ctx, q, "topic", func(s *state) (*topic, error) {
-		if old := s.topics[name]; old != nil {
-			return old, nil
-		}
-		s.topics[name] = t
-		return t, nil
+}
+
+// topicLookup is a topic's handle, or else the set-up to wait for.
+type topicLookup struct {
+	t     *topic
+	setup *setup
+}
+
+// setup is a topic's set-up in flight. run writes t and err, then closes
+// done; the callers waiting read them after done.
+type setup struct {
+	done chan struct{}
+	t    *topic
+	err  error
+}
+
+// lookupTopic returns name's handle, or the set-up in flight, starting one
+// when there is none.
+func (s *state) lookupTopic(name string) topicLookup {
+	if t := s.topics[name]; t != nil {
+		return topicLookup{t: t}
+	}
+	if su := s.setups[name]; su != nil {
+		return topicLookup{setup: su}
+	}
+	su := &setup{done: make(chan struct{})}
+	s.setups[name] = su
+	q := s.q
+	q.wg.Go(func() {
+		// The set-up serves every caller waiting for it, so no one
+		// caller's context bounds it; Close does.
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer cancel()
+		go func() {
+			select {
+			case <-q.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		t, err := q.setUp(ctx, name)
+		q.send(func(s *state) { s.finishSetUp(name, su, t, translate(err)) })
 	})
+	return topicLookup{setup: su}
+}
+
+// finishSetUp records a set-up's outcome and wakes its callers.
+func (s *state) finishSetUp(name string, su *setup, t *topic, err error) {
+	delete(s.setups, name)
+	if err == nil {
+		s.topics[name] = t
+	}
+	su.t, su.err = t, err
+	close(su.done)
 }
 
 // setUp creates or updates the topic's stream and consumer. Concurrent
