@@ -158,15 +158,53 @@ func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	if err := send(ctx, t, t.leases, c); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	rep, err := await(ctx, t, c.reply)
+	rep, err := r.awaitLease(ctx, t, c)
 	if err != nil {
-		r.giveBack(t, c.reply)
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
 	if rep.err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", rep.err)
 	}
 	return rep.lease, nil
+}
+
+// awaitLease waits for the owner's answer to c. A lease with a Wait may be
+// parked by the owner: when the wait passes it is withdrawn and answered
+// empty. When ctx ends first, a lease granted meanwhile is given back.
+func (r *Reader) awaitLease(ctx context.Context, t *topic, c leaseCall) (leaseReply, error) {
+	if c.req.Wait == 0 {
+		rep, err := await(ctx, t, c.reply)
+		if err != nil {
+			r.giveBack(t, c.reply)
+		}
+		return rep, err
+	}
+	rep, ok, err := actor.AwaitParked(ctx, c.reply, t.done, c.req.Wait, func() {
+		w := withdrawCall{reply: c.reply, done: make(chan struct{})}
+		if actor.Send(context.Background(), t.withdraws, t.done, w) == nil {
+			select { // run closes done at once after taking the call
+			case <-w.done:
+			case <-t.done:
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		if ok {
+			r.giveBack(t, replied(rep))
+		}
+		return leaseReply{}, ownerErr(err)
+	case !ok:
+		return leaseReply{lease: domain.Lease{Topic: t.name, ConsumerID: c.req.ConsumerID, Messages: []domain.Message{}}}, nil
+	}
+	return rep, nil
+}
+
+// replied is a reply channel already holding rep, for giveBack.
+func replied(rep leaseReply) <-chan leaseReply {
+	c := make(chan leaseReply, 1)
+	c <- rep
+	return c
 }
 
 // giveBack releases the lease a caller stopped waiting for. The call was

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +28,10 @@ type topic struct {
 	r    *Reader
 	name string
 
-	leases      chan leaseCall  // Lease → run; unbuffered
-	settles     chan settleCall // Ack, Release → run; unbuffered
-	abandon     chan struct{}   // closed by Reader.abandon: stop waiting for leases
+	leases      chan leaseCall    // Lease → run; unbuffered
+	settles     chan settleCall   // Ack, Release → run; unbuffered
+	withdraws   chan withdrawCall // a waiting Lease whose wait or context ended → run; unbuffered
+	abandon     chan struct{}     // closed by Reader.abandon: stop waiting for leases
 	abandonOnce sync.Once
 	done        chan struct{} // closed when run has returned and its I/O goroutines too
 
@@ -53,6 +55,13 @@ type leaseReply struct {
 	err   error
 }
 
+// withdrawCall takes a parked lease (named by its reply channel) off the
+// waiters; run closes done once it is off (or was answered before).
+type withdrawCall struct {
+	reply chan leaseReply
+	done  chan struct{}
+}
+
 type settleCall struct {
 	ref     ports.LeaseRef
 	release bool
@@ -64,12 +73,13 @@ type settleCall struct {
 
 func newTopic(r *Reader, name string) *topic {
 	return &topic{
-		r:       r,
-		name:    name,
-		leases:  make(chan leaseCall),
-		settles: make(chan settleCall),
-		abandon: make(chan struct{}),
-		done:    make(chan struct{}),
+		r:         r,
+		name:      name,
+		leases:    make(chan leaseCall),
+		settles:   make(chan settleCall),
+		withdraws: make(chan withdrawCall),
+		abandon:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 }
 
@@ -152,10 +162,16 @@ type topicState struct {
 	acked       *leasebook.Recent[uuid.UUID, struct{}]
 	seen        *leasebook.Recent[int64, int] // deliveries of messages this reader handed out
 
+	// waiters are the parked leases (a Wait, and nothing was ready), oldest
+	// first; each is answered as soon as messages are ready, and while any
+	// waits the topic refills every WaitRefillInterval instead of
+	// RefillInterval.
+	waiters []leaseCall
+
 	refilling    bool
 	refillCancel context.CancelFunc
 	refillMore   bool      // the last refill filled its batch: more rows are likely waiting
-	nextRefill   time.Time // earliest next refill when refillMore is false
+	lastRefill   time.Time // when the last refill ended; the next waits refillEvery unless refillMore
 	lowWater     int       // refill when fewer messages are ready
 	tombstones   map[int64]struct{}
 	refillDone   chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
@@ -207,11 +223,12 @@ func (t *topic) run() {
 	defer close(t.done)
 	defer s.io.Wait()
 
+	refillEvery := s.refillEvery() // the period of refillTick
 	var (
 		expiryAlarm = leasebook.NewAlarm()
 		deleteTimer = time.NewTimer(time.Hour)
 		deleteC     <-chan time.Time
-		refillTick  = time.NewTicker(max(s.cfg.RefillInterval, time.Millisecond))
+		refillTick  = time.NewTicker(refillEvery)
 		quit        = t.r.quit
 		abandon     = t.abandon
 		cancelled   = t.r.ctx.Done()
@@ -226,7 +243,14 @@ func (t *topic) run() {
 		pendingBefore := len(s.pendingDel)
 		select {
 		case c := <-t.leases:
-			c.reply <- s.lease(c.req, time.Now())
+			if rep := s.lease(c.req, time.Now()); len(rep.lease.Messages) > 0 || rep.err != nil || c.req.Wait == 0 {
+				c.reply <- rep
+			} else {
+				s.waiters = append(s.waiters, c)
+			}
+		case c := <-t.withdraws:
+			s.waiters = slices.DeleteFunc(s.waiters, func(w leaseCall) bool { return w.reply == c.reply })
+			close(c.done)
 		case c := <-t.settles:
 			if waiting, err := s.settle(c, time.Now()); !waiting {
 				c.reply <- err
@@ -264,7 +288,12 @@ func (t *topic) run() {
 		s.maybeDelete()
 		s.maybeDeadLetter(now)
 		s.maybeRecord()
+		s.serveWaiters(now)
 		s.maybeRefill(now)
+		if every := s.refillEvery(); every != refillEvery {
+			refillEvery = every
+			refillTick.Reset(every)
+		}
 		expiryAlarm.Set(s.expiry.Next())
 		t.held.Store(int64(len(s.held)))
 		t.heldBytes.Store(s.heldBytes)
@@ -276,6 +305,29 @@ func (t *topic) run() {
 			return
 		}
 	}
+}
+
+// serveWaiters answers the parked leases, oldest first, while messages are
+// ready.
+func (s *topicState) serveWaiters(now time.Time) {
+	for len(s.waiters) > 0 && s.readyCount > 0 {
+		c := s.waiters[0]
+		s.waiters[0] = leaseCall{}
+		s.waiters = s.waiters[1:]
+		c.reply <- s.lease(c.req, now)
+	}
+	if len(s.waiters) == 0 {
+		s.waiters = nil
+	}
+}
+
+// refillEvery is how often an idle topic polls PostgreSQL: RefillInterval,
+// or WaitRefillInterval while a lease waits for messages.
+func (s *topicState) refillEvery() time.Duration {
+	if len(s.waiters) > 0 {
+		return max(min(s.cfg.WaitRefillInterval, s.cfg.RefillInterval), time.Millisecond)
+	}
+	return max(s.cfg.RefillInterval, time.Millisecond)
 }
 
 // lease takes up to req.Max ready messages under a new lease.
@@ -675,7 +727,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 	if room <= 0 || roomBytes <= 0 || s.readyCount >= s.lowWater {
 		return
 	}
-	if !s.refillMore && now.Before(s.nextRefill) {
+	if !s.refillMore && now.Before(s.lastRefill.Add(s.refillEvery())) {
 		return
 	}
 	held := make([]int64, 0, len(s.held))
@@ -702,7 +754,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 // deleted while the query ran (its snapshot may predate the DELETE).
 func (s *topicState) refilled(res refillResult, now time.Time) {
 	s.refilling, s.refillCancel = false, nil
-	s.nextRefill = now.Add(s.cfg.RefillInterval)
+	s.lastRefill = now
 	s.refillMore = false
 	defer clear(s.tombstones)
 	if s.draining {
@@ -758,6 +810,10 @@ func (s *topicState) drain() {
 	if s.refillCancel != nil {
 		s.refillCancel()
 	}
+	for _, c := range s.waiters {
+		c.reply <- leaseReply{err: fmt.Errorf("reader is draining: %w", ports.ErrClosed)}
+	}
+	s.waiters = nil
 	for i, q := range s.ready {
 		for _, m := range q {
 			s.forget(m)
