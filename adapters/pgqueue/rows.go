@@ -42,6 +42,41 @@ type rowStore interface {
 	ping(ctx context.Context) error
 }
 
+// listener is the optional capability of a rowStore to tell the reader as
+// soon as a topic has new rows (pgRows: LISTEN on readyChannel, which the
+// writer notifies). Without it the reader only polls.
+type listener interface {
+	// listen holds one subscription until ctx ends or it fails: it calls
+	// subscribed once the subscription is live (notifications sent before
+	// that are lost), then ready with each topic notified.
+	listen(ctx context.Context, subscribed func(), ready func(topic string)) error
+}
+
+var _ listener = pgRows{}
+
+// listen holds a pool connection LISTENing on readyChannel. The connection
+// is closed, not returned to the pool, when it ends: it carries the
+// subscription.
+func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic string)) error {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection: %w", err)
+	}
+	defer conn.Release()
+	defer func() { _ = conn.Conn().Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, listenSQL); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	subscribed()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		ready(n.Payload)
+	}
+}
+
 // pgRows is the rowStore on PostgreSQL.
 type pgRows struct{ pool *pgxpool.Pool }
 

@@ -31,6 +31,7 @@ type topic struct {
 	leases      chan leaseCall    // Lease → run; unbuffered
 	settles     chan settleCall   // Ack, Release → run; unbuffered
 	withdraws   chan withdrawCall // a waiting Lease whose wait or context ended → run; unbuffered
+	pokes       chan struct{}     // the reader's listener → run: new rows were committed; 1-buffered, so pokes coalesce and the listener never blocks
 	abandon     chan struct{}     // closed by Reader.abandon: stop waiting for leases
 	abandonOnce sync.Once
 	done        chan struct{} // closed when run has returned and its I/O goroutines too
@@ -78,6 +79,7 @@ func newTopic(r *Reader, name string) *topic {
 		leases:    make(chan leaseCall),
 		settles:   make(chan settleCall),
 		withdraws: make(chan withdrawCall),
+		pokes:     make(chan struct{}, 1),
 		abandon:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -170,9 +172,11 @@ type topicState struct {
 
 	refilling    bool
 	refillCancel context.CancelFunc
-	refillMore   bool      // the last refill filled its batch: more rows are likely waiting
-	lastRefill   time.Time // when the last refill ended; the next waits refillEvery unless refillMore
-	lowWater     int       // refill when fewer messages are ready
+	refillMore   bool          // the last refill filled its batch: more rows are likely waiting
+	notified     bool          // rows were committed since the last refill started (the listener said so)
+	refillTook   time.Duration // how long the last refill ran
+	lastRefill   time.Time     // when the last refill ended; the next waits refillEvery unless refillMore
+	lowWater     int           // refill when fewer messages are ready
 	tombstones   map[int64]struct{}
 	refillDone   chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
 
@@ -248,6 +252,8 @@ func (t *topic) run() {
 			} else {
 				s.waiters = append(s.waiters, c)
 			}
+		case <-t.pokes:
+			s.notified = true
 		case c := <-t.withdraws:
 			s.waiters = slices.DeleteFunc(s.waiters, func(w leaseCall) bool { return w.reply == c.reply })
 			close(c.done)
@@ -322,12 +328,17 @@ func (s *topicState) serveWaiters(now time.Time) {
 }
 
 // refillEvery is how often an idle topic polls PostgreSQL: RefillInterval,
-// or WaitRefillInterval while a lease waits for messages.
+// or, while a lease waits for messages and the reader's listener is down,
+// WaitRefillInterval (with the listener up, its notifications start the
+// refills a waiting lease needs, and polling is only the fallback). Never
+// more often than the last refill took, so polling keeps a database
+// connection busy at most half the time however many rows the query walks.
 func (s *topicState) refillEvery() time.Duration {
-	if len(s.waiters) > 0 {
-		return max(min(s.cfg.WaitRefillInterval, s.cfg.RefillInterval), time.Millisecond)
+	every := s.cfg.RefillInterval
+	if len(s.waiters) > 0 && !s.t.r.listening.Load() {
+		every = min(s.cfg.WaitRefillInterval, every)
 	}
-	return max(s.cfg.RefillInterval, time.Millisecond)
+	return max(every, s.refillTook, time.Millisecond)
 }
 
 // lease takes up to req.Max ready messages under a new lease.
@@ -727,7 +738,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 	if room <= 0 || roomBytes <= 0 || s.readyCount >= s.lowWater {
 		return
 	}
-	if !s.refillMore && now.Before(s.lastRefill.Add(s.refillEvery())) {
+	if !s.refillMore && !(s.notified && len(s.waiters) > 0) && now.Before(s.lastRefill.Add(s.refillEvery())) {
 		return
 	}
 	held := make([]int64, 0, len(s.held))
@@ -741,7 +752,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 	limit := max(1, min(s.cfg.RefillBatch, room, maxBytes/max(s.rowBytes, 1)))
 	r, name, done := s.t.r, s.t.name, s.refillDone
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
-	s.refilling, s.refillCancel = true, cancel
+	s.refilling, s.refillCancel, s.notified = true, cancel, false
 	s.io.Go(func() {
 		defer cancel()
 		start := time.Now()
@@ -754,7 +765,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 // deleted while the query ran (its snapshot may predate the DELETE).
 func (s *topicState) refilled(res refillResult, now time.Time) {
 	s.refilling, s.refillCancel = false, nil
-	s.lastRefill = now
+	s.lastRefill, s.refillTook = now, res.elapsed
 	s.refillMore = false
 	defer clear(s.tombstones)
 	if s.draining {
