@@ -90,11 +90,11 @@ type ReaderConfig struct {
 	// rows. A refill that filled its batch is followed at once by another.
 	// Default 50ms.
 	RefillInterval time.Duration
-	// WaitRefillInterval replaces RefillInterval while a lease waits for
-	// messages (LeaseRequest.Wait): the topic polls PostgreSQL this often,
-	// so a parked lease learns of a commit within it. An empty refill is
-	// one index probe (see ADR 0014 for its cost). Default 5ms; it is never
-	// longer than RefillInterval.
+	// WaitRefillInterval is the pace of refills while a lease waits for
+	// messages (LeaseRequest.Wait): after the writer's notification of new
+	// rows, or polling while the reader's listener is down, the next refill
+	// starts this long after the last one (see ADR 0014). Commits arriving
+	// faster share a refill. Default 10ms; never longer than RefillInterval.
 	WaitRefillInterval time.Duration
 	// DeleteBatch caps the message ids of one ack DELETE; acks that arrive
 	// while a DELETE runs share the next one. Default 5000.
@@ -149,7 +149,7 @@ func DefaultReaderConfig() ReaderConfig {
 		BufferSize:         10000,
 		RefillBatch:        2000,
 		RefillInterval:     50 * time.Millisecond,
-		WaitRefillInterval: 5 * time.Millisecond,
+		WaitRefillInterval: 10 * time.Millisecond,
 		DeleteBatch:        5000,
 		MinLease:           200 * time.Millisecond,
 		DrainTimeout:       30 * time.Second,

@@ -157,7 +157,11 @@ func (r *Reader) listenLoop(l listener) {
 			}
 		}, r.poke)
 		r.listening.Store(false)
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errNoSpareConn):
+			r.logger.Info("not listening for new rows; polling only", "reason", err)
 			return
 		}
 		r.logger.Warn("listening for new rows failed; polling faster until it is back", "err", err)

@@ -2,6 +2,7 @@ package pgqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -54,10 +55,17 @@ type listener interface {
 
 var _ listener = pgRows{}
 
+// errNoSpareConn: a pool of one connection cannot give one to the listener
+// without starving the refills, so that reader only polls.
+var errNoSpareConn = errors.New("a pool of one connection has none to spare for LISTEN")
+
 // listen holds a pool connection LISTENing on readyChannel. The connection
 // is closed, not returned to the pool, when it ends: it carries the
 // subscription.
 func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic string)) error {
+	if p.pool.Config().MaxConns < 2 {
+		return errNoSpareConn
+	}
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire a connection: %w", err)

@@ -227,12 +227,12 @@ func (t *topic) run() {
 	defer close(t.done)
 	defer s.io.Wait()
 
-	refillEvery := s.refillEvery() // the period of refillTick
+	tickEvery := s.tickEvery() // the period of refillTick
 	var (
 		expiryAlarm = leasebook.NewAlarm()
 		deleteTimer = time.NewTimer(time.Hour)
 		deleteC     <-chan time.Time
-		refillTick  = time.NewTicker(refillEvery)
+		refillTick  = time.NewTicker(tickEvery)
 		quit        = t.r.quit
 		abandon     = t.abandon
 		cancelled   = t.r.ctx.Done()
@@ -296,8 +296,8 @@ func (t *topic) run() {
 		s.maybeRecord()
 		s.serveWaiters(now)
 		s.maybeRefill(now)
-		if every := s.refillEvery(); every != refillEvery {
-			refillEvery = every
+		if every := s.tickEvery(); every != tickEvery {
+			tickEvery = every
 			refillTick.Reset(every)
 		}
 		expiryAlarm.Set(s.expiry.Next())
@@ -327,18 +327,29 @@ func (s *topicState) serveWaiters(now time.Time) {
 	}
 }
 
-// refillEvery is how often an idle topic polls PostgreSQL: RefillInterval,
-// or, while a lease waits for messages and the reader's listener is down,
-// WaitRefillInterval (with the listener up, its notifications start the
-// refills a waiting lease needs, and polling is only the fallback). Never
-// more often than the last refill took, so polling keeps a database
-// connection busy at most half the time however many rows the query walks.
-func (s *topicState) refillEvery() time.Duration {
+// tickEvery is how often run wakes to see whether a refill is due:
+// RefillInterval, or WaitRefillInterval while a lease waits.
+func (s *topicState) tickEvery() time.Duration {
+	if len(s.waiters) > 0 {
+		return max(min(s.cfg.WaitRefillInterval, s.cfg.RefillInterval), time.Millisecond)
+	}
+	return max(s.cfg.RefillInterval, time.Millisecond)
+}
+
+// refillDue is when the next refill may start, unless the last one filled
+// its batch. An idle topic polls every RefillInterval. While a lease waits,
+// a notification of new rows (or, with the listener down, nothing at all)
+// brings that to WaitRefillInterval after the last refill: so a waiting
+// lease is answered within it, and commits arriving faster than that share
+// a refill (and the lease it feeds) instead of costing one each. Never
+// sooner than the last refill took, so refills keep a database connection
+// busy at most half the time however many held rows the query walks.
+func (s *topicState) refillDue() time.Time {
 	every := s.cfg.RefillInterval
-	if len(s.waiters) > 0 && !s.t.r.listening.Load() {
+	if len(s.waiters) > 0 && (s.notified || !s.t.r.listening.Load()) {
 		every = min(s.cfg.WaitRefillInterval, every)
 	}
-	return max(every, s.refillTook, time.Millisecond)
+	return s.lastRefill.Add(max(every, s.refillTook))
 }
 
 // lease takes up to req.Max ready messages under a new lease.
@@ -738,7 +749,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 	if room <= 0 || roomBytes <= 0 || s.readyCount >= s.lowWater {
 		return
 	}
-	if !s.refillMore && !(s.notified && len(s.waiters) > 0) && now.Before(s.lastRefill.Add(s.refillEvery())) {
+	if !s.refillMore && now.Before(s.refillDue()) {
 		return
 	}
 	held := make([]int64, 0, len(s.held))
