@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
@@ -11,14 +12,14 @@ import (
 )
 
 // A waiting lease is answered by the writer's notification, not by polling:
-// the reader here polls once an hour, so only the NOTIFY of the publish's
-// commit (or, after the listening connection was killed, the refill every
-// topic runs once it listens again) can bring the message within the wait.
+// the reader here polls once an hour while it listens, so only the NOTIFY of
+// the publish's commit can bring the message within the wait; and after its
+// listening connection is killed, it listens again on a new one.
 func TestWaitingLeaseWokenByNotify(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	w := newWriter(t, pool, WriterConfig{})
-	r := newReader(t, pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Hour, WaitRefillInterval: time.Hour})
+	r := newReader(t, pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Hour})
 	ctx := t.Context()
 	req := ports.LeaseRequest{Topic: "notified", ConsumerID: "c", Max: 10, LeaseDuration: time.Minute, Wait: domain.MaxLeaseWait}
 
@@ -50,12 +51,23 @@ func TestWaitingLeaseWokenByNotify(t *testing.T) {
 		require.NoError(t, err)
 	})
 
-	// Kill the listening connection: the reader subscribes again and every
-	// topic refills once, so a publish it could not hear is still found.
-	var killed int
-	require.NoError(t, pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE datname = current_database() AND query = $1`, listenSQL).Scan(&killed))
-	require.Equal(t, 1, killed, "listening connections")
+	// Kill the listening connection: the reader subscribes again on a new
+	// one, and notifications reach it as before.
+	listeners := func() (pids []int32) {
+		rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1`, listenSQL)
+		require.NoError(t, err)
+		pids, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+		require.NoError(t, err)
+		return pids
+	}
+	before := listeners()
+	require.Len(t, before, 1, "listening connections")
+	_, err = pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, before[0])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		now := listeners()
+		return len(now) == 1 && now[0] != before[0] && r.listening.Load()
+	}, 10*time.Second, 5*time.Millisecond, "the reader did not listen again")
 	leaseAfter(func() {
 		_, err := w.Publish(ctx, req.Topic, msgs(1, "b"))
 		require.NoError(t, err)
