@@ -166,8 +166,7 @@ type topicState struct {
 
 	// waiters are the parked leases (a Wait, and nothing was ready), oldest
 	// first; each is answered as soon as messages are ready, and while any
-	// waits the topic refills every WaitRefillInterval instead of
-	// RefillInterval.
+	// waits, refills are paced by WaitRefillInterval (see refillDue).
 	waiters []leaseCall
 
 	refilling    bool
@@ -175,7 +174,7 @@ type topicState struct {
 	refillMore   bool          // the last refill filled its batch: more rows are likely waiting
 	notified     bool          // rows were committed since the last refill started (the listener said so)
 	refillTook   time.Duration // how long the last refill ran
-	lastRefill   time.Time     // when the last refill ended; the next waits refillEvery unless refillMore
+	lastRefill   time.Time     // when the last refill ended; the next starts at refillDue unless refillMore
 	lowWater     int           // refill when fewer messages are ready
 	tombstones   map[int64]struct{}
 	refillDone   chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
