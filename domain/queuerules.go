@@ -42,6 +42,12 @@ const (
 	// configuration may raise the lease limits to.
 	CeilingLeaseMessages = 10000
 	CeilingLeaseDuration = time.Hour
+	// MaxLeaseWait caps LeaseRequest.Wait, the time a lease may wait for
+	// messages when none is ready (a long poll). 20 s, as SQS's
+	// WaitTimeSeconds: long enough that an idle consumer asks a few times a
+	// minute, short enough to sit well inside the HTTP servers' and clients'
+	// timeouts (30 s and more), so a wait never looks like a dead server.
+	MaxLeaseWait = 20 * time.Second
 )
 
 // LeaseLimits bound one lease: how many messages it may ask for and for how
@@ -103,6 +109,11 @@ type LeaseRequest struct {
 	ConsumerID    string
 	Max           int
 	LeaseDuration time.Duration
+	// Wait, when not zero, makes the lease a long poll: with nothing ready
+	// the queue parks the request and answers as soon as messages become
+	// ready (with those ready then, up to Max), or with an empty lease when
+	// Wait has passed. Zero answers at once, as before. 0 to MaxLeaseWait.
+	Wait time.Duration
 }
 
 // LeaseRef names a lease for Ack and Release.
@@ -241,6 +252,8 @@ func (r LeaseRequest) ValidateWithin(minLease time.Duration, limits LeaseLimits)
 	case r.LeaseDuration < minLease || r.LeaseDuration > limits.MaxDuration:
 		return invalid("lease duration must be between %s and %s (this queue's lease limit), got %s",
 			minLease, limits.MaxDuration, r.LeaseDuration)
+	case r.Wait < 0 || r.Wait > MaxLeaseWait:
+		return invalid("lease wait must be between 0 and %s, got %s", MaxLeaseWait, r.Wait)
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func TestLeaseRequestValidate(t *testing.T) {
 	}{
 		{"valid", ok, ""},
 		{"bounds are inclusive", with(func(r *domain.LeaseRequest) {
-			r.Max, r.LeaseDuration = domain.MaxLeaseMessages, domain.MaxLeaseDuration
+			r.Max, r.LeaseDuration, r.Wait = domain.MaxLeaseMessages, domain.MaxLeaseDuration, domain.MaxLeaseWait
 		}), ""},
 		{"bad topic", with(func(r *domain.LeaseRequest) { r.Topic = "a b" }), "topic"},
 		{"no consumer id", with(func(r *domain.LeaseRequest) { r.ConsumerID = " " }), "consumer_id is required"},
@@ -79,6 +79,8 @@ func TestLeaseRequestValidate(t *testing.T) {
 		{"max too large", with(func(r *domain.LeaseRequest) { r.Max = domain.MaxLeaseMessages + 1 }), "got 5001"},
 		{"lease below the backend's minimum", with(func(r *domain.LeaseRequest) { r.LeaseDuration = time.Second / 2 }), "lease duration"},
 		{"lease over five minutes", with(func(r *domain.LeaseRequest) { r.LeaseDuration = domain.MaxLeaseDuration + 1 }), "lease duration"},
+		{"negative wait", with(func(r *domain.LeaseRequest) { r.Wait = -time.Millisecond }), "lease wait must be between 0 and 20s, got -1ms"},
+		{"wait over the maximum", with(func(r *domain.LeaseRequest) { r.Wait = domain.MaxLeaseWait + 1 }), "lease wait must be between 0 and 20s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -61,9 +61,16 @@
 // key, idempotency key and consumer id are at most 256 bytes without NUL; a
 // consumer id is required; a lease asks for 1 to 5,000 messages for at most
 // 300 s (domain.DefaultLeaseLimits; a queue may be configured up to 10,000
-// and an hour). A backend may refuse more where it must (its shortest lease,
-// NATS's max_payload), never less. Adapters validate by calling domain; a broken rule
-// is ErrInvalidArgument.
+// and an hour) and waits 0 to 20 s for them. A backend may refuse more
+// where it must (its shortest lease, NATS's max_payload), never less.
+// Adapters validate by calling domain; a broken rule is ErrInvalidArgument.
+//
+// A lease may wait for messages (LeaseRequest.Wait, at most
+// domain.MaxLeaseWait, 20 s): with nothing ready the queue parks the request
+// and answers it as soon as messages become ready, or empty when the wait
+// has passed, so an idle consumer neither spins nor sleeps past the
+// messages' arrival. A waiting lease whose caller gives up (its context
+// ends) leaves no lease behind. Zero waits not at all.
 //
 // Ordering: within one partition, a single consumer leasing in a loop sees
 // messages in publish-commit order. Across partitions, and across

@@ -36,9 +36,13 @@ type LeaseRef = domain.LeaseRef
 
 // Consumer is the read side of the queue.
 type Consumer interface {
-	// Lease hands out up to req.Max ready messages. When none is ready it
-	// returns a lease with no messages and a nil error at once: it does not
-	// wait for messages (callers poll with their own backoff). It fails with
+	// Lease hands out up to req.Max ready messages. When none is ready and
+	// req.Wait is zero it returns a lease with no messages and a nil error at
+	// once. With a Wait (a long poll) it waits for messages instead: it
+	// returns as soon as some are ready (those ready then, up to Max, maybe
+	// fewer), or a lease with no messages when Wait has passed; the caller's
+	// context ending, or the queue draining or closing, ends the wait early
+	// (with the context's error, or ErrClosed). It fails with
 	// ErrInvalidArgument for a bad request, ErrClosed while draining, or
 	// ErrUnavailable. When ctx ends first, the adapter gives back any lease
 	// it granted meanwhile where it can tell (the in-process adapters do);

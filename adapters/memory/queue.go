@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -219,7 +220,9 @@ func (q *Queue) Publish(ctx context.Context, topic string, msgs []ports.Outgoing
 
 // Lease hands out up to req.Max ready messages of req.Topic: round-robin over
 // partitions, in publish order within each. With nothing ready it returns a
-// lease with id uuid.Nil and no messages.
+// lease with id uuid.Nil and no messages: at once, or with a req.Wait once
+// that has passed, unless a publish, release or expiry makes messages ready
+// first (the owner then answers the waiting leases in the order they came).
 func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
@@ -228,8 +231,12 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
 	}
 	var granted domain.Lease // written and read only by the owner goroutine
+	w := &waiter{req: req, reply: make(chan domain.Lease, 1)}
 	l, err := queueCall(ctx, q, "lease", func(s *queueState) (domain.Lease, error) {
 		granted = s.lease(req)
+		if len(granted.Messages) == 0 && req.Wait > 0 {
+			s.park(w)
+		}
 		return granted, nil
 	})
 	if err != nil {
@@ -238,9 +245,38 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 		}
 		return domain.Lease{}, err
 	}
+	if len(l.Messages) == 0 && req.Wait > 0 {
+		if l, err = q.awaitParked(ctx, w); err != nil {
+			return domain.Lease{}, err
+		}
+	}
 	// Payloads are immutable inside the queue; hand the caller its own copies.
 	for i := range l.Messages {
 		l.Messages[i].Payload = slices.Clone(l.Messages[i].Payload)
+	}
+	return l, nil
+}
+
+// awaitParked waits for a parked lease's answer, its wait or ctx. The wait
+// ending empty answers the lease empty; ctx ending gives back a lease the
+// owner granted meanwhile.
+func (q *Queue) awaitParked(ctx context.Context, w *waiter) (domain.Lease, error) {
+	l, ok, err := actor.AwaitParked(ctx, w.reply, q.svc.Done(), w.req.Wait, func() {
+		_, _ = queueCall(context.Background(), q, "withdraw lease", func(s *queueState) (struct{}, error) {
+			s.withdraw(w)
+			return struct{}{}, nil
+		})
+	})
+	switch {
+	case errors.Is(err, actor.ErrStopped):
+		return domain.Lease{}, fmt.Errorf("lease: %w", errQueueClosed)
+	case err != nil:
+		if ok {
+			q.giveBack(&l)
+		}
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
+	case !ok:
+		return domain.Lease{Topic: w.req.Topic, ConsumerID: w.req.ConsumerID, Messages: []domain.Message{}}, nil
 	}
 	return l, nil
 }

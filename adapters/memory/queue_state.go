@@ -36,6 +36,7 @@ func (q *Queue) run(ctx context.Context) {
 			alarm.Fired()
 			s.expire(time.Now())
 		}
+		s.serveWaiters()
 		alarm.Set(s.expiries.Next())
 		q.metrics.ready.Set(float64(s.ready))
 		q.metrics.leased.Set(float64(s.held - s.ready))
@@ -117,9 +118,18 @@ type topicState struct {
 	held       map[uuid.UUID]struct{} // ids ready or leased
 }
 
+// waiter is a parked Lease (one with a Wait, when nothing was ready): the
+// owner answers it on reply as soon as its topic has ready messages. Owned
+// by run while parked; its caller withdraws it when the wait ends.
+type waiter struct {
+	req   ports.LeaseRequest
+	reply chan domain.Lease // 1-buffered
+}
+
 // queueState is everything the owner goroutine owns.
 type queueState struct {
 	topics      map[string]*topicState
+	waiters     map[string][]*waiter                   // parked leases by topic, oldest first
 	expiries    leasebook.Heap[*liveLease]             // live leases by expiry
 	ackedLeases *leasebook.Recent[uuid.UUID, string]   // acked lease id → topic
 	dedup       *leasebook.Recent[uuid.UUID, struct{}] // acked idempotent message ids
@@ -315,4 +325,40 @@ func (s *queueState) deadLetter(t *topicState, m *queuedMessage) {
 	s.metrics.deadLettered.Inc()
 	s.log.Warn("message dead-lettered at its delivery limit", "topic", t.name, "msg_uuid", m.ID,
 		"deliveries", m.Deliveries, "last_error", m.lastError)
+}
+
+// park queues a Lease that found nothing ready, for serveWaiters.
+func (s *queueState) park(w *waiter) {
+	if s.waiters == nil {
+		s.waiters = make(map[string][]*waiter)
+	}
+	s.waiters[w.req.Topic] = append(s.waiters[w.req.Topic], w)
+}
+
+// withdraw takes a parked Lease off its queue (its wait or its caller's
+// context ended); one already answered is not there any more.
+func (s *queueState) withdraw(w *waiter) {
+	ws := slices.DeleteFunc(s.waiters[w.req.Topic], func(x *waiter) bool { return x == w })
+	if len(ws) == 0 {
+		delete(s.waiters, w.req.Topic)
+		return
+	}
+	s.waiters[w.req.Topic] = ws
+}
+
+// serveWaiters answers parked leases, oldest first, while their topics have
+// ready messages: after a publish, a release or an expiry.
+func (s *queueState) serveWaiters() {
+	for topic, ws := range s.waiters {
+		t := s.topics[topic]
+		for len(ws) > 0 && t != nil && t.readyCount > 0 {
+			ws[0].reply <- s.lease(ws[0].req)
+			ws = ws[1:]
+		}
+		if len(ws) == 0 {
+			delete(s.waiters, topic)
+		} else {
+			s.waiters[topic] = ws
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/ports"
@@ -18,6 +20,15 @@ import (
 // transiently (down, draining) is skipped; only when every reader failed
 // does the call back off and try another round. The lease duration is sent
 // in whole seconds, rounded up; it must be between 1s and an hour.
+//
+// A req.Wait (wait_ms, rounded up to a millisecond) is passed through: with
+// one reader the request carries it; with several, a round without it comes
+// first, and when every reader was empty the waiting requests go to all of
+// them at once (so the wait is the wait, not one per reader): the first
+// lease with messages wins and the others are cancelled. When two readers
+// grant a lease in the same instant the later one is released (its
+// messages count one delivery). A custom HTTPClient's Timeout must exceed
+// the longest wait used.
 func (c *Client) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
 	switch {
 	case c.closed():
@@ -29,12 +40,20 @@ func (c *Client) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 		return domain.Lease{}, fmt.Errorf("lease: %w: duration %s out of the protocol's [1s, %ds]",
 			ports.ErrInvalidArgument, req.LeaseDuration, MaxLeaseSeconds)
 	}
+	if req.Wait < 0 || req.Wait > domain.MaxLeaseWait {
+		return domain.Lease{}, fmt.Errorf("lease: %w: wait %s out of [0, %s]", ports.ErrInvalidArgument, req.Wait, domain.MaxLeaseWait)
+	}
 	secs := leaseSeconds(req.LeaseDuration)
-	body, err := json.Marshal(leaseRequest{Topic: req.Topic, ConsumerID: req.ConsumerID, Max: req.Max, LeaseSeconds: secs})
+	wire := leaseRequest{Topic: req.Topic, ConsumerID: req.ConsumerID, Max: req.Max, LeaseSeconds: secs,
+		WaitMS: int64((req.Wait + time.Millisecond - 1) / time.Millisecond)}
+	n := len(c.readers)
+	if n > 1 {
+		wire.WaitMS = 0 // the first round asks without waiting
+	}
+	body, err := json.Marshal(wire)
 	if err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w: encode request: %w", ports.ErrInvalidArgument, err)
 	}
-	n := len(c.readers)
 	start := int((c.next.Add(1) - 1) % uint64(n))
 	rounds := 0
 	lease, err := retry.Do(ctx, c.callPolicy("lease"), func() (domain.Lease, error) {
@@ -42,6 +61,8 @@ func (c *Client) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 		return c.leaseRound(ctx, body, secs, start)
 	})
 	switch {
+	case err == nil && len(lease.Messages) == 0 && n > 1 && req.Wait > 0:
+		return c.leaseWaiting(ctx, req, secs)
 	case err == nil:
 		return lease, nil
 	case ctx.Err() != nil || !retryable(err):
@@ -73,11 +94,7 @@ func (c *Client) leaseRound(ctx context.Context, body []byte, secs, start int) (
 				}
 				continue
 			}
-			// Expiry on our clock, not the server's: no skew to reason about.
-			expires := time.Now().Add(time.Duration(secs)*time.Second + routeGrace)
-			if err := c.routes.put(ctx, lease.ID, idx, expires); err != nil {
-				// Unreachable unless ctx ended or Close ran; the lease
-				// expires on its reader and is redelivered.
+			if err := c.route(ctx, lease, idx, secs); err != nil {
 				return domain.Lease{}, retry.Permanent(err)
 			}
 			return lease, nil
@@ -97,6 +114,86 @@ func (c *Client) leaseRound(ctx context.Context, body []byte, secs, start int) (
 		return empty, nil
 	}
 	return domain.Lease{}, lastErr
+}
+
+// route records which reader granted lease, for its ack or release.
+func (c *Client) route(ctx context.Context, lease domain.Lease, idx, secs int) error {
+	// Expiry on our clock, not the server's: no skew to reason about.
+	expires := time.Now().Add(time.Duration(secs)*time.Second + routeGrace)
+	// Fails only when ctx ended or Close ran; the lease then expires on its
+	// reader and is redelivered.
+	return c.routes.put(ctx, lease.ID, idx, expires)
+}
+
+// leaseWaiting sends the waiting lease to every reader at once and returns
+// the first lease with messages, cancelling the others; an empty lease when
+// every reader that answered waited in vain; the last error when none
+// answered. It returns once every request has ended.
+func (c *Client) leaseWaiting(ctx context.Context, req ports.LeaseRequest, secs int) (domain.Lease, error) {
+	body, err := json.Marshal(leaseRequest{Topic: req.Topic, ConsumerID: req.ConsumerID, Max: req.Max,
+		LeaseSeconds: secs, WaitMS: int64((req.Wait + time.Millisecond - 1) / time.Millisecond)})
+	if err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: %w: encode request: %w", ports.ErrInvalidArgument, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		idx   int
+		lease domain.Lease
+		err   error
+	}
+	answers := make(chan answer, len(c.readers)) // one per request: no sender blocks
+	for idx, reader := range c.readers {
+		go func() {
+			var resp leaseResponse
+			err := c.post(wctx, reader+PathLease, body, &resp)
+			answers <- answer{idx: idx, lease: resp.toDomain(), err: err}
+		}()
+	}
+	var (
+		won      domain.Lease
+		answered bool
+		lastErr  error
+	)
+	for range c.readers {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			if wctx.Err() == nil {
+				lastErr = fmt.Errorf("from %s: %w", c.readers[a.idx], a.err)
+			}
+		case len(a.lease.Messages) == 0:
+			answered = true
+		case won.ID == uuid.Nil && ctx.Err() == nil:
+			if err := c.route(ctx, a.lease, a.idx, secs); err != nil {
+				c.giveBack(a.idx, a.lease)
+				continue
+			}
+			won, answered = a.lease, true
+			cancel()
+		default: // a second reader granted one in the same instant, or ctx ended
+			c.giveBack(a.idx, a.lease)
+		}
+	}
+	switch {
+	case won.ID != uuid.Nil:
+		return won, nil
+	case ctx.Err() != nil:
+		return domain.Lease{}, fmt.Errorf("lease: %w", ctx.Err())
+	case answered:
+		return domain.Lease{Topic: req.Topic, ConsumerID: req.ConsumerID, Messages: []domain.Message{}}, nil
+	}
+	return domain.Lease{}, fmt.Errorf("lease: every reader failed while waiting: %w", lastErr)
+}
+
+// giveBack releases a lease granted by reader idx that will not be handed
+// out. It is best effort: a release that fails leaves the lease to expire,
+// which redelivers its messages all the same.
+func (c *Client) giveBack(idx int, l domain.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	ref := leaseRefRequest{Topic: l.Topic, ConsumerID: l.ConsumerID, LeaseID: l.ID.String()}
+	_ = c.call(ctx, "release lease "+ref.LeaseID, c.readers[idx]+PathRelease, ref, &statusResponse{})
 }
 
 // leaseSeconds rounds d up to whole seconds, the protocol's unit.

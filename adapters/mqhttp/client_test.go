@@ -539,3 +539,44 @@ func TestClientCheck(t *testing.T) {
 		})
 	}
 }
+
+// A waiting lease over several readers waits on all of them at once: a
+// message published on the last reader during the wait is delivered well
+// before one reader's wait could have passed (ctx ends sooner than that,
+// so a client waiting on the readers in turn fails here). The readers that
+// waited in vain were cancelled and hold nothing: their next message goes
+// to the next lease.
+func TestClientWaitsOnAllReadersAtOnce(t *testing.T) {
+	t.Parallel()
+	const topic = "waiting"
+	a, b, last := newReader(t), newReader(t), newReader(t)
+	c := newTestClient(t, ClientConfig{ReaderURLs: []string{a.srv.URL, b.srv.URL, last.srv.URL}}, nil)
+	req := leaseReq(topic)
+	req.Wait = domain.MaxLeaseWait
+	ctx, cancel := context.WithTimeout(t.Context(), domain.MaxLeaseWait/2)
+	defer cancel()
+
+	got := make(chan domain.Lease, 1)
+	go func() {
+		l, err := c.Lease(ctx, req)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	// Every reader holds a parked lease before the publish, so the message
+	// can only come through a wait.
+	require.Eventually(t, func() bool { return a.leases.Load() >= 2 && b.leases.Load() >= 2 && last.leases.Load() >= 2 },
+		10*time.Second, time.Millisecond, "waiting requests not sent to every reader")
+	last.put(t, topic, 1)
+	l := <-got
+	require.Len(t, l.Messages, 1)
+	require.NoError(t, c.Ack(t.Context(), refOf(l)))
+
+	a.put(t, topic, 2)
+	next, err := c.Lease(t.Context(), req)
+	require.NoError(t, err)
+	require.Len(t, next.Messages, 1, "a's cancelled wait kept the message")
+	require.JSONEq(t, `{"seq":2}`, string(next.Messages[0].Payload))
+	require.NoError(t, c.Ack(t.Context(), refOf(next)))
+}

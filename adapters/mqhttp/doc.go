@@ -12,7 +12,7 @@
 //
 //	POST /v1/publish {"topic":"telemetry","messages":[{"payload":{…},"key":"GPU-…","idempotency_key":"run-1/42"}]}
 //	  → 200 {"accepted":N,"duplicates":M}
-//	POST /v1/lease   {"topic":"telemetry","consumer_id":"c-1","max":100,"lease_seconds":30}
+//	POST /v1/lease   {"topic":"telemetry","consumer_id":"c-1","max":100,"lease_seconds":30,"wait_ms":1000}
 //	  → 200 {"lease_id":"…","topic":"telemetry","consumer_id":"c-1","expires_at":"RFC 3339",
 //	         "messages":[{"msg_uuid":"…","partition":17,"payload":{…},"created_at":"RFC 3339","deliveries":1}]}
 //	POST /v1/ack     {"topic":"telemetry","consumer_id":"c-1","lease_id":"…"} → 200 {"status":"acked"}
@@ -24,7 +24,10 @@
 // "telemetry" topic whose payload is a point with a text field beyond its
 // bound (domain/bounds.go) is a 400 naming the message and the field.
 //
-// An empty lease (nothing ready) is a 200 with "messages":[]. A lease granted
+// An empty lease (nothing ready) is a 200 with "messages":[]: at once, or,
+// with "wait_ms" (optional, 0 to 20000), when that wait has passed with
+// nothing ready; a lease that waits is answered as soon as messages are
+// (a long poll, ADR 0014). A lease granted
 // after its client hung up is released at once, not written to nobody. Limits: topic,
 // consumer_id, key and idempotency_key at most 256 bytes; 1 ≤ max ≤ the
 // queue's lease limit (5000 by default); 1 ≤ lease_seconds ≤ its limit (300

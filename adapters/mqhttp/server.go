@@ -332,11 +332,18 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 	if req.LeaseSeconds < 1 || time.Duration(req.LeaseSeconds) > MaxLeaseSeconds {
 		return nil, badRequest("lease_seconds must be between 1 and %d, got %d", int64(MaxLeaseSeconds), req.LeaseSeconds)
 	}
+	if req.WaitMS < 0 || time.Duration(req.WaitMS) > MaxWaitMS {
+		return nil, badRequest("wait_ms must be between 0 and %d, got %d", int64(MaxWaitMS), req.WaitMS)
+	}
 	lreq := ports.LeaseRequest{
 		Topic:         req.Topic,
 		ConsumerID:    req.ConsumerID,
 		Max:           req.Max,
 		LeaseDuration: time.Duration(req.LeaseSeconds) * time.Second,
+		Wait:          time.Duration(req.WaitMS) * time.Millisecond,
+	}
+	if lreq.Wait > 0 {
+		roomForWait(w, r, lreq.Wait)
 	}
 	lease, err := s.cons.Lease(r.Context(), lreq)
 	if err != nil {
@@ -390,6 +397,27 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
 	}
 	return statusResponse{Status: "released"}, nil
+}
+
+// roomForWait moves the deadlines of a long-poll lease past its wait when
+// the server's ReadTimeout or WriteTimeout would end it sooner (an expired
+// read deadline cancels the request; an expired write deadline loses the
+// answer), so the longest wait fits whatever timeouts the app runs with.
+// net/http sets both afresh for the connection's next request, so nothing
+// leaks; with a timeout of zero (none) nothing is touched.
+func roomForWait(w http.ResponseWriter, r *http.Request, wait time.Duration) {
+	srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if !ok {
+		return
+	}
+	need := wait + waitWriteBudget
+	rc, end := http.NewResponseController(w), time.Now().Add(need)
+	if srv.ReadTimeout > 0 && srv.ReadTimeout < need {
+		_ = rc.SetReadDeadline(end) // best effort: a writer without deadlines keeps the server's
+	}
+	if srv.WriteTimeout > 0 && srv.WriteTimeout < need {
+		_ = rc.SetWriteDeadline(end)
+	}
 }
 
 func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.LeaseRef, error) {

@@ -34,6 +34,13 @@ const (
 	// shortest is one. The queue's own limit (default 300 s) is the port's
 	// to enforce.
 	MaxLeaseSeconds = domain.CeilingLeaseDuration / time.Second
+	// MaxWaitMS is the longest wait_ms a lease may carry: domain.MaxLeaseWait.
+	MaxWaitMS = domain.MaxLeaseWait / time.Millisecond
+	// waitWriteBudget is how long a long-poll lease has to write its answer
+	// once its wait is over: when the server's timeouts are shorter, the
+	// request's deadlines move to the end of the wait plus this
+	// (roomForWait).
+	waitWriteBudget = 30 * time.Second
 )
 
 // The wire types are the protocol, kept apart from domain's JSON tags so a
@@ -60,6 +67,10 @@ type leaseRequest struct {
 	ConsumerID   string `json:"consumer_id"`
 	Max          int    `json:"max"`
 	LeaseSeconds int    `json:"lease_seconds"`
+	// WaitMS (optional) makes the lease a long poll: with nothing ready the
+	// reader answers when messages are, or empty after this many
+	// milliseconds (0 to domain.MaxLeaseWait).
+	WaitMS int64 `json:"wait_ms,omitempty"`
 }
 
 type leaseResponse struct {

@@ -17,9 +17,9 @@ import (
 	"github.com/gpufleet/telemetry/ports"
 )
 
-// Lease fetches up to req.Max ready messages without waiting for more and
-// holds them under a new lease. With nothing ready it returns a lease with id
-// uuid.Nil and no messages.
+// Lease fetches up to req.Max ready messages and holds them under a new
+// lease. With nothing ready it returns a lease with id uuid.Nil and no
+// messages: at once, or with a req.Wait when no message arrived within it.
 func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
@@ -33,28 +33,9 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 	}
 	// The server's AckWait starts when it delivers, after this instant.
 	fetched := time.Now()
-	batch, err := t.consumer.FetchNoWait(req.Max)
+	msgs, err := q.fetch(ctx, t, req)
 	if err != nil {
-		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, q.fetchError(t, err))
-	}
-	var msgs []jetstream.Msg
-	for more := true; more; {
-		select {
-		case m, ok := <-batch.Messages():
-			if ok {
-				msgs = append(msgs, m)
-			}
-			more = ok
-		case <-ctx.Done():
-			q.abandon(msgs, batch)
-			return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, ctx.Err())
-		}
-	}
-	if err := batch.Error(); err != nil && !maxAckPendingReached(err) {
-		if len(msgs) == 0 {
-			return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, q.fetchError(t, err))
-		}
-		q.log.Debug("fetch ended early", "topic", req.Topic, "messages", len(msgs), "err", err)
+		return domain.Lease{}, fmt.Errorf("lease from %q: %w", req.Topic, err)
 	}
 	now := time.Now()
 	out := domain.Lease{Topic: req.Topic, ConsumerID: req.ConsumerID, ExpiresAt: now.Add(req.LeaseDuration).UTC(),
@@ -88,6 +69,59 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 		out.Messages[i] = toMessage(req.Topic, m)
 	}
 	return out, nil
+}
+
+// fetch takes up to req.Max messages. With a Wait it is a long poll: a
+// pull for one message that the server holds up to Wait, then, once one
+// came, a pull without waiting for the rest of the batch, so the lease
+// returns as soon as anything is ready instead of waiting for a full batch.
+func (q *Queue) fetch(ctx context.Context, t *topic, req ports.LeaseRequest) ([]jetstream.Msg, error) {
+	if req.Wait == 0 {
+		return q.collect(ctx, t)(t.consumer.FetchNoWait(req.Max))
+	}
+	first, err := q.collect(ctx, t)(t.consumer.Fetch(1, jetstream.FetchMaxWait(req.Wait)))
+	if err != nil || len(first) == 0 || req.Max == 1 {
+		return first, err
+	}
+	rest, err := q.collect(ctx, t)(t.consumer.FetchNoWait(req.Max - 1))
+	switch {
+	case ctx.Err() != nil:
+		q.abandon(first, nil)
+		return nil, ctx.Err()
+	case err != nil:
+		q.log.Debug("fetch after a waiting fetch failed", "topic", req.Topic, "err", err)
+	}
+	return append(first, rest...), nil
+}
+
+// collect returns a function reading every message of a fetch's batch.
+// When ctx ends first it gives back what it read and what is still coming.
+func (q *Queue) collect(ctx context.Context, t *topic) func(jetstream.MessageBatch, error) ([]jetstream.Msg, error) {
+	return func(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+		if err != nil {
+			return nil, q.fetchError(t, err)
+		}
+		var msgs []jetstream.Msg
+		for more := true; more; {
+			select {
+			case m, ok := <-batch.Messages():
+				if ok {
+					msgs = append(msgs, m)
+				}
+				more = ok
+			case <-ctx.Done():
+				q.abandon(msgs, batch)
+				return nil, ctx.Err()
+			}
+		}
+		if err := batch.Error(); err != nil && !maxAckPendingReached(err) {
+			if len(msgs) == 0 {
+				return nil, q.fetchError(t, err)
+			}
+			q.log.Debug("fetch ended early", "topic", t.name, "messages", len(msgs), "err", err)
+		}
+		return msgs, nil
+	}
 }
 
 // fetchError translates a fetch error, forgetting the topic's handle when

@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/ports"
 )
 
 // BenchmarkInsertMethod compares the two ways a flush can write a batch:
@@ -86,5 +90,98 @@ SELECT 'bench-deliveries', gen_random_uuid(), $1::jsonb, (i % 256)::smallint FRO
 				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
 			})
 		}
+	}
+}
+
+// BenchmarkEmptyRefill measures the refill a topic runs every
+// WaitRefillInterval while a lease waits (ADR 0014): one that finds no new
+// row. Its cost grows with the rows the reader holds (leased, awaiting
+// delete), which the query walks and excludes; held 0 is an idle queue.
+func BenchmarkEmptyRefill(b *testing.B) {
+	pool := newPool(b)
+	ctx := context.Background()
+	rows := pgRows{pool}
+	rng := domain.PartitionRange{First: 0, Last: domain.NumPartitions - 1}
+	for _, held := range []int{0, 100, 2000, 10000} {
+		b.Run(fmt.Sprintf("held%d", held), func(b *testing.B) {
+			topic := fmt.Sprintf("bench-empty-refill-%d", held)
+			q, err := pool.Query(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
+SELECT $1, gen_random_uuid(), '{"v":1}'::jsonb, (i % 256)::smallint FROM generate_series(1, $2) i RETURNING id`, topic, held)
+			require.NoError(b, err)
+			ids, err := pgx.CollectRows(q, pgx.RowTo[int64])
+			require.NoError(b, err)
+			for b.Loop() {
+				got, err := rows.load(ctx, topic, rng, ids, 2000, 8<<20)
+				require.NoError(b, err)
+				require.Empty(b, got)
+			}
+		})
+	}
+}
+
+// BenchmarkIdleLatency measures what a lightly loaded queue adds between a
+// publish's commit and a consumer holding the message (ADR 0014): one
+// message at a time, published once the previous one was received, to a
+// consumer that either long-polls (a lease Wait, woken by NOTIFY) or, as the
+// collector did before, leases without waiting and sleeps 100 ms after an
+// empty lease, over a reader polling every 50 ms. It reports the median and
+// 99th percentile of commit → lease returned.
+func BenchmarkIdleLatency(b *testing.B) {
+	for _, mode := range []struct {
+		name  string
+		wait  time.Duration
+		sleep time.Duration
+	}{
+		{"long-poll", time.Second, 0},
+		{"poll-100ms", 0, 100 * time.Millisecond},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			pool := newPool(b)
+			w := newWriter(b, pool, WriterConfig{})
+			r := newReader(b, pool, ReaderConfig{Range: fullRange(), RefillInterval: DefaultReaderConfig().RefillInterval})
+			ctx := b.Context()
+			req := ports.LeaseRequest{Topic: "idle", ConsumerID: "c", Max: 100, LeaseDuration: time.Minute, Wait: mode.wait}
+			got := make(chan time.Time)
+			stop := make(chan struct{})
+			var consumer sync.WaitGroup
+			consumer.Go(func() {
+				for {
+					l, err := r.Lease(ctx, req)
+					if err != nil {
+						return
+					}
+					if len(l.Messages) == 0 {
+						select {
+						case <-time.After(mode.sleep):
+							continue
+						case <-stop:
+							return
+						}
+					}
+					at := time.Now()
+					if err := r.Ack(ctx, ports.LeaseRef{Topic: req.Topic, ConsumerID: "c", LeaseID: l.ID}); err != nil {
+						return
+					}
+					select {
+					case got <- at:
+					case <-stop:
+						return
+					}
+				}
+			})
+			defer func() { close(stop); consumer.Wait() }()
+			var lat []time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				_, err := w.Publish(ctx, req.Topic, msgs(1, fmt.Sprintf("m%d", i)))
+				committed := time.Now()
+				require.NoError(b, err)
+				lat = append(lat, (<-got).Sub(committed))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
 	}
 }

@@ -90,6 +90,12 @@ type ReaderConfig struct {
 	// rows. A refill that filled its batch is followed at once by another.
 	// Default 50ms.
 	RefillInterval time.Duration
+	// WaitRefillInterval is the pace of refills while a lease waits for
+	// messages (LeaseRequest.Wait): after the writer's notification of new
+	// rows, or polling while the reader's listener is down, the next refill
+	// starts this long after the last one (see ADR 0014). Commits arriving
+	// faster share a refill. Default 10ms; never longer than RefillInterval.
+	WaitRefillInterval time.Duration
 	// DeleteBatch caps the message ids of one ack DELETE; acks that arrive
 	// while a DELETE runs share the next one. Default 5000.
 	DeleteBatch int
@@ -140,21 +146,22 @@ type ReaderConfig struct {
 // range assigned.
 func DefaultReaderConfig() ReaderConfig {
 	return ReaderConfig{
-		BufferSize:      10000,
-		RefillBatch:     2000,
-		RefillInterval:  50 * time.Millisecond,
-		DeleteBatch:     5000,
-		MinLease:        200 * time.Millisecond,
-		DrainTimeout:    30 * time.Second,
-		QueryTimeout:    30 * time.Second,
-		MaxTopics:       64,
-		Lease:           domain.DefaultLeaseLimits(),
-		LeaseMaxBytes:   DefaultLeaseMaxBytes,
-		BufferBytes:     64 << 20,
-		RefillBytes:     8 << 20,
-		StatsInterval:   15 * time.Second,
-		BacklogCountCap: 100_000,
-		MaxDeliveries:   domain.DefaultMaxDeliveries,
+		BufferSize:         10000,
+		RefillBatch:        2000,
+		RefillInterval:     50 * time.Millisecond,
+		WaitRefillInterval: 10 * time.Millisecond,
+		DeleteBatch:        5000,
+		MinLease:           200 * time.Millisecond,
+		DrainTimeout:       30 * time.Second,
+		QueryTimeout:       30 * time.Second,
+		MaxTopics:          64,
+		Lease:              domain.DefaultLeaseLimits(),
+		LeaseMaxBytes:      DefaultLeaseMaxBytes,
+		BufferBytes:        64 << 20,
+		RefillBytes:        8 << 20,
+		StatsInterval:      15 * time.Second,
+		BacklogCountCap:    100_000,
+		MaxDeliveries:      domain.DefaultMaxDeliveries,
 	}
 }
 
@@ -171,6 +178,9 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	}
 	if c.RefillInterval == 0 {
 		c.RefillInterval = d.RefillInterval
+	}
+	if c.WaitRefillInterval == 0 {
+		c.WaitRefillInterval = d.WaitRefillInterval
 	}
 	if c.DeleteBatch == 0 {
 		c.DeleteBatch = d.DeleteBatch
@@ -223,7 +233,7 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	case c.LeaseMaxBytes < 1, c.BufferBytes < 1, c.RefillBytes < 1, c.BacklogCountCap < 1:
 		return c, fmt.Errorf("reader config: lease bytes %d, buffer bytes %d, refill bytes %d and backlog count cap %d must be positive",
 			c.LeaseMaxBytes, c.BufferBytes, c.RefillBytes, c.BacklogCountCap)
-	case c.RefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0, c.StatsInterval < 0,
+	case c.RefillInterval < 0, c.WaitRefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0, c.StatsInterval < 0,
 		c.MinLease < 0 || c.MinLease > c.Lease.MaxDuration:
 		return c, fmt.Errorf("reader config: intervals and timeouts must not be negative")
 	}

@@ -45,6 +45,19 @@
 // of 2000 takes ~20ms with that custom plan and ~650ms with a cached generic
 // plan, which compares each row with every held id.
 //
+// # Long-poll leases
+//
+// A Lease with a Wait that finds nothing ready is parked in the topic's
+// owner and answered, oldest first, once a refill makes messages ready, or
+// empty when its wait ends (its caller withdraws it from the owner first,
+// so an answer given in that instant is returned or given back). The
+// writer's insert NOTIFYs pgqueue_ready with each topic at commit; each
+// Reader holds one pool connection LISTENing (none with a pool of one) and
+// pokes the topic's owner, which refills WaitRefillInterval after its last
+// refill while a lease waits. Polling is the fallback: RefillInterval while
+// the listener is up, WaitRefillInterval while it is down and a lease
+// waits; a resubscribed listener refills every topic once (ADR 0014).
+//
 // # Delivery limit
 //
 // Each held message carries its delivery count. The count of a delivery

@@ -94,7 +94,7 @@ func newReaderMetrics(reg prometheus.Registerer, utilization, buffered func() fl
 		}),
 		leaseTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mqreader_lease_duration_seconds",
-			Help:    "Latency of a Lease call.",
+			Help:    "Latency of a Lease call, a long poll's wait for messages (LeaseRequest.Wait) included.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}),
 		refillTime: prometheus.NewHistogram(prometheus.HistogramOpts{

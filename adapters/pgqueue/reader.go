@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -45,6 +46,9 @@ type Reader struct {
 	topics   atomic.Pointer[map[string]*topic] // replaced only by run; read by anyone
 	draining atomic.Bool                       // set once by Drain; read by anyone
 	started  atomic.Bool                       // set by the first Start, Drain or Close
+	// listening is true while the listener's subscription is live; written
+	// by listenLoop, read by topics (they poll faster while it is down).
+	listening atomic.Bool
 
 	creates   chan createRequest // Lease → run; unbuffered
 	quit      chan struct{}      // closed by Drain: run stops, topics stop leasing and wind down
@@ -117,12 +121,65 @@ func (r *Reader) Start(context.Context) error {
 	if r.cfg.Range != nil && r.cfg.StatsInterval > 0 {
 		r.wg.Go(func() { r.statsLoop(r.ctx) })
 	}
+	if l, ok := r.rows.(listener); ok && r.cfg.Range != nil {
+		r.wg.Go(func() { r.listenLoop(l) })
+	}
 	go func() {
 		r.wg.Wait()
 		r.cancel()
 		close(r.done)
 	}()
 	return nil
+}
+
+// listenLoop keeps the reader subscribed to the writer's notifications of
+// new rows (see listener) until Drain, resubscribing after a failure with
+// backoff; while it is down, topics with waiting leases poll every
+// WaitRefillInterval, and once it is back every topic refills once, for
+// the notifications it missed.
+func (r *Reader) listenLoop(l listener) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	r.wg.Go(func() {
+		select {
+		case <-r.quit:
+		case <-ctx.Done():
+		}
+		cancel()
+	})
+	pauses := retry.NewBackOff(100*time.Millisecond, 5*time.Second)
+	for ctx.Err() == nil {
+		err := l.listen(ctx, func() {
+			r.listening.Store(true)
+			pauses.Reset()
+			for name := range *r.topics.Load() {
+				r.poke(name)
+			}
+		}, r.poke)
+		r.listening.Store(false)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errNoSpareConn):
+			r.logger.Info("not listening for new rows; polling only", "reason", err)
+			return
+		}
+		r.logger.Warn("listening for new rows failed; polling faster until it is back", "err", err)
+		select {
+		case <-time.After(pauses.NextBackOff()):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// poke tells topic's owner that new rows were committed.
+func (r *Reader) poke(topic string) {
+	if t := (*r.topics.Load())[topic]; t != nil {
+		select {
+		case t.pokes <- struct{}{}:
+		default: // a poke is pending already
+		}
+	}
 }
 
 // errNotStarted fails calls made before Start.
@@ -158,15 +215,53 @@ func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	if err := send(ctx, t, t.leases, c); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	rep, err := await(ctx, t, c.reply)
+	rep, err := r.awaitLease(ctx, t, c)
 	if err != nil {
-		r.giveBack(t, c.reply)
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
 	if rep.err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", rep.err)
 	}
 	return rep.lease, nil
+}
+
+// awaitLease waits for the owner's answer to c. A lease with a Wait may be
+// parked by the owner: when the wait passes it is withdrawn and answered
+// empty. When ctx ends first, a lease granted meanwhile is given back.
+func (r *Reader) awaitLease(ctx context.Context, t *topic, c leaseCall) (leaseReply, error) {
+	if c.req.Wait == 0 {
+		rep, err := await(ctx, t, c.reply)
+		if err != nil {
+			r.giveBack(t, c.reply)
+		}
+		return rep, err
+	}
+	rep, ok, err := actor.AwaitParked(ctx, c.reply, t.done, c.req.Wait, func() {
+		w := withdrawCall{reply: c.reply, done: make(chan struct{})}
+		if actor.Send(context.Background(), t.withdraws, t.done, w) == nil {
+			select { // run closes done at once after taking the call
+			case <-w.done:
+			case <-t.done:
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		if ok {
+			r.giveBack(t, replied(rep))
+		}
+		return leaseReply{}, ownerErr(err)
+	case !ok:
+		return leaseReply{lease: domain.Lease{Topic: t.name, ConsumerID: c.req.ConsumerID, Messages: []domain.Message{}}}, nil
+	}
+	return rep, nil
+}
+
+// replied is a reply channel already holding rep, for giveBack.
+func replied(rep leaseReply) <-chan leaseReply {
+	c := make(chan leaseReply, 1)
+	c <- rep
+	return c
 }
 
 // giveBack releases the lease a caller stopped waiting for. The call was

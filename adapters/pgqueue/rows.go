@@ -2,6 +2,7 @@ package pgqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,6 +41,48 @@ type rowStore interface {
 	deadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error)
 	// ping reports whether the database answers.
 	ping(ctx context.Context) error
+}
+
+// listener is the optional capability of a rowStore to tell the reader as
+// soon as a topic has new rows (pgRows: LISTEN on readyChannel, which the
+// writer notifies). Without it the reader only polls.
+type listener interface {
+	// listen holds one subscription until ctx ends or it fails: it calls
+	// subscribed once the subscription is live (notifications sent before
+	// that are lost), then ready with each topic notified.
+	listen(ctx context.Context, subscribed func(), ready func(topic string)) error
+}
+
+var _ listener = pgRows{}
+
+// errNoSpareConn: a pool of one connection cannot give one to the listener
+// without starving the refills, so that reader only polls.
+var errNoSpareConn = errors.New("a pool of one connection has none to spare for LISTEN")
+
+// listen holds a pool connection LISTENing on readyChannel. The connection
+// is closed, not returned to the pool, when it ends: it carries the
+// subscription.
+func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic string)) error {
+	if p.pool.Config().MaxConns < 2 {
+		return errNoSpareConn
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection: %w", err)
+	}
+	defer conn.Release()
+	defer func() { _ = conn.Conn().Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, listenSQL); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	subscribed()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		ready(n.Payload)
+	}
 }
 
 // pgRows is the rowStore on PostgreSQL.

@@ -7,11 +7,26 @@ package pgqueue
 // trip, one implicit transaction). unnest keeps the arrays' order, so when a
 // batch carries the same (topic, msg_uuid) twice the first is inserted and the
 // second hits ON CONFLICT. Uses the unique index queue_messages_topic_msg_uuid_key
-// for the conflict check; takes row locks on the inserted rows only.
-const insertSQL = `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
-SELECT * FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::smallint[])
-ON CONFLICT (topic, msg_uuid) DO NOTHING
-RETURNING topic, msg_uuid`
+// for the conflict check; takes row locks on the inserted rows only. It also
+// notifies readyChannel once per topic that got rows, delivered to the
+// readers' LISTEN at commit (ADR 0014): a reader whose leases wait refills
+// at once instead of at its next poll. The notify subquery is an InitPlan,
+// run once; NOTIFY takes a brief database-wide lock at commit, shared by the
+// whole batch.
+const insertSQL = `WITH ins AS (
+    INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::smallint[])
+    ON CONFLICT (topic, msg_uuid) DO NOTHING
+    RETURNING topic, msg_uuid
+)
+SELECT topic, msg_uuid FROM ins
+WHERE (SELECT count(pg_notify('` + readyChannel + `', t)) FROM (SELECT DISTINCT topic FROM ins) d(t)) >= 0`
+
+// readyChannel is the NOTIFY channel of insertSQL; its payload is a topic.
+const readyChannel = "pgqueue_ready"
+
+// listenSQL subscribes a reader's listening connection to readyChannel.
+const listenSQL = `LISTEN ` + readyChannel
 
 // createStagingSQL, copyInsertSQL: the COPY variant of a flush, kept for
 // BenchmarkInsertMethod (it lost to insertSQL, see doc.go). The temporary table

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +28,11 @@ type topic struct {
 	r    *Reader
 	name string
 
-	leases      chan leaseCall  // Lease → run; unbuffered
-	settles     chan settleCall // Ack, Release → run; unbuffered
-	abandon     chan struct{}   // closed by Reader.abandon: stop waiting for leases
+	leases      chan leaseCall    // Lease → run; unbuffered
+	settles     chan settleCall   // Ack, Release → run; unbuffered
+	withdraws   chan withdrawCall // a waiting Lease whose wait or context ended → run; unbuffered
+	pokes       chan struct{}     // the reader's listener → run: new rows were committed; 1-buffered, so pokes coalesce and the listener never blocks
+	abandon     chan struct{}     // closed by Reader.abandon: stop waiting for leases
 	abandonOnce sync.Once
 	done        chan struct{} // closed when run has returned and its I/O goroutines too
 
@@ -53,6 +56,13 @@ type leaseReply struct {
 	err   error
 }
 
+// withdrawCall takes a parked lease (named by its reply channel) off the
+// waiters; run closes done once it is off (or was answered before).
+type withdrawCall struct {
+	reply chan leaseReply
+	done  chan struct{}
+}
+
 type settleCall struct {
 	ref     ports.LeaseRef
 	release bool
@@ -64,12 +74,14 @@ type settleCall struct {
 
 func newTopic(r *Reader, name string) *topic {
 	return &topic{
-		r:       r,
-		name:    name,
-		leases:  make(chan leaseCall),
-		settles: make(chan settleCall),
-		abandon: make(chan struct{}),
-		done:    make(chan struct{}),
+		r:         r,
+		name:      name,
+		leases:    make(chan leaseCall),
+		settles:   make(chan settleCall),
+		withdraws: make(chan withdrawCall),
+		pokes:     make(chan struct{}, 1),
+		abandon:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 }
 
@@ -152,11 +164,18 @@ type topicState struct {
 	acked       *leasebook.Recent[uuid.UUID, struct{}]
 	seen        *leasebook.Recent[int64, int] // deliveries of messages this reader handed out
 
+	// waiters are the parked leases (a Wait, and nothing was ready), oldest
+	// first; each is answered as soon as messages are ready, and while any
+	// waits, refills are paced by WaitRefillInterval (see refillDue).
+	waiters []leaseCall
+
 	refilling    bool
 	refillCancel context.CancelFunc
-	refillMore   bool      // the last refill filled its batch: more rows are likely waiting
-	nextRefill   time.Time // earliest next refill when refillMore is false
-	lowWater     int       // refill when fewer messages are ready
+	refillMore   bool          // the last refill filled its batch: more rows are likely waiting
+	notified     bool          // rows were committed since the last refill started (the listener said so)
+	refillTook   time.Duration // how long the last refill ran
+	lastRefill   time.Time     // when the last refill ended; the next starts at refillDue unless refillMore
+	lowWater     int           // refill when fewer messages are ready
 	tombstones   map[int64]struct{}
 	refillDone   chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
 
@@ -207,11 +226,12 @@ func (t *topic) run() {
 	defer close(t.done)
 	defer s.io.Wait()
 
+	tickEvery := s.tickEvery() // the period of refillTick
 	var (
 		expiryAlarm = leasebook.NewAlarm()
 		deleteTimer = time.NewTimer(time.Hour)
 		deleteC     <-chan time.Time
-		refillTick  = time.NewTicker(max(s.cfg.RefillInterval, time.Millisecond))
+		refillTick  = time.NewTicker(tickEvery)
 		quit        = t.r.quit
 		abandon     = t.abandon
 		cancelled   = t.r.ctx.Done()
@@ -226,7 +246,16 @@ func (t *topic) run() {
 		pendingBefore := len(s.pendingDel)
 		select {
 		case c := <-t.leases:
-			c.reply <- s.lease(c.req, time.Now())
+			if rep := s.lease(c.req, time.Now()); len(rep.lease.Messages) > 0 || rep.err != nil || c.req.Wait == 0 {
+				c.reply <- rep
+			} else {
+				s.waiters = append(s.waiters, c)
+			}
+		case <-t.pokes:
+			s.notified = true
+		case c := <-t.withdraws:
+			s.waiters = slices.DeleteFunc(s.waiters, func(w leaseCall) bool { return w.reply == c.reply })
+			close(c.done)
 		case c := <-t.settles:
 			if waiting, err := s.settle(c, time.Now()); !waiting {
 				c.reply <- err
@@ -264,7 +293,12 @@ func (t *topic) run() {
 		s.maybeDelete()
 		s.maybeDeadLetter(now)
 		s.maybeRecord()
+		s.serveWaiters(now)
 		s.maybeRefill(now)
+		if every := s.tickEvery(); every != tickEvery {
+			tickEvery = every
+			refillTick.Reset(every)
+		}
 		expiryAlarm.Set(s.expiry.Next())
 		t.held.Store(int64(len(s.held)))
 		t.heldBytes.Store(s.heldBytes)
@@ -276,6 +310,45 @@ func (t *topic) run() {
 			return
 		}
 	}
+}
+
+// serveWaiters answers the parked leases, oldest first, while messages are
+// ready.
+func (s *topicState) serveWaiters(now time.Time) {
+	for len(s.waiters) > 0 && s.readyCount > 0 {
+		c := s.waiters[0]
+		s.waiters[0] = leaseCall{}
+		s.waiters = s.waiters[1:]
+		c.reply <- s.lease(c.req, now)
+	}
+	if len(s.waiters) == 0 {
+		s.waiters = nil
+	}
+}
+
+// tickEvery is how often run wakes to see whether a refill is due:
+// RefillInterval, or WaitRefillInterval while a lease waits.
+func (s *topicState) tickEvery() time.Duration {
+	if len(s.waiters) > 0 {
+		return max(min(s.cfg.WaitRefillInterval, s.cfg.RefillInterval), time.Millisecond)
+	}
+	return max(s.cfg.RefillInterval, time.Millisecond)
+}
+
+// refillDue is when the next refill may start, unless the last one filled
+// its batch. An idle topic polls every RefillInterval. While a lease waits,
+// a notification of new rows (or, with the listener down, nothing at all)
+// brings that to WaitRefillInterval after the last refill: so a waiting
+// lease is answered within it, and commits arriving faster than that share
+// a refill (and the lease it feeds) instead of costing one each. Never
+// sooner than the last refill took, so refills keep a database connection
+// busy at most half the time however many held rows the query walks.
+func (s *topicState) refillDue() time.Time {
+	every := s.cfg.RefillInterval
+	if len(s.waiters) > 0 && (s.notified || !s.t.r.listening.Load()) {
+		every = min(s.cfg.WaitRefillInterval, every)
+	}
+	return s.lastRefill.Add(max(every, s.refillTook))
 }
 
 // lease takes up to req.Max ready messages under a new lease.
@@ -675,7 +748,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 	if room <= 0 || roomBytes <= 0 || s.readyCount >= s.lowWater {
 		return
 	}
-	if !s.refillMore && now.Before(s.nextRefill) {
+	if !s.refillMore && now.Before(s.refillDue()) {
 		return
 	}
 	held := make([]int64, 0, len(s.held))
@@ -689,7 +762,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 	limit := max(1, min(s.cfg.RefillBatch, room, maxBytes/max(s.rowBytes, 1)))
 	r, name, done := s.t.r, s.t.name, s.refillDone
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
-	s.refilling, s.refillCancel = true, cancel
+	s.refilling, s.refillCancel, s.notified = true, cancel, false
 	s.io.Go(func() {
 		defer cancel()
 		start := time.Now()
@@ -702,7 +775,7 @@ func (s *topicState) maybeRefill(now time.Time) {
 // deleted while the query ran (its snapshot may predate the DELETE).
 func (s *topicState) refilled(res refillResult, now time.Time) {
 	s.refilling, s.refillCancel = false, nil
-	s.nextRefill = now.Add(s.cfg.RefillInterval)
+	s.lastRefill, s.refillTook = now, res.elapsed
 	s.refillMore = false
 	defer clear(s.tombstones)
 	if s.draining {
@@ -758,6 +831,10 @@ func (s *topicState) drain() {
 	if s.refillCancel != nil {
 		s.refillCancel()
 	}
+	for _, c := range s.waiters {
+		c.reply <- leaseReply{err: fmt.Errorf("reader is draining: %w", ports.ErrClosed)}
+	}
+	s.waiters = nil
 	for i, q := range s.ready {
 		for _, m := range q {
 			s.forget(m)

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrStopped reports that the owner goroutine ended (its done channel is
@@ -92,4 +93,43 @@ func Do[S, T any](ctx context.Context, ops chan<- func(S), done <-chan struct{},
 		return r.v, fmt.Errorf("%s: %w", op, err)
 	}
 	return r.v, r.err
+}
+
+// AwaitParked waits for the answer to a request the owner may park (a long
+// poll): up to wait for reply, unless ctx ends or the owner stops first.
+// When the wait passes or ctx ends without an answer, it calls withdraw,
+// which must return only once the owner has taken the request off its
+// queue; an answer the owner gave before that is still returned, so nothing
+// the owner granted is lost in the race. It returns:
+//   - the answer and a nil error when one came in time, or came while the
+//     wait passed;
+//   - ok false and a nil error when the wait passed with no answer;
+//   - ctx's error when ctx ended, with the answer (ok true) if the owner
+//     gave one meanwhile: the caller must give it back;
+//   - ErrStopped when the owner ended without answering.
+func AwaitParked[T any](ctx context.Context, reply <-chan T, done <-chan struct{}, wait time.Duration,
+	withdraw func()) (v T, ok bool, err error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case v := <-reply:
+		return v, true, nil
+	case <-done:
+		select {
+		case v := <-reply:
+			return v, true, nil
+		default:
+			return v, false, ErrStopped
+		}
+	case <-timer.C:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	withdraw()
+	select {
+	case v := <-reply:
+		return v, true, err
+	default:
+		return v, false, err
+	}
 }

@@ -3,6 +3,7 @@ package actor_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -61,4 +62,56 @@ func TestCallCancelledWhileWaiting(t *testing.T) {
 	require.ErrorIs(t, <-errc, context.Canceled)
 	op(&counter{}) // answering after the caller gave up must not block
 	close(done)
+}
+
+// AwaitParked returns an answer that came in time, returns empty when the
+// wait passes, and never loses an answer the owner gave while the caller
+// was withdrawing: it is returned (wait over) or handed back with ctx's
+// error (context ended).
+func TestAwaitParked(t *testing.T) {
+	t.Parallel()
+	never := make(chan struct{})
+	t.Run("answered", func(t *testing.T) {
+		t.Parallel()
+		reply := make(chan int, 1)
+		reply <- 7
+		v, ok, err := actor.AwaitParked(context.Background(), reply, never, time.Hour, func() { t.Error("withdrew an answered request") })
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, 7, v)
+	})
+	t.Run("wait passes", func(t *testing.T) {
+		t.Parallel()
+		withdrawn := false
+		_, ok, err := actor.AwaitParked(context.Background(), make(chan int, 1), never, time.Millisecond, func() { withdrawn = true })
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.True(t, withdrawn)
+	})
+	t.Run("answered while withdrawing", func(t *testing.T) {
+		t.Parallel()
+		reply := make(chan int, 1)
+		v, ok, err := actor.AwaitParked(context.Background(), reply, never, time.Millisecond, func() { reply <- 9 })
+		require.NoError(t, err)
+		require.True(t, ok, "the answer given before the withdrawal was lost")
+		require.Equal(t, 9, v)
+	})
+	t.Run("context ends, answer handed back", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		reply := make(chan int, 1)
+		v, ok, err := actor.AwaitParked(ctx, reply, never, time.Hour, func() { reply <- 3 })
+		require.ErrorIs(t, err, context.Canceled)
+		require.True(t, ok)
+		require.Equal(t, 3, v)
+	})
+	t.Run("owner stopped", func(t *testing.T) {
+		t.Parallel()
+		done := make(chan struct{})
+		close(done)
+		_, ok, err := actor.AwaitParked(context.Background(), make(chan int, 1), done, time.Hour, func() {})
+		require.ErrorIs(t, err, actor.ErrStopped)
+		require.False(t, ok)
+	})
 }

@@ -43,8 +43,16 @@ type Config struct {
 	ConsumerID    string
 	LeaseMax      int
 	LeaseDuration time.Duration
-	// PollInterval is the pause after an empty lease (idle backoff only: a
-	// non-empty lease is followed at once by the next). Zero means
+	// LeaseWait is how long a lease waits for messages when none is ready
+	// (a long poll, ports.LeaseRequest.Wait): the queue answers as soon as
+	// messages are ready, so an idle collector picks up the next message
+	// within a commit, not a poll interval. Zero turns the long poll off:
+	// an empty lease answers at once and the worker pauses PollInterval.
+	// At most domain.MaxLeaseWait.
+	LeaseWait time.Duration
+	// PollInterval is the pause after an empty lease when LeaseWait is zero
+	// (idle backoff only: a non-empty lease is followed at once by the
+	// next), and the base of the backoff after failures. Zero means
 	// DefaultPollInterval: an idle collector never spins.
 	PollInterval time.Duration
 	// Workers is the number of concurrent lease → persist → ack loops.
@@ -56,6 +64,11 @@ type Config struct {
 
 // DefaultPollInterval is Config.PollInterval when it is not set.
 const DefaultPollInterval = 100 * time.Millisecond
+
+// DefaultLeaseWait is the long poll the collector app asks for unless
+// COLLECTOR_LEASE_WAIT_MS says otherwise: long enough that an idle worker
+// asks once a second, short enough that a stopping collector is not held.
+const DefaultLeaseWait = time.Second
 
 type metrics struct {
 	leased, persisted, duplicates, expired, deadLettered, acked, released, ackRejected, storeWaits prometheus.Counter
@@ -126,6 +139,7 @@ func New(q ports.Consumer, store ports.TelemetryWriter, cfg Config, logger *slog
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	cfg.LeaseWait = min(max(cfg.LeaseWait, 0), domain.MaxLeaseWait)
 	return &Collector{q: q, store: store, cfg: cfg, log: logger, m: newMetrics(reg)}
 }
 
@@ -159,7 +173,8 @@ func (c *Collector) Run(ctx context.Context) {
 // already retried the lease (mqhttp), and a failed batch is released for
 // redelivery; the growing pause after failures, with the module's backoff
 // (internal/retry), only keeps a worker from hammering a backend that is
-// down. An empty lease pauses PollInterval.
+// down. An empty lease pauses PollInterval, unless the lease waited for
+// messages itself (LeaseWait): then the next lease follows at once.
 func (c *Collector) work(ctx context.Context) {
 	failures := retry.NewBackOff(max(2*c.cfg.PollInterval, 100*time.Millisecond), 5*time.Second)
 	for ctx.Err() == nil {
@@ -172,6 +187,9 @@ func (c *Collector) work(ctx context.Context) {
 			}
 			c.log.Warn("batch failed", "err", err)
 			pause = failures.NextBackOff()
+		case n == 0 && c.cfg.LeaseWait > 0:
+			failures.Reset()
+			continue // the lease waited for messages already
 		case n == 0:
 			failures.Reset()
 			pause = c.cfg.PollInterval
@@ -231,7 +249,8 @@ func (c *Collector) awaitStore(ctx context.Context, pauses *backoff.ExponentialB
 // ProcessOnce leases one batch and handles it; it returns how many messages
 // the lease held.
 func (c *Collector) ProcessOnce(ctx context.Context) (int, error) {
-	lease, err := c.q.Lease(ctx, ports.LeaseRequest{Topic: c.cfg.Topic, ConsumerID: c.cfg.ConsumerID, Max: c.cfg.LeaseMax, LeaseDuration: c.cfg.LeaseDuration})
+	lease, err := c.q.Lease(ctx, ports.LeaseRequest{Topic: c.cfg.Topic, ConsumerID: c.cfg.ConsumerID,
+		Max: c.cfg.LeaseMax, LeaseDuration: c.cfg.LeaseDuration, Wait: c.cfg.LeaseWait})
 	if err != nil {
 		c.m.errors.WithLabelValues("lease").Inc()
 		return 0, fmt.Errorf("lease: %w", err)

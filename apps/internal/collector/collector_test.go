@@ -120,6 +120,8 @@ type consumer struct {
 	ports.Consumer
 	leases, acks, releases atomic.Int64
 	lastReason             atomic.Pointer[string]
+	// onRequest sees each lease request before the queue does.
+	onRequest func(ports.LeaseRequest)
 	// onLease may rewrite a lease before the collector sees it.
 	onLease func(domain.Lease) domain.Lease
 	// ackErr, when it returns an error, answers the ack instead of the queue.
@@ -130,6 +132,9 @@ type consumer struct {
 
 func (c *consumer) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
 	c.leases.Add(1)
+	if c.onRequest != nil {
+		c.onRequest(req)
+	}
 	l, err := c.Consumer.Lease(ctx, req)
 	if err == nil && c.onLease != nil {
 		l = c.onLease(l)
@@ -961,4 +966,25 @@ func TestWaitsForTheStoreBeforeLeasingAgain(t *testing.T) {
 	require.Eventually(t, func() bool { return len(storedIDs(t, r.store)) == len(ids) }, 10*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return r.cons.acks.Load() == 1 }, 10*time.Second, 5*time.Millisecond)
 	requireQueueEmpty(t, r.q)
+}
+
+// With a lease wait, an idle worker is woken by the queue when messages
+// arrive instead of sleeping PollInterval (an hour here, so only the wait
+// can bring the messages in time), and the wait reaches the queue.
+func TestLeaseWaitWakesAnIdleWorker(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Config{Workers: 1, LeaseWait: domain.MaxLeaseWait, PollInterval: time.Hour})
+	waits := make(chan time.Duration, 1)
+	r.cons.onRequest = func(req ports.LeaseRequest) {
+		select {
+		case waits <- req.Wait:
+		default:
+		}
+	}
+	r.c.Start()
+	t.Cleanup(func() { require.NoError(t, r.c.Stop(context.Background())) })
+	require.Equal(t, domain.MaxLeaseWait, <-waits, "the lease carries the wait")
+	ids := publish(t, r.q, goodPayloads(t, 5)...)
+	require.Eventually(t, func() bool { return len(storedIDs(t, r.store)) == len(ids) }, 10*time.Second, 5*time.Millisecond)
+	require.ElementsMatch(t, ids, storedIDs(t, r.store))
 }

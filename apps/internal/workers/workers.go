@@ -36,8 +36,11 @@ func Collector(env *platform.Env) fx.Option {
 		// registry upserts per message).
 		LeaseMax:      env.Int("LEASE_MAX", 2000, 1, 10000),
 		LeaseDuration: env.Seconds("LEASE_SECONDS", 30e9, 1, 3600),
-		PollInterval:  env.Millis("POLL_INTERVAL_MS", 100e6, 1, 60_000),
-		Workers:       env.Int("COLLECTOR_WORKERS", 2, 1, 64),
+		// A long poll: the queue answers as soon as messages are ready (0:
+		// answer at once and pause POLL_INTERVAL_MS after an empty lease).
+		LeaseWait:    env.Millis("COLLECTOR_LEASE_WAIT_MS", collector.DefaultLeaseWait, 0, int(domain.MaxLeaseWait.Milliseconds())),
+		PollInterval: env.Millis("POLL_INTERVAL_MS", 100e6, 1, 60_000),
+		Workers:      env.Int("COLLECTOR_WORKERS", 2, 1, 64),
 	}
 	return fx.Options(
 		fx.Supply(cfg),

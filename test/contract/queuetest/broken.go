@@ -42,6 +42,9 @@ const (
 	// so Broken returns the queue as is and the harness builds it with its
 	// limit at domain.MaxMaxDeliveries, far above the Capabilities'.
 	NoDeliveryLimit = "no-delivery-limit"
+	// IgnoreWait: Lease drops the request's Wait and answers at once, as an
+	// adapter without the long poll would.
+	IgnoreWait = "ignore-wait"
 )
 
 // BrokenVariant is the wrapper a child run of RequireCaught was started
@@ -62,9 +65,18 @@ func Broken(name string, q ports.Queue) ports.Queue {
 		return &answerBeforeCommit{Queue: q, pending: make(chan pendingBatch, pendingBatches)}
 	case NoDeliveryLimit:
 		return q
+	case IgnoreWait:
+		return ignoreWait{q}
 	default:
 		panic(fmt.Sprintf("queuetest: no broken wrapper %q", name))
 	}
+}
+
+type ignoreWait struct{ ports.Queue }
+
+func (q ignoreWait) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
+	req.Wait = 0
+	return q.Queue.Lease(ctx, req)
 }
 
 type ackDeletesNothing struct{ ports.Queue }

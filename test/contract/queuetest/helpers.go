@@ -246,12 +246,7 @@ func (e *env) drainWithMarker(key string) []domain.Message {
 }
 
 // pause waits pollInterval before the next poll of an empty queue.
-func (e *env) pause() {
-	select {
-	case <-e.ctx.Done():
-	case <-time.After(pollInterval):
-	}
-}
+func (e *env) pause() { pause(e.ctx, pollInterval) }
 
 // ids returns the message ids of msgs with their delivery counts.
 func ids(msgs []domain.Message) map[uuid.UUID]int {

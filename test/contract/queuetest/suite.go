@@ -61,6 +61,9 @@ func Run(t *testing.T, newHarness NewHarness, caps Capabilities) {
 		{"ConsumerIDRule", s.testConsumerIDRule},
 		{"DeliveryLimit", s.testDeliveryLimit},
 		{"DeliveryLimitAcrossRestart", s.testDeliveryLimitAcrossRestart},
+		{"WaitingLeaseReceivesLaterPublish", s.testWaitingLeaseReceivesLaterPublish},
+		{"WaitingLeaseEndsEmpty", s.testWaitingLeaseEndsEmpty},
+		{"WaitingLeaseCancelled", s.testWaitingLeaseCancelled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
