@@ -27,7 +27,7 @@
 // Each is repeated (-runs) in alternating order, so drift of a shared
 // machine hits every configuration alike, and reported as median
 // [min–max]. Then scaling runs (-scaling streamers×collectors), a latency
-// run at half of each backend's sustained rate (STREAMER_INTERVAL_MS pacing),
+// run at half of each backend's sustained rate (STREAMER_RATE pacing),
 // and, with -pprof DIR, a profiled run of the PostgreSQL pipeline. It prints
 // a table and writes bench-results.json.
 //

@@ -91,32 +91,26 @@ func TestSummarize(t *testing.T) {
 func TestPace(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name          string
-		target        float64
-		max           int
-		wantStreamers int
-		wantInterval  int
-		wantRate      float64
+		name            string
+		target          float64
+		streamers       int
+		wantN, wantRate int
+		wantOffered     float64
 	}{
-		{name: "exact with a long interval", target: 4000, max: 10, wantStreamers: 8, wantInterval: 2, wantRate: 4000},
-		{name: "slow", target: 100, max: 10, wantStreamers: 10, wantInterval: 100, wantRate: 100},
-		{name: "beyond ten streamers at 1ms", target: 50000, max: 10, wantStreamers: 10, wantInterval: 1, wantRate: 10000},
-		{name: "one streamer", target: 250, max: 1, wantStreamers: 1, wantInterval: 4, wantRate: 250},
-		{name: "nothing to pace", target: 0, max: 10},
+		{name: "even split", target: 5000, streamers: 4, wantN: 4, wantRate: 1250, wantOffered: 5000},
+		{name: "rounded to whole msgs/s", target: 5151.4, streamers: 4, wantN: 4, wantRate: 1288, wantOffered: 5152},
+		{name: "slower than one a second each", target: 2, streamers: 4, wantN: 4, wantRate: 1, wantOffered: 4},
+		{name: "nothing to pace", target: 0, streamers: 4},
+		{name: "no streamers", target: 100, streamers: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			n, iv, rate := pace(tt.target, tt.max)
-			require.Equal(t, tt.wantStreamers, n)
-			require.Equal(t, tt.wantInterval, iv)
-			require.InDelta(t, tt.wantRate, rate, 1e-6)
+			n, rate, offered := pace(tt.target, tt.streamers)
+			require.Equal(t, tt.wantN, n)
+			require.Equal(t, tt.wantRate, rate)
+			require.InDelta(t, tt.wantOffered, offered, 1e-6)
 		})
-	}
-	// Any target: the choice is within 10% whenever reachable.
-	for target := 150.0; target < 10000; target *= 1.37 {
-		n, iv, rate := pace(target, 10)
-		require.InDelta(t, target, rate, target*0.1, "target %.0f: %d × 1/%dms", target, n, iv)
 	}
 }
 
@@ -475,7 +469,7 @@ func TestReportPrints(t *testing.T) {
 		Counts: &countCheck{OK: true}}
 	r.backend(backendPostgres).Runs = []pipelineResult{pg}
 	r.backend(backendNATS).markUnavailable("natsd does not build")
-	r.Latency = []*latencyPoint{{Backend: backendPostgres, Load: 0.5, Sustained: 10000, TargetRate: 5000, Streamers: 10, IntervalMS: 2, PacedRate: 5000, Result: &pg}}
+	r.Latency = []*latencyPoint{{Backend: backendPostgres, Load: 0.5, Sustained: 10000, TargetRate: 5000, Streamers: 4, Rate: 1250, PacedRate: 5000, Result: &pg}}
 	r.finish(cfg, time.Minute)
 	require.InDelta(t, 0.5, r.Ratios.StreamOverFloor, 1e-9)
 	require.Zero(t, r.Ratios.PostgresOverNATSDurable)

@@ -92,7 +92,7 @@ type pipelineConfig struct {
 	Streamers  int    `json:"streamers"`
 	Collectors int    `json:"collectors"`
 	Readers    int    `json:"readers,omitempty"`     // mqreader processes (postgres only)
-	IntervalMS int    `json:"interval_ms,omitempty"` // STREAMER_INTERVAL_MS; 0: as fast as the queue accepts
+	Rate       int    `json:"rate_per_streamer,omitempty"` // STREAMER_RATE msgs/s; 0: as fast as the queue accepts
 
 	warmup   time.Duration
 	duration time.Duration
@@ -317,7 +317,7 @@ func (h *harness) start(ctx context.Context, r *running, dsn string) error {
 	}
 	for i := range cfg.Streamers {
 		streamers = append(streamers, spec{name: fmt.Sprintf("%s-%d", roleStreamer, i+1), role: roleStreamer,
-			env: merge(queue, map[string]string{"STREAMER_CSV_PATH": h.csvPath, "STREAMER_INTERVAL_MS": strconv.Itoa(cfg.IntervalMS)})})
+			env: merge(queue, map[string]string{"STREAMER_CSV_PATH": h.csvPath, "STREAMER_RATE": strconv.Itoa(cfg.Rate)})})
 	}
 	stages = append(stages, collectors, streamers)
 	for _, stage := range stages {

@@ -165,9 +165,9 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 			}
 			lp := &latencyPoint{Backend: b, Load: cfg.LatencyLoad, Sustained: bs.Throughput.Median}
 			lp.TargetRate = lp.Load * lp.Sustained
-			lp.Streamers, lp.IntervalMS, lp.PacedRate = pace(lp.TargetRate, maxStreamers)
 			pc := main(b)
-			pc.Streamers, pc.IntervalMS = lp.Streamers, lp.IntervalMS
+			lp.Streamers, lp.Rate, lp.PacedRate = pace(lp.TargetRate, pc.Streamers)
+			pc.Rate = lp.Rate
 			r, ok, err := runOne(pc, "latency")
 			if err != nil {
 				return err

@@ -128,7 +128,7 @@ type latencyPoint struct {
 	Sustained  float64         `json:"sustained_msgs_per_second"`
 	TargetRate float64         `json:"target_msgs_per_second"`
 	Streamers  int             `json:"streamers"`
-	IntervalMS int             `json:"interval_ms"`
+	Rate       int             `json:"rate_per_streamer"`
 	PacedRate  float64         `json:"paced_msgs_per_second"`
 	Result     *pipelineResult `json:"result"`
 }
@@ -449,12 +449,12 @@ func printReport(w io.Writer, r *results) {
 		for _, lp := range r.Latency {
 			res := lp.Result
 			if res.Persisted == 0 {
-				fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × 1 msg/%dms\tnothing persisted\t\t\t\t\n", lp.Backend, lp.Load*100,
-					fmtRate(lp.Sustained), fmtRate(lp.TargetRate), lp.Streamers, lp.IntervalMS)
+				fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × %d msgs/s\tnothing persisted\t\t\t\t\n", lp.Backend, lp.Load*100,
+					fmtRate(lp.Sustained), fmtRate(lp.TargetRate), lp.Streamers, lp.Rate)
 				continue
 			}
-			fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × 1 msg/%dms = %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", lp.Backend, lp.Load*100, fmtRate(lp.Sustained),
-				fmtRate(lp.TargetRate), lp.Streamers, lp.IntervalMS, fmtRate(lp.PacedRate), fmtRate(res.MsgsPerSecond),
+			fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × %d msgs/s = %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", lp.Backend, lp.Load*100, fmtRate(lp.Sustained),
+				fmtRate(lp.TargetRate), lp.Streamers, lp.Rate, fmtRate(lp.PacedRate), fmtRate(res.MsgsPerSecond),
 				fmtSeconds(res.LatencyP50), fmtSeconds(res.LatencyP99), fmtSeconds(res.LatencyMax), fmtSeconds(res.AckP50), fmtSeconds(res.AckP99))
 		}
 		tw.Flush()

@@ -38,39 +38,17 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// pace chooses how many streamers, each emitting one message every
-// intervalMS milliseconds (STREAMER_INTERVAL_MS is whole milliseconds), come
-// closest to target messages/s with at most maxStreamers. Among equally
-// close choices it takes the longest interval: a 1 ms ticker on a loaded
-// machine drops ticks. It returns the rate the choice offers.
-func pace(target float64, maxStreamers int) (streamers, intervalMS int, rate float64) {
-	if target <= 0 || maxStreamers < 1 {
+// pace spreads target messages/s over the run's streamers (STREAMER_RATE,
+// whole messages/s each, a sub-millisecond gap when needed): the latency
+// run uses as many streamers as the run whose rate it halves, so the offered
+// load differs only in its rate. It returns the streamers, each one's rate
+// and the rate they offer together.
+func pace(target float64, streamers int) (n, rate int, offered float64) {
+	if target <= 0 || streamers < 1 {
 		return 0, 0, 0
 	}
-	type choice struct {
-		n, iv int
-		rate  float64
-		err   float64
-	}
-	var choices []choice
-	best := math.Inf(1)
-	for n := 1; n <= maxStreamers; n++ {
-		ideal := float64(n) * 1000 / target
-		for _, iv := range []int{max(1, int(math.Floor(ideal))), max(1, int(math.Ceil(ideal)))} {
-			r := float64(n) * 1000 / float64(iv)
-			c := choice{n: n, iv: iv, rate: r, err: math.Abs(r-target) / target}
-			choices = append(choices, c)
-			best = min(best, c.err)
-		}
-	}
-	var pick choice
-	for _, c := range choices {
-		// Within 0.1% of the best counts as a tie: float rounding only.
-		if c.err <= best+0.001 && (pick.n == 0 || c.iv > pick.iv) {
-			pick = c
-		}
-	}
-	return pick.n, pick.iv, pick.rate
+	rate = max(1, int(math.Round(target/float64(streamers))))
+	return streamers, rate, float64(streamers * rate)
 }
 
 // fmtRate prints messages/s compactly.

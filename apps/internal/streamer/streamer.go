@@ -45,6 +45,10 @@ type Config struct {
 	// Interval is the pause between emissions; 0 streams as fast as the
 	// queue accepts.
 	Interval time.Duration
+	// Rate, when above 0, holds the stream to that many messages per second
+	// on average (sub-millisecond gaps, sent in small bursts when timers are
+	// coarser than the gap); with Interval too, the slower of the two wins.
+	Rate int
 	// ScrapeInterval paces the stream like an exporter scraped every
 	// interval: a pass over the source (every GPU and metric once) starts at
 	// most once per ScrapeInterval, so each GPU's samples come once per
@@ -246,6 +250,7 @@ func (s *Streamer) read(ctx context.Context, room func(context.Context) error, e
 		tick = t.C
 	}
 	pace := newScrapePacer(s.cfg.ScrapeInterval)
+	rate := newRatePacer(s.cfg.Rate)
 	for seq := 1; s.cfg.MaxRows == 0 || seq <= s.cfg.MaxRows; seq++ {
 		if tick != nil {
 			select {
@@ -253,6 +258,9 @@ func (s *Streamer) read(ctx context.Context, room func(context.Context) error, e
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+		}
+		if err := rate.wait(ctx); err != nil {
+			return err
 		}
 		if room != nil {
 			if err := room(ctx); err != nil {

@@ -75,6 +75,7 @@ func Streamer(env *platform.Env) fx.Option {
 	cfg := streamer.Config{
 		Topic:    env.String("TOPIC", domain.TelemetryTopic),
 		Interval: env.Millis("STREAMER_INTERVAL_MS", 0, 0, 3_600_000),
+		Rate:     env.Int("STREAMER_RATE", 0, 0, 10_000_000),
 		// 0 (full-speed replay, as make bench uses) unless set: make run
 		// and Helm set 30s, a typical dcgm-exporter scrape interval.
 		ScrapeInterval: env.Duration("STREAMER_SCRAPE_INTERVAL", 0, 0, time.Hour),
