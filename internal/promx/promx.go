@@ -73,7 +73,8 @@ func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 // Reuse registers c with reg and returns it, or, when reg already holds an
 // equal collector of the same type (a second instance of a component in one
 // process, each test's server on a shared registry), returns that one so
-// both count into the same series. A nil reg leaves c unregistered.
+// both count into the same series. A nil reg leaves c unregistered. When
+// registration fails it returns c, unregistered but usable, and the error.
 func Reuse[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if reg == nil {
 		return c, nil
@@ -88,6 +89,5 @@ func Reuse[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 			return existing, nil
 		}
 	}
-	var zero C
-	return zero, fmt.Errorf("register metrics: %w", err)
+	return c, fmt.Errorf("register metrics: %w", err)
 }

@@ -41,11 +41,13 @@ func TestReuse(t *testing.T) {
 	require.NoError(t, err)
 	require.Same(t, first, second, "an equal collector already registered is reused")
 
-	_, err = promx.Reuse(reg, promx.CounterVec("r_total", "Other help.", "reason"))
+	other := promx.CounterVec("r_total", "Other help.", "reason")
+	got, err := promx.Reuse(reg, other)
 	require.ErrorContains(t, err, "register metrics", "a different collector of the same name is refused")
+	require.Same(t, other, got, "still usable, unregistered")
 
 	own := promx.Counter("n_total", "N.")
-	got, err := promx.Reuse[prometheus.Counter](nil, own)
+	got2, err := promx.Reuse[prometheus.Counter](nil, own)
 	require.NoError(t, err)
-	require.Same(t, own, got)
+	require.Same(t, own, got2)
 }
