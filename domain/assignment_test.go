@@ -65,6 +65,7 @@ func TestRecordValidate(t *testing.T) {
 			mutate(&r)
 			err := domain.ValidateRecords([]domain.Record{good, r})
 			require.ErrorIs(t, err, domain.ErrInvalidPoint)
+			require.ErrorIs(t, err, domain.ErrInvalidArgument, "a store refuses the batch as invalid")
 			require.ErrorContains(t, err, "record 1")
 		})
 	}

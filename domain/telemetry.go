@@ -155,11 +155,12 @@ func (r Record) Validate() error {
 }
 
 // ValidateRecords checks every record of a batch, so a store can refuse the
-// whole batch before storing any of it.
+// whole batch before storing any of it. The error wraps ErrInvalidArgument
+// (what a store reports for a batch it refuses) and the record's own error.
 func ValidateRecords(records []Record) error {
 	for i, r := range records {
 		if err := r.Validate(); err != nil {
-			return fmt.Errorf("record %d (msg %s): %w", i, r.MsgUUID, err)
+			return fmt.Errorf("%w: record %d (msg %s): %w", ErrInvalidArgument, i, r.MsgUUID, err)
 		}
 	}
 	return nil

@@ -56,6 +56,21 @@ type TelemetryQuery struct {
 	After *Cursor
 }
 
+// Validate checks q for a paged Query (paged: Limit must be at least 1) or a
+// Stream (Limit ignored). Errors wrap ErrInvalidArgument. Every store calls
+// it, so the rule has one home.
+func (q TelemetryQuery) Validate(paged bool) error {
+	switch {
+	case q.GPUUUID == "":
+		return fmt.Errorf("gpu uuid is empty: %w", ErrInvalidArgument)
+	case paged && q.Limit < 1:
+		return fmt.Errorf("limit %d is below 1: %w", q.Limit, ErrInvalidArgument)
+	case !q.Start.IsZero() && !q.End.IsZero() && q.End.Before(q.Start):
+		return fmt.Errorf("end %s is before start %s: %w", q.End.Format(time.RFC3339Nano), q.Start.Format(time.RFC3339Nano), ErrInvalidArgument)
+	}
+	return nil
+}
+
 // TelemetryPage is one page of a query, in (timestamp, id) order. Next is set
 // when more rows may follow; nil means the window is exhausted.
 type TelemetryPage struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -221,26 +222,12 @@ func (s *Source) Skipped() int { return s.skipped }
 // skippedCounter returns the skipped-rows counter, registered with reg when
 // reg is not nil; a counter already registered there is reused.
 func skippedCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "streamer_csv_rows_skipped_total",
-		Help: "CSV rows skipped because they could not be parsed, by reason.",
-	}, []string{"reason"})
-	if reg != nil {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("register metrics: %w", err)
-			}
-			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
-			if !ok {
-				return nil, fmt.Errorf("register metrics: %w", err)
-			}
-			c = existing
-		}
+	c, err := promx.Reuse(reg, promx.CounterVec("streamer_csv_rows_skipped_total",
+		"CSV rows skipped because they could not be parsed, by reason.", "reason"))
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range skipReasons {
-		c.WithLabelValues(r) // export every reason at 0 so rate() works from the start
-	}
+	promx.Zero(c, skipReasons...) // every reason at 0 so rate() works from the start
 	return c, nil
 }
 

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/internal/promx"
 )
 
 // requestIDHeader carries the request id both ways.
@@ -79,25 +80,12 @@ func methodLabel(m string) string {
 // newDurationHistogram registers apigw_http_request_duration_seconds on reg,
 // reusing an identical collector a previous Server registered there.
 func newDurationHistogram(reg prometheus.Registerer) (*prometheus.HistogramVec, error) {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	return promx.Reuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "apigw_http_request_duration_seconds",
 		Help: "Time to serve API requests, from the first byte read to the last byte written, by route template, method and status code.",
 		// Up to 60 s: NDJSON streams of a long window are legitimately slow.
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-	}, []string{"route", "method", "code"})
-	if reg == nil {
-		return h, nil
-	}
-	if err := reg.Register(h); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
-				return existing, nil
-			}
-		}
-		return h, err
-	}
-	return h, nil
+	}, []string{"route", "method", "code"}))
 }
 
 // recorder notes the status and the bytes that went to the client.

@@ -150,6 +150,19 @@ func state(t require.TestingT, client *fake.Clientset) (domain.Assignment, strin
 	return a, cm.Data[domain.AssignmentKey], sts.Spec.Template.Annotations[kube.ChecksumAnnotation]
 }
 
+// awaitAssigned waits until the ConfigMap assigns every partition over
+// replicas pods and the pod template carries that assignment's checksum.
+func awaitAssigned(t *testing.T, client *fake.Clientset, replicas int) {
+	t.Helper()
+	_, want, err := kube.AssignmentData(stsName, replicas)
+	require.NoError(t, err)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		a, _, sum := state(c, client)
+		requireCovers(c, a, replicas)
+		require.Equal(c, want, sum)
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
 // requireCovers checks that the assignment gives each of the replicas pods
 // one range and every partition to exactly one pod.
 func requireCovers(t require.TestingT, a domain.Assignment, replicas int) {
@@ -343,13 +356,7 @@ func TestRunScale(t *testing.T) {
 		if i > 0 {
 			scale(t, f.client, replicas)
 		}
-		_, wantSum, err := kube.AssignmentData(stsName, int(replicas))
-		require.NoError(t, err)
-		require.EventuallyWithT(t, func(c *assert.CollectT) {
-			a, _, sum := state(c, f.client)
-			requireCovers(c, a, int(replicas))
-			require.Equal(c, wantSum, sum)
-		}, 10*time.Second, 10*time.Millisecond)
+		awaitAssigned(t, f.client, int(replicas))
 		require.Eventually(t, func() bool {
 			return f.metric(t, "partition_controller_rollouts_total", "") == float64(i+1)
 		}, 10*time.Second, 10*time.Millisecond)

@@ -43,13 +43,7 @@ func TestOnlyTheLeaderWrites(t *testing.T) {
 	stopB := runController(t, func(ctx context.Context) error { return b.ctrl.RunElected(ctx, election("b")) })
 
 	scale(t, client, 3)
-	_, sum3, err := kube.AssignmentData(stsName, 3)
-	require.NoError(t, err)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		as, _, sum := state(c, client)
-		requireCovers(c, as, 3)
-		require.Equal(c, sum3, sum)
-	}, 10*time.Second, 10*time.Millisecond)
+	awaitAssigned(t, client, 3)
 	require.False(t, leader(t, b))
 	require.NoError(t, b.ctrl.Check(t.Context()), "a standby is ready")
 	require.Zero(t, b.metric(t, "partition_controller_syncs_total", "ok"), "the standby never syncs")
@@ -64,13 +58,7 @@ func TestOnlyTheLeaderWrites(t *testing.T) {
 	writesA := a.metric(t, "partition_controller_configmap_writes_total", "")
 
 	scale(t, client, 2)
-	_, sum2, err := kube.AssignmentData(stsName, 2)
-	require.NoError(t, err)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		as, _, sum := state(c, client)
-		requireCovers(c, as, 2)
-		require.Equal(c, sum2, sum)
-	}, 10*time.Second, 10*time.Millisecond)
+	awaitAssigned(t, client, 2)
 	require.Eventually(t, func() bool { return b.metric(t, "partition_controller_rollouts_total", "") == 1 },
 		10*time.Second, 10*time.Millisecond, "the new leader rolled the readers once")
 	require.Equal(t, writesA, a.metric(t, "partition_controller_configmap_writes_total", ""), "the old leader wrote nothing after stopping")

@@ -156,20 +156,12 @@ func call[T any](ctx context.Context, s *TelemetryStore, fn func(*storeState) T)
 // normTime is how PostgreSQL keeps a timestamptz: UTC, microseconds.
 func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// validateRecords refuses the whole batch when one record cannot be stored.
-func validateRecords(records []domain.Record) error {
-	if err := domain.ValidateRecords(records); err != nil {
-		return fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err)
-	}
-	return nil
-}
-
 // WriteBatch stores the samples not stored yet (by series and timestamp),
 // all at once, updates their rollups and the GPU registry. Duplicates
 // counts the rest, including a sample repeated inside the batch; Expired
 // the samples older than the raw retention (dropped).
 func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record) (ports.WriteResult, error) {
-	if err := validateRecords(records); err != nil {
+	if err := domain.ValidateRecords(records); err != nil {
 		return ports.WriteResult{}, fmt.Errorf("write batch: %w", err)
 	}
 	if len(records) == 0 {
@@ -315,19 +307,6 @@ func (s *TelemetryStore) ListGPUs(ctx context.Context) ([]domain.GPU, error) {
 	return out, nil
 }
 
-// checkQuery validates q; needLimit is false for streams, which ignore Limit.
-func checkQuery(q ports.TelemetryQuery, needLimit bool) error {
-	switch {
-	case q.GPUUUID == "":
-		return fmt.Errorf("gpu uuid is empty: %w", ports.ErrInvalidArgument)
-	case needLimit && q.Limit < 1:
-		return fmt.Errorf("limit %d is below 1: %w", q.Limit, ports.ErrInvalidArgument)
-	case !q.Start.IsZero() && !q.End.IsZero() && q.End.Before(q.Start):
-		return fmt.Errorf("end %s is before start %s: %w", q.End.Format(time.RFC3339Nano), q.Start.Format(time.RFC3339Nano), ports.ErrInvalidArgument)
-	}
-	return nil
-}
-
 // page is one window of rows copied out of the store.
 type page struct {
 	rows  []domain.Record
@@ -338,7 +317,7 @@ type page struct {
 // QueryTelemetry returns up to q.Limit rows after q.After in (timestamp, id)
 // order. Next is nil exactly when no matching row follows the page.
 func (s *TelemetryStore) QueryTelemetry(ctx context.Context, q ports.TelemetryQuery) (ports.TelemetryPage, error) {
-	if err := checkQuery(q, true); err != nil {
+	if err := q.Validate(true); err != nil {
 		return ports.TelemetryPage{}, fmt.Errorf("query telemetry: %w", err)
 	}
 	p, err := s.fetch(ctx, q, q.After, q.Limit)
@@ -356,7 +335,7 @@ func (s *TelemetryStore) QueryTelemetry(ctx context.Context, q ports.TelemetryQu
 // StreamTelemetry calls fn for every matching row, copying streamChunk rows
 // at a time so memory stays bounded and fn never runs on the owner goroutine.
 func (s *TelemetryStore) StreamTelemetry(ctx context.Context, q ports.TelemetryQuery, fn func(domain.Record) error) error {
-	if err := checkQuery(q, false); err != nil {
+	if err := q.Validate(false); err != nil {
 		return fmt.Errorf("stream telemetry: %w", err)
 	}
 	after := q.After

@@ -50,6 +50,23 @@ func tooLarge(format string, args ...any) error {
 	return &protocolError{status: http.StatusRequestEntityTooLarge, code: CodePayloadTooLarge, message: fmt.Sprintf(format, args...)}
 }
 
+// answers lists, in order of precedence, the errors classify recognises
+// with errors.Is and the fixed answer each gets.
+var answers = []struct {
+	err     error
+	status  int
+	code    string
+	message string
+}{
+	{ports.ErrLeaseExpired, http.StatusConflict, CodeLeaseExpired, "lease expired or unknown; its messages may be delivered again"},
+	{ports.ErrNotFound, http.StatusNotFound, CodeNotFound, "not found"},
+	{ports.ErrBackpressure, http.StatusTooManyRequests, CodeBackpressure, "queue buffer full; retry later"},
+	{ports.ErrClosed, http.StatusServiceUnavailable, CodeClosed, "shutting down; retry on another instance or later"},
+	{ports.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable, "temporarily unavailable; retry later"},
+	{context.DeadlineExceeded, http.StatusGatewayTimeout, CodeTimeout, "request timed out"},
+	{context.Canceled, http.StatusServiceUnavailable, CodeUnavailable, "request cancelled"},
+}
+
 // classify maps an error to the status, code and client-facing message of
 // its answer. It is the one place ports sentinels become HTTP statuses.
 // Only invalid-argument messages carry the error's text (they describe the
@@ -61,23 +78,13 @@ func classify(err error) (status int, code, message string) {
 		return pe.status, pe.code, pe.message
 	case errors.Is(err, ports.ErrInvalidArgument):
 		return http.StatusBadRequest, CodeInvalidArgument, err.Error()
-	case errors.Is(err, ports.ErrLeaseExpired):
-		return http.StatusConflict, CodeLeaseExpired, "lease expired or unknown; its messages may be delivered again"
-	case errors.Is(err, ports.ErrNotFound):
-		return http.StatusNotFound, CodeNotFound, "not found"
-	case errors.Is(err, ports.ErrBackpressure):
-		return http.StatusTooManyRequests, CodeBackpressure, "queue buffer full; retry later"
-	case errors.Is(err, ports.ErrClosed):
-		return http.StatusServiceUnavailable, CodeClosed, "shutting down; retry on another instance or later"
-	case errors.Is(err, ports.ErrUnavailable):
-		return http.StatusServiceUnavailable, CodeUnavailable, "temporarily unavailable; retry later"
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, CodeTimeout, "request timed out"
-	case errors.Is(err, context.Canceled):
-		return http.StatusServiceUnavailable, CodeUnavailable, "request cancelled"
-	default:
-		return http.StatusInternalServerError, CodeInternal, "internal error"
 	}
+	for _, a := range answers {
+		if errors.Is(err, a.err) {
+			return a.status, a.code, a.message
+		}
+	}
+	return http.StatusInternalServerError, CodeInternal, "internal error"
 }
 
 // writeError answers err as a JSON error body and returns the status sent.

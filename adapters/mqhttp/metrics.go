@@ -1,12 +1,13 @@
 package mqhttp
 
 import (
-	"errors"
 	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/internal/promx"
 )
 
 // serverMetrics are the server's Prometheus collectors; safe for concurrent use.
@@ -58,19 +59,9 @@ func newServerMetrics(reg prometheus.Registerer, log *slog.Logger, auth bool) se
 }
 
 // register registers c, or returns the identical collector already there
-// (two servers in one process share their series).
+// (two servers in one process share their series): promx.Reuse.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, err
+	return promx.Reuse(reg, c)
 }
 
 func (m serverMetrics) observe(route string, status int, elapsed time.Duration) {

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
@@ -27,7 +30,14 @@ func newPool(t testing.TB) *pgxpool.Pool {
 
 func newWriter(t testing.TB, pool *pgxpool.Pool, cfg WriterConfig) *Writer {
 	t.Helper()
-	w, err := NewWriter(pool, cfg, nil, nil)
+	return startWriter(t, pool, cfg, nil)
+}
+
+// startWriter starts a writer whose metrics register with reg (nil: none);
+// the test's cleanup closes it.
+func startWriter(t testing.TB, pool *pgxpool.Pool, cfg WriterConfig, reg prometheus.Registerer) *Writer {
+	t.Helper()
+	w, err := NewWriter(pool, cfg, nil, reg)
 	require.NoError(t, err)
 	require.NoError(t, w.Start(context.Background()))
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
@@ -36,10 +46,17 @@ func newWriter(t testing.TB, pool *pgxpool.Pool, cfg WriterConfig) *Writer {
 
 func newReader(t testing.TB, pool *pgxpool.Pool, cfg ReaderConfig) *Reader {
 	t.Helper()
+	return startReader(t, pool, cfg, nil)
+}
+
+// startReader starts a reader (refilling every 5ms unless cfg says) whose
+// metrics register with reg (nil: none); the test's cleanup closes it.
+func startReader(t testing.TB, pool *pgxpool.Pool, cfg ReaderConfig, reg prometheus.Registerer) *Reader {
+	t.Helper()
 	if cfg.RefillInterval == 0 {
 		cfg.RefillInterval = 5 * time.Millisecond
 	}
-	r, err := NewReader(pool, cfg, nil, nil)
+	r, err := NewReader(pool, cfg, nil, reg)
 	require.NoError(t, err)
 	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
@@ -86,3 +103,58 @@ func drainTopic(t testing.TB, c ports.Consumer, topic string, want int) map[stri
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// metric is the first series of the registered family name (the only one of
+// an unlabelled family).
+func metric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0]
+		}
+	}
+	require.FailNow(t, "metric not registered", name)
+	return nil
+}
+
+// gaugeValue reads a registered gauge.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	return metric(t, reg, name).GetGauge().GetValue()
+}
+
+// histogramCount reads a registered histogram's sample count.
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	return metric(t, reg, name).GetHistogram().GetSampleCount()
+}
+
+// checkConfig runs withDefaults over the zero config, which must take want,
+// and over each bad config, which must be refused.
+func checkConfig[C any](t *testing.T, withDefaults func(C) (C, error), want C, bad map[string]C) {
+	t.Helper()
+	var zero C
+	got, err := withDefaults(zero)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "the zero config takes the defaults")
+	for name, cfg := range bad {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := withDefaults(cfg)
+			require.Error(t, err)
+		})
+	}
+}
+
+// lockQueueTable holds an exclusive lock on queue_messages until the test
+// rolls the returned transaction back (or ends), so flushes block.
+func lockQueueTable(t testing.TB, pool *pgxpool.Pool) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	lock, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lock.Rollback(ctx) })
+	_, err = lock.Exec(ctx, `LOCK TABLE queue_messages IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	return lock
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/retry"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -45,19 +45,15 @@ type Reader struct {
 
 	topics   atomic.Pointer[map[string]*topic] // replaced only by run; read by anyone
 	draining atomic.Bool                       // set once by Drain; read by anyone
-	started  atomic.Bool                       // set by the first Start, Drain or Close
 	// listening is true while the listener's subscription is live; written
 	// by listenLoop, read by topics (they poll faster while it is down).
 	listening atomic.Bool
 
 	creates   chan createRequest // Lease → run; unbuffered
-	quit      chan struct{}      // closed by Drain: run stops, topics stop leasing and wind down
+	life      *startstop.Group   // run, the stats loop and every topic; Quit: run stops, topics stop leasing and wind down
+	quit      <-chan struct{}    // life.Quit(), closed by Drain
+	ctx       context.Context    // life.Context(): parent of every PostgreSQL call; cancelled when Drain's context ends, or once all stopped
 	runDone   chan struct{}      // closed when run has returned: the topic map is final
-	quitOnce  sync.Once
-	ctx       context.Context    // parent of every PostgreSQL call; cancelled when Drain's context ends, or once all stopped
-	cancel    context.CancelFunc // cancels ctx
-	wg        sync.WaitGroup     // run and every topic
-	done      chan struct{}      // closed when run and every topic have returned
 	abandoned atomic.Int64       // leases still outstanding when Drain gave up; written by topics
 }
 
@@ -96,39 +92,33 @@ func newReaderOn(rows rowStore, cfg ReaderConfig, logger *slog.Logger, reg prome
 		cfg:     cfg,
 		logger:  logger.With("component", "pgqueue.reader"),
 		creates: make(chan createRequest),
-		quit:    make(chan struct{}),
+		life:    startstop.NewGroup(),
 		runDone: make(chan struct{}),
-		done:    make(chan struct{}),
 	}
+	r.quit, r.ctx = r.life.Quit(), r.life.Context()
 	if cfg.Range != nil {
 		r.logger = r.logger.With("partitions", cfg.Range.String())
 	}
 	r.topics.Store(&map[string]*topic{})
 	if r.metrics, err = newReaderMetrics(reg, r.utilization, r.buffered, newTopicCollector(r)); err != nil {
-		return nil, fmt.Errorf("new reader: register metrics: %w", err)
+		return nil, fmt.Errorf("new reader: %w", err)
 	}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
 
 // Start runs the goroutine that starts topic owners. A reader starts once:
 // Start after Start, Drain or Close fails with ports.ErrClosed.
 func (r *Reader) Start(context.Context) error {
-	if !r.started.CompareAndSwap(false, true) {
-		return fmt.Errorf("start reader: %w", ports.ErrClosed)
-	}
-	r.wg.Go(r.run)
+	goroutines := []func(){r.run}
 	if r.cfg.Range != nil && r.cfg.StatsInterval > 0 {
-		r.wg.Go(func() { r.statsLoop(r.ctx) })
+		goroutines = append(goroutines, func() { r.statsLoop(r.ctx) })
 	}
 	if l, ok := r.rows.(listener); ok && r.cfg.Range != nil {
-		r.wg.Go(func() { r.listenLoop(l) })
+		goroutines = append(goroutines, func() { r.listenLoop(l) })
 	}
-	go func() {
-		r.wg.Wait()
-		r.cancel()
-		close(r.done)
-	}()
+	if !r.life.Start(goroutines...) {
+		return fmt.Errorf("start reader: %w", ports.ErrClosed)
+	}
 	return nil
 }
 
@@ -140,7 +130,7 @@ func (r *Reader) Start(context.Context) error {
 func (r *Reader) listenLoop(l listener) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
-	r.wg.Go(func() {
+	r.life.Go(func() {
 		select {
 		case <-r.quit:
 		case <-ctx.Done():
@@ -198,7 +188,7 @@ func (r *Reader) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	if err := req.ValidateWithin(r.cfg.MinLease, r.cfg.Lease); err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	if !r.started.Load() {
+	if !r.life.Started() {
 		return domain.Lease{}, fmt.Errorf("lease: %w", errNotStarted)
 	}
 	if r.cfg.Range == nil {
@@ -401,7 +391,7 @@ func (r *Reader) create(name string) createReply {
 	}
 	next[name] = t
 	r.topics.Store(&next)
-	r.wg.Go(t.run)
+	r.life.Go(t.run)
 	return createReply{t: t}
 }
 
@@ -451,31 +441,21 @@ func (r *Reader) Close(ctx context.Context) error {
 
 func (r *Reader) drain(ctx context.Context, wait time.Duration, reportAbandoned bool) error {
 	r.draining.Store(true)
-	r.quitOnce.Do(func() { close(r.quit) })
-	if r.started.CompareAndSwap(false, true) { // never started: nothing runs
+	if !r.life.BeginStop() { // never started: nothing runs
 		close(r.runDone)
-		r.cancel()
-		close(r.done)
 		return nil
 	}
 	giveUp := time.NewTimer(wait)
 	defer giveUp.Stop()
 	// Wait for the leases, then stop waiting for them but let the deletes
 	// already requested commit, unless ctx ends: then abort those too.
-	var err error
 	select {
-	case <-r.done:
+	case <-r.life.Done():
 	case <-giveUp.C:
 	case <-ctx.Done():
 	}
 	r.abandon()
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		r.cancel()
-		<-r.done
-		err = ctx.Err()
-	}
+	err := r.life.Wait(ctx)
 	if n := r.abandoned.Load(); n > 0 {
 		r.logger.Info("stopped with leases outstanding; their messages stay queued", "leases", n)
 		if reportAbandoned {

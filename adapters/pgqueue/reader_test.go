@@ -54,10 +54,7 @@ func TestRefillSeesLateCommits(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Millisecond}, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(context.Background()))
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	r := startReader(t, pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Millisecond}, reg)
 
 	txA, err := pool.Begin(ctx)
 	require.NoError(t, err)
@@ -201,12 +198,9 @@ func TestLateAckAfterExpiry(t *testing.T) {
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
 	reg := prometheus.NewRegistry()
-	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), MinLease: 50 * time.Millisecond,
-		RefillInterval: time.Millisecond}, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(context.Background()))
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	_, err = w.Publish(ctx, "late-ack", msgs(1, "x"))
+	r := startReader(t, pool, ReaderConfig{Range: fullRange(), MinLease: 50 * time.Millisecond,
+		RefillInterval: time.Millisecond}, reg)
+	_, err := w.Publish(ctx, "late-ack", msgs(1, "x"))
 	require.NoError(t, err)
 
 	first := leaseSome(t, r, "late-ack", "c1", 1, 100*time.Millisecond)
@@ -465,11 +459,8 @@ func TestAckBatching(t *testing.T) {
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
 	reg := prometheus.NewRegistry()
-	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), DeleteInterval: 20 * time.Millisecond}, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(context.Background()))
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	_, err = w.Publish(ctx, "batch", msgs(leases, "b"))
+	r := startReader(t, pool, ReaderConfig{Range: fullRange(), DeleteInterval: 20 * time.Millisecond}, reg)
+	_, err := w.Publish(ctx, "batch", msgs(leases, "b"))
 	require.NoError(t, err)
 	var held []domain.Lease
 	for n := 0; n < leases; {
@@ -495,11 +486,8 @@ func TestReaderBufferBound(t *testing.T) {
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
 	reg := prometheus.NewRegistry()
-	r, err := NewReader(pool, ReaderConfig{Range: fullRange(), BufferSize: 10, RefillInterval: time.Millisecond}, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(context.Background()))
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	_, err = w.Publish(ctx, "bound", msgs(30, "b"))
+	r := startReader(t, pool, ReaderConfig{Range: fullRange(), BufferSize: 10, RefillInterval: time.Millisecond}, reg)
+	_, err := w.Publish(ctx, "bound", msgs(30, "b"))
 	require.NoError(t, err)
 
 	var leases []domain.Lease
@@ -564,29 +552,12 @@ func TestLeaseValidation(t *testing.T) {
 
 func TestReaderConfig(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		cfg  ReaderConfig
-		ok   bool
-	}{
-		{"zero takes defaults", ReaderConfig{}, true},
-		{"bad range", ReaderConfig{Range: &domain.PartitionRange{First: 5, Last: 2}}, false},
-		{"range past 255", ReaderConfig{Range: &domain.PartitionRange{First: 0, Last: 256}}, false},
-		{"negative buffer", ReaderConfig{BufferSize: -1}, false},
-		{"negative interval", ReaderConfig{DeleteInterval: -1}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := tc.cfg.withDefaults()
-			if !tc.ok {
-				require.Error(t, err)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, DefaultReaderConfig(), got)
-		})
-	}
+	checkConfig(t, ReaderConfig.withDefaults, DefaultReaderConfig(), map[string]ReaderConfig{
+		"bad range":         {Range: &domain.PartitionRange{First: 5, Last: 2}},
+		"range past 255":    {Range: &domain.PartitionRange{First: 0, Last: 256}},
+		"negative buffer":   {BufferSize: -1},
+		"negative interval": {DeleteInterval: -1},
+	})
 }
 
 // newTestState is a topic state for unit tests of its bookkeeping; no

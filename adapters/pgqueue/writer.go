@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -39,18 +39,15 @@ type Writer struct {
 
 	buffered atomic.Int64 // messages reserved and not yet finished; any goroutine
 	bytes    atomic.Int64 // their payload bytes (rowBytesOf); any goroutine
-	started  atomic.Bool  // set by the first Start or Close
 	closed   atomic.Bool  // set by Close; read by Publish
 	flushes  atomic.Int64 // flush statements attempted; read by tests
 	gathered atomic.Int64 // messages run holds, not yet handed to a flusher; written by run, read by tests
 
 	requests chan *publishRequest   // Publish → run; unbuffered
 	batches  chan []*publishRequest // run → flushers; unbuffered: a send succeeds only when a flusher is idle
-	quit     chan struct{}          // closed by Close: run stops accepting, flushes what it holds, exits
-	quitOnce sync.Once
-	ctx      context.Context // parent of every flush; cancelled when Close gives up waiting
-	cancel   context.CancelFunc
-	done     chan struct{} // closed when run and every flusher have returned
+	life     *startstop.Group       // run and the flushers; Quit: run stops accepting, flushes what it holds, exits
+	quit     <-chan struct{}        // life.Quit()
+	ctx      context.Context        // life.Context(): parent of every flush; cancelled when Close gives up waiting
 }
 
 // publishRequest is one Publish call on its way through run and a flusher.
@@ -96,32 +93,25 @@ func NewWriter(pool *pgxpool.Pool, cfg WriterConfig, logger *slog.Logger, reg pr
 		insert:   insertUnnest,
 		requests: make(chan *publishRequest),
 		batches:  make(chan []*publishRequest),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		life:     startstop.NewGroup(),
 	}
+	w.quit, w.ctx = w.life.Quit(), w.life.Context()
 	if w.metrics, err = newWriterMetrics(reg, w.Utilization); err != nil {
-		return nil, fmt.Errorf("new writer: register metrics: %w", err)
+		return nil, fmt.Errorf("new writer: %w", err)
 	}
-	w.ctx, w.cancel = context.WithCancel(context.Background())
 	return w, nil
 }
 
 // Start runs the batching goroutine and the flushers. A writer starts once:
 // Start after Start or Close fails with ports.ErrClosed.
 func (w *Writer) Start(context.Context) error {
-	if !w.started.CompareAndSwap(false, true) {
+	goroutines := []func(){w.run}
+	for range w.cfg.Flushers {
+		goroutines = append(goroutines, w.flusher)
+	}
+	if !w.life.Start(goroutines...) {
 		return fmt.Errorf("start writer: %w", ports.ErrClosed)
 	}
-	var wg sync.WaitGroup
-	for range w.cfg.Flushers {
-		wg.Go(w.flusher)
-	}
-	wg.Go(w.run)
-	go func() {
-		wg.Wait()
-		w.cancel()
-		close(w.done)
-	}()
 	return nil
 }
 
@@ -134,7 +124,7 @@ func (w *Writer) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 	if err := ctx.Err(); err != nil {
 		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
 	}
-	if w.closed.Load() || !w.started.Load() {
+	if w.closed.Load() || !w.life.Started() {
 		w.metrics.rejected.WithLabelValues(reasonClosed).Inc()
 		return ports.PublishResult{}, fmt.Errorf("publish: writer not started or %w", ports.ErrClosed)
 	}
@@ -247,20 +237,13 @@ func (w *Writer) Check(ctx context.Context) error {
 // and Close still waits for the goroutines before returning ctx's error.
 func (w *Writer) Close(ctx context.Context) error {
 	w.closed.Store(true)
-	w.quitOnce.Do(func() { close(w.quit) })
-	if w.started.CompareAndSwap(false, true) { // never started: nothing runs
-		w.cancel()
-		close(w.done)
+	if !w.life.BeginStop() { // never started: nothing runs
 		return nil
 	}
-	select {
-	case <-w.done:
-		return nil
-	case <-ctx.Done():
-		w.cancel()
-		<-w.done
-		return fmt.Errorf("close writer: %w", ctx.Err())
+	if err := w.life.Wait(ctx); err != nil {
+		return fmt.Errorf("close writer: %w", err)
 	}
+	return nil
 }
 
 // run owns the pending requests: it gathers them into batches and hands each

@@ -85,16 +85,9 @@ func TestWriterBackpressure(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	w, err := NewWriter(pool, WriterConfig{BufferSize: 10, FlushInterval: 0}, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, w.Start(context.Background()))
-	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	w := startWriter(t, pool, WriterConfig{BufferSize: 10, FlushInterval: 0}, reg)
 
-	lock, err := pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = lock.Rollback(ctx) }()
-	_, err = lock.Exec(ctx, `LOCK TABLE queue_messages IN ACCESS EXCLUSIVE MODE`)
-	require.NoError(t, err)
+	lock := lockQueueTable(t, pool)
 
 	var g errgroup.Group
 	publish := func(prefix string, n int) func() error {
@@ -125,7 +118,7 @@ func TestWriterBackpressure(t *testing.T) {
 	}
 	g.Go(publish("c", 3)) // fits exactly
 	require.Eventually(t, func() bool { return w.Utilization() == 1 }, waitFor, time.Millisecond)
-	_, err = w.Publish(ctx, "bp", msgs(1, "rejected-full"))
+	_, err := w.Publish(ctx, "bp", msgs(1, "rejected-full"))
 	require.ErrorIs(t, err, ports.ErrBackpressure)
 	require.Equal(t, 1.0, gaugeValue(t, reg, "mqwriter_buffer_utilization_ratio"))
 
@@ -137,30 +130,13 @@ func TestWriterBackpressure(t *testing.T) {
 	require.Equal(t, 10.0, testutil.ToFloat64(w.metrics.published))
 }
 
-// gaugeValue reads a registered gauge.
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	require.FailNow(t, "metric not registered", name)
-	return 0
-}
-
 // 200 concurrent single-message publishes share far fewer transactions.
 func TestWriterGroupCommit(t *testing.T) {
 	t.Parallel()
 	const publishers = 200
 	pool := newPool(t)
 	reg := prometheus.NewRegistry()
-	w, err := NewWriter(pool, DefaultWriterConfig(), nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, w.Start(context.Background()))
-	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	w := startWriter(t, pool, DefaultWriterConfig(), reg)
 
 	start := make(chan struct{})
 	var g errgroup.Group
@@ -178,19 +154,6 @@ func TestWriterGroupCommit(t *testing.T) {
 	require.Less(t, flushes, int64(publishers), "flush transactions for %d publishes", publishers)
 	require.Equal(t, uint64(flushes), histogramCount(t, reg, "mqwriter_flush_batch_messages"))
 	t.Logf("%d publishes in %d flushes", publishers, flushes)
-}
-
-func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
-		}
-	}
-	require.FailNow(t, "metric not registered", name)
-	return 0
 }
 
 // A flush PostgreSQL fails answers every publisher with ErrUnavailable,
@@ -290,11 +253,7 @@ func TestWriterCloseTimeout(t *testing.T) {
 	w, err := NewWriter(pool, WriterConfig{}, nil, nil)
 	require.NoError(t, err)
 	require.NoError(t, w.Start(context.Background()))
-	lock, err := pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = lock.Rollback(ctx) }()
-	_, err = lock.Exec(ctx, `LOCK TABLE queue_messages IN ACCESS EXCLUSIVE MODE`)
-	require.NoError(t, err)
+	lockQueueTable(t, pool) // held to the end: the flush cannot commit
 
 	errc := make(chan error, 1)
 	go func() {
@@ -311,29 +270,12 @@ func TestWriterCloseTimeout(t *testing.T) {
 
 func TestWriterConfig(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		cfg  WriterConfig
-		ok   bool
-	}{
-		{"zero takes defaults", WriterConfig{}, true},
-		{"negative buffer", WriterConfig{BufferSize: -1}, false},
-		{"negative interval", WriterConfig{FlushInterval: -time.Millisecond}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := tc.cfg.withDefaults()
-			if !tc.ok {
-				require.Error(t, err)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, 10000, got.BufferSize)
-			require.Equal(t, 1000, got.MaxBatch)
-			require.Equal(t, 2, got.Flushers)
-		})
-	}
+	want := DefaultWriterConfig()
+	want.FlushInterval = 0 // a setting, not unset: flush as soon as nothing more gathers
+	checkConfig(t, WriterConfig.withDefaults, want, map[string]WriterConfig{
+		"negative buffer":   {BufferSize: -1},
+		"negative interval": {FlushInterval: -time.Millisecond},
+	})
 }
 
 // The metric names are promlint-clean.
@@ -341,14 +283,8 @@ func TestMetricsLint(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	reg := prometheus.NewRegistry()
-	w, err := NewWriter(pool, WriterConfig{}, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, w.Start(context.Background()))
-	t.Cleanup(func() { _ = w.Close(context.Background()) })
-	r, err := NewReader(pool, ReaderConfig{Range: fullRange()}, nil, reg)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(context.Background()))
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	startWriter(t, pool, WriterConfig{}, reg)
+	startReader(t, pool, ReaderConfig{Range: fullRange()}, reg)
 
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
@@ -366,25 +302,18 @@ func TestWriterByteBudget(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
 	const size = 64 << 10
-	w, err := NewWriter(pool, WriterConfig{BufferSize: 1000, BufferBytes: 2 * (size + writerRowBytes)}, nil, nil)
-	require.NoError(t, err)
-	require.NoError(t, w.Start(ctx))
-	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	w := startWriter(t, pool, WriterConfig{BufferSize: 1000, BufferBytes: 2 * (size + writerRowBytes)}, nil)
 	big := func(key string) []ports.OutgoingMessage {
 		return []ports.OutgoingMessage{{Payload: json.RawMessage(`"` + strings.Repeat("x", size-2) + `"`), Key: key}}
 	}
 
-	lock, err := pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = lock.Rollback(ctx) }()
-	_, err = lock.Exec(ctx, `LOCK TABLE queue_messages IN ACCESS EXCLUSIVE MODE`)
-	require.NoError(t, err)
+	lock := lockQueueTable(t, pool)
 	var g errgroup.Group
 	for _, k := range []string{"a", "b"} {
 		g.Go(func() error { _, err := w.Publish(ctx, "bytes", big(k)); return err })
 	}
 	require.Eventually(t, func() bool { return w.Utilization() == 1 }, waitFor, time.Millisecond)
-	_, err = w.Publish(ctx, "bytes", big("c"))
+	_, err := w.Publish(ctx, "bytes", big("c"))
 	require.ErrorIs(t, err, ports.ErrBackpressure, "no byte room left, though 998 messages would fit")
 	_, err = w.Publish(ctx, "bytes", append(big("d"), append(big("e"), big("f")...)...))
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)

@@ -226,14 +226,6 @@ func (s *TelemetryStore) Check(ctx context.Context) error {
 	return nil
 }
 
-// validateRecords refuses the whole batch when one record cannot be stored.
-func validateRecords(records []domain.Record) error {
-	if err := domain.ValidateRecords(records); err != nil {
-		return fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err)
-	}
-	return nil
-}
-
 // WriteBatch stores the batch's samples, registering new series first,
 // and keeps the GPU registry current. The samples insert, the series
 // last_seen moves and the registry upsert go in one pgx batch, which
@@ -243,7 +235,7 @@ func validateRecords(records []domain.Record) error {
 // Duplicates counts every record not inserted (already stored, or repeated
 // in the batch); Expired the records older than the raw retention.
 func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record) (ports.WriteResult, error) {
-	if err := validateRecords(records); err != nil {
+	if err := domain.ValidateRecords(records); err != nil {
 		return ports.WriteResult{}, fmt.Errorf("write batch: %w", err)
 	}
 	var res ports.WriteResult
@@ -597,7 +589,7 @@ func (s *TelemetryStore) ListGPUs(ctx context.Context) ([]domain.GPU, error) {
 // QueryTelemetry reads Limit+1 rows so that Next is nil exactly when the
 // window is exhausted.
 func (s *TelemetryStore) QueryTelemetry(ctx context.Context, q ports.TelemetryQuery) (ports.TelemetryPage, error) {
-	if err := checkQuery(q, true); err != nil {
+	if err := q.Validate(true); err != nil {
 		return ports.TelemetryPage{}, fmt.Errorf("query telemetry: %w", err)
 	}
 	limit := int64(q.Limit) + 1
@@ -622,7 +614,7 @@ func (s *TelemetryStore) QueryTelemetry(ctx context.Context, q ports.TelemetryQu
 // the connection, so memory stays constant; the connection is held until
 // the stream ends.
 func (s *TelemetryStore) StreamTelemetry(ctx context.Context, q ports.TelemetryQuery, fn func(domain.Record) error) error {
-	if err := checkQuery(q, false); err != nil {
+	if err := q.Validate(false); err != nil {
 		return fmt.Errorf("stream telemetry: %w", err)
 	}
 	if err := s.scan(ctx, q, nil, fn); err != nil {
@@ -715,17 +707,4 @@ func queryArgs(q ports.TelemetryQuery, limit *int64) []any {
 		metric = &q.MetricName
 	}
 	return []any{q.GPUUUID, bound(q.Start, negInf), bound(q.End, posInf), afterTS, afterID, limit, metric}
-}
-
-// checkQuery validates q; needLimit is false for streams, which ignore Limit.
-func checkQuery(q ports.TelemetryQuery, needLimit bool) error {
-	switch {
-	case q.GPUUUID == "":
-		return fmt.Errorf("gpu uuid is empty: %w", ports.ErrInvalidArgument)
-	case needLimit && q.Limit < 1:
-		return fmt.Errorf("limit %d is below 1: %w", q.Limit, ports.ErrInvalidArgument)
-	case !q.Start.IsZero() && !q.End.IsZero() && q.End.Before(q.Start):
-		return fmt.Errorf("end %s is before start %s: %w", q.End.Format(time.RFC3339Nano), q.Start.Format(time.RFC3339Nano), ports.ErrInvalidArgument)
-	}
-	return nil
 }

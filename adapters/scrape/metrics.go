@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/internal/promx"
 )
 
 // Reasons a scrape fails: the values of the reason label of
@@ -44,39 +46,27 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_scrape_target_up",
-			Help: "1 when the target's last scrape succeeded, 0 when it failed."}, []string{"target"}),
-		duration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_scrape_duration_seconds",
-			Help: "Duration of the target's last scrape, request to parsed body."}, []string{"target"}),
-		durations: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamer_scrape_request_duration_seconds",
-			Help: "Duration of every scrape, all targets together.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}),
-		samples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamer_scrape_samples_total",
-			Help: "DCGM samples a target produced as telemetry points."}, []string{"target"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamer_scrape_errors_total",
-			Help: "Failed scrapes, by target and reason."}, []string{"target", "reason"}),
-		roundsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamer_scrape_rounds_skipped_total",
-			Help: "Scrapes not made because the target's previous round was still being published."}, []string{"target"}),
-		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamer_scrape_series_skipped_total",
-			Help: "DCGM series that could not become a telemetry point, by reason."}, []string{"reason"}),
-		ignored: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_scrape_series_ignored_total",
-			Help: "Scraped series that are not DCGM fields (go_*, process_*, ...)."}),
-		targets: prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_scrape_targets",
-			Help: "Targets currently scraped."}),
+		up: promx.GaugeVec("streamer_scrape_target_up", "1 when the target's last scrape succeeded, 0 when it failed.", "target"),
+		duration: promx.GaugeVec("streamer_scrape_duration_seconds",
+			"Duration of the target's last scrape, request to parsed body.", "target"),
+		durations: promx.Histogram("streamer_scrape_request_duration_seconds",
+			"Duration of every scrape, all targets together.", prometheus.ExponentialBuckets(0.001, 2, 15)),
+		samples: promx.CounterVec("streamer_scrape_samples_total", "DCGM samples a target produced as telemetry points.", "target"),
+		errors:  promx.CounterVec("streamer_scrape_errors_total", "Failed scrapes, by target and reason.", "target", "reason"),
+		roundsSkipped: promx.CounterVec("streamer_scrape_rounds_skipped_total",
+			"Scrapes not made because the target's previous round was still being published.", "target"),
+		skipped: promx.CounterVec("streamer_scrape_series_skipped_total",
+			"DCGM series that could not become a telemetry point, by reason.", "reason"),
+		ignored: promx.Counter("streamer_scrape_series_ignored_total", "Scraped series that are not DCGM fields (go_*, process_*, ...)."),
+		targets: promx.Gauge("streamer_scrape_targets", "Targets currently scraped."),
 	}
-	for _, r := range skipReasons {
-		m.skipped.WithLabelValues(r) // every reason at 0 from the start, so rate() works
+	promx.Zero(m.skipped, skipReasons...) // every reason at 0 from the start, so rate() works
+	err := promx.Register(reg, m.up, m.duration, m.durations, m.samples, m.errors, m.roundsSkipped, m.skipped, m.ignored, m.targets)
+	if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
+		return nil, fmt.Errorf("one scrape source per registry: %w", err)
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.up, m.duration, m.durations, m.samples, m.errors, m.roundsSkipped, m.skipped, m.ignored, m.targets} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("register metrics: one scrape source per registry: %w", err)
-			}
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
+	if err != nil {
+		return nil, err
 	}
 	return m, nil
 }

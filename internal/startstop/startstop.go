@@ -12,6 +12,7 @@ package startstop
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -102,3 +103,86 @@ func (s *Service) Started() bool { return s.once.Load() }
 // Done is closed once the owner has returned, or the service was stopped
 // without starting.
 func (s *Service) Done() <-chan struct{} { return s.done }
+
+// Group is a component whose goroutines stop in two phases, as a queue's
+// writer and reader do: BeginStop closes Quit, asking them to finish what
+// they hold and return; Wait waits for that, and when its ctx ends first it
+// cancels Context — the parent of their I/O — and still waits. Context is
+// also cancelled once they have all returned. A Group runs at most once.
+type Group struct {
+	once     atomic.Bool // set by the first Start or BeginStop
+	wg       sync.WaitGroup
+	quit     chan struct{} // closed by BeginStop
+	quitOnce sync.Once
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when every goroutine has returned, or at BeginStop when none started
+}
+
+// NewGroup returns a group that has not started.
+func NewGroup() *Group {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Group{quit: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+// Start runs each of run on its own goroutine; it reports false, running
+// nothing, after an earlier Start or BeginStop.
+func (g *Group) Start(run ...func()) bool {
+	if !g.once.CompareAndSwap(false, true) {
+		return false
+	}
+	for _, f := range run {
+		g.wg.Go(f)
+	}
+	go func() {
+		g.wg.Wait()
+		g.cancel()
+		close(g.done)
+	}()
+	return true
+}
+
+// Go runs one more goroutine of the group (a per-topic owner created on
+// demand). Call it only from a goroutine of the group, so the group cannot
+// have finished.
+func (g *Group) Go(f func()) { g.wg.Go(f) }
+
+// BeginStop closes Quit. It reports whether the group's goroutines run: for
+// a group that never started it marks it done at once and reports false. It
+// may be called more than once.
+func (g *Group) BeginStop() (running bool) {
+	g.quitOnce.Do(func() { close(g.quit) })
+	if g.once.CompareAndSwap(false, true) {
+		g.cancel()
+		close(g.done)
+		return false
+	}
+	return true
+}
+
+// Wait waits for every goroutine to return. When ctx ends first it cancels
+// Context, still waits, and returns ctx's error.
+func (g *Group) Wait(ctx context.Context) error {
+	select {
+	case <-g.done:
+		return nil
+	case <-ctx.Done():
+		g.cancel()
+		<-g.done
+		return ctx.Err()
+	}
+}
+
+// Started reports whether Start (or BeginStop) was called.
+func (g *Group) Started() bool { return g.once.Load() }
+
+// Quit is closed by BeginStop: the goroutines finish what they hold and return.
+func (g *Group) Quit() <-chan struct{} { return g.quit }
+
+// Context is the parent of the goroutines' I/O: cancelled when Wait gives up
+// waiting, or once every goroutine has returned.
+func (g *Group) Context() context.Context { return g.ctx }
+
+// Done is closed once every goroutine has returned, or at BeginStop when the
+// group never started.
+func (g *Group) Done() <-chan struct{} { return g.done }

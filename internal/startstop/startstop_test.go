@@ -75,3 +75,44 @@ func TestServiceRunsOnce(t *testing.T) {
 	require.NoError(t, s.Stop(context.Background()))
 	<-s.Done()
 }
+
+// A Group stops gracefully when its goroutines heed Quit, and by cancelling
+// their context when the caller's ctx ends first.
+func TestGroupStopsInTwoPhases(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		g := startstop.NewGroup()
+		finished := make(chan struct{})
+		require.True(t, g.Start(func() {
+			<-g.Quit()
+			g.Go(func() { close(finished) }) // a goroutine added by one of the group's
+		}))
+		require.False(t, g.Start(func() { t.Error("ran twice") }))
+		require.True(t, g.BeginStop())
+		require.NoError(t, g.Wait(context.Background()))
+		<-finished
+		require.Error(t, g.Context().Err(), "the context ends once all returned")
+
+		stubborn := startstop.NewGroup()
+		require.True(t, stubborn.Start(func() { <-stubborn.Context().Done() })) // ignores Quit
+		require.True(t, stubborn.BeginStop())
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		require.ErrorIs(t, stubborn.Wait(ctx), context.DeadlineExceeded)
+		require.Equal(t, time.Second, time.Since(start), "Wait gave up at ctx's end, not before")
+		<-stubborn.Done()
+	})
+}
+
+func TestGroupNeverStarted(t *testing.T) {
+	t.Parallel()
+	g := startstop.NewGroup()
+	require.False(t, g.Started())
+	require.False(t, g.BeginStop(), "nothing runs")
+	<-g.Done()
+	<-g.Quit()
+	require.True(t, g.Started())
+	require.False(t, g.Start(func() { t.Error("ran after BeginStop") }))
+	require.NoError(t, g.Wait(context.Background()))
+}

@@ -17,6 +17,7 @@ package collector
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -124,15 +125,9 @@ type Collector struct {
 
 // New returns a collector; Start runs it.
 func New(q ports.Consumer, store ports.TelemetryWriter, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Collector {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	if cfg.Topic == "" {
-		cfg.Topic = domain.TelemetryTopic
-	}
-	if cfg.Workers < 1 {
-		cfg.Workers = 1
-	}
+	logger = cmp.Or(logger, slog.Default())
+	cfg.Topic = cmp.Or(cfg.Topic, domain.TelemetryTopic)
+	cfg.Workers = max(cfg.Workers, 1)
 	if cfg.BatchTimeout <= 0 {
 		cfg.BatchTimeout = 30 * time.Second
 	}

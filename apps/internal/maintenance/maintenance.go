@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpufleet/telemetry/internal/promx"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -36,20 +37,14 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "telemetry_maintenance_runs_total",
-			Help: "Maintenance runs by result: ok, skipped (another runner held the lock), error."}, []string{"result"}),
-		created: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_partitions_created_total",
-			Help: "Day partitions created ahead by maintenance."}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_partitions_dropped_total",
-			Help: "Day partitions dropped past their retention."}),
-		rolledUp: prometheus.NewCounter(prometheus.CounterOpts{Name: "telemetry_rollup_rows_total",
-			Help: "1-minute rollup rows written (re-rolled rows count again)."}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "telemetry_rollup_lag_seconds",
-			Help: "Now minus the rollup watermark after this process's last run."}),
+		runs: promx.CounterVec("telemetry_maintenance_runs_total",
+			"Maintenance runs by result: ok, skipped (another runner held the lock), error.", "result"),
+		created:  promx.Counter("telemetry_partitions_created_total", "Day partitions created ahead by maintenance."),
+		dropped:  promx.Counter("telemetry_partitions_dropped_total", "Day partitions dropped past their retention."),
+		rolledUp: promx.Counter("telemetry_rollup_rows_total", "1-minute rollup rows written (re-rolled rows count again)."),
+		lag:      promx.Gauge("telemetry_rollup_lag_seconds", "Now minus the rollup watermark after this process's last run."),
 	}
-	for _, r := range []string{"ok", "skipped", "error"} {
-		m.runs.WithLabelValues(r)
-	}
+	promx.Zero(m.runs, "ok", "skipped", "error")
 	if reg != nil {
 		reg.MustRegister(m.runs, m.created, m.dropped, m.rolledUp, m.lag)
 	}

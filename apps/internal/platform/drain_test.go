@@ -2,11 +2,9 @@ package platform_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"testing"
 
-	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/apps/internal/platform"
@@ -16,16 +14,10 @@ import (
 // reader waiting for acks gets them. After Stop, the server is gone.
 func TestStopRunsDrainersWhileServing(t *testing.T) {
 	t.Parallel()
-	reg, _ := platform.NewRegistry()
 	var url string
 	served := make(chan int, 1)
-	s := platform.NewServer(platform.ServerParams{
-		Config:   platform.ServerConfig{Addr: "127.0.0.1:0"},
-		Logger:   quiet,
-		Registry: reg,
-		Routes: []platform.Routes{platform.RoutesFunc(func(r *mux.Router) {
-			r.HandleFunc("/v1/ack", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "acked") })
-		})},
+	s, _ := newServerWith(platform.ServerParams{
+		Routes: []platform.Routes{answer("/v1/ack", "acked")},
 		Drainers: []platform.Drainer{{Name: "reader", Fn: func(ctx context.Context) error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/ack", nil)
 			if err != nil {

@@ -27,12 +27,7 @@ func TestPprofHandlers(t *testing.T) {
 			env := platform.NewEnvFrom(tt.env)
 			common := platform.LoadCommon(env, "pproftest", ":0")
 			require.NoError(t, env.Err())
-			reg, _ := platform.NewRegistry()
-			s := platform.NewServer(platform.ServerParams{
-				Config:   platform.ServerConfig{Addr: "127.0.0.1:0", Pprof: common.Pprof},
-				Logger:   quiet,
-				Registry: reg,
-			})
+			s, _ := newServerWith(platform.ServerParams{Config: platform.ServerConfig{Pprof: common.Pprof}})
 			for _, p := range paths {
 				rec := serve(t, s.Handler(), http.MethodGet, p)
 				require.Equal(t, tt.status, rec.Code, p)

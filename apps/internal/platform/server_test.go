@@ -39,17 +39,25 @@ func check(name string, err error) platform.Check {
 
 func newServer(t *testing.T, checks ...platform.Check) (*platform.Server, *prometheus.Registry) {
 	t.Helper()
+	return newServerWith(platform.ServerParams{Checks: checks, Routes: []platform.Routes{answer("/v1/hello", "hello")}})
+}
+
+// newServerWith builds a server from p on a free loopback port (unless
+// p.Config says where), with a fresh registry and a quiet logger.
+func newServerWith(p platform.ServerParams) (*platform.Server, *prometheus.Registry) {
 	reg, _ := platform.NewRegistry()
-	s := platform.NewServer(platform.ServerParams{
-		Config:   platform.ServerConfig{Addr: "127.0.0.1:0"},
-		Logger:   quiet,
-		Registry: reg,
-		Routes: []platform.Routes{platform.RoutesFunc(func(r *mux.Router) {
-			r.HandleFunc("/v1/hello", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") })
-		})},
-		Checks: checks,
+	if p.Config.Addr == "" {
+		p.Config.Addr = "127.0.0.1:0"
+	}
+	p.Logger, p.Registry = quiet, reg
+	return platform.NewServer(p), reg
+}
+
+// answer is a route that answers GET path with body.
+func answer(path, body string) platform.Routes {
+	return platform.RoutesFunc(func(r *mux.Router) {
+		r.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) })
 	})
-	return s, reg
 }
 
 func serve(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRecorder {
@@ -259,12 +267,9 @@ func TestNewLogger(t *testing.T) {
 // connection after ReadTimeout instead of holding a goroutine for ever.
 func TestServerLimits(t *testing.T) {
 	t.Parallel()
-	reg, _ := platform.NewRegistry()
 	bodyErr := make(chan error, 1)
-	s := platform.NewServer(platform.ServerParams{
-		Config: platform.ServerConfig{Addr: "127.0.0.1:0", Limits: platform.HTTPLimits{
-			ReadTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4096}},
-		Logger: quiet, Registry: reg,
+	s, _ := newServerWith(platform.ServerParams{
+		Config: platform.ServerConfig{Limits: platform.HTTPLimits{ReadTimeout: 300 * time.Millisecond, MaxHeaderBytes: 4096}},
 		Routes: []platform.Routes{platform.RoutesFunc(func(r *mux.Router) {
 			r.HandleFunc("/v1/upload", func(_ http.ResponseWriter, r *http.Request) {
 				_, err := io.ReadAll(r.Body)

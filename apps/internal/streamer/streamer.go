@@ -20,6 +20,7 @@
 package streamer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,21 +128,9 @@ type Streamer struct {
 
 // New returns a streamer; Start runs it.
 func New(src ports.Source, pub ports.Publisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Streamer {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	if cfg.Topic == "" {
-		cfg.Topic = domain.TelemetryTopic
-	}
-	if cfg.Senders < 1 {
-		cfg.Senders = 1
-	}
-	if cfg.QueueSize < 1 {
-		cfg.QueueSize = 1
-	}
-	if cfg.Batch < 1 {
-		cfg.Batch = 1
-	}
+	logger = cmp.Or(logger, slog.Default())
+	cfg.Topic = cmp.Or(cfg.Topic, domain.TelemetryTopic)
+	cfg.Senders, cfg.QueueSize, cfg.Batch = max(cfg.Senders, 1), max(cfg.QueueSize, 1), max(cfg.Batch, 1)
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = time.Minute
 	}
