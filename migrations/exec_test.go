@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/migrations"
@@ -14,9 +13,7 @@ import (
 func TestExecRunsAScriptAtomically(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	conn := connect(t, pgtest.NewDatabase(t))
 
 	require.NoError(t, migrations.Exec(ctx, conn, `CREATE TABLE exec_a (id int);
 INSERT INTO exec_a VALUES (1), (2);`))
@@ -24,7 +21,7 @@ INSERT INTO exec_a VALUES (1), (2);`))
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM exec_a`).Scan(&n))
 	require.Equal(t, 2, n, "every statement of the script ran")
 
-	err = migrations.Exec(ctx, conn, `INSERT INTO exec_a VALUES (3);
+	err := migrations.Exec(ctx, conn, `INSERT INTO exec_a VALUES (3);
 SELECT * FROM no_such_table;`)
 	require.ErrorContains(t, err, "no_such_table")
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM exec_a`).Scan(&n))

@@ -29,9 +29,7 @@ var latestTables = []string{"dead_letters", "gpus", "queue_messages", "telemetry
 func TestUpDownUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgtest.NewEmptyDatabase(t))
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	conn := connect(t, pgtest.NewEmptyDatabase(t))
 
 	all, err := migrations.All()
 	require.NoError(t, err)
@@ -179,9 +177,7 @@ SELECT 'telemetry', gen_random_uuid(), '{"n":1}', i % 256 FROM generate_series(1
 func migratedBackTo(t *testing.T, version int) (*pgx.Conn, []migrations.Migration) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgtest.NewEmptyDatabase(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	conn := connect(t, pgtest.NewEmptyDatabase(t))
 	all, err := migrations.All()
 	require.NoError(t, err)
 	_, err = migrations.Up(ctx, conn)

@@ -21,29 +21,6 @@ import (
 const (
 	sqlDatabaseExists = `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`
 
-	// sqlCreateLegacy is today's (migration 0001's) wide telemetry table
-	// under another name, loaded with the same samples as the time-series
-	// store so their sizes compare in one run (issue 14).
-	sqlCreateLegacy = `CREATE TABLE IF NOT EXISTS telemetry_legacy (
-    id          bigserial        PRIMARY KEY,
-    uuid        uuid             NOT NULL,
-    gpu_uuid    text             NOT NULL,
-    gpu_index   integer          NOT NULL,
-    device      text             NOT NULL DEFAULT '',
-    hostname    text             NOT NULL DEFAULT '',
-    model_name  text             NOT NULL DEFAULT '',
-    metric_name text             NOT NULL,
-    "timestamp" timestamptz      NOT NULL,
-    container   text             NOT NULL DEFAULT '',
-    pod         text             NOT NULL DEFAULT '',
-    namespace   text             NOT NULL DEFAULT '',
-    value       double precision NULL,
-    labels_raw  text             NOT NULL DEFAULT '',
-    ingested_at timestamptz      NOT NULL DEFAULT now(),
-    CONSTRAINT telemetry_legacy_uuid_key UNIQUE (uuid)
-);
-CREATE INDEX IF NOT EXISTS telemetry_legacy_gpu_uuid_timestamp_id_idx ON telemetry_legacy (gpu_uuid, "timestamp", id)`
-
 	// sqlCountTelemetry counts exactly: after VACUUM an index-only scan of
 	// telemetry_legacy_pkey, else a parallel sequential scan.
 	sqlCountTelemetry = `SELECT count(*) FROM telemetry_legacy`
@@ -51,11 +28,12 @@ CREATE INDEX IF NOT EXISTS telemetry_legacy_gpu_uuid_timestamp_id_idx ON telemet
 	// sqlCountSamples counts the time-series store's samples.
 	sqlCountSamples = `SELECT count(*) FROM telemetry_samples`
 
-	// sqlFillSeries and sqlFillSamples copy the loaded rows into the
-	// time-series schema the way migration 0002 does (series in the order
-	// of their first row, so within a GPU and timestamp series ids follow
-	// the legacy ids; samples in time order, as live ingestion writes them,
-	// through the primary key and its conflict check).
+	// sqlFillSeries and legacyFillSamples (migration 0002's own statement)
+	// copy the loaded rows into the time-series schema the way migration
+	// 0002 does (series in the order of their first row, so within a GPU
+	// and timestamp series ids follow the legacy ids; samples in time
+	// order, as live ingestion writes them, through the primary key and its
+	// conflict check).
 	sqlFillSeries = `INSERT INTO telemetry_series (gpu_uuid, metric_name, attrs_key, hostname, gpu_index, device, model_name,
     container, pod, namespace, labels_raw, first_seen, last_seen)
 SELECT gpu_uuid, metric_name,
@@ -66,14 +44,6 @@ GROUP BY gpu_uuid, metric_name, hostname, gpu_index, device, model_name, contain
 ORDER BY min(id)`
 	sqlFillPartitions = `SELECT count(*) FILTER (WHERE telemetry_ensure_partition('telemetry_samples', d))
 FROM generate_series(date_trunc('day', $1::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', $2::timestamptz, interval '1 day') d`
-	sqlFillSamples = `INSERT INTO telemetry_samples (series_id, ts, value)
-SELECT s.id, t."timestamp", t.value
-FROM telemetry_legacy t
-JOIN telemetry_series s ON s.gpu_uuid = t.gpu_uuid AND s.metric_name = t.metric_name
-    AND s.attrs_key = telemetry_attrs_key(t.hostname, t.gpu_index, t.device, t.model_name, t.container, t.pod,
-        t.namespace, t.labels_raw)
-ORDER BY t.id
-ON CONFLICT DO NOTHING`
 	sqlVacuumSeries = `VACUUM (ANALYZE) telemetry_series, telemetry_samples`
 
 	// sqlSeriesSizes: the time-series store on disk. A partitioned table has
@@ -311,6 +281,10 @@ func load(ctx context.Context, pool *pgxpool.Pool, dsn string, d *dataset, opts 
 // fillSeries copies the loaded rows into the time-series schema.
 func fillSeries(ctx context.Context, pool *pgxpool.Pool, d *dataset, progress io.Writer) error {
 	fmt.Fprintln(progress, "filling the time-series schema (series, day partitions, samples)")
+	fillSamples, err := legacyFillSamples()
+	if err != nil {
+		return err
+	}
 	steps := []struct {
 		name string
 		sql  string
@@ -318,7 +292,7 @@ func fillSeries(ctx context.Context, pool *pgxpool.Pool, d *dataset, progress io
 	}{
 		{"series", sqlFillSeries, nil},
 		{"partitions", sqlFillPartitions, []any{d.oldest, d.newest()}},
-		{"samples", sqlFillSamples, nil},
+		{"samples", fillSamples, nil},
 		{"vacuum", sqlVacuumSeries, nil},
 	}
 	for _, st := range steps {

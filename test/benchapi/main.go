@@ -212,7 +212,11 @@ func runOn(ctx context.Context, cfg config, dsn, dataDir string, stdout io.Write
 		return err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, sqlCreateLegacy); err != nil {
+	createLegacy, err := legacyTable()
+	if err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, createLegacy); err != nil {
 		return fmt.Errorf("create telemetry_legacy: %w", err)
 	}
 	// An interrupted load may have left the table without its indexes.

@@ -5,12 +5,10 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,22 +91,13 @@ func newLogDir(t *testing.T) string {
 func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
 	p.t.Helper()
 	env["DATABASE_URL"] = p.dsn
-	env["LOG_LEVEL"] = "warn"
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	proc, err := stack.StartReady(ctx, filepath.Join(binDir, name), name, p.logDir, env, "/readyz")
-	require.NoError(p.t, err)
-	p.t.Cleanup(func() { _ = proc.Stop(45 * time.Second) })
-	return proc
+	return stack.StartApp(p.t, binDir, name, p.logDir, env)
 }
 
 func (p *pipeline) streamer(rows int) *stack.Proc {
-	root, err := stack.Root()
+	csvPath, err := stack.ShippedCSVPath()
 	require.NoError(p.t, err)
-	env := map[string]string{
-		"STREAMER_CSV_PATH": filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv"),
-		"STREAMER_MAX_ROWS": fmt.Sprint(rows),
-	}
+	env := map[string]string{"STREAMER_CSV_PATH": csvPath, "STREAMER_MAX_ROWS": fmt.Sprint(rows)}
 	p.queueEnv(env, "MQ_WRITER_URL", p.writer)
 	return p.start("streamer", env)
 }
@@ -153,6 +142,17 @@ func (p *pipeline) settled(rows int) {
 		p.count(`SELECT count(*) FROM telemetry_samples`), p.count(`SELECT count(*) FROM queue_messages`))
 }
 
+// streamOnce runs a collector, streams the shipped CSV once and waits until
+// the pipeline settled. It returns when the stream started.
+func (p *pipeline) streamOnce() time.Time {
+	p.t.Helper()
+	p.collector(nil)
+	start := time.Now().UTC()
+	p.streamer(csvRows)
+	p.settled(csvRows)
+	return start
+}
+
 func (p *pipeline) checkExactlyOnce(streamStart time.Time) {
 	p.t.Helper()
 	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM telemetry_samples`), "every streamed row stored once")
@@ -171,14 +171,24 @@ func (p *pipeline) checkExactlyOnce(streamStart time.Time) {
 	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM `+stored+`) s`))
 }
 
+// Streaming the CSV once stores every row exactly once, over our queue
+// (mqwriter/mqreader) and over NATS JetStream.
 func TestStreamOncePersistsEveryRowExactlyOnce(t *testing.T) {
 	t.Parallel()
-	p := newPipeline(t)
-	p.collector(nil)
-	start := time.Now().UTC()
-	p.streamer(csvRows)
-	p.settled(csvRows)
-	p.checkExactlyOnce(start)
+	backends := []struct {
+		name        string
+		newPipeline func(t *testing.T) *pipeline
+	}{
+		{"mq", newPipeline},
+		{"nats", newNATSPipeline},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			p := b.newPipeline(t)
+			p.checkExactlyOnce(p.streamOnce())
+		})
+	}
 }
 
 // A collector killed while every one of its workers holds a lease, in the
@@ -274,30 +284,6 @@ func scrape(t *testing.T, proc *stack.Proc) readerMetrics {
 	return m
 }
 
-func TestNATSBackendPersistsEveryRowExactlyOnce(t *testing.T) {
-	t.Parallel()
-	p := newNATSPipeline(t)
-	p.collector(nil)
-	start := time.Now().UTC()
-	p.streamer(csvRows)
-	p.settled(csvRows)
-	p.checkExactlyOnce(start)
-}
-
-// getJSON fetches url from a running app and decodes its 200 answer.
-func getJSON[T any](t *testing.T, url string) T {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, body)
-	var v T
-	require.NoError(t, json.Unmarshal(body, &v), "%s", url)
-	return v
-}
-
 // TestEveryEndpointAnswersForEveryGPU streams the CSV through the real
 // binaries, then asks apigw every time-series question for every GPU: the
 // GPU list in one page, the metric names with units, each GPU's latest
@@ -306,22 +292,19 @@ func getJSON[T any](t *testing.T, url string) T {
 func TestEveryEndpointAnswersForEveryGPU(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t)
-	p.collector(nil)
-	start := time.Now().UTC()
-	p.streamer(csvRows)
-	p.settled(csvRows)
+	start := p.streamOnce()
 	api := p.start("apigw", map[string]string{})
 	base := api.URL() + "/api/v1"
 
-	gpus := getJSON[httpapi.GPUList](t, base+"/gpus")
+	gpus := stack.GetJSON[httpapi.GPUList](t, base+"/gpus")
 	require.Len(t, gpus.GPUs, 247, "a whole fleet in the default page")
 	require.Empty(t, gpus.NextCursor)
-	metrics := getJSON[httpapi.MetricList](t, base+"/metrics")
+	metrics := stack.GetJSON[httpapi.MetricList](t, base+"/metrics")
 	require.Len(t, metrics.Metrics, 10)
 	for _, m := range metrics.Metrics {
 		require.Equal(t, 247, m.GPUs, m.Name)
 		require.NotEmpty(t, m.Unit, "the shipped dump's fields are known: %s", m.Name)
-		sum := getJSON[httpapi.FleetSummary](t, base+"/fleet/summary?metric_name="+m.Name)
+		sum := stack.GetJSON[httpapi.FleetSummary](t, base+"/fleet/summary?metric_name="+m.Name)
 		require.Positive(t, sum.Count, m.Name)
 		require.LessOrEqual(t, *sum.Min, *sum.P50, m.Name)
 		require.LessOrEqual(t, *sum.P95, *sum.Max, m.Name)
@@ -329,11 +312,11 @@ func TestEveryEndpointAnswersForEveryGPU(t *testing.T) {
 	from := start.Truncate(time.Minute).Format(time.RFC3339)
 	to := time.Now().UTC().Add(time.Minute).Format(time.RFC3339)
 	for _, g := range gpus.GPUs {
-		latest := getJSON[httpapi.LatestValues](t, base+"/gpus/"+g.ID+"/latest")
+		latest := stack.GetJSON[httpapi.LatestValues](t, base+"/gpus/"+g.ID+"/latest")
 		require.Len(t, latest.Metrics, 10, g.ID)
-		rolled := getJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=1m&start_time="+from+"&end_time="+to)
+		rolled := stack.GetJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=1m&start_time="+from+"&end_time="+to)
 		require.Equal(t, "rollup", rolled.Source)
-		raw := getJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=10s&start_time="+from+"&end_time="+to)
+		raw := stack.GetJSON[httpapi.Series](t, base+"/gpus/"+g.ID+"/series?metric_name=DCGM_FI_DEV_GPU_TEMP&step=10s&start_time="+from+"&end_time="+to)
 		require.Equal(t, "raw", raw.Source)
 		count := func(s httpapi.Series) (n int) {
 			for _, b := range s.Buckets {

@@ -24,9 +24,8 @@ import (
 // the exporter served; the API lists the scraped GPUs by UUID.
 func TestScrapeSourceThroughThePipeline(t *testing.T) {
 	t.Parallel()
-	root, err := stack.Root()
+	csvPath, err := stack.ShippedCSVPath()
 	require.NoError(t, err)
-	csvPath := filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv")
 	want := csvPoints(t, csvPath)
 
 	p := newPipeline(t)
@@ -50,7 +49,7 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 	type gpuList struct {
 		GPUs []domain.GPU `json:"gpus"`
 	}
-	gpus := getJSON[gpuList](t, api.URL()+"/api/v1/gpus")
+	gpus := stack.GetJSON[gpuList](t, api.URL()+"/api/v1/gpus")
 	listed := map[string]domain.GPU{}
 	for _, g := range gpus.GPUs {
 		listed[g.UUID] = g
@@ -81,7 +80,7 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 			} `json:"entries"`
 			NextCursor string `json:"next_cursor"`
 		}
-		page := getJSON[telemetryPage](t, api.URL()+"/api/v1/gpus/"+url.PathEscape(id)+"/telemetry?limit=10000")
+		page := stack.GetJSON[telemetryPage](t, api.URL()+"/api/v1/gpus/"+url.PathEscape(id)+"/telemetry?limit=10000")
 		require.Empty(t, page.NextCursor)
 		require.NotEmpty(t, page.Entries)
 		for _, e := range page.Entries {

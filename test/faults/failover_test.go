@@ -82,20 +82,13 @@ func TestFailover(t *testing.T) {
 				"no publish acknowledged after the failover")
 			firstAck := time.Since(kill)
 			svcs := append([]*service{w, r}, cs...)
-			require.Eventually(t, func() bool {
-				for _, svc := range svcs {
-					if s.status(svc, "/readyz") != http.StatusOK {
-						return false
-					}
-				}
-				return true
-			}, 60*time.Second, 50*time.Millisecond, "services not ready on the promoted standby")
-			allReady := time.Since(kill)
+			require.Eventually(t, func() bool { return s.allReady(svcs) }, 60*time.Second, 50*time.Millisecond, "services not ready on the promoted standby")
+			readyAfter := time.Since(kill)
 			progress(t, p, 500)
 			h := p.stop()
 			f, problems := s.drainAndVerify(h, expectations{drainWithin: 90 * time.Second, maxRedelivered: 0.5})
 			t.Logf("failover %s: acknowledged while the standby was away %d; kill -> promoted %s, -> first 2xx %s, -> every service ready %s",
-				tc.name, ackedWhileAway, promoted.Round(time.Millisecond), firstAck.Round(time.Millisecond), allReady.Round(time.Millisecond))
+				tc.name, ackedWhileAway, promoted.Round(time.Millisecond), firstAck.Round(time.Millisecond), readyAfter.Round(time.Millisecond))
 			t.Logf("figures: %s", f)
 			t.Logf("ACKNOWLEDGED LOST %s: %d of %d acknowledged messages (duplicates %d)", tc.name, f.lost, f.acked, f.duplicates)
 			if tc.mustNotLoseAnything {
@@ -166,14 +159,7 @@ func TestStartWhileDatabaseDown(t *testing.T) {
 	require.NoError(t, err)
 	restarted = true
 	up := time.Now()
-	require.Eventually(t, func() bool {
-		for _, svc := range svcs {
-			if s.status(svc, "/readyz") != http.StatusOK {
-				return false
-			}
-		}
-		return true
-	}, 10*time.Second, 50*time.Millisecond, "apps not ready within 10 s of PostgreSQL's return")
+	require.Eventually(t, func() bool { return s.allReady(svcs) }, 10*time.Second, 50*time.Millisecond, "apps not ready within 10 s of PostgreSQL's return")
 	t.Logf("every app ready %s after PostgreSQL came back", time.Since(up).Round(10*time.Millisecond))
 
 	p := startPublisher(t, w, defaultLoad("down-at-start", 1804+uint64(seedOffset)))

@@ -283,14 +283,7 @@ poll:
 	_, err := pglocal.StartOnPort(ctx, pg.Dir, pg.Port)
 	require.NoError(t, err)
 	up := time.Now()
-	require.Eventually(t, func() bool {
-		for _, svc := range svcs {
-			if s.status(svc, "/readyz") != http.StatusOK {
-				return false
-			}
-		}
-		return true
-	}, 60*time.Second, 100*time.Millisecond, "services did not recover after PostgreSQL came back")
+	require.Eventually(t, func() bool { return s.allReady(svcs) }, 60*time.Second, 100*time.Millisecond, "services did not recover after PostgreSQL came back")
 	t.Logf("postgres down %s; every service ready again %s after it came back",
 		up.Sub(down).Round(100*time.Millisecond), time.Since(up).Round(100*time.Millisecond))
 	progress(t, p, 500)

@@ -312,6 +312,16 @@ func (s *system) status(svc *service, path string) int {
 	return resp.StatusCode
 }
 
+// allReady reports whether every one of svcs answers /readyz with 200.
+func (s *system) allReady(svcs []*service) bool {
+	for _, svc := range svcs {
+		if s.status(svc, "/readyz") != http.StatusOK {
+			return false
+		}
+	}
+	return true
+}
+
 // rssKiB reads the resident set size of svc's process from /proc.
 func rssKiB(t *testing.T, svc *service) int {
 	t.Helper()

@@ -294,6 +294,19 @@ func checkWorkloads(t *testing.T, r release, externalSecrets []string) {
 }
 
 // envOf merges a container's envFrom ConfigMaps and plain env values.
+// deployed returns Deployment name of r with its first container and that
+// container's environment (envOf); d is nil when r renders no such
+// Deployment.
+func deployed(t *testing.T, r release, name string) (d *appsv1.Deployment, c corev1.Container, env map[string]string) {
+	t.Helper()
+	d = one[appsv1.Deployment](r, name)
+	if d == nil {
+		return nil, c, nil
+	}
+	c = d.Spec.Template.Spec.Containers[0]
+	return d, c, envOf(t, r, c)
+}
+
 func envOf(t *testing.T, r release, c corev1.Container) map[string]string {
 	t.Helper()
 	env := map[string]string{}
@@ -527,11 +540,10 @@ func checkReaders(t *testing.T, r release) {
 
 func checkCollector(t *testing.T, r release) {
 	t.Helper()
-	d := one[appsv1.Deployment](r, "collector")
+	d, _, env := deployed(t, r, "collector")
 	if d == nil {
 		return
 	}
-	env := envOf(t, r, d.Spec.Template.Spec.Containers[0])
 	urls := strings.Split(env["MQ_READER_URLS"], ",")
 	want := regexp.MustCompile(`^http://mqreader-(\d+)\.mqreader-headless\.` + namespace + `\.svc:8082$`)
 	for i, u := range urls {
@@ -555,12 +567,10 @@ func checkCollector(t *testing.T, r release) {
 // checkStreamer: the CSV ConfigMaps reassemble the shipped file exactly.
 func checkStreamer(t *testing.T, r release) {
 	t.Helper()
-	d := one[appsv1.Deployment](r, "streamer")
+	d, c, env := deployed(t, r, "streamer")
 	if d == nil {
 		return
 	}
-	c := d.Spec.Template.Spec.Containers[0]
-	env := envOf(t, r, c)
 	if w := one[corev1.Service](r, "mqwriter"); w != nil {
 		require.Equal(t, fmt.Sprintf("http://mqwriter.%s.svc:%d", namespace, w.Spec.Ports[0].Port), env["MQ_WRITER_URL"])
 	}
@@ -642,12 +652,10 @@ func nonEmptyLines(b []byte) []string {
 // controller's service account, for the names the controller is given.
 func checkController(t *testing.T, r release) {
 	t.Helper()
-	d := one[appsv1.Deployment](r, "partition-controller")
+	d, c, env := deployed(t, r, "partition-controller")
 	if d == nil {
 		return
 	}
-	c := d.Spec.Template.Spec.Containers[0]
-	env := envOf(t, r, c)
 	ns, ok := envVar(c, "NAMESPACE")
 	require.True(t, ok)
 	require.Equal(t, "metadata.namespace", ns.ValueFrom.FieldRef.FieldPath)

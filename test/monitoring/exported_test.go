@@ -55,14 +55,8 @@ func startPipeline(t *testing.T) *running {
 	start := func(name string, env map[string]string) *stack.Proc {
 		t.Helper()
 		env["DATABASE_URL"] = r.dsn
-		env["LOG_LEVEL"] = "warn"
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		p, err := stack.StartReady(ctx, filepath.Join(binDir, name), name, logDir, env, "/readyz")
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
-		r.procs[name] = p
-		return p
+		r.procs[name] = stack.StartApp(t, binDir, name, logDir, env)
+		return r.procs[name]
 	}
 	// The reader takes its range from a mounted assignment, as in
 	// Kubernetes, so it exports mqreader_partition_assignment_stale.
@@ -73,13 +67,14 @@ func startPipeline(t *testing.T) *running {
 	assignment := filepath.Join(t.TempDir(), domain.AssignmentKey)
 	require.NoError(t, os.WriteFile(assignment, b, 0o600))
 
-	root := repoPath(t)
+	csvPath, err := stack.ShippedCSVPath()
+	require.NoError(t, err)
 	writer := start("mqwriter", map[string]string{})
 	reader := start("mqreader", map[string]string{"PARTITIONS_FILE": assignment, "POD_NAME": "mqreader-0"})
 	start("collector", map[string]string{"MQ_READER_URLS": reader.URL(), "POLL_INTERVAL_MS": "20"})
 	start("apigw", map[string]string{})
 	start("streamer", map[string]string{"MQ_WRITER_URL": writer.URL(), "STREAMER_MAX_ROWS": strconv.Itoa(csvRows),
-		"STREAMER_CSV_PATH": filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv")})
+		"STREAMER_CSV_PATH": csvPath})
 	require.Eventually(t, func() bool {
 		var n int
 		err := r.pool.QueryRow(context.Background(), `SELECT count(*) FROM telemetry_samples`).Scan(&n)

@@ -40,11 +40,7 @@ synchronous_standby_names = '%s'
 // once promoted it commits alone instead of waiting forever (pg_basebackup
 // copies the primary's configuration).
 func StartPair(ctx context.Context, dir string, sync bool) (Pair, error) {
-	bin, err := findBin()
-	if err != nil {
-		return Pair{}, err
-	}
-	cred, err := serverUser()
+	bin, cred, err := server()
 	if err != nil {
 		return Pair{}, err
 	}
@@ -141,19 +137,7 @@ func (p Pair) URL(db string) string {
 
 // Promote turns the standby in dir into a primary (pg_ctl promote -w).
 func Promote(ctx context.Context, dir string) error {
-	bin, err := findBin()
-	if err != nil {
-		return err
-	}
-	cred, err := serverUser()
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", filepath.Join(dir, "data"), "-w", "promote")
-	if err := runAs(cmd, cred); err != nil {
-		return fmt.Errorf("pg_ctl promote: %w", err)
-	}
-	return nil
+	return pgCtl(ctx, "promote", "-D", filepath.Join(dir, "data"), "-w", "promote")
 }
 
 // Stop stops both servers (fast), ignoring one that is not running.

@@ -71,11 +71,7 @@ func StartOnPort(ctx context.Context, dir string, port int) (Cluster, error) {
 	}
 	defer unlock()
 
-	bin, err := findBin()
-	if err != nil {
-		return Cluster{}, err
-	}
-	cred, err := serverUser()
+	bin, cred, err := server()
 	if err != nil {
 		return Cluster{}, err
 	}
@@ -123,17 +119,33 @@ func stop(ctx context.Context, dir, mode string) error {
 	if _, ok := running(data); !ok {
 		return nil
 	}
+	return pgCtl(ctx, "stop -m "+mode, "-D", data, "-m", mode, "-w", "stop")
+}
+
+// server returns the directory of the server binaries (findBin) and the
+// credential to run them with (serverUser).
+func server() (string, *syscall.Credential, error) {
 	bin, err := findBin()
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	cred, err := serverUser()
 	if err != nil {
+		return "", nil, err
+	}
+	return bin, cred, nil
+}
+
+// pgCtl runs pg_ctl with args as the server user; what names the action
+// in the error.
+func pgCtl(ctx context.Context, what string, args ...string) error {
+	bin, cred, err := server()
+	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), "-D", data, "-m", mode, "-w", "stop")
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pg_ctl"), args...)
 	if err := runAs(cmd, cred); err != nil {
-		return fmt.Errorf("pg_ctl stop -m %s: %w", mode, err)
+		return fmt.Errorf("pg_ctl %s: %w", what, err)
 	}
 	return nil
 }

@@ -54,15 +54,9 @@ type pipeline struct {
 func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
 	p.t.Helper()
 	env["DATABASE_URL"] = p.dsn
-	env["LOG_LEVEL"] = "warn"
 	// The queue's bearer tokens (issue 13) are not what this suite tests.
 	env["MQ_AUTH"] = "none"
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	proc, err := stack.StartReady(ctx, filepath.Join(binDir, name), name, p.logDir, env, "/readyz")
-	require.NoError(p.t, err)
-	p.t.Cleanup(func() { _ = proc.Stop(45 * time.Second) })
-	return proc
+	return stack.StartApp(p.t, binDir, name, p.logDir, env)
 }
 
 // startPipeline runs mqwriter, mqreader (every partition), collector, apigw
@@ -70,7 +64,7 @@ func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
 // 5 s, forever, so charts have points and the throughput moves.
 func startPipeline(t *testing.T) *pipeline {
 	t.Helper()
-	root, err := stack.Root()
+	csvPath, err := stack.ShippedCSVPath()
 	require.NoError(t, err)
 	dsn := pgtest.NewDatabase(t)
 	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
@@ -79,7 +73,7 @@ func startPipeline(t *testing.T) *pipeline {
 	p.start("collector", map[string]string{"MQ_READER_URLS": reader.URL(), "POLL_INTERVAL_MS": "50"})
 	p.api = p.start("apigw", map[string]string{})
 	p.start("streamer", map[string]string{
-		"STREAMER_CSV_PATH":        filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv"),
+		"STREAMER_CSV_PATH":        csvPath,
 		"STREAMER_SCRAPE_INTERVAL": "5s",
 		"MQ_WRITER_URL":            p.writer.URL(),
 	})
@@ -123,19 +117,6 @@ func (p *pipeline) injectPoison() string {
 	got, _ := io.ReadAll(resp.Body)
 	require.Equal(p.t, http.StatusOK, resp.StatusCode, "publish poison: %s", got)
 	return marker
-}
-
-func getJSON[T any](t *testing.T, url string) T {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, body)
-	var v T
-	require.NoError(t, json.Unmarshal(body, &v), "%s", url)
-	return v
 }
 
 // TestDashboard runs one pipeline and one browser; its steps share them
@@ -213,7 +194,7 @@ func TestDashboard(t *testing.T) {
 		tb.waitFor(`location.hash.includes('metric=DCGM_FI_DEV_POWER_USAGE') && document.querySelector('#summary').dataset.metric === 'DCGM_FI_DEV_POWER_USAGE'`)
 	})
 
-	gpus := getJSON[httpapi.GPUList](t, p.api.URL()+"/api/v1/gpus")
+	gpus := stack.GetJSON[httpapi.GPUList](t, p.api.URL()+"/api/v1/gpus")
 	require.Len(t, gpus.GPUs, csvGPUs)
 	gpu := gpus.GPUs[0]
 

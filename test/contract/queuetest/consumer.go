@@ -14,10 +14,7 @@ import (
 // nothing is delivered again.
 func (s suite) testConsumerIDRule(t *testing.T) {
 	e := s.env(t)
-	e.publish(batch(0, 3, 1)...)
-	leases, _ := e.collect(3, 3, longLease)
-	require.Len(t, leases, 1)
-	held := leases[0]
+	held, _ := e.publishAndLeaseOne(3, 1, longLease)
 
 	other := e.ref(held)
 	other.ConsumerID = "someone-else"

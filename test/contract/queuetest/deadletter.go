@@ -28,6 +28,18 @@ func (e *env) deadLetters() []domain.DeadLetter {
 	return letters
 }
 
+// awaitDeadLetters waits until the topic has a dead letter and returns its
+// dead letters.
+func (e *env) awaitDeadLetters() []domain.DeadLetter {
+	e.t.Helper()
+	var letters []domain.DeadLetter
+	require.Eventually(e.t, func() bool {
+		letters = e.deadLetters()
+		return len(letters) > 0
+	}, waitTimeout, pollInterval, "no dead letter on the topic")
+	return letters
+}
+
 // The delivery limit (ports/doc.go): a message handed out MaxDeliveries
 // times without an ack ends in the dead letters, with its delivery count and
 // the last reason given on release, and is never leased again; the other
@@ -80,9 +92,7 @@ func (s suite) testDeliveryLimit(t *testing.T) {
 		if delivered%2 == 0 && delivered < limit {
 			continue // left to expire
 		}
-		ref := e.ref(l)
-		ref.Reason = fmt.Sprintf("attempt %d failed", delivered)
-		require.NoError(t, e.q.Release(e.ctx, ref), "release delivery %d", delivered)
+		e.releaseWithReason(l, fmt.Sprintf("attempt %d failed", delivered))
 	}
 
 	// The poison never comes back; every good message does.
@@ -92,11 +102,7 @@ func (s suite) testDeliveryLimit(t *testing.T) {
 	}
 	require.Equal(t, published, good+len(rest), "good messages of the partition delivered")
 
-	var letters []domain.DeadLetter
-	require.Eventually(t, func() bool {
-		letters = e.deadLetters()
-		return len(letters) > 0
-	}, waitTimeout, pollInterval, "no dead letter on the topic")
+	letters := e.awaitDeadLetters()
 	require.Len(t, letters, 1, "dead letters of the topic")
 	d := letters[0]
 	require.Equal(t, poisonID, d.MsgUUID)
@@ -129,22 +135,14 @@ func (s suite) testDeliveryLimitAcrossRestart(t *testing.T) {
 		if got[0].Deliveries > 0 {
 			require.Equal(t, d, got[0].Deliveries, "delivery %d", d)
 		}
-		ref := e.ref(leases[0])
-		ref.Reason = fmt.Sprintf("attempt %d failed", d)
-		require.NoError(t, e.q.Release(e.ctx, ref))
+		e.releaseWithReason(leases[0], fmt.Sprintf("attempt %d failed", d))
 	}
 	e.restart()
 	leases, got := e.collect(1, 1, longLease)
 	require.Equal(t, limit, got[0].Deliveries, "delivery count after a restart")
-	ref := e.ref(leases[0])
-	ref.Reason = "last attempt failed"
-	require.NoError(t, e.q.Release(e.ctx, ref))
+	e.releaseWithReason(leases[0], "last attempt failed")
 	require.Empty(t, e.drainWithMarker(gpu), "message leased again at its limit")
-	var letters []domain.DeadLetter
-	require.Eventually(t, func() bool {
-		letters = e.deadLetters()
-		return len(letters) > 0
-	}, waitTimeout, pollInterval, "no dead letter on the topic")
+	letters := e.awaitDeadLetters()
 	require.Len(t, letters, 1)
 	require.Equal(t, limit, letters[0].Deliveries)
 	require.Contains(t, letters[0].Reason, "last attempt failed")

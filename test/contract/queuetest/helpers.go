@@ -176,6 +176,43 @@ func (e *env) ack(l domain.Lease) {
 	require.NoError(e.t, e.q.Ack(e.ctx, e.ref(l)), "ack lease %s", l.ID)
 }
 
+// ackAll acks every lease of leases.
+func (e *env) ackAll(leases []domain.Lease) {
+	e.t.Helper()
+	for _, l := range leases {
+		e.ack(l)
+	}
+}
+
+// releaseWithReason releases l, giving reason as the cause of the failure.
+func (e *env) releaseWithReason(l domain.Lease, reason string) {
+	e.t.Helper()
+	ref := e.ref(l)
+	ref.Reason = reason
+	require.NoError(e.t, e.q.Release(e.ctx, ref), "release lease %s (%s)", l.ID, reason)
+}
+
+// publishAndLeaseOne publishes n messages spread over gpus GPUs, leases them
+// all for d and requires a single lease to hold them; it returns that lease
+// and its messages.
+func (e *env) publishAndLeaseOne(n, gpus int, d time.Duration) (domain.Lease, []domain.Message) {
+	e.t.Helper()
+	e.publish(batch(0, n, gpus)...)
+	leases, msgs := e.collect(n, n, d)
+	require.Len(e.t, leases, 1, "leases holding %d messages", n)
+	return leases[0], msgs
+}
+
+// collectRedelivered leases as many messages as first holds, for longLease,
+// and requires them to be first's messages delivered again
+// (requireRedelivered). It returns the new leases and messages.
+func (e *env) collectRedelivered(first []domain.Message) ([]domain.Lease, []domain.Message) {
+	e.t.Helper()
+	leases, again := e.collect(len(first), len(first), longLease)
+	requireRedelivered(e.t, first, again)
+	return leases, again
+}
+
 // collect leases (max per lease, for d) until it holds exactly n messages,
 // failing after waitTimeout. It checks that no lease exceeds max and that no
 // message is handed out twice among the leases it holds.
@@ -279,6 +316,21 @@ func requireRedelivered(t testing.TB, first, second []domain.Message) {
 			require.Greater(t, m, n, "deliveries of message %s", id)
 		}
 	}
+}
+
+// requireSamePayloads checks that got carries the payloads of want, in any
+// order, compared by meaning (canonical).
+func requireSamePayloads(t testing.TB, want []ports.OutgoingMessage, got []domain.Message, what string) {
+	t.Helper()
+	w := make([]string, len(want))
+	for i, m := range want {
+		w[i] = canonical(t, m.Payload)
+	}
+	g := make([]string, len(got))
+	for i, m := range got {
+		g[i] = canonical(t, m.Payload)
+	}
+	require.ElementsMatch(t, w, g, what)
 }
 
 // returnsPromptly runs fn and fails when it does not return within waitTimeout.

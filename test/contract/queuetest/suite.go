@@ -111,19 +111,9 @@ func (s suite) testPublishThenLease(t *testing.T) {
 	require.Equal(t, ports.PublishResult{Accepted: 20}, res)
 
 	leases, got := e.collect(20, 100, longLease)
-	want := make([]string, len(msgs))
-	for i, m := range msgs {
-		want[i] = canonical(t, m.Payload)
-	}
-	have := make([]string, len(got))
-	for i, m := range got {
-		have[i] = canonical(t, m.Payload)
-	}
-	require.ElementsMatch(t, want, have, "leased payloads")
+	requireSamePayloads(t, msgs, got, "leased payloads")
 	require.Len(t, ids(got), 20, "distinct msg_uuids")
-	for _, l := range leases {
-		e.ack(l)
-	}
+	e.ackAll(leases)
 }
 
 func (s suite) testLeaseRespectsMax(t *testing.T) {
@@ -164,9 +154,7 @@ func (s suite) testAckRemovesForGood(t *testing.T) {
 	e.publish(msgs...)
 	d := s.caps.ackableLease()
 	leases, _ := e.collect(10, 4, d)
-	for _, l := range leases {
-		e.ack(l)
-	}
+	e.ackAll(leases)
 
 	e.publish(outgoing(gpu, controlSeq, ""))
 	_, control := e.collect(1, 1, d)
@@ -189,9 +177,7 @@ func (s suite) testAckRemovesForGoodAcrossRestart(t *testing.T, e *env) {
 	}
 	e.publish(msgs...)
 	leases, _ := e.collect(10, 5, longLease)
-	for _, l := range leases {
-		e.ack(l)
-	}
+	e.ackAll(leases)
 	e.restart()
 	require.Empty(t, payloads(e.drainWithMarker(gpu)), "acked messages delivered again after restart")
 }
@@ -208,9 +194,7 @@ func (s suite) testAckIsIdempotent(t *testing.T) {
 
 func (s suite) testUnknownLease(t *testing.T) {
 	e := s.env(t)
-	e.publish(batch(0, 5, 2)...)
-	held, got := e.collect(5, 5, longLease)
-	require.Len(t, held, 1)
+	held, got := e.publishAndLeaseOne(5, 2, longLease)
 
 	calls := []struct {
 		name string
@@ -227,85 +211,60 @@ func (s suite) testUnknownLease(t *testing.T) {
 		})
 	}
 	// Nothing was removed: the held lease is live, and its messages come back.
-	require.NoError(t, e.q.Release(e.ctx, e.ref(held[0])), "release of the live lease")
-	again, got2 := e.collect(5, 5, longLease)
-	requireRedelivered(t, got, got2)
-	for _, l := range again {
-		e.ack(l)
-	}
+	require.NoError(t, e.q.Release(e.ctx, e.ref(held)), "release of the live lease")
+	again, _ := e.collectRedelivered(got)
+	e.ackAll(again)
 }
 
 func (s suite) testAckAfterDeadline(t *testing.T) {
 	e := s.env(t)
-	e.publish(batch(0, 3, 3)...)
-	leases, first := e.collect(3, 3, s.caps.MinLease)
-	require.Len(t, leases, 1)
-	l := leases[0]
+	l, first := e.publishAndLeaseOne(3, 3, s.caps.MinLease)
 	require.Eventually(t, func() bool { return time.Now().After(l.ExpiresAt.Add(10 * time.Millisecond)) },
 		waitTimeout, pollInterval, "lease never reached its ExpiresAt %s", l.ExpiresAt)
 
 	require.ErrorIs(t, e.q.Ack(e.ctx, e.ref(l)), ports.ErrLeaseExpired, "ack after expiry")
 	require.ErrorIs(t, e.q.Release(e.ctx, e.ref(l)), ports.ErrLeaseExpired, "release after expiry")
 
-	again, second := e.collect(3, 3, longLease)
-	requireRedelivered(t, first, second)
-	for _, l := range again {
-		e.ack(l)
-	}
+	again, _ := e.collectRedelivered(first)
+	e.ackAll(again)
 }
 
 func (s suite) testAckAfterRedelivery(t *testing.T) {
 	e := s.env(t)
-	e.publish(batch(0, 3, 3)...)
-	leases, first := e.collect(3, 3, s.caps.MinLease)
-	require.Len(t, leases, 1)
-	expired := leases[0]
+	expired, first := e.publishAndLeaseOne(3, 3, s.caps.MinLease)
 
 	// The messages come back only once the short lease expired.
-	second, got := e.collect(3, 3, longLease)
-	requireRedelivered(t, first, got)
+	second, got := e.collectRedelivered(first)
 	require.ErrorIs(t, e.q.Ack(e.ctx, e.ref(expired)), ports.ErrLeaseExpired, "ack of the expired lease")
 
 	// The late ack deleted nothing: the messages are still there.
 	for _, l := range second {
 		require.NoError(t, e.q.Release(e.ctx, e.ref(l)))
 	}
-	third, got3 := e.collect(3, 3, longLease)
-	requireRedelivered(t, got, got3)
-	for _, l := range third {
-		e.ack(l)
-	}
+	third, _ := e.collectRedelivered(got)
+	e.ackAll(third)
 }
 
 func (s suite) testLeaseExpiryRedelivers(t *testing.T) {
 	e := s.env(t)
 	e.publish(batch(0, 5, 5)...)
 	_, first := e.collect(5, 5, s.caps.MinLease)
-	again, second := e.collect(5, 5, longLease)
-	requireRedelivered(t, first, second)
-	for _, l := range again {
-		e.ack(l)
-	}
+	again, _ := e.collectRedelivered(first)
+	e.ackAll(again)
 }
 
 func (s suite) testReleaseRedelivers(t *testing.T) {
 	e := s.env(t)
-	e.publish(batch(0, 5, 2)...)
-	leases, first := e.collect(5, 5, longLease)
-	require.Len(t, leases, 1)
-	released := leases[0]
+	released, first := e.publishAndLeaseOne(5, 2, longLease)
 	require.NoError(t, e.q.Release(e.ctx, e.ref(released)))
 
 	// The lease has minutes left: only the release can explain a redelivery
 	// within waitTimeout.
-	again, second := e.collect(5, 5, longLease)
-	requireRedelivered(t, first, second)
+	again, _ := e.collectRedelivered(first)
 
 	require.ErrorIs(t, e.q.Ack(e.ctx, e.ref(released)), ports.ErrLeaseExpired, "ack of a released lease")
 	require.ErrorIs(t, e.q.Release(e.ctx, e.ref(released)), ports.ErrLeaseExpired, "second release")
-	for _, l := range again {
-		e.ack(l)
-	}
+	e.ackAll(again)
 }
 
 func (s suite) testConcurrentConsumers(t *testing.T) {
@@ -397,9 +356,7 @@ func (s suite) testIdempotencyKey(t *testing.T) {
 
 	leases, got := e.collect(1, 10, longLease)
 	require.Equal(t, 1, seqOf(t, got[0]), "the first publish wins")
-	for _, l := range leases {
-		e.ack(l)
-	}
+	e.ackAll(leases)
 	require.Empty(t, payloads(e.drainWithMarker(gpu)), "duplicate delivered")
 }
 
@@ -433,9 +390,7 @@ func (s suite) testMixedBatchDuplicates(t *testing.T) {
 		gotSeqs[i] = seqOf(t, m)
 	}
 	require.ElementsMatch(t, []int{1, 2, 4, 5, 6}, gotSeqs)
-	for _, l := range leases {
-		e.ack(l)
-	}
+	e.ackAll(leases)
 	require.Empty(t, payloads(e.drainWithMarker(gpu)), "duplicate delivered")
 }
 
@@ -445,18 +400,8 @@ func (s suite) testDurablePublish(t *testing.T, e *env) {
 	e.publish(msgs[10:]...)
 	e.restart()
 	leases, got := e.collect(20, 100, longLease)
-	want := make([]string, len(msgs))
-	for i, m := range msgs {
-		want[i] = canonical(t, m.Payload)
-	}
-	have := make([]string, len(got))
-	for i, m := range got {
-		have[i] = canonical(t, m.Payload)
-	}
-	require.ElementsMatch(t, want, have, "messages after restart")
-	for _, l := range leases {
-		e.ack(l)
-	}
+	requireSamePayloads(t, msgs, got, "messages after restart")
+	e.ackAll(leases)
 }
 
 func (s suite) testLeasedRedeliveredAfterRestart(t *testing.T, e *env) {
@@ -467,9 +412,7 @@ func (s suite) testLeasedRedeliveredAfterRestart(t *testing.T, e *env) {
 	leases, second := e.collect(10, 100, longLease)
 	require.ElementsMatch(t, slices.Collect(maps.Keys(ids(first))), slices.Collect(maps.Keys(ids(second))),
 		"redelivered messages")
-	for _, l := range leases {
-		e.ack(l)
-	}
+	e.ackAll(leases)
 }
 
 func (s suite) testFIFOWithinPartition(t *testing.T) {
@@ -488,9 +431,7 @@ func (s suite) testFIFOWithinPartition(t *testing.T) {
 		for _, m := range got {
 			order = append(order, seqOf(t, m))
 		}
-		for _, l := range leases {
-			e.ack(l)
-		}
+		e.ackAll(leases)
 	}
 	want := make([]int, n)
 	for i := range want {
@@ -563,10 +504,7 @@ func (s suite) testInvalidArguments(t *testing.T) {
 
 func (s suite) testCancelledContext(t *testing.T) {
 	e := s.env(t)
-	e.publish(batch(0, 2, 2)...)
-	leases, _ := e.collect(2, 2, longLease)
-	require.Len(t, leases, 1)
-	held := leases[0]
+	held, _ := e.publishAndLeaseOne(2, 2, longLease)
 
 	cancelled, cancel := context.WithCancel(e.ctx)
 	cancel()
@@ -629,7 +567,5 @@ func (s suite) testAbandonedLeaseGivenBack(t *testing.T) {
 	// Every message is ready again (the fresh ones once published): no
 	// lease was stranded, or its messages would wait minutes (longLease).
 	leases, _ = e.collect(total, total, longLease)
-	for _, l := range leases {
-		e.ack(l)
-	}
+	e.ackAll(leases)
 }
