@@ -273,6 +273,15 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 			inserted, err = s.sendBatch(ctx, plan)
 		}
 	}
+	// The batch is one implicit transaction: a deadlock (the touch's row
+	// locks follow its plan, which may differ between two writers' batch
+	// sizes) or a serialization failure rolled all of it back, and running
+	// it again is the cure PostgreSQL prescribes. Bounded; then the caller's
+	// error (the collector releases the lease).
+	for attempt := 2; attempt <= maxBatchAttempts && isRolledBack(err); attempt++ {
+		s.log.WarnContext(ctx, "telemetry batch rolled back by the database; writing it again", "attempt", attempt, "err", err)
+		inserted, err = s.sendBatch(ctx, plan)
+	}
 	if err != nil {
 		return ports.WriteResult{}, fmt.Errorf("write batch of %d: %w", len(kept), translate(err))
 	}
@@ -497,6 +506,17 @@ func (s *TelemetryStore) sendBatch(ctx context.Context, p *batchPlan) (int, erro
 		return 0, err
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// maxBatchAttempts bounds the runs of one batch that deadlocks or fails to
+// serialize.
+const maxBatchAttempts = 3
+
+// isRolledBack reports a transaction PostgreSQL rolled back to break a
+// deadlock (40P01) or a serialization failure (40001): safe to run again.
+func isRolledBack(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // isMissingPartition reports the error of a row no partition accepts.

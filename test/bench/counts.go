@@ -180,24 +180,54 @@ func (r *running) drain(ctx context.Context) (*countCheck, error) {
 	return c, nil
 }
 
-// drained reports whether the drain is over: the queue is empty
-// (postgres), or the collectors handled at least what was accepted and
-// handled nothing more since the last poll (*last).
+// drained reports whether the drain is over: the queue is empty, the
+// writer's count stable and the collectors handled all of it (postgres),
+// or the collectors handled at least what was accepted,
+// handled nothing more since the last poll (*last), and the table holds
+// what they counted as inserted.
 func (r *running) drained(ctx context.Context, c *countCheck, last *int64) (bool, error) {
-	if baseBackend(r.cfg.Backend) == backendPostgres {
+	postgres := baseBackend(r.cfg.Backend) == backendPostgres
+	if postgres {
+		// A stopped streamer's last messages may still be in mqwriter's
+		// group commit: an empty table proves nothing until the writer's
+		// count (read first: it counts after the commit) is stable and the
+		// collectors handled all of it.
+		ws, err := r.sum(ctx, roleWriter, metricWriterAccepted)
+		if err != nil {
+			return false, err
+		}
+		accepted := int64(ws[metricWriterAccepted])
 		if err := r.pgPool.QueryRow(ctx, sqlCountQueue).Scan(&c.QueueLeft); err != nil {
 			return false, fmt.Errorf("count queue: %w", err)
 		}
-		return c.QueueLeft == 0, nil
+		stable := accepted == *last
+		*last = accepted
+		if c.QueueLeft > 0 || !stable {
+			return false, nil
+		}
+		c.Accepted = accepted
 	}
 	cs, err := r.sum(ctx, roleCollector, metricPersisted, metricCollectorDups, metricExpired, metricDeadLettered)
 	if err != nil {
 		return false, err
 	}
 	handled := int64(cs[metricPersisted] + cs[metricCollectorDups] + cs[metricExpired] + cs[metricDeadLettered])
+	if postgres {
+		return handled >= c.Accepted, nil
+	}
 	idle := handled == *last
 	*last = handled
-	return handled >= c.Accepted && idle, nil
+	if handled < c.Accepted || !idle {
+		return false, nil
+	}
+	// A batch in flight (stored, not yet counted, or counted, not yet
+	// committed) can outlast a quiet poll at fsync always: the books are
+	// read only once the table agrees with the collectors' count.
+	var stored int64
+	if err := r.pgPool.QueryRow(ctx, sqlCountTelemetry).Scan(&stored); err != nil {
+		return false, fmt.Errorf("count samples: %w", err)
+	}
+	return stored == int64(cs[metricPersisted]), nil
 }
 
 // sum adds up the wanted counters over the running processes of role.

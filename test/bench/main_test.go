@@ -479,7 +479,7 @@ func TestReportPrints(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{"floor: the pipeline's statements", "20000", "physical limit: COPY only", "40000", "pipeline postgres 4×4", "10000",
 		"nats: unavailable (natsd does not build)", "streaming / floor (the pipeline's statements)  0.50",
-		"postgres p99 at 50% of sustained rate", "COUNTS: 2 runs checked"} {
+		"streaming stamp→persisted p50 at 50% of sustained rate", "streaming stamp→persisted p99 at 50% of sustained rate", "COUNTS: 2 runs checked"} {
 		require.Contains(t, out, want)
 	}
 	path := filepath.Join(t.TempDir(), "results.json")

@@ -91,7 +91,7 @@ type pipelineConfig struct {
 	Backend    string `json:"backend"`
 	Streamers  int    `json:"streamers"`
 	Collectors int    `json:"collectors"`
-	Readers    int    `json:"readers,omitempty"`     // mqreader processes (postgres only)
+	Readers    int    `json:"readers,omitempty"`           // mqreader processes (postgres only)
 	Rate       int    `json:"rate_per_streamer,omitempty"` // STREAMER_RATE msgs/s; 0: as fast as the queue accepts
 
 	warmup   time.Duration
