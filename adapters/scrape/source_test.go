@@ -226,7 +226,11 @@ func TestBodyOverTheCapRefused(t *testing.T) {
 		}
 	})
 	small := serve(t, text(hostBody("small", 1, "5", "DCGM_FI_DEV_GPU_UTIL")))
-	h := start(t, scrape.Options{Targets: scrape.Static{huge, small}, Interval: 2 * time.Second, Timeout: time.Second * 3 / 2})
+	// A 64 KiB cap: reached in microseconds, so the refusal, not the
+	// timeout, ends the read even on a machine too busy to read 16 MiB
+	// (the default cap) inside the timeout.
+	h := start(t, scrape.Options{Targets: scrape.Static{huge, small}, Interval: 2 * time.Second, Timeout: time.Second * 3 / 2,
+		MaxBodyBytes: 64 << 10})
 	p := h.next(t, 1)[0]
 	require.Equal(t, "small", p.Hostname)
 	require.Eventually(t, func() bool {
