@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/retry"
@@ -62,7 +61,7 @@ func (c *Client) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	})
 	switch {
 	case err == nil && len(lease.Messages) == 0 && n > 1 && req.Wait > 0:
-		return c.leaseWaiting(ctx, req, secs)
+		return c.leaseWaiting(ctx, req, secs, start)
 	case err == nil:
 		return lease, nil
 	case ctx.Err() != nil || !retryable(err):
@@ -125,65 +124,31 @@ func (c *Client) route(ctx context.Context, lease domain.Lease, idx, secs int) e
 	return c.routes.put(ctx, lease.ID, idx, expires)
 }
 
-// leaseWaiting sends the waiting lease to every reader at once and returns
-// the first lease with messages, cancelling the others; an empty lease when
-// every reader that answered waited in vain; the last error when none
-// answered. It returns once every request has ended.
-func (c *Client) leaseWaiting(ctx context.Context, req ports.LeaseRequest, secs int) (domain.Lease, error) {
+// leaseWaiting sends the waiting lease to one reader, idx (the round's
+// first, which rotates between calls, so a client's workers wait on every
+// reader between them). Not to all at once: each reader is notified of
+// every commit to the topic, so two waiting readers would both grant, and
+// the lease given back would count a delivery against messages nobody
+// processed — under a steady trickle, enough to dead-letter good messages.
+func (c *Client) leaseWaiting(ctx context.Context, req ports.LeaseRequest, secs, idx int) (domain.Lease, error) {
 	body, err := json.Marshal(leaseRequest{Topic: req.Topic, ConsumerID: req.ConsumerID, Max: req.Max,
 		LeaseSeconds: secs, WaitMS: int64((req.Wait + time.Millisecond - 1) / time.Millisecond)})
 	if err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w: encode request: %w", ports.ErrInvalidArgument, err)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type answer struct {
-		idx   int
-		lease domain.Lease
-		err   error
+	var resp leaseResponse
+	if err := c.post(ctx, c.readers[idx]+PathLease, body, &resp); err != nil {
+		return domain.Lease{}, fmt.Errorf("lease: waiting on %s: %w", c.readers[idx], err)
 	}
-	answers := make(chan answer, len(c.readers)) // one per request: no sender blocks
-	for idx, reader := range c.readers {
-		go func() {
-			var resp leaseResponse
-			err := c.post(wctx, reader+PathLease, body, &resp)
-			answers <- answer{idx: idx, lease: resp.toDomain(), err: err}
-		}()
+	lease := resp.toDomain()
+	if len(lease.Messages) == 0 {
+		return lease, nil
 	}
-	var (
-		won      domain.Lease
-		answered bool
-		lastErr  error
-	)
-	for range c.readers {
-		a := <-answers
-		switch {
-		case a.err != nil:
-			if wctx.Err() == nil {
-				lastErr = fmt.Errorf("from %s: %w", c.readers[a.idx], a.err)
-			}
-		case len(a.lease.Messages) == 0:
-			answered = true
-		case won.ID == uuid.Nil && ctx.Err() == nil:
-			if err := c.route(ctx, a.lease, a.idx, secs); err != nil {
-				c.giveBack(a.idx, a.lease)
-				continue
-			}
-			won, answered = a.lease, true
-			cancel()
-		default: // a second reader granted one in the same instant, or ctx ended
-			c.giveBack(a.idx, a.lease)
-		}
+	if err := c.route(ctx, lease, idx, secs); err != nil {
+		c.giveBack(idx, lease)
+		return domain.Lease{}, fmt.Errorf("lease: %w", err)
 	}
-	switch {
-	case won.ID != uuid.Nil:
-		return won, nil
-	case ctx.Err() != nil:
-		return domain.Lease{}, fmt.Errorf("lease: %w", ctx.Err())
-	case answered:
-		return domain.Lease{Topic: req.Topic, ConsumerID: req.ConsumerID, Messages: []domain.Message{}}, nil
-	}
-	return domain.Lease{}, fmt.Errorf("lease: every reader failed while waiting: %w", lastErr)
+	return lease, nil
 }
 
 // giveBack releases a lease granted by reader idx that will not be handed
