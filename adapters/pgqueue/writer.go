@@ -375,8 +375,9 @@ func (w *Writer) write(batch []*publishRequest) error {
 	// The first occurrence of an id in batch order is the one inserted;
 	// later ones, and ids already queued, are duplicates.
 	var accepted, duplicates int
-	for _, r := range batch {
-		var res ports.PublishResult
+	results := make([]ports.PublishResult, len(batch))
+	for i, r := range batch {
+		res := &results[i]
 		for _, m := range r.rows {
 			k := msgKey{m.topic, m.id}
 			if _, ok := inserted[k]; ok {
@@ -388,11 +389,15 @@ func (w *Writer) write(batch []*publishRequest) error {
 		}
 		accepted += res.Accepted
 		duplicates += res.Duplicates
-		w.unreserve(r)
-		r.reply <- publishReply{result: res}
 	}
+	// Counted before anyone is answered: a publisher that reads the
+	// metrics after its answer sees its messages in them.
 	w.metrics.published.Add(float64(accepted))
 	w.metrics.duplicates.Add(float64(duplicates))
+	for i, r := range batch {
+		w.unreserve(r)
+		r.reply <- publishReply{result: results[i]}
+	}
 	return nil
 }
 
