@@ -110,12 +110,14 @@ func TestScrapeMetrics(t *testing.T) {
 	t.Cleanup(exporter.Close)
 	base := apptest.Start(t, options, map[string]string{"QUEUE_BACKEND": "memory", "STREAMER_SOURCE": "scrape",
 		"SCRAPE_TARGETS": exporter.URL, "SCRAPE_INTERVAL": "1s"})
-	apptest.RequireProbesOK(t, base)
 	require.Eventually(t, func() bool {
 		_, body := apptest.Fetch(t, http.MethodGet, base+"/metrics", "")
 		return strings.Contains(body, `streamer_scrape_target_up{target="`+exporter.URL+`/metrics"} 1`) &&
 			strings.Contains(body, "\nstreamer_scrape_series_ignored_total 1")
 	}, 30*time.Second, 20*time.Millisecond)
+	// Ready once the first scrape found the target (not before: a scrape
+	// source is not ready while no target is known).
+	apptest.RequireProbesOK(t, base)
 	apptest.RequireCleanMetrics(t, base, "streamer_scrape_target_up", "streamer_scrape_duration_seconds",
 		"streamer_scrape_request_duration_seconds", "streamer_scrape_samples_total", "streamer_scrape_errors_total",
 		"streamer_scrape_rounds_skipped_total", "streamer_scrape_series_skipped_total", "streamer_scrape_series_ignored_total",
