@@ -56,7 +56,7 @@ func (c *Client) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	rounds := 0
 	lease, err := retry.Do(ctx, c.callPolicy("lease"), func() (domain.Lease, error) {
 		rounds++
-		return c.leaseRound(ctx, body, secs, start)
+		return c.leaseRound(ctx, body, secs, start, n)
 	})
 	switch {
 	case err == nil && len(lease.Messages) == 0 && n > 1 && req.Wait > 0:
@@ -70,17 +70,17 @@ func (c *Client) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Leas
 	}
 }
 
-// leaseRound is one attempt of Lease: every reader once, from start. It
-// returns the first lease with messages, else an empty lease when a reader
+// leaseRound is one attempt of Lease: count readers once each, from start.
+// It returns the first lease with messages, else an empty lease when a reader
 // answered, else the last transient error (a Permanent one at once).
-func (c *Client) leaseRound(ctx context.Context, body []byte, secs, start int) (domain.Lease, error) {
+func (c *Client) leaseRound(ctx context.Context, body []byte, secs, start, count int) (domain.Lease, error) {
 	n := len(c.readers)
 	var (
 		empty    domain.Lease
 		answered bool
 		lastErr  error
 	)
-	for i := range n {
+	for i := range count {
 		idx := (start + i) % n
 		var resp leaseResponse
 		err := c.post(ctx, c.readers[idx]+PathLease, body, &resp)
@@ -104,7 +104,7 @@ func (c *Client) leaseRound(ctx context.Context, body []byte, secs, start int) (
 			return domain.Lease{}, retry.Permanent(fmt.Errorf("from %s: %w", c.readers[idx], err))
 		}
 		lastErr = err
-		if i < n-1 {
+		if i < count-1 {
 			c.retried("lease", err) // the next reader follows at once
 		}
 	}
@@ -135,29 +135,11 @@ func (c *Client) leaseWaiting(ctx context.Context, req ports.LeaseRequest, secs,
 	if err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: %w: encode request: %w", ports.ErrInvalidArgument, err)
 	}
-	var resp leaseResponse
-	if err := c.post(ctx, c.readers[idx]+PathLease, body, &resp); err != nil {
+	lease, err := c.leaseRound(ctx, body, secs, idx, 1)
+	if err != nil {
 		return domain.Lease{}, fmt.Errorf("lease: waiting on %s: %w", c.readers[idx], err)
 	}
-	lease := resp.toDomain()
-	if len(lease.Messages) == 0 {
-		return lease, nil
-	}
-	if err := c.route(ctx, lease, idx, secs); err != nil {
-		c.giveBack(idx, lease)
-		return domain.Lease{}, fmt.Errorf("lease: %w", err)
-	}
 	return lease, nil
-}
-
-// giveBack releases a lease granted by reader idx that will not be handed
-// out. It is best effort: a release that fails leaves the lease to expire,
-// which redelivers its messages all the same.
-func (c *Client) giveBack(idx int, l domain.Lease) {
-	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
-	defer cancel()
-	ref := leaseRefRequest{Topic: l.Topic, ConsumerID: l.ConsumerID, LeaseID: l.ID.String()}
-	_ = c.call(ctx, "release lease "+ref.LeaseID, c.readers[idx]+PathRelease, ref, &statusResponse{})
 }
 
 // leaseSeconds rounds d up to whole seconds, the protocol's unit.
