@@ -93,29 +93,42 @@ SELECT 'bench-deliveries', gen_random_uuid(), $1::jsonb, (i % 256)::smallint FRO
 	}
 }
 
-// BenchmarkEmptyRefill measures the refill a topic runs every
-// WaitRefillInterval while a lease waits (ADR 0014): one that finds no new
-// row. Its cost grows with the rows the reader holds (leased, awaiting
-// delete), which the query walks and excludes; held 0 is an idle queue.
+// BenchmarkEmptyRefill measures a refill that finds no new row, as a topic
+// runs after a notification whose rows another refill already took. Its
+// cost grows with the rows the reader holds (leased, awaiting delete) that
+// the query walks and excludes: all of them in a full refill (from 0,
+// every held id: FullRefillInterval, or polling while the listener is
+// down), none in a refill from the announced id (ADR 0016), which passes
+// only the held ids from it on. held 0 is an idle queue.
 func BenchmarkEmptyRefill(b *testing.B) {
 	pool := newPool(b)
 	ctx := context.Background()
 	rows := pgRows{pool}
 	rng := domain.PartitionRange{First: 0, Last: domain.NumPartitions - 1}
 	for _, held := range []int{0, 100, 2000, 10000} {
-		b.Run(fmt.Sprintf("held%d", held), func(b *testing.B) {
-			topic := fmt.Sprintf("bench-empty-refill-%d", held)
-			q, err := pool.Query(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
+		topic := fmt.Sprintf("bench-empty-refill-%d", held)
+		q, err := pool.Query(ctx, `INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
 SELECT $1, gen_random_uuid(), '{"v":1}'::jsonb, (i % 256)::smallint FROM generate_series(1, $2) i RETURNING id`, topic, held)
-			require.NoError(b, err)
-			ids, err := pgx.CollectRows(q, pgx.RowTo[int64])
-			require.NoError(b, err)
-			for b.Loop() {
-				got, err := rows.load(ctx, topic, rng, ids, 2000, 8<<20)
-				require.NoError(b, err)
-				require.Empty(b, got)
-			}
-		})
+		require.NoError(b, err)
+		ids, err := pgx.CollectRows(q, pgx.RowTo[int64])
+		require.NoError(b, err)
+		next := int64(1)
+		if len(ids) > 0 {
+			next = slices.Max(ids) + 1
+		}
+		for _, kind := range []struct {
+			name string
+			from int64
+			held []int64
+		}{{"full", 0, ids}, {"announced", next, nil}} {
+			b.Run(fmt.Sprintf("%s/held%d", kind.name, held), func(b *testing.B) {
+				for b.Loop() {
+					got, err := rows.load(ctx, topic, rng, kind.from, kind.held, 2000, 8<<20)
+					require.NoError(b, err)
+					require.Empty(b, got)
+				}
+			})
+		}
 	}
 }
 

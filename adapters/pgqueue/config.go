@@ -86,16 +86,26 @@ type ReaderConfig struct {
 	BufferSize int
 	// RefillBatch caps the rows one refill loads. Default 2000.
 	RefillBatch int
-	// RefillInterval is how often an idle topic polls PostgreSQL for new
-	// rows. A refill that filled its batch is followed at once by another.
-	// Default 50ms.
+	// RefillInterval is how often a topic polls PostgreSQL for new rows
+	// (a full refill) while the reader's listener is down, or always for a
+	// reader that cannot listen (a pool of one). A refill that filled its
+	// batch is followed at once by another. Default 50ms.
 	RefillInterval time.Duration
-	// WaitRefillInterval is the pace of refills while a lease waits for
-	// messages (LeaseRequest.Wait): after the writer's notification of new
-	// rows, or polling while the reader's listener is down, the next refill
-	// starts this long after the last one (see ADR 0014). Commits arriving
-	// faster share a refill. Default 10ms; never longer than RefillInterval.
-	WaitRefillInterval time.Duration
+	// FullRefillInterval is how often a topic refills in full (from its
+	// first row, passing every held id) while the listener is up. Between
+	// full refills a topic loads only from the lowest id announced to it:
+	// by the writer's notifications, by its own expired leases, or by a
+	// refill cut short by its batch (ADR 0016). The full refill finds what
+	// nothing announced: rows inserted by other means than Writer, or
+	// announced by a writer too old to say its ids. Default 1s.
+	FullRefillInterval time.Duration
+	// FastRefillInterval paces the refills something asked for: the next
+	// one starts this long after the last one (or as long as the last one
+	// took, if longer), so commits arriving faster share a refill and the
+	// lease it feeds (ADR 0014). It also paces polling while the listener
+	// is down and a lease waits (LeaseRequest.Wait). Default 10ms; never
+	// longer than RefillInterval.
+	FastRefillInterval time.Duration
 	// DeleteBatch caps the message ids of one ack DELETE; acks that arrive
 	// while a DELETE runs share the next one. Default 5000.
 	DeleteBatch int
@@ -149,7 +159,8 @@ func DefaultReaderConfig() ReaderConfig {
 		BufferSize:         10000,
 		RefillBatch:        2000,
 		RefillInterval:     50 * time.Millisecond,
-		WaitRefillInterval: 10 * time.Millisecond,
+		FullRefillInterval: time.Second,
+		FastRefillInterval: 10 * time.Millisecond,
 		DeleteBatch:        5000,
 		MinLease:           200 * time.Millisecond,
 		DrainTimeout:       30 * time.Second,
@@ -179,8 +190,11 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	if c.RefillInterval == 0 {
 		c.RefillInterval = d.RefillInterval
 	}
-	if c.WaitRefillInterval == 0 {
-		c.WaitRefillInterval = d.WaitRefillInterval
+	if c.FullRefillInterval == 0 {
+		c.FullRefillInterval = d.FullRefillInterval
+	}
+	if c.FastRefillInterval == 0 {
+		c.FastRefillInterval = d.FastRefillInterval
 	}
 	if c.DeleteBatch == 0 {
 		c.DeleteBatch = d.DeleteBatch
@@ -233,7 +247,7 @@ func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	case c.LeaseMaxBytes < 1, c.BufferBytes < 1, c.RefillBytes < 1, c.BacklogCountCap < 1:
 		return c, fmt.Errorf("reader config: lease bytes %d, buffer bytes %d, refill bytes %d and backlog count cap %d must be positive",
 			c.LeaseMaxBytes, c.BufferBytes, c.RefillBytes, c.BacklogCountCap)
-	case c.RefillInterval < 0, c.WaitRefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0, c.StatsInterval < 0,
+	case c.RefillInterval < 0, c.FullRefillInterval < 0, c.FastRefillInterval < 0, c.DeleteInterval < 0, c.DrainTimeout < 0, c.QueryTimeout < 0, c.StatsInterval < 0,
 		c.MinLease < 0 || c.MinLease > c.Lease.MaxDuration:
 		return c, fmt.Errorf("reader config: intervals and timeouts must not be negative")
 	}

@@ -36,14 +36,25 @@
 // Refills use no high-water mark. bigserial ids are taken before commit, so
 // with concurrent writers a lower id can become visible after a higher one;
 // "id > last seen" would skip it for good. A refill instead loads the oldest
-// rows of the range that the topic does not hold (ready, leased or awaiting
-// delete), passing every held id. One refill runs at a time per topic, off
-// the owner goroutine; rows held by the time it returns, or deleted while it
-// ran (tombstones), are skipped. The held ids are bound as a constant
+// rows of the range, from an id on, that the topic does not hold (ready,
+// leased or awaiting delete), passing the held ids from that id on. The id
+// is what was announced to the topic since its last refill started (ADR
+// 0016): the writer's notification of a commit carries the lowest id the
+// batch inserted for the topic, an expired lease announces its rows, and a
+// refill cut short by its batch announces the row after its last. A batch
+// that commits late is announced from its own first id, so it is found like
+// any other. Every FullRefillInterval (and on every poll while the listener
+// is down) a full refill starts from 0 and passes every held id: it finds
+// what nothing announced (a row inserted by other means, a writer too old
+// to say its ids). One refill runs at a time per topic, off the owner
+// goroutine; rows held by the time it returns, or deleted while it ran
+// (tombstones), are skipped. The held ids are bound as a constant
 // (pgx.QueryExecModeCacheDescribe, an unnamed statement) so PostgreSQL
-// hashes the "<> ALL" list: on 400k queued rows with 10k held ids, a refill
-// of 2000 takes ~20ms with that custom plan and ~650ms with a cached generic
-// plan, which compares each row with every held id.
+// hashes the "<> ALL" list: on 400k queued rows with 10k held ids, a full
+// refill of 2000 takes ~20ms with that custom plan and ~650ms with a cached
+// generic plan, which compares each row with every held id. A refill from
+// the announced id walks only the rows from it on: BenchmarkEmptyRefill,
+// 2,000 held, 6.6 ms in full against 1.3 ms from the announced id.
 //
 // # Long-poll leases
 //
@@ -51,12 +62,14 @@
 // owner and answered, oldest first, once a refill makes messages ready, or
 // empty when its wait ends (its caller withdraws it from the owner first,
 // so an answer given in that instant is returned or given back). The
-// writer's insert NOTIFYs pgqueue_ready with each topic at commit; each
-// Reader holds one pool connection LISTENing (none with a pool of one) and
-// pokes the topic's owner, which refills WaitRefillInterval after its last
-// refill while a lease waits. Polling is the fallback: RefillInterval while
-// the listener is up, WaitRefillInterval while it is down and a lease
-// waits; a resubscribed listener refills every topic once (ADR 0014).
+// writer's insert NOTIFYs pgqueue_ready with each topic and its lowest new
+// id at commit; each Reader holds one pool connection LISTENing (none with
+// a pool of one) and announces the id to the topic's owner, which refills
+// FastRefillInterval after its last refill, whether or not a lease waits:
+// the next lease finds the rows ready. Polling is the fallback while the
+// listener is down: RefillInterval, or FastRefillInterval while a lease
+// waits; a resubscribed listener refills every topic in full once (ADR
+// 0014).
 //
 // # Delivery limit
 //

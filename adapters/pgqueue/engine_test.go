@@ -55,7 +55,7 @@ func newMemRows(topic string, n int) *memRows {
 	return m
 }
 
-func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange, held []int64, limit, maxBytes int) ([]loadedRow, error) {
+func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange, from int64, held []int64, limit, maxBytes int) ([]loadedRow, error) {
 	m.loads.Add(1)
 	skip := make(map[int64]bool, len(held))
 	for _, id := range held {
@@ -67,7 +67,7 @@ func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange,
 	size := 0
 	for _, id := range ids {
 		r := rows[id]
-		if !skip[id] && rng.Contains(int(r.partition)) && len(out) < limit {
+		if id >= from && !skip[id] && rng.Contains(int(r.partition)) && len(out) < limit {
 			if size += loadedBytes(r); len(out) > 0 && size > maxBytes {
 				break
 			}

@@ -49,12 +49,16 @@ func newReader(t testing.TB, pool *pgxpool.Pool, cfg ReaderConfig) *Reader {
 	return startReader(t, pool, cfg, nil)
 }
 
-// startReader starts a reader (refilling every 5ms unless cfg says) whose
-// metrics register with reg (nil: none); the test's cleanup closes it.
+// startReader starts a reader (refilling in full every 5ms unless cfg
+// says: tests insert rows that no notification announces) whose metrics
+// register with reg (nil: none); the test's cleanup closes it.
 func startReader(t testing.TB, pool *pgxpool.Pool, cfg ReaderConfig, reg prometheus.Registerer) *Reader {
 	t.Helper()
 	if cfg.RefillInterval == 0 {
 		cfg.RefillInterval = 5 * time.Millisecond
+	}
+	if cfg.FullRefillInterval == 0 {
+		cfg.FullRefillInterval = cfg.RefillInterval
 	}
 	r, err := NewReader(pool, cfg, nil, reg)
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -72,4 +73,81 @@ func TestWaitingLeaseWokenByNotify(t *testing.T) {
 		_, err := w.Publish(ctx, req.Topic, msgs(1, "b"))
 		require.NoError(t, err)
 	})
+}
+
+// Between full refills a topic loads from the lowest id announced to it
+// (ADR 0016), so nothing is left behind that a high-water mark would skip:
+// here full refills and polls come once an hour, and only announcements
+// bring rows. A batch whose lower ids commit after a higher-numbered batch
+// was loaded is announced from its own first id; the rows of an expired
+// lease are announced by the expiry.
+func TestAnnouncedRefills(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	r := newReader(t, pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Hour, MinLease: time.Millisecond})
+	ctx := t.Context()
+	const topic = "announced"
+	waiting := ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 10, LeaseDuration: time.Minute, Wait: domain.MaxLeaseWait}
+	first, err := r.Lease(ctx, ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+	require.NoError(t, err)
+	require.Empty(t, first.Messages)
+	require.Eventually(t, r.listening.Load, 10*time.Second, 5*time.Millisecond, "listener never subscribed")
+
+	// insert runs the writer's statement (with its notification) in tx.
+	insert := func(tx pgx.Tx, name string) {
+		t.Helper()
+		rows, err := tx.Query(ctx, insertSQL, []string{topic}, []uuid.UUID{uuid.New()}, []string{`{"name":"` + name + `"}`}, []int16{7})
+		require.NoError(t, err)
+		rows.Close()
+		require.NoError(t, rows.Err())
+	}
+	leaseOne := func(req ports.LeaseRequest, name string) domain.Lease {
+		t.Helper()
+		l, err := r.Lease(ctx, req)
+		require.NoError(t, err)
+		require.Len(t, l.Messages, 1, "a waiting lease ended without %s", name)
+		require.JSONEq(t, `{"name":"`+name+`"}`, string(l.Messages[0].Payload))
+		return l
+	}
+
+	txA, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = txA.Rollback(ctx) }()
+	insert(txA, "A") // takes the lower id, commits last
+	txB, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	insert(txB, "B")
+	require.NoError(t, txB.Commit(ctx))
+	l := leaseOne(waiting, "B")
+	require.NoError(t, r.Ack(ctx, ref(l)))
+	require.NoError(t, txA.Commit(ctx))
+	a := leaseOne(waiting, "A")
+
+	// A lease of A that expires: its row is loaded again at once.
+	require.NoError(t, r.Release(ctx, ref(a)))
+	a = leaseOne(ports.LeaseRequest{Topic: topic, ConsumerID: "c", Max: 10, LeaseDuration: 50 * time.Millisecond}, "A")
+	l = leaseOne(waiting, "A")
+	require.NotEqual(t, a.ID, l.ID)
+	require.NoError(t, r.Ack(ctx, ref(l)))
+	require.Zero(t, countRows(t, pool, topic))
+}
+
+// A notification's payload is "<topic> <lowest id>"; one without an id (a
+// writer older than the ids) asks for a full refill.
+func TestParseReady(t *testing.T) {
+	t.Parallel()
+	for payload, want := range map[string]struct {
+		topic string
+		from  int64
+	}{
+		"telemetry 42":             {"telemetry", 42},
+		"telemetry":                {"telemetry", 0},
+		"telemetry x":              {"telemetry", 0},
+		"telemetry -3":             {"telemetry", 0},
+		"a.b-c_d 9007199254740993": {"a.b-c_d", 9007199254740993},
+	} {
+		topic, from := parseReady(payload)
+		require.Equal(t, want.topic, topic, payload)
+		require.Equal(t, want.from, from, payload)
+	}
 }

@@ -124,9 +124,9 @@ func (r *Reader) Start(context.Context) error {
 
 // listenLoop keeps the reader subscribed to the writer's notifications of
 // new rows (see listener) until Drain, resubscribing after a failure with
-// backoff; while it is down, topics with waiting leases poll every
-// WaitRefillInterval, and once it is back every topic refills once, for
-// the notifications it missed.
+// backoff; while it is down, topics poll every RefillInterval (every
+// FastRefillInterval while a lease waits), and once it is back every topic
+// refills in full once, for the notifications it missed.
 func (r *Reader) listenLoop(l listener) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
@@ -143,7 +143,7 @@ func (r *Reader) listenLoop(l listener) {
 			r.listening.Store(true)
 			pauses.Reset()
 			for name := range *r.topics.Load() {
-				r.poke(name)
+				r.poke(name, 0)
 			}
 		}, r.poke)
 		r.listening.Store(false)
@@ -162,12 +162,14 @@ func (r *Reader) listenLoop(l listener) {
 	}
 }
 
-// poke tells topic's owner that new rows were committed.
-func (r *Reader) poke(topic string) {
+// poke tells topic's owner that rows from id from on were committed (0:
+// some rows, ids unknown).
+func (r *Reader) poke(topic string, from int64) {
 	if t := (*r.topics.Load())[topic]; t != nil {
+		t.announce(from)
 		select {
 		case t.pokes <- struct{}{}:
-		default: // a poke is pending already
+		default: // a poke is pending already; run reads announced after it
 		}
 	}
 }

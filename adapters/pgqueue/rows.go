@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,10 +23,11 @@ import (
 // time. What the database decides (which rows a refill sees, what a DELETE
 // removes under concurrent writers) stays tested against PostgreSQL.
 type rowStore interface {
-	// load returns up to limit rows of topic in rng whose ids are not in
-	// held, in id order, stopping before the row that would take their
-	// rowBytes past maxBytes (the first row is returned whatever its size).
-	load(ctx context.Context, topic string, rng domain.PartitionRange, held []int64, limit, maxBytes int) ([]loadedRow, error)
+	// load returns up to limit rows of topic in rng with ids from from on
+	// that are not in held, in id order, stopping before the row that would
+	// take their rowBytes past maxBytes (the first row is returned whatever
+	// its size). held may omit ids below from.
+	load(ctx context.Context, topic string, rng domain.PartitionRange, from int64, held []int64, limit, maxBytes int) ([]loadedRow, error)
 	// stats measures topic's backlog in rng: its rows, counted up to
 	// countCap (past it, estimated from the table's statistics), and the
 	// created_at of its oldest row (zero when there is none).
@@ -49,8 +52,9 @@ type rowStore interface {
 type listener interface {
 	// listen holds one subscription until ctx ends or it fails: it calls
 	// subscribed once the subscription is live (notifications sent before
-	// that are lost), then ready with each topic notified.
-	listen(ctx context.Context, subscribed func(), ready func(topic string)) error
+	// that are lost), then ready with each topic notified and the lowest id
+	// of the rows committed (0 when the notification does not say).
+	listen(ctx context.Context, subscribed func(), ready func(topic string, from int64)) error
 }
 
 var _ listener = pgRows{}
@@ -62,7 +66,7 @@ var errNoSpareConn = errors.New("a pool of one connection has none to spare for 
 // listen holds a pool connection LISTENing on readyChannel. The connection
 // is closed, not returned to the pool, when it ends: it carries the
 // subscription.
-func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic string)) error {
+func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic string, from int64)) error {
 	if p.pool.Config().MaxConns < 2 {
 		return errNoSpareConn
 	}
@@ -81,8 +85,23 @@ func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic 
 		if err != nil {
 			return fmt.Errorf("wait for notification: %w", err)
 		}
-		ready(n.Payload)
+		ready(parseReady(n.Payload))
 	}
+}
+
+// parseReady reads a readyChannel payload, "<topic> <lowest id>" (insertSQL).
+// A payload without a valid id, as a writer older than the ids sends, gives
+// from 0: the reader refills the topic in full.
+func parseReady(payload string) (topic string, from int64) {
+	topic, id, ok := strings.Cut(payload, " ")
+	if !ok {
+		return payload, 0
+	}
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n < 0 {
+		return topic, 0
+	}
+	return topic, n
 }
 
 // pgRows is the rowStore on PostgreSQL.
@@ -99,8 +118,8 @@ var _ rowStore = pgRows{}
 // read and dropped, not kept, so the byte budget bounds memory, and the
 // topic sizes limit from the rows it saw last so that few are dropped.
 // (Stopping the query instead would cost the connection.)
-func (p pgRows) load(ctx context.Context, topic string, rng domain.PartitionRange, held []int64, limit, maxBytes int) ([]loadedRow, error) {
-	rows, err := p.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe, topic, rng.First, rng.Last, held, limit, maxBytes)
+func (p pgRows) load(ctx context.Context, topic string, rng domain.PartitionRange, from int64, held []int64, limit, maxBytes int) ([]loadedRow, error) {
+	rows, err := p.pool.Query(ctx, refillSQL, pgx.QueryExecModeCacheDescribe, topic, rng.First, rng.Last, held, limit, maxBytes, from)
 	if err != nil {
 		return nil, err
 	}

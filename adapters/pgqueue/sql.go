@@ -8,21 +8,24 @@ package pgqueue
 // batch carries the same (topic, msg_uuid) twice the first is inserted and the
 // second hits ON CONFLICT. Uses the unique index queue_messages_topic_msg_uuid_key
 // for the conflict check; takes row locks on the inserted rows only. It also
-// notifies readyChannel once per topic that got rows, delivered to the
-// readers' LISTEN at commit (ADR 0014): a reader whose leases wait refills
-// at once instead of at its next poll. The notify subquery is an InitPlan,
-// run once; NOTIFY takes a brief database-wide lock at commit, shared by the
-// whole batch.
+// notifies readyChannel once per topic that got rows, with the lowest id the
+// batch inserted for it (see parseReady), delivered to the readers' LISTEN
+// at commit (ADR 0014): a reader refills at once from that id instead of at
+// its next poll, and from the lowest id notified, so a batch that commits
+// after a higher-numbered one is not skipped. The notify subquery is an
+// InitPlan, run once; NOTIFY takes a brief database-wide lock at commit,
+// shared by the whole batch.
 const insertSQL = `WITH ins AS (
     INSERT INTO queue_messages (topic, msg_uuid, payload, partition_key)
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::smallint[])
     ON CONFLICT (topic, msg_uuid) DO NOTHING
-    RETURNING topic, msg_uuid
+    RETURNING id, topic, msg_uuid
 )
 SELECT topic, msg_uuid FROM ins
-WHERE (SELECT count(pg_notify('` + readyChannel + `', t)) FROM (SELECT DISTINCT topic FROM ins) d(t)) >= 0`
+WHERE (SELECT count(pg_notify('` + readyChannel + `', t || ' ' || first)) FROM (SELECT topic, min(id) FROM ins GROUP BY topic) d(t, first)) >= 0`
 
-// readyChannel is the NOTIFY channel of insertSQL; its payload is a topic.
+// readyChannel is the NOTIFY channel of insertSQL; parseReady reads its
+// payload.
 const readyChannel = "pgqueue_ready"
 
 // listenSQL subscribes a reader's listening connection to readyChannel.
@@ -42,15 +45,19 @@ SELECT topic, msg_uuid, payload, partition_key FROM queue_staging ORDER BY ord
 ON CONFLICT (topic, msg_uuid) DO NOTHING
 RETURNING topic, msg_uuid`
 
-// refillSQL loads the oldest rows of a topic's partition range that the
-// reader does not hold ($4: every id it holds, ready, leased or awaiting
-// delete). It uses no high-water mark: a row whose lower id became visible
-// after higher ones is still found. The planner walks either the primary key
-// in id order (large backlogs: stops after $5 matches) or
-// queue_messages_topic_partition_id_idx for the range plus a top-N sort
-// (small backlogs). "<> ALL" is hashed by PostgreSQL 15+ when $4 is bound as a
-// constant, which the unnamed statement of QueryExecModeCacheDescribe
-// guarantees (a cached generic plan would compare every row to every held id).
+// refillSQL loads the oldest rows of a topic's partition range from id $7
+// on that the reader does not hold ($4: the ids it holds from $7 on, ready,
+// leased or awaiting delete). It uses no high-water mark of its own: $7 is
+// 0 for a full refill, which also finds a row whose lower id became visible
+// after higher ones, and otherwise the lowest id a notification, an expired
+// lease or the last refill's LIMIT left to load (see topicState.from). The
+// planner walks either the primary key in id order from $7 (large backlogs,
+// and the notified refills: it stops after $5 matches) or
+// queue_messages_topic_partition_id_idx for the range, $7 checked in the
+// index, plus a top-N sort (small backlogs). "<> ALL" is hashed by
+// PostgreSQL 15+ when $4 is bound as a constant, which the unnamed
+// statement of QueryExecModeCacheDescribe guarantees (a cached generic plan
+// would compare every row to every held id).
 // The outer filter keeps rows while the payloads before them stay under $6
 // bytes, by pg_column_size (the stored, possibly compressed size: free to
 // read, and exact for incompressible payloads), so a refill of large rows
@@ -61,7 +68,7 @@ const refillSQL = `SELECT id, msg_uuid, payload, partition_key, created_at, deli
     SELECT id, msg_uuid, payload, partition_key, created_at, deliveries, last_error,
            sum(pg_column_size(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - pg_column_size(payload) AS before
     FROM queue_messages
-    WHERE topic = $1 AND partition_key BETWEEN $2 AND $3 AND id <> ALL($4::bigint[])
+    WHERE topic = $1 AND partition_key BETWEEN $2 AND $3 AND id >= $7 AND id <> ALL($4::bigint[])
     ORDER BY id
     LIMIT $5
 ) w

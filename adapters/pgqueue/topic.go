@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ type topic struct {
 	settles     chan settleCall   // Ack, Release → run; unbuffered
 	withdraws   chan withdrawCall // a waiting Lease whose wait or context ended → run; unbuffered
 	pokes       chan struct{}     // the reader's listener → run: new rows were committed; 1-buffered, so pokes coalesce and the listener never blocks
+	announced   atomic.Int64      // the lowest id the pokes since run last read it announced (noneAnnounced: none); set before the poke is sent
 	abandon     chan struct{}     // closed by Reader.abandon: stop waiting for leases
 	abandonOnce sync.Once
 	done        chan struct{} // closed when run has returned and its I/O goroutines too
@@ -73,7 +75,7 @@ type settleCall struct {
 }
 
 func newTopic(r *Reader, name string) *topic {
-	return &topic{
+	t := &topic{
 		r:         r,
 		name:      name,
 		leases:    make(chan leaseCall),
@@ -82,6 +84,23 @@ func newTopic(r *Reader, name string) *topic {
 		pokes:     make(chan struct{}, 1),
 		abandon:   make(chan struct{}),
 		done:      make(chan struct{}),
+	}
+	t.announced.Store(noneAnnounced)
+	return t
+}
+
+// noneAnnounced is topic.announced and topicState.from when no id is: no
+// row is known to wait beyond what the topic loaded.
+const noneAnnounced = math.MaxInt64
+
+// announce lowers announced to from. Called by the listener before it
+// pokes: run, woken by the poke, reads every announcement made before it.
+func (t *topic) announce(from int64) {
+	for {
+		old := t.announced.Load()
+		if from >= old || t.announced.CompareAndSwap(old, from) {
+			return
+		}
 	}
 }
 
@@ -123,6 +142,7 @@ type loadedRow struct {
 }
 
 type refillResult struct {
+	from     int64 // the id the refill loaded from (0: in full)
 	rows     []loadedRow
 	limit    int
 	maxBytes int
@@ -165,19 +185,23 @@ type topicState struct {
 	seen        *leasebook.Recent[int64, int] // deliveries of messages this reader handed out
 
 	// waiters are the parked leases (a Wait, and nothing was ready), oldest
-	// first; each is answered as soon as messages are ready, and while any
-	// waits, refills are paced by WaitRefillInterval (see refillDue).
+	// first; each is answered as soon as messages are ready.
 	waiters []leaseCall
 
 	refilling    bool
 	refillCancel context.CancelFunc
-	refillMore   bool          // the last refill filled its batch: more rows are likely waiting
-	notified     bool          // rows were committed since the last refill started (the listener said so)
-	refillTook   time.Duration // how long the last refill ran
-	lastRefill   time.Time     // when the last refill ended; the next starts at refillDue unless refillMore
-	lowWater     int           // refill when fewer messages are ready
-	tombstones   map[int64]struct{}
-	refillDone   chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
+	refillMore   bool // the last refill filled its batch: more rows are likely waiting
+	// from is the lowest id that may have rows to load, announced since the
+	// last refill started: by a notification, an expired lease, or the last
+	// refill's batch cut short (noneAnnounced: none). The next refill loads
+	// from it, passing only the held ids from it on (see nextRefill).
+	from       int64
+	refillTook time.Duration // how long the last refill ran
+	lastRefill time.Time     // when the last refill ended
+	lastFull   time.Time     // when the last full refill (from 0) ended
+	lowWater   int           // refill when fewer messages are ready
+	tombstones map[int64]struct{}
+	refillDone chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
 
 	pendingDel []*lease // acked leases waiting for the next DELETE
 	pendingIDs int
@@ -221,6 +245,7 @@ func (t *topic) run() {
 		deadDone:   make(chan deadResult, 1),
 		recordDone: make(chan error, 1),
 		lowWater:   max(1, min(t.r.cfg.RefillBatch, t.r.cfg.BufferSize/2)),
+		from:       noneAnnounced,
 		rowBytes:   initialRowBytes,
 	}
 	defer close(t.done)
@@ -252,7 +277,7 @@ func (t *topic) run() {
 				s.waiters = append(s.waiters, c)
 			}
 		case <-t.pokes:
-			s.notified = true
+			s.from = min(s.from, t.announced.Swap(noneAnnounced))
 		case c := <-t.withdraws:
 			s.waiters = slices.DeleteFunc(s.waiters, func(w leaseCall) bool { return w.reply == c.reply })
 			close(c.done)
@@ -326,29 +351,45 @@ func (s *topicState) serveWaiters(now time.Time) {
 	}
 }
 
-// tickEvery is how often run wakes to see whether a refill is due:
-// RefillInterval, or WaitRefillInterval while a lease waits.
+// tickEvery is how often run wakes to see whether a refill is due: the
+// shortest interval nextRefill may be waiting for.
 func (s *topicState) tickEvery() time.Duration {
-	if len(s.waiters) > 0 {
-		return max(min(s.cfg.WaitRefillInterval, s.cfg.RefillInterval), time.Millisecond)
+	every := min(s.cfg.RefillInterval, s.cfg.FullRefillInterval)
+	if len(s.waiters) > 0 || s.from != noneAnnounced {
+		every = min(every, s.cfg.FastRefillInterval)
 	}
-	return max(s.cfg.RefillInterval, time.Millisecond)
+	return max(every, time.Millisecond)
 }
 
-// refillDue is when the next refill may start, unless the last one filled
-// its batch. An idle topic polls every RefillInterval. While a lease waits,
-// a notification of new rows (or, with the listener down, nothing at all)
-// brings that to WaitRefillInterval after the last refill: so a waiting
-// lease is answered within it, and commits arriving faster than that share
-// a refill (and the lease it feeds) instead of costing one each. Never
-// sooner than the last refill took, so refills keep a database connection
-// busy at most half the time however many held rows the query walks.
-func (s *topicState) refillDue() time.Time {
-	every := s.cfg.RefillInterval
-	if len(s.waiters) > 0 && (s.notified || !s.t.r.listening.Load()) {
-		every = min(s.cfg.WaitRefillInterval, every)
+// nextRefill says whether a refill is due at now and the id it loads from
+// (0: a full refill, which passes every held id). A refill that filled its
+// batch is followed at once, from the row after its last. Otherwise, with
+// the listener up, a topic refills in full every FullRefillInterval and in
+// between from the lowest announced id (s.from), FastRefillInterval after
+// the last refill: commits arriving faster share a refill. With the
+// listener down it polls in full every RefillInterval, or every
+// FastRefillInterval while a lease waits. Never sooner than the last
+// refill took, so refills keep a database connection busy at most half
+// the time however many held rows the query walks.
+func (s *topicState) nextRefill(now time.Time) (from int64, due bool) {
+	if s.refillMore {
+		return s.from, true
 	}
-	return s.lastRefill.Add(max(every, s.refillTook))
+	full := s.cfg.FullRefillInterval
+	if !s.t.r.listening.Load() {
+		full = s.cfg.RefillInterval
+		if len(s.waiters) > 0 {
+			full = min(s.cfg.FastRefillInterval, full)
+		}
+	}
+	if !now.Before(s.lastFull.Add(max(full, s.refillTook))) {
+		return 0, true
+	}
+	fast := min(s.cfg.FastRefillInterval, s.cfg.RefillInterval)
+	if s.from != noneAnnounced && !now.Before(s.lastRefill.Add(max(fast, s.refillTook))) {
+		return s.from, true
+	}
+	return 0, false
 }
 
 // lease takes up to req.Max ready messages under a new lease.
@@ -648,6 +689,7 @@ func (s *topicState) expireLease(l *lease) {
 	s.leasedCount -= len(l.msgs)
 	for _, m := range s.endDeliveries(l.msgs, "") {
 		s.forget(m)
+		s.from = min(s.from, m.id) // its row is to be loaded again
 	}
 	if s.abandoned {
 		s.t.r.abandoned.Add(1)
@@ -737,8 +779,7 @@ func (s *topicState) deleted(res deleteResult, now time.Time) {
 }
 
 // maybeRefill starts a refill when none is in flight, ready runs low, there
-// is room, and either the last refill filled its batch or RefillInterval has
-// passed since it.
+// is room, and nextRefill says one is due.
 func (s *topicState) maybeRefill(now time.Time) {
 	if s.refilling || s.draining {
 		return
@@ -748,12 +789,15 @@ func (s *topicState) maybeRefill(now time.Time) {
 	if room <= 0 || roomBytes <= 0 || s.readyCount >= s.lowWater {
 		return
 	}
-	if !s.refillMore && now.Before(s.refillDue()) {
+	from, due := s.nextRefill(now)
+	if !due {
 		return
 	}
 	held := make([]int64, 0, len(s.held))
 	for id := range s.held {
-		held = append(held, id)
+		if id >= from {
+			held = append(held, id)
+		}
 	}
 	maxBytes := int(min(int64(s.cfg.RefillBytes), roomBytes))
 	// The LIMIT the bytes allow at the last refill's average row size: rows
@@ -762,12 +806,12 @@ func (s *topicState) maybeRefill(now time.Time) {
 	limit := max(1, min(s.cfg.RefillBatch, room, maxBytes/max(s.rowBytes, 1)))
 	r, name, done := s.t.r, s.t.name, s.refillDone
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.QueryTimeout)
-	s.refilling, s.refillCancel, s.notified = true, cancel, false
+	s.refilling, s.refillCancel, s.from = true, cancel, noneAnnounced
 	s.io.Go(func() {
 		defer cancel()
 		start := time.Now()
-		rows, err := r.rows.load(ctx, name, *r.cfg.Range, held, limit, maxBytes)
-		done <- refillResult{rows: rows, limit: limit, maxBytes: maxBytes, err: err, elapsed: time.Since(start)}
+		rows, err := r.rows.load(ctx, name, *r.cfg.Range, from, held, limit, maxBytes)
+		done <- refillResult{from: from, rows: rows, limit: limit, maxBytes: maxBytes, err: err, elapsed: time.Since(start)}
 	})
 }
 
@@ -785,7 +829,11 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 	if res.err != nil {
 		s.t.r.metrics.refillFails.Inc()
 		s.t.r.logger.Warn("refill failed", "topic", s.t.name, "err", res.err)
+		s.from = min(s.from, res.from) // what it was to load is still to load
 		return
+	}
+	if res.from == 0 {
+		s.lastFull = now
 	}
 	loaded := 0
 	for _, row := range res.rows {
@@ -817,8 +865,11 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 		s.rowBytes = loaded / len(res.rows)
 	}
 	// Full by count, or cut by bytes (the next row would not have fit): more
-	// rows are likely waiting.
+	// rows are likely waiting, after the last one loaded.
 	s.refillMore = len(res.rows) > 0 && (len(res.rows) == res.limit || loaded+s.rowBytes > res.maxBytes)
+	if s.refillMore {
+		s.from = min(s.from, res.rows[len(res.rows)-1].id+1)
+	}
 }
 
 // drain refuses new leases and lets go of the ready messages: they stay in
