@@ -21,6 +21,17 @@ const (
 	histPublishToAck = "streamer_publish_duration_seconds"
 )
 
+// stageHistograms are the steps between the two latencies, read from
+// every app that has them, for the "where the time goes" breakdown of a
+// run (pipelineResult.Stages): the writer's group commit, the reader's
+// refill and ack DELETE, and the collector's store write plus ack.
+var stageHistograms = []string{
+	"mqwriter_flush_duration_seconds",
+	"mqreader_refill_duration_seconds",
+	"mqreader_delete_duration_seconds",
+	"collector_batch_duration_seconds",
+}
+
 // histogram is a Prometheus histogram's cumulative counts by upper bound
 // (le), summed over processes.
 type histogram map[float64]float64
@@ -93,6 +104,9 @@ func (h histogram) minus(o histogram) histogram {
 	}
 	return d
 }
+
+// count is the number of observations (the +Inf bucket); 0 when empty.
+func (h histogram) count() float64 { return h[math.Inf(1)] }
 
 // quantile estimates the q-quantile, interpolating linearly inside the
 // bucket it falls in (as PromQL's histogram_quantile does); 0 when empty.

@@ -100,6 +100,14 @@ type pipelineConfig struct {
 	name     string // unique per run: log folder, database name suffix
 }
 
+// stageTimes is one step's observations over a window: how many, and the
+// bucket-interpolated median and 99th percentile.
+type stageTimes struct {
+	Count float64 `json:"count"`
+	P50   float64 `json:"p50_seconds"`
+	P99   float64 `json:"p99_seconds"`
+}
+
 // pipelineResult is what one run measured over its window.
 type pipelineResult struct {
 	pipelineConfig
@@ -121,6 +129,9 @@ type pipelineResult struct {
 	// streamer_publish_duration_seconds over the window.
 	AckP50 float64 `json:"publish_to_ack_p50_seconds"`
 	AckP99 float64 `json:"publish_to_ack_p99_seconds"`
+	// Stages are the steps in between over the window, by histogram name
+	// (stageHistograms): where the time goes.
+	Stages map[string]stageTimes `json:"stages,omitempty"`
 	// Backlog at the end of the window: queue_messages rows (postgres) or
 	// messages acknowledged to the streamers and not yet stored (nats).
 	Backlog       int64  `json:"backlog"`
@@ -234,6 +245,12 @@ func (h *harness) runPipeline(ctx context.Context, cfg pipelineConfig) (pipeline
 	res.LatencyP50, res.LatencyP99, res.LatencyMax = age.quantile(0.5), age.quantile(0.99), age.quantile(1)
 	ack := after.hist[histPublishToAck].minus(before.hist[histPublishToAck])
 	res.AckP50, res.AckP99 = ack.quantile(0.5), ack.quantile(0.99)
+	res.Stages = map[string]stageTimes{}
+	for _, n := range stageHistograms {
+		if h := after.hist[n].minus(before.hist[n]); h.count() > 0 {
+			res.Stages[n] = stageTimes{Count: h.count(), P50: h.quantile(0.5), P99: h.quantile(0.99)}
+		}
+	}
 	res.Seconds = after.at.Sub(before.at).Seconds()
 	res.MsgsPerSecond = float64(res.Persisted) / res.Seconds
 	res.OfferedPerSecond = (after.published - before.published) / res.Seconds
@@ -479,11 +496,9 @@ func (r *running) snapshot(ctx context.Context, pgLocal bool) (snapshot, error) 
 			if err != nil {
 				return err
 			}
-			var h map[string]histogram
-			if role := r.roles[p.Name]; role == roleStreamer || role == roleCollector {
-				if h, err = scrapeHistograms(gctx, p.URL(), histStampToPersisted, histPublishToAck); err != nil {
-					return err
-				}
+			h, err := scrapeHistograms(gctx, p.URL(), append([]string{histStampToPersisted, histPublishToAck}, stageHistograms...)...)
+			if err != nil {
+				return err
 			}
 			readings <- reading{p.Name, m, h}
 			return nil

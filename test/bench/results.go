@@ -467,6 +467,15 @@ func printReport(w io.Writer, r *results) {
 				fmtSeconds(res.LatencyP50), fmtSeconds(res.LatencyP99), fmtSeconds(res.LatencyMax), fmtSeconds(res.AckP50), fmtSeconds(res.AckP99))
 		}
 		tw.Flush()
+		fmt.Fprintln(tw, "\nWHERE THE TIME GOES in the latency runs\tstep\tcount\tp50\tp99\t")
+		for _, lp := range r.Latency {
+			for _, n := range stageHistograms {
+				if st, ok := lp.Result.Stages[n]; ok {
+					fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t\n", lp.Backend, n, st.Count, fmtSeconds(st.P50), fmtSeconds(st.P99))
+				}
+			}
+		}
+		tw.Flush()
 	}
 
 	fmt.Fprintln(tw, "\nTARGETS\tgoal\tvalue\tmet\t")
