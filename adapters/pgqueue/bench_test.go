@@ -103,7 +103,7 @@ SELECT 'bench-deliveries', gen_random_uuid(), $1::jsonb, (i % 256)::smallint FRO
 func BenchmarkEmptyRefill(b *testing.B) {
 	pool := newPool(b)
 	ctx := context.Background()
-	rows := pgRows{pool}
+	rows := pgRows{pool: pool}
 	rng := domain.PartitionRange{First: 0, Last: domain.NumPartitions - 1}
 	for _, held := range []int{0, 100, 2000, 10000} {
 		topic := fmt.Sprintf("bench-empty-refill-%d", held)

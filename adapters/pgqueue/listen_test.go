@@ -151,3 +151,17 @@ func TestParseReady(t *testing.T) {
 		require.Equal(t, want.from, from, payload)
 	}
 }
+
+// A subscription that does not hear its own probe (as behind PgBouncer in
+// transaction mode, where LISTEN lands on a server connection the client
+// does not keep) is reported deaf and never said live, so the reader polls
+// at RefillInterval instead of waiting a FullRefillInterval for rows that no
+// notification will announce.
+func TestDeafListener(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	subscribed := false
+	err := pgRows{pool: pool, probeChannel: "nobody_listens_here"}.listen(t.Context(), func() { subscribed = true }, func(string, int64) {})
+	require.ErrorIs(t, err, errDeaf)
+	require.False(t, subscribed, "a deaf subscription was reported live")
+}

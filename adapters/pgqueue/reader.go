@@ -75,7 +75,7 @@ func NewReader(pool *pgxpool.Pool, cfg ReaderConfig, logger *slog.Logger, reg pr
 	if pool == nil {
 		return nil, fmt.Errorf("new reader: nil pool")
 	}
-	return newReaderOn(pgRows{pool}, cfg, logger, reg)
+	return newReaderOn(pgRows{pool: pool}, cfg, logger, reg)
 }
 
 // newReaderOn starts a Reader over any rowStore.
@@ -122,6 +122,10 @@ func (r *Reader) Start(context.Context) error {
 	return nil
 }
 
+// deafPause is how long a reader whose subscription heard nothing (errDeaf:
+// a transaction-mode pooler in between) polls before it tries again.
+const deafPause = time.Minute
+
 // listenLoop keeps the reader subscribed to the writer's notifications of
 // new rows (see listener) until Drain, resubscribing after a failure with
 // backoff; while it is down, topics poll every RefillInterval (every
@@ -154,9 +158,16 @@ func (r *Reader) listenLoop(l listener) {
 			r.logger.Info("not listening for new rows; polling only", "reason", err)
 			return
 		}
-		r.logger.Warn("listening for new rows failed; polling faster until it is back", "err", err)
+		pause := pauses.NextBackOff()
+		if errors.Is(err, errDeaf) {
+			pause = deafPause
+			r.logger.Warn("not listening for new rows: the subscription hears nothing; polling, trying again later",
+				"reason", err, "retry_in", pause)
+		} else {
+			r.logger.Warn("listening for new rows failed; polling faster until it is back", "err", err)
+		}
 		select {
-		case <-time.After(pauses.NextBackOff()):
+		case <-time.After(pause):
 		case <-ctx.Done():
 		}
 	}
@@ -522,7 +533,7 @@ func NewDeadLetterReader(pool *pgxpool.Pool) DeadLetterReader { return DeadLette
 
 // DeadLetters implements ports.DeadLetterReader (see Reader.DeadLetters).
 func (d DeadLetterReader) DeadLetters(ctx context.Context, topic string, limit int) ([]domain.DeadLetter, error) {
-	letters, err := pgRows{d.pool}.deadLetters(ctx, topic, limit)
+	letters, err := pgRows{pool: d.pool}.deadLetters(ctx, topic, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read dead letters of %q: %w", topic, translate(err))
 	}

@@ -1,6 +1,7 @@
 package pgqueue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -63,9 +65,24 @@ var _ listener = pgRows{}
 // without starving the refills, so that reader only polls.
 var errNoSpareConn = errors.New("a pool of one connection has none to spare for LISTEN")
 
+// errDeaf: the subscription did not hear its own probe. Behind PgBouncer in
+// transaction mode LISTEN succeeds on a server connection the client does
+// not keep, and no notification ever arrives; that reader only polls.
+var errDeaf = errors.New("LISTEN heard no notification, not even its own probe (a transaction-mode pooler in between?)")
+
+// probeWait is how long a new subscription waits to hear its own probe.
+const probeWait = 5 * time.Second
+
+// probePrefix starts the payload of a listener's probe. Topics never start
+// with '_' (domain.ValidateTopic), so no reader takes it for a topic.
+const probePrefix = "_probe "
+
 // listen holds a pool connection LISTENing on readyChannel. The connection
 // is closed, not returned to the pool, when it ends: it carries the
-// subscription.
+// subscription. Before it reports the subscription live it proves it
+// hears: it notifies a probe on another connection and waits up to
+// probeWait for it (or any notification); one that hears nothing is deaf
+// (errDeaf).
 func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic string, from int64)) error {
 	if p.pool.Config().MaxConns < 2 {
 		return errNoSpareConn
@@ -79,13 +96,32 @@ func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic 
 	if _, err := conn.Exec(ctx, listenSQL); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	subscribed()
+	probe := probePrefix + uuid.NewString()
+	channel := cmp.Or(p.probeChannel, readyChannel)
+	if _, err := p.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, probe); err != nil {
+		return fmt.Errorf("notify a probe: %w", err)
+	}
+	live := false
 	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
-		if err != nil {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if !live {
+			wctx, cancel = context.WithTimeout(ctx, probeWait)
+		}
+		n, err := conn.Conn().WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err != nil && !live && ctx.Err() == nil:
+			return errDeaf
+		case err != nil:
 			return fmt.Errorf("wait for notification: %w", err)
 		}
-		ready(parseReady(n.Payload))
+		if !live {
+			live = true
+			subscribed()
+		}
+		if !strings.HasPrefix(n.Payload, probePrefix) {
+			ready(parseReady(n.Payload))
+		}
 	}
 }
 
@@ -105,7 +141,12 @@ func parseReady(payload string) (topic string, from int64) {
 }
 
 // pgRows is the rowStore on PostgreSQL.
-type pgRows struct{ pool *pgxpool.Pool }
+type pgRows struct {
+	pool *pgxpool.Pool
+	// probeChannel is where listen sends its probe: readyChannel when
+	// empty; tests send it elsewhere to play a deaf subscription.
+	probeChannel string
+}
 
 var _ rowStore = pgRows{}
 
