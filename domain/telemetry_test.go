@@ -59,11 +59,7 @@ func TestPointValidate(t *testing.T) {
 		Timestamp: time.Date(2025, 7, 18, 20, 42, 34, 0, time.UTC), MetricName: "DCGM_FI_DEV_GPU_UTIL",
 		GPUIndex: 0, GPUUUID: "GPU-5fd4f087-86f3-7a43-b711-4771313afc50", Value: domain.CleanValue(42),
 	}
-	tests := []struct {
-		name   string
-		change func(p *domain.Point)
-		want   string // empty when valid
-	}{
+	runPointCases(t, valid, []pointCase{
 		{name: "valid", change: func(*domain.Point) {}},
 		{name: "nil value", change: func(p *domain.Point) { p.Value = nil }},
 		{name: "zero value", change: func(p *domain.Point) { v := 0.0; p.Value = &v }},
@@ -74,7 +70,22 @@ func TestPointValidate(t *testing.T) {
 		{name: "negative index", change: func(p *domain.Point) { p.GPUIndex = -1 }, want: "gpu_index is negative"},
 		{name: "blank sentinel", change: func(p *domain.Point) { v := 4294967295.0; p.Value = &v }, want: "blank sentinel"},
 		{name: "NaN", change: func(p *domain.Point) { v := math.NaN(); p.Value = &v }, want: "blank sentinel"},
-	}
+	})
+}
+
+// pointCase is a change to a valid point and the error Validate then
+// reports.
+type pointCase struct {
+	name   string
+	change func(p *domain.Point)
+	want   string // empty when still valid
+}
+
+// runPointCases runs Validate, in parallel subtests, on valid changed by
+// each case: no error where want is empty, else domain.ErrInvalidPoint with
+// want in its text.
+func runPointCases(t *testing.T, valid domain.Point, tests []pointCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -62,7 +62,7 @@ func newPGChainHarnessWith(t testing.TB, wrap func(ports.Queue) ports.Queue, bas
 		q := pgqueue.NewQueueOf(w, r)
 		require.NoError(t, q.Start(context.Background()))
 		// Cancelled: a crashed queue's Close only stops its goroutines.
-		t.Cleanup(func() { _ = q.Close(cancelledContext()) })
+		t.Cleanup(func() { _ = q.Close(queuetest.CancelledContext()) })
 		c := &chain{q: q, served: q, crashes: []func(testing.TB){wcrash, rcrash}}
 		if wrap != nil {
 			c.served = wrap(q)
@@ -119,13 +119,6 @@ func newPGChainHarnessWith(t testing.TB, wrap func(ports.Queue) ports.Queue, bas
 	}
 }
 
-// cancelledContext is a context that has already ended.
-func cancelledContext() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}
-
 // TestConformanceOverPGQueue runs the contract over the production chain,
 // which the memory-backed TestConformance cannot: durability across
 // restarts and crashes, PostgreSQL's errors through the protocol.
@@ -138,12 +131,7 @@ func TestConformanceOverPGQueue(t *testing.T) {
 // runs: the chain with the servers' queue inside the broken wrapper named
 // by queuetest.BrokenVariant. In an ordinary run it has nothing to do.
 func TestConformanceOverBrokenPGQueue(t *testing.T) {
-	variant := queuetest.BrokenVariant()
-	if variant == "" {
-		return
-	}
-	wrap := func(q ports.Queue) ports.Queue { return queuetest.Broken(variant, q) }
-	queuetest.Run(t, func(t testing.TB) queuetest.Harness { return newPGChainHarness(t, wrap) }, pgChainCaps)
+	queuetest.RunOverBroken(t, newPGChainHarness, pgChainCaps)
 }
 
 // TestPGChainCatchesLostCommits checks that servers answering a publish

@@ -52,6 +52,14 @@ func serverURL(t *testing.T) string {
 	return startServer(t).url()
 }
 
+// newTestQueue is a started queue on serverURL's server with the given
+// AckWait (on a prefix of its own when the server is shared), and that URL.
+func newTestQueue(t *testing.T, ackWait time.Duration, reg prometheus.Registerer) (*natsq.Queue, string) {
+	t.Helper()
+	url := serverURL(t)
+	return newQueue(t, url, testConfig(t, url, ackWait), reg), url
+}
+
 // testConfig is a Config with the given AckWait, on a prefix of its own when
 // the server is shared.
 func testConfig(t *testing.T, url string, ackWait time.Duration) natsq.Config {
@@ -68,6 +76,14 @@ func publish(t *testing.T, q ports.Queue, topic string, msgs ...ports.OutgoingMe
 	res, err := q.Publish(t.Context(), topic, msgs)
 	require.NoError(t, err)
 	require.Equal(t, ports.PublishResult{Accepted: len(msgs)}, res)
+}
+
+// ackAll acks each of leases on q and requires every ack to succeed.
+func ackAll(t *testing.T, q ports.Queue, leases []domain.Lease) {
+	t.Helper()
+	for _, l := range leases {
+		require.NoError(t, q.Ack(t.Context(), ref(l)))
+	}
 }
 
 // leaseN leases (for d) until it holds n messages, failing after 10s.
@@ -118,8 +134,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestTopicNames(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
-	url := serverURL(t)
-	q := newQueue(t, url, testConfig(t, url, 0), nil)
+	q, _ := newTestQueue(t, 0, nil)
 	ctx := t.Context()
 
 	for _, bad := range []string{".a", "a.", "a..b", "_INBOX.x", "_x"} {
@@ -156,8 +171,7 @@ func TestTopicNames(t *testing.T) {
 func TestMessageFields(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
-	url := serverURL(t)
-	q := newQueue(t, url, testConfig(t, url, 0), nil)
+	q, _ := newTestQueue(t, 0, nil)
 	ctx := t.Context()
 	before := time.Now().Add(-time.Second)
 	publish(t, q, topic, msg("GPU-1234", 1, "row-1"))
@@ -180,8 +194,7 @@ func TestMessageFields(t *testing.T) {
 func TestForeignMessage(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
-	url := serverURL(t)
-	q := newQueue(t, url, testConfig(t, url, 0), nil)
+	q, url := newTestQueue(t, 0, nil)
 	ctx := t.Context()
 	// The first lease sets the topic's stream up.
 	l, err := q.Lease(ctx, leaseReq(topic, 1, time.Minute))
@@ -222,9 +235,7 @@ func TestLongLeaseOutlivesAckWait(t *testing.T) {
 		return len(l.Messages) > 0
 	}, 3*time.Second, 100*time.Millisecond, "messages redelivered during a live lease three AckWaits long")
 
-	for _, l := range leases {
-		require.NoError(t, holder.Ack(t.Context(), ref(l)))
-	}
+	ackAll(t, holder, leases)
 	l, err := other.Lease(t.Context(), leaseReq(topic, 10, time.Minute))
 	require.NoError(t, err)
 	require.Empty(t, l.Messages, "acked messages delivered again")
@@ -235,9 +246,8 @@ func TestLongLeaseOutlivesAckWait(t *testing.T) {
 func TestShortLeaseNakedAtExpiry(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
-	url := serverURL(t)
 	reg := prometheus.NewRegistry()
-	q := newQueue(t, url, testConfig(t, url, time.Minute), reg)
+	q, _ := newTestQueue(t, time.Minute, reg)
 	publish(t, q, topic, msg("GPU-a", 1, ""), msg("GPU-b", 2, ""))
 	leases, _ := leaseN(t, q, topic, 2, natsq.MinLease)
 	// Within 10s, far below the minute of AckWait.
@@ -248,9 +258,7 @@ func TestShortLeaseNakedAtExpiry(t *testing.T) {
 	for _, l := range leases {
 		require.ErrorIs(t, q.Ack(t.Context(), ref(l)), ports.ErrLeaseExpired)
 	}
-	for _, l := range again {
-		require.NoError(t, q.Ack(t.Context(), ref(l)))
-	}
+	ackAll(t, q, again)
 	require.Equal(t, float64(len(leases)), counter(t, reg, "nats_queue_leases_expired_total"))
 }
 
@@ -291,9 +299,7 @@ func TestCloseHandsLeasesBack(t *testing.T) {
 	}
 
 	again, _ := leaseN(t, other, topic, 3, time.Minute) // within 10s: the Naks, not AckWait
-	for _, l := range again {
-		require.NoError(t, other.Ack(t.Context(), ref(l)))
-	}
+	ackAll(t, other, again)
 }
 
 // TestConcurrentAcksOfOneLease checks acks of one lease racing each other
@@ -301,9 +307,8 @@ func TestCloseHandsLeasesBack(t *testing.T) {
 func TestConcurrentAcksOfOneLease(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
-	url := serverURL(t)
 	reg := prometheus.NewRegistry()
-	q := newQueue(t, url, testConfig(t, url, 0), reg)
+	q, _ := newTestQueue(t, 0, reg)
 	publish(t, q, topic, msg("GPU-a", 1, ""), msg("GPU-b", 2, ""), msg("GPU-c", 3, ""))
 	leases, _ := leaseN(t, q, topic, 3, time.Minute)
 	require.Len(t, leases, 1)
@@ -357,8 +362,7 @@ func TestPublishBeyondWindow(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
 	const n = 1100 // the window is 1024
-	url := serverURL(t)
-	q := newQueue(t, url, testConfig(t, url, 0), nil)
+	q, _ := newTestQueue(t, 0, nil)
 	msgs := make([]ports.OutgoingMessage, n)
 	for i := range msgs {
 		msgs[i] = msg("GPU-"+strconv.Itoa(i%247), i, "key-"+strconv.Itoa(i))
@@ -373,17 +377,14 @@ func TestPublishBeyondWindow(t *testing.T) {
 		require.False(t, seen[m.ID], "message %s twice", m.ID)
 		seen[m.ID] = true
 	}
-	for _, l := range leases {
-		require.NoError(t, q.Ack(t.Context(), ref(l)))
-	}
+	ackAll(t, q, leases)
 }
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
-	url := serverURL(t)
 	reg := prometheus.NewRegistry()
-	q := newQueue(t, url, testConfig(t, url, 0), reg)
+	q, url := newTestQueue(t, 0, reg)
 	ctx := t.Context()
 
 	res, err := q.Publish(ctx, topic, []ports.OutgoingMessage{msg("GPU-a", 1, "k1"), msg("GPU-a", 2, "k2"), msg("GPU-a", 3, "k1")})
@@ -392,9 +393,7 @@ func TestMetrics(t *testing.T) {
 	leases, _ := leaseN(t, q, topic, 2, time.Minute)
 	require.NoError(t, q.Release(ctx, ref(leases[0])))
 	leases, _ = leaseN(t, q, topic, 2, time.Minute)
-	for _, l := range leases {
-		require.NoError(t, q.Ack(ctx, ref(l)))
-	}
+	ackAll(t, q, leases)
 
 	want := map[string]float64{
 		"nats_queue_messages_published_total": 2,

@@ -45,7 +45,7 @@ func newHarnessWith(t testing.TB, wcfg WriterConfig, wrap func(ports.Queue) port
 		require.NoError(t, err)
 		require.NoError(t, q.Start(context.Background()))
 		// Cancelled: a crashed queue's Close only stops its goroutines.
-		t.Cleanup(func() { _ = q.Close(cancelledContext()) })
+		t.Cleanup(func() { _ = q.Close(queuetest.CancelledContext()) })
 		in := instance{q: q, port: q, crash: crash}
 		if wrap != nil {
 			in.port = wrap(q)
@@ -71,13 +71,6 @@ func newHarnessWith(t testing.TB, wcfg WriterConfig, wrap func(ports.Queue) port
 	}
 }
 
-// cancelledContext is a context that has already ended.
-func cancelledContext() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}
-
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	queuetest.Run(t, newHarness, conformanceCaps)
@@ -89,12 +82,7 @@ var conformanceCaps = queuetest.Capabilities{Durable: true, OrderedPerPartition:
 // the suite over queues inside the broken wrapper named by
 // queuetest.BrokenVariant. In an ordinary run it has nothing to do.
 func TestConformanceOverBroken(t *testing.T) {
-	variant := queuetest.BrokenVariant()
-	if variant == "" {
-		return
-	}
-	wrap := func(q ports.Queue) ports.Queue { return queuetest.Broken(variant, q) }
-	queuetest.Run(t, func(t testing.TB) queuetest.Harness {
+	queuetest.RunOverBroken(t, func(t testing.TB, wrap func(ports.Queue) ports.Queue) queuetest.Harness {
 		return newHarnessWith(t, DefaultWriterConfig(), wrap)
 	}, conformanceCaps)
 }

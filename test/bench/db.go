@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/gpufleet/telemetry/migrations"
 	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/pgtest"
@@ -96,27 +95,10 @@ func (s *server) fresh(ctx context.Context, name string) (string, error) {
 	if err := s.drop(ctx, name); err != nil {
 		return "", err
 	}
-	admin, err := pgx.Connect(ctx, s.admin)
-	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", pgadmin.Redact(s.admin), err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", fmt.Errorf("create database %s: %w", name, err)
-	}
-	dsn, err := pgadmin.WithDatabase(s.admin, name)
-	if err != nil {
+	if err := pgadmin.CreateDatabase(ctx, s.admin, name); err != nil {
 		return "", err
 	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", name, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := migrations.Up(ctx, conn); err != nil {
-		return "", fmt.Errorf("migrate %s: %w", name, err)
-	}
-	return dsn, nil
+	return pgadmin.Migrate(ctx, s.admin, name)
 }
 
 // drop removes database name, disconnecting its sessions.

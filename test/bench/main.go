@@ -56,6 +56,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/test/hostload"
 )
 
 // config is the command line.
@@ -241,14 +242,14 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res.Machine.LoadAverage[0] = loadAverage()
+	res.Machine.LoadAverage[0] = hostload.Average()
 	runErr := measureAll(ctx, cfg, h, src, res, stdout)
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = srv.drop(dctx, cfg.DB)
 	}()
-	res.Machine.LoadAverage[1] = loadAverage()
+	res.Machine.LoadAverage[1] = hostload.Average()
 	res.finish(cfg, time.Since(began))
 	if !res.Counts.OK {
 		runErr = errors.Join(runErr, fmt.Errorf("counts: %d of %d runs lost or duplicated messages: %s",

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/gpufleet/telemetry/migrations"
 	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/pgtest"
@@ -39,33 +36,10 @@ func openServer(ctx context.Context) (server, error) {
 // ensureDatabase creates database name unless it exists, applies the
 // migrations, and returns its connection string.
 func (s server) ensureDatabase(ctx context.Context, name string) (string, error) {
-	admin, err := pgx.Connect(ctx, s.admin)
-	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", pgadmin.Redact(s.admin), err)
-	}
-	defer admin.Close(ctx)
-	var exists bool
-	if err := admin.QueryRow(ctx, sqlDatabaseExists, name).Scan(&exists); err != nil {
-		return "", fmt.Errorf("look up database %s: %w", name, err)
-	}
-	if !exists {
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-			return "", fmt.Errorf("create database %s: %w", name, err)
-		}
-	}
-	dsn, err := pgadmin.WithDatabase(s.admin, name)
-	if err != nil {
+	if err := pgadmin.EnsureDatabase(ctx, s.admin, name); err != nil {
 		return "", err
 	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", name, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := migrations.Up(ctx, conn); err != nil {
-		return "", fmt.Errorf("migrate %s: %w", name, err)
-	}
-	return dsn, nil
+	return pgadmin.Migrate(ctx, s.admin, name)
 }
 
 // dropDatabase removes database name, disconnecting its sessions.

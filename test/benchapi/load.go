@@ -19,8 +19,6 @@ import (
 // The benchmark's own SQL: bulk loading and inspection of its private
 // database. The API's queries stay in adapters/postgres.
 const (
-	sqlDatabaseExists = `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`
-
 	// sqlCountTelemetry counts exactly: after VACUUM an index-only scan of
 	// telemetry_legacy_pkey, else a parallel sequential scan.
 	sqlCountTelemetry = `SELECT count(*) FROM telemetry_legacy`

@@ -38,6 +38,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
 	"github.com/gpufleet/telemetry/adapters/postgres"
+	"github.com/gpufleet/telemetry/test/hostload"
 	"github.com/gpufleet/telemetry/test/pgadmin"
 )
 
@@ -292,7 +293,7 @@ func runOn(ctx context.Context, cfg config, dsn, dataDir string, stdout io.Write
 	if cfg.quietLoad > 0 {
 		waitQuiet(ctx, stdout, cfg.quietLoad, cfg.quietWait)
 	}
-	res.LoadAverage[0] = loadAverage()
+	res.LoadAverage[0] = hostload.Average()
 	var gcBefore, gcAfter runtime.MemStats
 	runtime.ReadMemStats(&gcBefore)
 	cpuBefore, start := processCPU(), time.Now()
@@ -304,7 +305,7 @@ func runOn(ctx context.Context, cfg config, dsn, dataDir string, stdout io.Write
 	res.Measure.ProcessCPUSeconds = (processCPU() - cpuBefore).Seconds()
 	runtime.ReadMemStats(&gcAfter)
 	res.Measure.GCCycles = gcAfter.NumGC - gcBefore.NumGC
-	res.LoadAverage[1] = loadAverage()
+	res.LoadAverage[1] = hostload.Average()
 	res.Endpoints = summarize(measured, m)
 	res.TargetsMet = true
 	for _, r := range res.Endpoints {
@@ -411,7 +412,7 @@ func waitQuiet(ctx context.Context, out io.Writer, limit float64, longest time.D
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
-		f := strings.Fields(loadAverage())
+		f := strings.Fields(hostload.Average())
 		if len(f) == 0 {
 			return
 		}
@@ -439,19 +440,6 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// loadAverage is the 1, 5 and 15 minute load average, "" where unknown.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func writeJSON(path string, v any) error {

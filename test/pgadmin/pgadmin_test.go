@@ -1,11 +1,16 @@
 package pgadmin_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/test/pgadmin"
+	"github.com/gpufleet/telemetry/test/pgtest"
 )
 
 func TestWithDatabase(t *testing.T) {
@@ -26,4 +31,34 @@ func TestRedact(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "postgres://u:xxxxx@h/db", pgadmin.Redact("postgres://u:secret@h/db"))
 	require.Equal(t, "(key=value connection string)", pgadmin.Redact("host=h password=secret"))
+}
+
+// TestCreateMigrateDrop runs the database chores against the test server:
+// CreateDatabase refuses an existing name, EnsureDatabase accepts it, Migrate
+// answers a connection string to the migrated database.
+func TestCreateMigrateDrop(t *testing.T) {
+	t.Parallel()
+	admin := pgtest.ServerURL(t)
+	ctx := t.Context()
+	name := "pgadmin_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	t.Cleanup(func() { require.NoError(t, pgadmin.DropDatabase(context.WithoutCancel(ctx), admin, name)) })
+
+	require.NoError(t, pgadmin.EnsureDatabase(ctx, admin, name), "missing database")
+	require.NoError(t, pgadmin.EnsureDatabase(ctx, admin, name), "existing database")
+	require.ErrorContains(t, pgadmin.CreateDatabase(ctx, admin, name), "create database "+name)
+
+	dsn, err := pgadmin.Migrate(ctx, admin, name)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var db string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT current_database()").Scan(&db))
+	require.Equal(t, name, db)
+	var tables int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 'gpus'").Scan(&tables))
+	require.Equal(t, 1, tables, "migrated")
+
+	require.NoError(t, pgadmin.DropDatabase(ctx, admin, name))
+	require.NoError(t, pgadmin.CreateDatabase(ctx, admin, name), "after the drop")
 }

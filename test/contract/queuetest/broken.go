@@ -51,6 +51,20 @@ const (
 // with, "" in an ordinary run.
 func BrokenVariant() string { return os.Getenv(brokenEnv) }
 
+// RunOverBroken is the child test a RequireCaught meta-test runs: Run over
+// the harnesses newHarness builds with wrap, which puts each queue it starts
+// inside the broken wrapper BrokenVariant names. In an ordinary run (no
+// variant) it does nothing.
+func RunOverBroken(t *testing.T, newHarness func(t testing.TB, wrap func(ports.Queue) ports.Queue) Harness, caps Capabilities) {
+	t.Helper()
+	variant := BrokenVariant()
+	if variant == "" {
+		return
+	}
+	wrap := func(q ports.Queue) ports.Queue { return Broken(variant, q) }
+	Run(t, func(t testing.TB) Harness { return newHarness(t, wrap) }, caps)
+}
+
 // Broken wraps q in the named broken wrapper (one of the constants above).
 // It panics on an unknown name: a typo in a test.
 func Broken(name string, q ports.Queue) ports.Queue {

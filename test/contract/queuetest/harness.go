@@ -6,6 +6,7 @@
 package queuetest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -31,6 +32,15 @@ type Harness struct {
 	// DeadLetters shows the dead letters of the queue under test (see
 	// ports.DeadLetterReader). Nil means Queue implements it itself.
 	DeadLetters ports.DeadLetterReader
+}
+
+// CancelledContext is a context that has already ended. A harness whose
+// Crash abandons an instance closes it with this at cleanup, so that Close
+// only stops its goroutines and flushes nothing.
+func CancelledContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
 
 // Capabilities lists the allowed differences between adapters; a test that
