@@ -169,13 +169,26 @@ func CrashablePool(t testing.TB, dsn string) (*pgxpool.Pool, func(t testing.TB))
 		}
 		defer admin.Close(ctx)
 		// The timeout makes pg_terminate_backend wait until each backend has
-		// exited, so nothing it was doing commits afterwards.
-		var left int
-		err = admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 10000))
+		// exited, so nothing it was doing commits afterwards. A backend that
+		// exits by itself meanwhile makes it return false, and one whose
+		// connection was being opened as the crash began appears after the
+		// listing: so terminate until none is left.
+		for range 20 {
+			var left int
+			err = admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pid <> pg_backend_pid() AND NOT pg_terminate_backend(pid, 10000))
 FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&left)
-		if err != nil || left > 0 {
-			t.Fatalf("pgtest: crash: terminate the pool's backends: %d left: %v", left, err)
+			if err != nil {
+				t.Fatalf("pgtest: crash: terminate the pool's backends: %v", err)
+			}
+			err = admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&left)
+			if err != nil {
+				t.Fatalf("pgtest: crash: count the pool's backends: %v", err)
+			}
+			if left == 0 {
+				return
+			}
 		}
+		t.Fatalf("pgtest: crash: the pool's backends outlived 20 rounds of pg_terminate_backend")
 	}
 	return pool, crash
 }
