@@ -218,6 +218,39 @@ func TestEngineExpiryRedelivers(t *testing.T) {
 	})
 }
 
+// The rows of an expired lease are announced (ADR 0016) and loaded again
+// as soon as a refill may start: at the expiry, or FastRefillInterval after
+// the last refill when that is later. Not at the next poll (an hour here),
+// nor at a tick after that: the owner wakes when the refill comes due.
+func TestEngineExpiredRowsReloadedWhenDue(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 2)
+		r := engine(t, rows, ReaderConfig{RefillInterval: time.Hour, FullRefillInterval: time.Hour,
+			FastRefillInterval: 10 * time.Millisecond, MinLease: time.Millisecond})
+		a := leaseWhenReady(t, r, 1, time.Second)
+		time.Sleep(3 * time.Millisecond)
+		b, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Second})
+		require.NoError(t, err)
+		require.Len(t, b.Messages, 1)
+		synctest.Wait()
+		loads := rows.loads.Load()
+
+		time.Sleep(time.Second - 3*time.Millisecond)
+		synctest.Wait()
+		require.Equal(t, loads+1, rows.loads.Load(), "a's rows loaded at its expiry")
+		time.Sleep(3 * time.Millisecond) // b expires, 3 ms after that refill
+		synctest.Wait()
+		require.Equal(t, loads+1, rows.loads.Load(), "no refill sooner than FastRefillInterval after the last")
+		time.Sleep(7 * time.Millisecond)
+		synctest.Wait()
+		require.Equal(t, loads+2, rows.loads.Load(), "b's rows loaded FastRefillInterval after the last refill")
+		l, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})
+		require.NoError(t, err)
+		require.ElementsMatch(t, append(ids(a.Messages), ids(b.Messages)...), ids(l.Messages))
+	})
+}
+
 // Acks within DeleteInterval share one DELETE, and none returns before it
 // commits.
 func TestEngineBatchesDeletes(t *testing.T) {

@@ -194,7 +194,7 @@ type topicState struct {
 	// from is the lowest id that may have rows to load, announced since the
 	// last refill started: by a notification, an expired lease, or the last
 	// refill's batch cut short (noneAnnounced: none). The next refill loads
-	// from it, passing only the held ids from it on (see nextRefill).
+	// from it, passing only the held ids from it on (see refillDue).
 	from       int64
 	refillTook time.Duration // how long the last refill ran
 	lastRefill time.Time     // when the last refill ended
@@ -251,12 +251,12 @@ func (t *topic) run() {
 	defer close(t.done)
 	defer s.io.Wait()
 
-	tickEvery := s.tickEvery() // the period of refillTick
 	var (
 		expiryAlarm = leasebook.NewAlarm()
 		deleteTimer = time.NewTimer(time.Hour)
 		deleteC     <-chan time.Time
-		refillTick  = time.NewTicker(tickEvery)
+		refillTimer = time.NewTimer(time.Hour)
+		refillAt    time.Time // when refillTimer fires; zero while stopped
 		quit        = t.r.quit
 		abandon     = t.abandon
 		cancelled   = t.r.ctx.Done()
@@ -264,7 +264,8 @@ func (t *topic) run() {
 	deleteTimer.Stop()
 	defer expiryAlarm.Stop()
 	defer deleteTimer.Stop()
-	defer refillTick.Stop()
+	refillTimer.Stop()
+	defer refillTimer.Stop()
 
 	s.maybeRefill(time.Now())
 	for {
@@ -298,7 +299,8 @@ func (t *topic) run() {
 			s.expire(now)
 		case <-deleteC:
 			deleteC, s.deleteDue = nil, true
-		case <-refillTick.C:
+		case <-refillTimer.C:
+			refillAt = time.Time{}
 		case <-quit:
 			quit = nil
 			s.drain()
@@ -320,9 +322,12 @@ func (t *topic) run() {
 		s.maybeRecord()
 		s.serveWaiters(now)
 		s.maybeRefill(now)
-		if every := s.tickEvery(); every != tickEvery {
-			tickEvery = every
-			refillTick.Reset(every)
+		if at, ok := s.refillWake(now); !ok && !refillAt.IsZero() {
+			refillTimer.Stop()
+			refillAt = time.Time{}
+		} else if ok && !at.Equal(refillAt) {
+			refillTimer.Reset(at.Sub(now))
+			refillAt = at
 		}
 		expiryAlarm.Set(s.expiry.Next())
 		t.held.Store(int64(len(s.held)))
@@ -351,18 +356,20 @@ func (s *topicState) serveWaiters(now time.Time) {
 	}
 }
 
-// tickEvery is how often run wakes to see whether a refill is due: the
-// shortest interval nextRefill may be waiting for.
-func (s *topicState) tickEvery() time.Duration {
-	every := min(s.cfg.RefillInterval, s.cfg.FullRefillInterval)
-	if len(s.waiters) > 0 || s.from != noneAnnounced {
-		every = min(every, s.cfg.FastRefillInterval)
+// refillWake is when run must wake for the next refill to start on time:
+// false when none could start then anyway (one is in flight, the topic is
+// draining, full, or has enough ready), for each of those ends with an
+// event that runs the loop.
+func (s *topicState) refillWake(now time.Time) (time.Time, bool) {
+	if s.refilling || s.draining || !s.refillRoom() {
+		return time.Time{}, false
 	}
-	return max(every, time.Millisecond)
+	at, _ := s.refillDue()
+	return at, at.After(now)
 }
 
-// nextRefill says whether a refill is due at now and the id it loads from
-// (0: a full refill, which passes every held id). A refill that filled its
+// refillDue is when the next refill comes due and the id it loads from (0:
+// a full refill, which passes every held id). A refill that filled its
 // batch is followed at once, from the row after its last. Otherwise, with
 // the listener up, a topic refills in full every FullRefillInterval and in
 // between from the lowest announced id (s.from), FastRefillInterval after
@@ -371,9 +378,9 @@ func (s *topicState) tickEvery() time.Duration {
 // FastRefillInterval while a lease waits. Never sooner than the last
 // refill took, so refills keep a database connection busy at most half
 // the time however many held rows the query walks.
-func (s *topicState) nextRefill(now time.Time) (from int64, due bool) {
+func (s *topicState) refillDue() (time.Time, int64) {
 	if s.refillMore {
-		return s.from, true
+		return s.lastRefill, s.from
 	}
 	full := s.cfg.FullRefillInterval
 	if !s.t.r.listening.Load() {
@@ -382,14 +389,21 @@ func (s *topicState) nextRefill(now time.Time) (from int64, due bool) {
 			full = min(s.cfg.FastRefillInterval, full)
 		}
 	}
-	if !now.Before(s.lastFull.Add(max(full, s.refillTook))) {
-		return 0, true
+	fullAt := s.lastFull.Add(max(full, s.refillTook))
+	if s.from == noneAnnounced {
+		return fullAt, 0
 	}
 	fast := min(s.cfg.FastRefillInterval, s.cfg.RefillInterval)
-	if s.from != noneAnnounced && !now.Before(s.lastRefill.Add(max(fast, s.refillTook))) {
-		return s.from, true
+	if at := s.lastRefill.Add(max(fast, s.refillTook)); at.Before(fullAt) {
+		return at, s.from
 	}
-	return 0, false
+	return fullAt, 0
+}
+
+// refillRoom reports whether a refill would load anything: there is room
+// by count and bytes, and fewer than lowWater messages are ready.
+func (s *topicState) refillRoom() bool {
+	return len(s.held) < s.cfg.BufferSize && s.heldBytes < s.cfg.BufferBytes && s.readyCount < s.lowWater
 }
 
 // lease takes up to req.Max ready messages under a new lease.
@@ -779,20 +793,17 @@ func (s *topicState) deleted(res deleteResult, now time.Time) {
 }
 
 // maybeRefill starts a refill when none is in flight, ready runs low, there
-// is room, and nextRefill says one is due.
+// is room, and one is due (refillDue).
 func (s *topicState) maybeRefill(now time.Time) {
-	if s.refilling || s.draining {
+	if s.refilling || s.draining || !s.refillRoom() {
+		return
+	}
+	at, from := s.refillDue()
+	if at.After(now) {
 		return
 	}
 	room := s.cfg.BufferSize - len(s.held)
 	roomBytes := s.cfg.BufferBytes - s.heldBytes
-	if room <= 0 || roomBytes <= 0 || s.readyCount >= s.lowWater {
-		return
-	}
-	from, due := s.nextRefill(now)
-	if !due {
-		return
-	}
 	held := make([]int64, 0, len(s.held))
 	for id := range s.held {
 		if id >= from {
