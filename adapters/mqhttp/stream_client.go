@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -291,7 +292,7 @@ func (ps *publishStream) dial(gen, window int) {
 }
 
 // write sends conn's frames until run closes frames, flushing whenever none
-// is waiting, then ends the request body. A write error cancels the
+// is waiting (after a yield), then ends the request body. A write error cancels the
 // connection (its reader then reports it lost).
 func (c *streamConn) write(pw *io.PipeWriter) {
 	bw := bufio.NewWriterSize(pw, 32<<10)
@@ -309,7 +310,12 @@ func (c *streamConn) write(pw *io.PipeWriter) {
 		buf = append(buf, f.body[1:]...)
 		buf = append(buf, '\n')
 		if _, werr = bw.Write(buf); werr == nil && len(c.frames) == 0 {
-			werr = bw.Flush()
+			// Publishers sending at once (a burst, or those a window slot
+			// freed) queue their frames meanwhile: one write for them all.
+			runtime.Gosched()
+			if len(c.frames) == 0 {
+				werr = bw.Flush()
+			}
 		}
 		if werr != nil {
 			c.cancel()

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -365,7 +366,7 @@ func answerOf(seq uint64, res ports.PublishResult, err error) streamAnswer {
 }
 
 // writeAnswers writes answers as they come, flushing whenever none is
-// waiting, until answers is closed. After a write error it keeps draining
+// waiting (after a yield), until answers is closed. After a write error it keeps draining
 // (so no publisher blocks) and returns that error.
 func (st *serverStream) writeAnswers() error {
 	bw := bufio.NewWriterSize(st.w, 16<<10)
@@ -379,6 +380,11 @@ func (st *serverStream) writeAnswers() error {
 		if _, err := bw.Write(buf); err != nil {
 			werr = err
 			continue
+		}
+		if len(st.answers) == 0 {
+			// The publishers a commit answers wake together: let them queue
+			// their answers, so the batch goes out in one write.
+			runtime.Gosched()
 		}
 		if len(st.answers) == 0 {
 			if err := bw.Flush(); err != nil {

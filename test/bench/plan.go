@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -167,6 +168,9 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 			pc := main(b)
 			lp.Streamers, lp.Rate, lp.PacedRate = pace(lp.TargetRate, pc.Streamers)
 			pc.Rate = lp.Rate
+			if cfg.Pprof != "" && b == backendPostgres {
+				pc.pprofDir = filepath.Join(cfg.Pprof, "latency") // where the time goes at half rate
+			}
 			r, ok, err := runOne(pc, "latency")
 			if err != nil {
 				return err
