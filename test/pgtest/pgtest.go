@@ -19,7 +19,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/gpufleet/telemetry/migrations"
 	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 )
@@ -66,16 +65,12 @@ func LocalDir() (string, error) {
 // returns its connection string. The database is dropped at cleanup.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	dsn := NewEmptyDatabase(t)
+	server, name := newDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
+	dsn, err := pgadmin.Migrate(ctx, server, name)
 	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := migrations.Up(ctx, conn); err != nil {
-		t.Fatalf("pgtest: migrate: %v", err)
+		t.Fatalf("pgtest: %v", err)
 	}
 	return dsn
 }
@@ -83,36 +78,33 @@ func NewDatabase(t testing.TB) string {
 // NewEmptyDatabase creates a database with no schema (for migration tests).
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
-	server := ServerURL(t)
-	name := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, server)
-	if err != nil {
-		t.Fatalf("pgtest: connect to %s: %v", pgadmin.Redact(server), err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, server)
-		if err != nil {
-			t.Logf("pgtest: drop %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("pgtest: drop %s: %v", name, err)
-		}
-	})
+	server, name := newDatabase(t)
 	dsn, err := pgadmin.WithDatabase(server, name)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return dsn
+}
+
+// newDatabase creates a database with a fresh name, dropped at cleanup, and
+// returns the server's connection string and the name.
+func newDatabase(t testing.TB) (server, name string) {
+	t.Helper()
+	server = ServerURL(t)
+	name = "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pgadmin.CreateDatabase(ctx, server, name); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := pgadmin.DropDatabase(ctx, server, name); err != nil {
+			t.Logf("pgtest: %v", err)
+		}
+	})
+	return server, name
 }
 
 // NewPool returns a pool on a fresh migrated database, closed at cleanup.
