@@ -101,27 +101,28 @@ func (p pgRows) listen(ctx context.Context, subscribed func(), ready func(topic 
 	if _, err := p.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, probe); err != nil {
 		return fmt.Errorf("notify a probe: %w", err)
 	}
-	live := false
-	for {
-		wctx, cancel := ctx, context.CancelFunc(func() {})
-		if !live {
-			wctx, cancel = context.WithTimeout(ctx, probeWait)
+	pass := func(payload string) {
+		if !strings.HasPrefix(payload, probePrefix) {
+			ready(parseReady(payload))
 		}
-		n, err := conn.Conn().WaitForNotification(wctx)
-		cancel()
-		switch {
-		case err != nil && !live && ctx.Err() == nil:
-			return errDeaf
-		case err != nil:
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeWait)
+	n, err := conn.Conn().WaitForNotification(pctx)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil && pctx.Err() != nil:
+		return errDeaf
+	case err != nil:
+		return fmt.Errorf("wait for the probe: %w", err)
+	}
+	subscribed()
+	pass(n.Payload)
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
 			return fmt.Errorf("wait for notification: %w", err)
 		}
-		if !live {
-			live = true
-			subscribed()
-		}
-		if !strings.HasPrefix(n.Payload, probePrefix) {
-			ready(parseReady(n.Payload))
-		}
+		pass(n.Payload)
 	}
 }
 
