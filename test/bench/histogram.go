@@ -32,6 +32,9 @@ var stageHistograms = []string{
 	"collector_batch_duration_seconds",
 }
 
+// scrapedHistograms is every histogram a snapshot reads from each app.
+var scrapedHistograms = append([]string{histStampToPersisted, histPublishToAck}, stageHistograms...)
+
 // histogram is a Prometheus histogram's cumulative counts by upper bound
 // (le), summed over processes.
 type histogram map[float64]float64

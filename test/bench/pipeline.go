@@ -496,7 +496,7 @@ func (r *running) snapshot(ctx context.Context, pgLocal bool) (snapshot, error) 
 			if err != nil {
 				return err
 			}
-			h, err := scrapeHistograms(gctx, p.URL(), append([]string{histStampToPersisted, histPublishToAck}, stageHistograms...)...)
+			h, err := scrapeHistograms(gctx, p.URL(), scrapedHistograms...)
 			if err != nil {
 				return err
 			}

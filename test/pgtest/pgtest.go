@@ -167,7 +167,7 @@ func CrashablePool(t testing.TB, dsn string) (*pgxpool.Pool, func(t testing.TB))
 		// listing: so terminate until none is left.
 		for range 20 {
 			var left int
-			err = admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pid <> pg_backend_pid() AND NOT pg_terminate_backend(pid, 10000))
+			err = admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 10000))
 FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&left)
 			if err != nil {
 				t.Fatalf("pgtest: crash: terminate the pool's backends: %v", err)
