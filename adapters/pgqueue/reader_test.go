@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -812,4 +813,35 @@ func TestReaderBacklogEstimate(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, st.backlog)
 	require.True(t, st.oldest.IsZero())
+}
+
+// Against PostgreSQL: one UPDATE may carry a row's count twice (a message
+// released again while the previous UPDATE was in flight). UPDATE … FROM
+// applies only one of the joined rows, so the batch must hold each row
+// once: its highest count and its latest reason, whatever their order.
+func TestRecordDeliveriesOfOneRowTwice(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterConfig{})
+	_, err := w.Publish(ctx, "twice", msgs(2, "t"))
+	require.NoError(t, err)
+	rows, err := pool.Query(ctx, `SELECT id FROM queue_messages WHERE topic = 'twice' ORDER BY id`)
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Len(t, ids, 2)
+	a, b := ids[0], ids[1]
+	require.NoError(t, pgRows{pool: pool}.record(ctx, []deliveryMark{
+		{id: a, deliveries: 3, text: "attempt 3"}, {id: b, deliveries: 5, text: "attempt 5"},
+		{id: a, deliveries: 4, text: "attempt 4"}, {id: b, deliveries: 4}, // given back: one fewer, no reason
+	}))
+	got := map[int64]string{}
+	for _, id := range ids {
+		var n int
+		var text string
+		require.NoError(t, pool.QueryRow(ctx, `SELECT deliveries, coalesce(last_error, '') FROM queue_messages WHERE id = $1`, id).Scan(&n, &text))
+		got[id] = fmt.Sprintf("%d %s", n, text)
+	}
+	require.Equal(t, map[int64]string{a: "4 attempt 4", b: "5 attempt 5"}, got)
 }

@@ -245,13 +245,23 @@ type deliveryMark struct {
 }
 
 // markArrays splits marks into the arrays of recordDeliveriesSQL and
-// deadLetterSQL; an empty text is NULL.
+// deadLetterSQL; an empty text is NULL. Each id appears once, with its
+// highest count and its latest non-empty text: UPDATE … FROM and DELETE …
+// USING apply only one of the rows an id joins, unpredictably which, so a
+// batch holding a message twice (released again while the previous UPDATE
+// ran) could record the lower count.
 func markArrays(marks []deliveryMark) (ids []int64, counts []int32, texts []*string) {
-	ids, counts, texts = make([]int64, len(marks)), make([]int32, len(marks)), make([]*string, len(marks))
-	for i, m := range marks {
-		ids[i], counts[i] = m.id, int32(min(m.deliveries, domain.MaxMaxDeliveries+1))
+	at := make(map[int64]int, len(marks))
+	for _, m := range marks {
+		i, ok := at[m.id]
+		if !ok {
+			at[m.id] = len(ids)
+			ids, counts, texts = append(ids, m.id), append(counts, 0), append(texts, nil)
+			i = len(ids) - 1
+		}
+		counts[i] = max(counts[i], int32(min(m.deliveries, domain.MaxMaxDeliveries+1)))
 		if m.text != "" {
-			texts[i] = &marks[i].text
+			texts[i] = &m.text
 		}
 	}
 	return ids, counts, texts

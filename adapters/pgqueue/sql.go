@@ -83,7 +83,8 @@ const deleteSQL = `DELETE FROM queue_messages WHERE id = ANY($1::bigint[])`
 // messages whose delivery ended without an ack, so a restarted reader goes
 // on counting (migration 0003). It runs only on release and expiry, never
 // on the lease/ack path; GREATEST keeps it right when two updates of one
-// row race. Uses the primary key; row-locks only the updated rows. An id
+// row race, and markArrays sends each row once per statement (the join
+// would apply only one of its rows). Uses the primary key; row-locks only the updated rows. An id
 // deleted meanwhile (acked) updates nothing.
 const recordDeliveriesSQL = `UPDATE queue_messages q
 SET deliveries = GREATEST(q.deliveries, u.deliveries),
