@@ -46,7 +46,8 @@
 // any other. Every FullRefillInterval (and on every poll while the listener
 // is down) a full refill starts from 0 and passes every held id: it finds
 // what nothing announced (a row inserted by other means, a writer too old
-// to say its ids). One refill runs at a time per topic, off the owner
+// to say its ids). A failed refill is retried RefillInterval later, with
+// what it was to load. One refill runs at a time per topic, off the owner
 // goroutine; rows held by the time it returns, or deleted while it ran
 // (tombstones), are skipped. The held ids are bound as a constant
 // (pgx.QueryExecModeCacheDescribe, an unnamed statement) so PostgreSQL

@@ -38,6 +38,7 @@ type memRows struct {
 	loads     atomic.Int64
 	deletes   atomic.Int64
 	failNext  atomic.Int64 // deletes still to fail
+	failLoads atomic.Bool  // every load fails while set
 	lastBatch atomic.Int64 // ids in the last delete
 }
 
@@ -57,6 +58,9 @@ func newMemRows(topic string, n int) *memRows {
 
 func (m *memRows) load(ctx context.Context, _ string, rng domain.PartitionRange, from int64, held []int64, limit, maxBytes int) ([]loadedRow, error) {
 	m.loads.Add(1)
+	if m.failLoads.Load() {
+		return nil, errors.New("connection refused")
+	}
 	skip := make(map[int64]bool, len(held))
 	for _, id := range held {
 		skip[id] = true
@@ -318,6 +322,24 @@ func TestEngineRefillPacing(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		require.InDelta(t, 100, rows.loads.Load()-before, 1, "loads in 10 s at one per 100 ms")
+	})
+}
+
+// A failing database is asked at the polling pace, not in a loop: a failed
+// refill counts as one for the pacing, a failed full refill as a full one.
+func TestEngineFailedRefillsArePaced(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 0)
+		rows.failLoads.Store(true)
+		r := engine(t, rows, ReaderConfig{RefillInterval: 100 * time.Millisecond})
+		_, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+		require.NoError(t, err)
+		synctest.Wait()
+		before := rows.loads.Load()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		require.InDelta(t, 100, rows.loads.Load()-before, 1, "failed loads in 10 s at one per 100 ms")
 	})
 }
 

@@ -199,9 +199,11 @@ type topicState struct {
 	refillTook time.Duration // how long the last refill ran
 	lastRefill time.Time     // when the last refill ended
 	lastFull   time.Time     // when the last full refill (from 0) ended
-	lowWater   int           // refill when fewer messages are ready
-	tombstones map[int64]struct{}
-	refillDone chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
+	// refillRetry: after a failed refill, none starts before this.
+	refillRetry time.Time
+	lowWater    int // refill when fewer messages are ready
+	tombstones  map[int64]struct{}
+	refillDone  chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
 
 	pendingDel []*lease // acked leases waiting for the next DELETE
 	pendingIDs int
@@ -377,8 +379,18 @@ func (s *topicState) refillWake(now time.Time) (time.Time, bool) {
 // listener down it polls in full every RefillInterval, or every
 // FastRefillInterval while a lease waits. Never sooner than the last
 // refill took, so refills keep a database connection busy at most half
-// the time however many held rows the query walks.
+// the time however many held rows the query walks, and never sooner than
+// RefillInterval after a failed refill.
 func (s *topicState) refillDue() (time.Time, int64) {
+	at, from := s.refillSchedule()
+	if at.Before(s.refillRetry) {
+		at = s.refillRetry
+	}
+	return at, from
+}
+
+// refillSchedule is refillDue before a failed refill's pause.
+func (s *topicState) refillSchedule() (time.Time, int64) {
 	if s.refillMore {
 		return s.lastRefill, s.from
 	}
@@ -840,9 +852,11 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 	if res.err != nil {
 		s.t.r.metrics.refillFails.Inc()
 		s.t.r.logger.Warn("refill failed", "topic", s.t.name, "err", res.err)
-		s.from = min(s.from, res.from) // what it was to load is still to load
+		s.from = min(s.from, res.from)                // what it was to load is still to load,
+		s.refillRetry = now.Add(s.cfg.RefillInterval) // at the polling pace: a failing database is not asked in a loop
 		return
 	}
+	s.refillRetry = time.Time{}
 	if res.from == 0 {
 		s.lastFull = now
 	}
