@@ -151,6 +151,9 @@ func (r *Reader) listenLoop(l listener) {
 			}
 		}, r.poke)
 		r.listening.Store(false)
+		for name := range *r.topics.Load() {
+			r.poke(name, noneAnnounced) // wake each owner: it polls from now on
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -174,7 +177,8 @@ func (r *Reader) listenLoop(l listener) {
 }
 
 // poke tells topic's owner that rows from id from on were committed (0:
-// some rows, ids unknown).
+// some rows, ids unknown; noneAnnounced: none, only look again at when to
+// refill).
 func (r *Reader) poke(topic string, from int64) {
 	if t := (*r.topics.Load())[topic]; t != nil {
 		t.announce(from)
