@@ -61,17 +61,20 @@ import (
 
 // config is the command line.
 type config struct {
-	Duration      time.Duration `json:"-"`
-	Warmup        time.Duration `json:"-"`
-	Runs          int           `json:"runs"`
-	Streamers     int           `json:"streamers"`
-	Collectors    int           `json:"collectors"`
-	Readers       int           `json:"readers"`
-	Backends      []string      `json:"backends"`
-	Scaling       [][2]int      `json:"scaling"`
-	ScalingRuns   int           `json:"scaling_runs"`
-	Latency       bool          `json:"latency"`
-	LatencyLoad   float64       `json:"latency_load"`
+	Duration    time.Duration `json:"-"`
+	Warmup      time.Duration `json:"-"`
+	Runs        int           `json:"runs"`
+	Streamers   int           `json:"streamers"`
+	Collectors  int           `json:"collectors"`
+	Readers     int           `json:"readers"`
+	Backends    []string      `json:"backends"`
+	Scaling     [][2]int      `json:"scaling"`
+	ScalingRuns int           `json:"scaling_runs"`
+	Latency     bool          `json:"latency"`
+	LatencyLoad float64       `json:"latency_load"`
+	// LatencyRate, when set, is the only measurement: each backend's
+	// latency run at this many msgs/s (no floor, main or scaling runs).
+	LatencyRate   float64       `json:"latency_rate,omitempty"`
 	FloorDuration time.Duration `json:"-"`
 	FloorWarmup   time.Duration `json:"-"`
 	FloorWorkers  int           `json:"floor_workers"`
@@ -110,6 +113,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.ScalingRuns, "scaling-runs", 1, "repetitions of each scaling point (a point equal to -streamers×-collectors reuses the main runs)")
 	fs.BoolVar(&c.Latency, "latency", true, "run each backend once more at -latency-load of its sustained rate and report the latency")
 	fs.Float64Var(&c.LatencyLoad, "latency-load", 0.5, "load of the latency run, a fraction of the sustained rate")
+	fs.Float64Var(&c.LatencyRate, "latency-rate", 0, "msgs/s: run only each backend's latency run, at this fixed rate (no floor, main or scaling runs; for quick comparisons)")
 	fs.DurationVar(&c.FloorDuration, "floor-duration", 5*time.Second, "measured window of each floor run (per method)")
 	fs.DurationVar(&c.FloorWarmup, "floor-warmup", time.Second, "unmeasured time before each floor window")
 	fs.IntVar(&c.FloorWorkers, "floor-workers", 4, "the floor's publishers and consumers (as many of each), and the physical limit's connections")
@@ -156,6 +160,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-warmup and -floor-warmup must not be negative")
 	case c.LatencyLoad <= 0 || c.LatencyLoad > 1:
 		return c, errors.New("-latency-load must be in (0, 1]")
+	case c.LatencyRate < 0:
+		return c, errors.New("-latency-rate must not be negative")
 	}
 	return c, nil
 }

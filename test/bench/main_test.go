@@ -50,6 +50,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "scaling out of range", args: []string{"-scaling", "11x1"}, wantErr: "-scaling"},
 		{name: "short window", args: []string{"-duration", "500ms"}, wantErr: "at least 1s"},
 		{name: "latency load", args: []string{"-latency-load", "1.5"}, wantErr: "-latency-load"},
+		{name: "fixed latency rate", args: []string{"-latency-rate", "5600"}, check: func(t *testing.T, c config) {
+			require.InDelta(t, 5600, c.LatencyRate, 1e-9)
+		}},
+		{name: "negative latency rate", args: []string{"-latency-rate", "-1"}, wantErr: "-latency-rate"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -479,7 +483,7 @@ func TestReportPrints(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{"floor: the pipeline's statements", "20000", "physical limit: COPY only", "40000", "pipeline postgres 4×4", "10000",
 		"nats: unavailable (natsd does not build)", "streaming / floor (the pipeline's statements)  0.50",
-		"streaming stamp→persisted p50 at 50% of sustained rate", "streaming stamp→persisted p99 at 50% of sustained rate", "COUNTS: 2 runs checked"} {
+		"streaming stamp→persisted p50 at 50% of 10000", "streaming stamp→persisted p99 at 50% of 10000", "COUNTS: 2 runs checked"} {
 		require.Contains(t, out, want)
 	}
 	path := filepath.Join(t.TempDir(), "results.json")
@@ -487,6 +491,23 @@ func TestReportPrints(t *testing.T) {
 	b2, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Contains(t, string(b2), `"stream_over_floor": 0.5`)
+}
+
+func TestReportPrintsFixedLatencyRate(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseFlags([]string{"-latency-rate", "5600"})
+	require.NoError(t, err)
+	r := newResults(cfg)
+	pg := pipelineResult{Persisted: 1000, MsgsPerSecond: 5600, LatencyP50: 0.02, LatencyP99: 0.1, Counts: &countCheck{OK: true}}
+	r.Latency = []*latencyPoint{{Backend: backendPostgres, TargetRate: 5600, Streamers: 4, Rate: 1400, PacedRate: 5600, Result: &pg}}
+	r.finish(cfg, time.Minute)
+	var b strings.Builder
+	printReport(&b, r)
+	out := b.String()
+	require.Contains(t, out, "postgres at a fixed 5600 msgs/s")
+	require.Contains(t, out, "streaming stamp→persisted p50 at a fixed 5600 msgs/s")
+	require.NotContains(t, out, "THROUGHPUT", "a fixed-rate run measures no throughput, so prints no empty table")
+	require.NotContains(t, out, "RATIOS")
 }
 
 func TestHistogramQuantile(t *testing.T) {

@@ -94,7 +94,11 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 
 	// 1. Main rounds, the order reversed every other round.
 	order := append([]string{"floor"}, cfg.Backends...)
-	for round := range cfg.Runs {
+	rounds := cfg.Runs
+	if cfg.LatencyRate > 0 {
+		rounds = 0 // the latency runs only
+	}
+	for round := range rounds {
 		fmt.Fprintf(out, "bench: round %d of %d\n", round+1, cfg.Runs)
 		o := slices.Clone(order)
 		if round%2 == 1 {
@@ -122,6 +126,9 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 
 	// 2. Scaling points.
 	for _, sc := range cfg.Scaling {
+		if cfg.LatencyRate > 0 {
+			break
+		}
 		for _, b := range cfg.Backends {
 			if b == backendPostgresRequest || b == backendNATSDefault {
 				continue // scaling is measured for the primary configurations only
@@ -160,11 +167,14 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 	if cfg.Latency {
 		for _, b := range cfg.Backends {
 			bs := res.backend(b)
-			if !bs.Available || bs.Throughput.N == 0 {
-				continue
-			}
 			lp := &latencyPoint{Backend: b, Load: cfg.LatencyLoad, Sustained: bs.Throughput.Median}
 			lp.TargetRate = lp.Load * lp.Sustained
+			if cfg.LatencyRate > 0 {
+				lp.Load, lp.Sustained, lp.TargetRate = 0, 0, cfg.LatencyRate
+			}
+			if !bs.Available || lp.TargetRate == 0 {
+				continue
+			}
 			pc := main(b)
 			lp.Streamers, lp.Rate, lp.PacedRate = pace(lp.TargetRate, pc.Streamers)
 			pc.Rate = lp.Rate

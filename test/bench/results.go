@@ -136,6 +136,15 @@ type latencyPoint struct {
 	Result     *pipelineResult `json:"result"`
 }
 
+// label says what the point's rate is: a share of the sustained rate, or
+// the fixed rate of -latency-rate.
+func (lp *latencyPoint) label() string {
+	if lp.Sustained == 0 {
+		return "at a fixed " + fmtRate(lp.TargetRate) + " msgs/s"
+	}
+	return fmt.Sprintf("at %.0f%% of %s", lp.Load*100, fmtRate(lp.Sustained))
+}
+
 // countsSummary is the books of every pipeline run and floor measurement:
 // OK when each checked run stored every accepted message exactly once.
 type countsSummary struct {
@@ -330,7 +339,7 @@ func (r *results) finish(cfg config, elapsed time.Duration) {
 		if lp.Backend != backendPostgres {
 			continue
 		}
-		at := fmt.Sprintf("at %.0f%% of sustained rate", lp.Load*100)
+		at := lp.label()
 		judge("streaming stamp→persisted p50 "+at, fmt.Sprintf("< %.0fms", targetLatencyP50*1000),
 			lp.Result.LatencyP50, true, lp.Result.LatencyP50 < targetLatencyP50)
 		judge("streaming stamp→persisted p99 "+at, fmt.Sprintf("< %.0fms", targetLatencyP99*1000),
@@ -364,6 +373,107 @@ func printReport(w io.Writer, r *results) {
 	d := r.Machine.PostgresDurability
 	fmt.Fprintf(w, "PostgreSQL durability: fsync=%s synchronous_commit=%s wal_sync_method=%s; load average before/after %s / %s\n",
 		d["fsync"], d["synchronous_commit"], d["wal_sync_method"], r.Machine.LoadAverage[0], r.Machine.LoadAverage[1])
+	if cfg.LatencyRate == 0 { // a -latency-rate run measures nothing else
+		printThroughput(w, r)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(r.Scaling) > 0 {
+		fmt.Fprintln(tw, "\nSCALING streamers×collectors\tbackend\tmsgs/s\tp99 latency\truns\t")
+		for _, p := range r.Scaling {
+			tp, p99 := "unavailable", ""
+			if p.Throughput.N > 0 {
+				tp, p99 = fmtSummary(p.Throughput, fmtRate), fmtSummary(p.P99, fmtSeconds)
+			}
+			src := fmt.Sprint(p.Throughput.N)
+			if p.FromMainRuns {
+				src += " (main)"
+			}
+			fmt.Fprintf(tw, "%d×%d\t%s\t%s\t%s\t%s\t\n", p.Streamers, p.Collectors, p.Backend, tp, p99, src)
+		}
+		tw.Flush()
+	}
+
+	if len(r.Latency) > 0 {
+		fmt.Fprintln(tw, "\nLATENCY at a fraction of the sustained rate\ttarget msgs/s\tpacing\tpersisted msgs/s\tstamp→persisted p50\tp99\tmax\tpublish→ack p50\tp99\t")
+		for _, lp := range r.Latency {
+			res := lp.Result
+			if res.Persisted == 0 {
+				fmt.Fprintf(tw, "%s %s\t%s\t%d streamers × %d msgs/s\tnothing persisted\t\t\t\t\n", lp.Backend, lp.label(),
+					fmtRate(lp.TargetRate), lp.Streamers, lp.Rate)
+				continue
+			}
+			fmt.Fprintf(tw, "%s %s\t%s\t%d streamers × %d msgs/s = %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", lp.Backend, lp.label(),
+				fmtRate(lp.TargetRate), lp.Streamers, lp.Rate, fmtRate(lp.PacedRate), fmtRate(res.MsgsPerSecond),
+				fmtSeconds(res.LatencyP50), fmtSeconds(res.LatencyP99), fmtSeconds(res.LatencyMax), fmtSeconds(res.AckP50), fmtSeconds(res.AckP99))
+		}
+		tw.Flush()
+		fmt.Fprintln(tw, "\nWHERE THE TIME GOES in the latency runs\tstep\tcount\tp50\tp99\t")
+		for _, lp := range r.Latency {
+			for _, n := range stageHistograms {
+				if st, ok := lp.Result.Stages[n]; ok {
+					fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t\n", lp.Backend, n, st.Count, fmtSeconds(st.P50), fmtSeconds(st.P99))
+				}
+			}
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintln(tw, "\nTARGETS\tgoal\tvalue\tmet\t")
+	for _, t := range r.Targets {
+		met := "not measured"
+		if t.Met != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*t.Met]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.3g\t%s\t\n", t.Name, t.Goal, t.Value, met)
+	}
+	tw.Flush()
+
+	if p := r.Profiled; p != nil {
+		fmt.Fprintf(w, "\nPROFILES (postgres pipeline, %gs window, %s msgs/s while profiled)\n", p.Seconds, fmtRate(p.MsgsPerSecond))
+		for _, pr := range p.Profiles {
+			fmt.Fprintf(w, "--- %s: %s %s\n", pr.App, pr.File, pr.Err)
+			for _, l := range pr.Top {
+				fmt.Fprintln(w, "   ", l)
+			}
+		}
+		if len(p.ServerStatements) > 0 {
+			fmt.Fprintln(w, "--- postgres: busy samples of pg_stat_activity by statement and wait")
+			for _, s := range p.ServerStatements {
+				fmt.Fprintf(w, "    %5.1f%%  %-28s %s\n", s.Share*100, s.Wait, s.Statement)
+			}
+		}
+	}
+	for _, b := range sortedKeys(r.Backends) {
+		if s := r.Backends[b]; !s.Available && s.Unavailable != "" {
+			fmt.Fprintf(w, "\n%s: unavailable (%s)\n", b, s.Unavailable)
+		}
+	}
+	fmt.Fprintf(w, "\nelapsed %s\n", time.Duration(r.ElapsedSeconds*float64(time.Second)).Round(time.Second))
+	if r.Counts.OK {
+		fmt.Fprintf(w, "COUNTS: %d runs checked after their drain: every accepted message stored once\n", r.Counts.Checked)
+	} else {
+		fmt.Fprintf(w, "COUNTS FAILED (%d of %d runs):\n", len(r.Counts.Failed), r.Counts.Checked)
+		for _, f := range r.Counts.Failed {
+			fmt.Fprintf(w, "    %s\n", f)
+		}
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "INCOMPLETE: %s\n", r.Error)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// printThroughput writes the throughput, ratio and CPU tables.
+func printThroughput(w io.Writer, r *results) {
+	cfg := r.Config
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nTHROUGHPUT\tmsgs/s persisted\taccepted by queue\tp50 latency\tp99 latency\tbacklog at end\t")
 	if r.Floor.Floor.N > 0 {
@@ -436,97 +546,4 @@ func printReport(w io.Writer, r *results) {
 		fmt.Fprintf(tw, "pipeline %s\t%s\t\n", name, strings.Join(row, "\t"))
 	}
 	tw.Flush()
-
-	if len(r.Scaling) > 0 {
-		fmt.Fprintln(tw, "\nSCALING streamers×collectors\tbackend\tmsgs/s\tp99 latency\truns\t")
-		for _, p := range r.Scaling {
-			tp, p99 := "unavailable", ""
-			if p.Throughput.N > 0 {
-				tp, p99 = fmtSummary(p.Throughput, fmtRate), fmtSummary(p.P99, fmtSeconds)
-			}
-			src := fmt.Sprint(p.Throughput.N)
-			if p.FromMainRuns {
-				src += " (main)"
-			}
-			fmt.Fprintf(tw, "%d×%d\t%s\t%s\t%s\t%s\t\n", p.Streamers, p.Collectors, p.Backend, tp, p99, src)
-		}
-		tw.Flush()
-	}
-
-	if len(r.Latency) > 0 {
-		fmt.Fprintln(tw, "\nLATENCY at a fraction of the sustained rate\ttarget msgs/s\tpacing\tpersisted msgs/s\tstamp→persisted p50\tp99\tmax\tpublish→ack p50\tp99\t")
-		for _, lp := range r.Latency {
-			res := lp.Result
-			if res.Persisted == 0 {
-				fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × %d msgs/s\tnothing persisted\t\t\t\t\n", lp.Backend, lp.Load*100,
-					fmtRate(lp.Sustained), fmtRate(lp.TargetRate), lp.Streamers, lp.Rate)
-				continue
-			}
-			fmt.Fprintf(tw, "%s at %.0f%% of %s\t%s\t%d streamers × %d msgs/s = %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", lp.Backend, lp.Load*100, fmtRate(lp.Sustained),
-				fmtRate(lp.TargetRate), lp.Streamers, lp.Rate, fmtRate(lp.PacedRate), fmtRate(res.MsgsPerSecond),
-				fmtSeconds(res.LatencyP50), fmtSeconds(res.LatencyP99), fmtSeconds(res.LatencyMax), fmtSeconds(res.AckP50), fmtSeconds(res.AckP99))
-		}
-		tw.Flush()
-		fmt.Fprintln(tw, "\nWHERE THE TIME GOES in the latency runs\tstep\tcount\tp50\tp99\t")
-		for _, lp := range r.Latency {
-			for _, n := range stageHistograms {
-				if st, ok := lp.Result.Stages[n]; ok {
-					fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t\n", lp.Backend, n, st.Count, fmtSeconds(st.P50), fmtSeconds(st.P99))
-				}
-			}
-		}
-		tw.Flush()
-	}
-
-	fmt.Fprintln(tw, "\nTARGETS\tgoal\tvalue\tmet\t")
-	for _, t := range r.Targets {
-		met := "not measured"
-		if t.Met != nil {
-			met = map[bool]string{true: "yes", false: "NO"}[*t.Met]
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%.3g\t%s\t\n", t.Name, t.Goal, t.Value, met)
-	}
-	tw.Flush()
-
-	if p := r.Profiled; p != nil {
-		fmt.Fprintf(w, "\nPROFILES (postgres pipeline, %gs window, %s msgs/s while profiled)\n", p.Seconds, fmtRate(p.MsgsPerSecond))
-		for _, pr := range p.Profiles {
-			fmt.Fprintf(w, "--- %s: %s %s\n", pr.App, pr.File, pr.Err)
-			for _, l := range pr.Top {
-				fmt.Fprintln(w, "   ", l)
-			}
-		}
-		if len(p.ServerStatements) > 0 {
-			fmt.Fprintln(w, "--- postgres: busy samples of pg_stat_activity by statement and wait")
-			for _, s := range p.ServerStatements {
-				fmt.Fprintf(w, "    %5.1f%%  %-28s %s\n", s.Share*100, s.Wait, s.Statement)
-			}
-		}
-	}
-	for _, b := range sortedKeys(r.Backends) {
-		if s := r.Backends[b]; !s.Available && s.Unavailable != "" {
-			fmt.Fprintf(w, "\n%s: unavailable (%s)\n", b, s.Unavailable)
-		}
-	}
-	fmt.Fprintf(w, "\nelapsed %s\n", time.Duration(r.ElapsedSeconds*float64(time.Second)).Round(time.Second))
-	if r.Counts.OK {
-		fmt.Fprintf(w, "COUNTS: %d runs checked after their drain: every accepted message stored once\n", r.Counts.Checked)
-	} else {
-		fmt.Fprintf(w, "COUNTS FAILED (%d of %d runs):\n", len(r.Counts.Failed), r.Counts.Checked)
-		for _, f := range r.Counts.Failed {
-			fmt.Fprintf(w, "    %s\n", f)
-		}
-	}
-	if r.Error != "" {
-		fmt.Fprintf(w, "INCOMPLETE: %s\n", r.Error)
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
