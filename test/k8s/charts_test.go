@@ -142,6 +142,8 @@ func TestChartsRenderStrictly(t *testing.T) {
 		{name: "collector alone", chart: "collector", externalSecrets: []string{"telemetry-database", "mqreader-tokens"}},
 		{name: "streamer alone", chart: "streamer", externalSecrets: []string{"mqwriter-tokens"}},
 		{name: "apigw alone", chart: "apigw", externalSecrets: []string{"telemetry-database"}},
+		{name: "apigw alone, GOMAXPROCS from extraEnv", chart: "apigw", args: []string{"--set", "extraEnv[0].name=GOMAXPROCS", "--set-string", "extraEnv[0].value=3"},
+			externalSecrets: []string{"telemetry-database"}},
 		{name: "partition-controller alone", chart: "partition-controller"},
 	}
 	for _, tc := range tests {
@@ -259,6 +261,7 @@ func checkWorkloads(t *testing.T, r release, externalSecrets []string) {
 				require.Contains(t, externalSecrets, name, "%s references secret %s that is neither rendered nor expected", key, name)
 			}
 		}
+		checkGOMAXPROCS(t, key, c)
 		needsDB := map[string]bool{"mqwriter": true, "mqreader": true, "collector": true, "apigw": true}[c.Name]
 		_, hasDB := envVar(c, "DATABASE_URL")
 		require.Equal(t, needsDB, hasDB, "%s DATABASE_URL", key)
@@ -291,6 +294,28 @@ func checkWorkloads(t *testing.T, r release, externalSecrets []string) {
 		require.NotNil(t, p.Spec.MaxUnavailable, p.Name)
 		require.NotNil(t, matching(r, p.Spec.Selector.MatchLabels), "PDB %s selects no workload", p.Name)
 	}
+}
+
+// checkGOMAXPROCS: every app sizes its Go scheduler to its CPU request
+// (rounded up), unless extraEnv sets GOMAXPROCS itself, once.
+func checkGOMAXPROCS(t *testing.T, key string, c corev1.Container) {
+	t.Helper()
+	var set []corev1.EnvVar
+	for _, e := range c.Env {
+		if e.Name == "GOMAXPROCS" {
+			set = append(set, e)
+		}
+	}
+	require.Len(t, set, 1, "%s sets GOMAXPROCS once", key)
+	e := set[0]
+	if e.ValueFrom == nil {
+		require.NotEmpty(t, e.Value, "%s GOMAXPROCS from extraEnv", key)
+		return
+	}
+	ref := e.ValueFrom.ResourceFieldRef
+	require.NotNil(t, ref, "%s GOMAXPROCS from the container's resources", key)
+	require.Equal(t, "requests.cpu", ref.Resource, key)
+	require.Equal(t, "1", ref.Divisor.String(), "%s whole CPUs, rounded up", key)
 }
 
 // envOf merges a container's envFrom ConfigMaps and plain env values.

@@ -209,7 +209,17 @@ spec:
       envFrom:
         - configMapRef:
             name: {{ include "tlib.fullname" $ }}-env
-      {{- $env := concat (.env | default list) ($v.extraEnv | default list) }}
+      {{- /* GOMAXPROCS follows the CPU request, rounded up (250m → 1): with
+      no CPU limit Go would size itself to the whole node, and a node of
+      many small Go processes each running node-many threads spends its
+      CPU in the scheduler (docs/adr/0017). extraEnv may set it instead. */}}
+      {{- $env := .env | default list }}
+      {{- $own := false }}
+      {{- range ($v.extraEnv | default list) }}{{ if eq .name "GOMAXPROCS" }}{{ $own = true }}{{ end }}{{ end }}
+      {{- if not $own }}
+      {{- $env = append $env (dict "name" "GOMAXPROCS" "valueFrom" (dict "resourceFieldRef" (dict "resource" "requests.cpu" "divisor" "1"))) }}
+      {{- end }}
+      {{- $env = concat $env ($v.extraEnv | default list) }}
       {{- with $env }}
       env:
         {{- toYaml . | nindent 8 }}
