@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -285,6 +286,10 @@ func (h *harness) start(ctx context.Context, r *running, dsn string) error {
 	logDir := filepath.Join(h.logDir, cfg.name)
 	base := map[string]string{"DATABASE_URL": dsn, "MIGRATE_ON_START": "false"}
 	defaultEnv(base, "LOG_LEVEL", "warn")
+	// One P per app, as the charts give a pod requesting ≤ 1 CPU
+	// (GOMAXPROCS from requests.cpu, docs/adr/0017): a dozen Go processes
+	// each sized to the whole machine spend its two CPUs waking each other.
+	defaultEnv(base, "GOMAXPROCS", appGOMAXPROCS())
 	if cfg.pprofDir != "" {
 		base["PPROF"] = "true"
 	}
@@ -321,8 +326,9 @@ func (h *harness) start(ctx context.Context, r *running, dsn string) error {
 			return err
 		}
 		store := filepath.Join(logDir, "nats-store")
+		// natsd keeps Go's default, the whole machine: NATS at its best.
 		stages = append(stages, []spec{{name: roleNATS, role: roleNATS, binary: "natsd",
-			env: merge(map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": store}, natsdEnv)}})
+			env: merge(map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": store, "GOMAXPROCS": strconv.Itoa(runtime.NumCPU())}, natsdEnv)}})
 		queue["NATS_URL"] = "nats://" + natsAddr
 	default:
 		return fmt.Errorf("unknown backend %q", cfg.Backend)
@@ -384,6 +390,15 @@ func (s *spec) allocate() error {
 	a, err := stack.FreeAddr()
 	s.addr = a
 	return err
+}
+
+// appGOMAXPROCS is the apps' GOMAXPROCS: 1 unless the harness's
+// environment sets it.
+func appGOMAXPROCS() string {
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		return v
+	}
+	return "1"
 }
 
 // defaultEnv sets env[k] = v unless the harness's own environment sets k,

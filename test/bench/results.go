@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -348,6 +349,7 @@ func (r *results) finish(cfg config, elapsed time.Duration) {
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("%d CPUs shared by every process of the pipeline, PostgreSQL, the harness and anything else running: figures are noisy (load average before/after: %s / %s)",
 			r.Machine.NumCPU, r.Machine.LoadAverage[0], r.Machine.LoadAverage[1]),
+		"each app runs with GOMAXPROCS="+appGOMAXPROCS()+" (as a pod requesting at most 1 CPU gets from the charts; set GOMAXPROCS for make bench to change it), natsd with the machine's "+strconv.Itoa(r.Machine.NumCPU),
 		"msgs/s persisted = samples the streamer stamped inside the window, counted after the pipeline stopped (all committed)",
 		"latency = stamp → persisted: the collectors' collector_sample_age_seconds over the window (the streamer stamps a row when it sends it); publish → acknowledged: the streamers' streamer_publish_duration_seconds; both bucket-interpolated quantiles (buckets 1.5× apart)",
 		"postgres = the streaming publish path (STREAMER_TRANSPORT=stream); postgres-request = a request per publish; nats = JetStream with fsync before every acknowledgement (equal durability), async publish window and batched fetch; nats-default = JetStream's default durability (NATS_SYNC=default, fsync every 2 min)",
