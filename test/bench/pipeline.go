@@ -159,6 +159,7 @@ type harness struct {
 	logDir  string
 	csvPath string
 	dbName  string // the run's database name (dropped and created per run)
+	ports   stack.Ports
 }
 
 // running is one pipeline's processes.
@@ -308,20 +309,20 @@ func (h *harness) start(ctx context.Context, r *running, dsn string) error {
 			s := spec{name: fmt.Sprintf("%s-%d", roleReader, i+1), role: roleReader,
 				env: map[string]string{"PARTITIONS": rg.String()}}
 			defaultEnv(s.env, "READER_DRAIN_TIMEOUT_MS", "2000")
-			if err := s.allocate(); err != nil {
+			if err := s.allocate(&h.ports); err != nil {
 				return err
 			}
 			readerURLs = append(readerURLs, "http://"+s.addr)
 			stage = append(stage, s)
 		}
-		if err := stage[0].allocate(); err != nil {
+		if err := stage[0].allocate(&h.ports); err != nil {
 			return err
 		}
 		queue["MQ_READER_URLS"] = strings.Join(readerURLs, ",")
 		queue["MQ_WRITER_URL"] = "http://" + stage[0].addr
 		stages = append(stages, stage)
 	case backendNATS:
-		natsAddr, err := stack.FreeAddr()
+		natsAddr, err := h.ports.Addr()
 		if err != nil {
 			return err
 		}
@@ -346,7 +347,7 @@ func (h *harness) start(ctx context.Context, r *running, dsn string) error {
 	for _, stage := range stages {
 		for i := range stage {
 			s := &stage[i]
-			if err := s.allocate(); err != nil {
+			if err := s.allocate(&h.ports); err != nil {
 				return err
 			}
 			bin := s.binary
@@ -383,11 +384,11 @@ type spec struct {
 	env        map[string]string
 }
 
-func (s *spec) allocate() error {
+func (s *spec) allocate(ports *stack.Ports) error {
 	if s.addr != "" {
 		return nil
 	}
-	a, err := stack.FreeAddr()
+	a, err := ports.Addr()
 	s.addr = a
 	return err
 }
