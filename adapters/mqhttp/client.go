@@ -172,7 +172,7 @@ func (c *Client) Close() error {
 
 func (c *Client) closed() bool {
 	select {
-	case <-c.routes.done:
+	case <-c.routes.done():
 		return true
 	default:
 		return false

@@ -1,14 +1,16 @@
 package mqhttp
 
 import (
-	"container/heap"
 	"context"
+	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/gpufleet/telemetry/adapters/internal/actor"
+	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -19,192 +21,136 @@ const (
 	// defaultMaxRoutes bounds the table; past it the routes that expire
 	// soonest are dropped (their acks fall back to asking every reader).
 	defaultMaxRoutes = 1 << 16
-	// sweepEvery is how often run drops expired routes.
+	// sweepEvery is how often the owner drops expired routes.
 	sweepEvery = 5 * time.Second
 )
 
 // routeTable remembers which reader served each lease, so Ack and Release
-// go back to it. One goroutine (run) owns the map; callers talk to it over
-// ops.
+// go back to it. One goroutine owns the routes (routeState); callers hand it
+// closures through actor.Call. The client starts it in NewClient and stops
+// it in Close: a client is used without an fx lifecycle.
 type routeTable struct {
-	ops      chan routeOp  // unbuffered: a send returns once run holds the op
-	stop     chan struct{} // closed by close to end run
-	done     chan struct{} // closed by run when it returns
-	stopOnce sync.Once
-	now      func() time.Time // immutable
-	max      int              // immutable
-}
-
-type routeOpKind int
-
-const (
-	opPut routeOpKind = iota
-	opGet
-	opForget
-	opSize
-)
-
-type routeOp struct {
-	kind    routeOpKind
-	id      uuid.UUID
-	reader  int              // opPut
-	expires time.Time        // opPut
-	reply   chan routeLookup // opGet; 1-buffered so run never blocks on it
-}
-
-type routeLookup struct {
-	reader int
-	ok     bool
+	ops  chan func(*routeState)
+	loop *startstop.Loop
+	now  func() time.Time // immutable
 }
 
 func newRouteTable(now func() time.Time, maxRoutes int) *routeTable {
-	t := &routeTable{
-		ops:  make(chan routeOp),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-		now:  now,
-		max:  maxRoutes,
-	}
-	go t.run()
+	t := &routeTable{ops: make(chan func(*routeState)), now: now}
+	st := &routeState{byID: make(map[uuid.UUID]*leasebook.Entry[route]), max: maxRoutes}
+	t.loop = startstop.Go(func(ctx context.Context) { t.run(ctx, st) })
 	return t
 }
 
-// close stops run and waits for it; it is idempotent.
-func (t *routeTable) close() {
-	t.stopOnce.Do(func() { close(t.stop) })
-	<-t.done
-}
+// close stops the owner and waits for it; it is idempotent.
+func (t *routeTable) close() { _ = t.loop.Stop(context.Background()) }
 
-func (t *routeTable) send(ctx context.Context, op routeOp) error {
-	select {
-	case t.ops <- op:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.done:
-		return fmt.Errorf("lease routes: %w", ports.ErrClosed)
-	}
-}
+// done is closed once the owner has stopped.
+func (t *routeTable) done() <-chan struct{} { return t.loop.Done() }
 
 // put records that reader served lease id, until expires.
 func (t *routeTable) put(ctx context.Context, id uuid.UUID, reader int, expires time.Time) error {
-	return t.send(ctx, routeOp{kind: opPut, id: id, reader: reader, expires: expires})
+	_, err := routeCall(ctx, t, func(s *routeState) struct{} { s.put(id, reader, expires); return struct{}{} })
+	return err
 }
 
 // forget drops the route of lease id.
 func (t *routeTable) forget(ctx context.Context, id uuid.UUID) error {
-	return t.send(ctx, routeOp{kind: opForget, id: id})
+	_, err := routeCall(ctx, t, func(s *routeState) struct{} { s.forget(id); return struct{}{} })
+	return err
 }
 
 // get returns the reader that served lease id, if it is still known.
 func (t *routeTable) get(ctx context.Context, id uuid.UUID) (reader int, ok bool, err error) {
-	reply := make(chan routeLookup, 1)
-	if err := t.send(ctx, routeOp{kind: opGet, id: id, reply: reply}); err != nil {
-		return 0, false, err
+	type found struct {
+		reader int
+		ok     bool
 	}
-	// run answers every op it took before taking the next, so this only
-	// waits for that answer.
-	select {
-	case r := <-reply:
-		return r.reader, r.ok, nil
-	case <-ctx.Done():
-		return 0, false, ctx.Err()
-	}
+	now := t.now()
+	f, err := routeCall(ctx, t, func(s *routeState) found {
+		r, ok := s.get(id, now)
+		return found{r, ok}
+	})
+	return f.reader, f.ok, err
 }
 
 // size returns how many routes are held (for tests and debugging).
 func (t *routeTable) size(ctx context.Context) (int, error) {
-	reply := make(chan routeLookup, 1)
-	if err := t.send(ctx, routeOp{kind: opSize, reply: reply}); err != nil {
-		return 0, err
-	}
-	select {
-	case r := <-reply:
-		return r.reader, nil
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	return routeCall(ctx, t, func(s *routeState) int { return len(s.byID) })
 }
 
-func (t *routeTable) run() {
-	defer close(t.done)
-	st := routeState{byID: make(map[uuid.UUID]routeEntry), max: t.max}
+func routeCall[T any](ctx context.Context, t *routeTable, fn func(*routeState) T) (T, error) {
+	v, err := actor.Call(ctx, t.ops, t.done(), fn)
+	if errors.Is(err, actor.ErrStopped) {
+		return v, fmt.Errorf("lease routes: %w", ports.ErrClosed)
+	}
+	return v, err
+}
+
+func (t *routeTable) run(ctx context.Context, st *routeState) {
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
 	for {
 		select {
-		case <-t.stop:
+		case <-ctx.Done():
 			return
 		case <-sweep.C:
 			st.expire(t.now())
 		case op := <-t.ops:
-			switch op.kind {
-			case opPut:
-				st.put(op.id, op.reader, op.expires)
-			case opForget:
-				delete(st.byID, op.id)
-			case opGet:
-				e, ok := st.byID[op.id]
-				ok = ok && t.now().Before(e.expires)
-				op.reply <- routeLookup{reader: e.reader, ok: ok}
-			case opSize:
-				op.reply <- routeLookup{reader: len(st.byID), ok: true}
-			}
+			op(st)
 		}
 	}
 }
 
-// routeState is the table's data; owned by run.
+// route is the reader that served a lease.
+type route struct {
+	id     uuid.UUID
+	reader int
+}
+
+// routeState is the table's data, owned by the table's goroutine: each
+// route's entry in an expiry heap (leasebook), so a forgotten or re-put
+// route moves or leaves the heap at once.
 type routeState struct {
-	byID  map[uuid.UUID]routeEntry
-	order expiryHeap // may hold stale items (forgotten or re-put ids); checked on pop
+	byID  map[uuid.UUID]*leasebook.Entry[route]
+	order leasebook.Heap[route]
 	max   int
 }
 
-type routeEntry struct {
-	reader  int
-	expires time.Time
+func (s *routeState) put(id uuid.UUID, reader int, expires time.Time) {
+	if e, ok := s.byID[id]; ok {
+		e.Value.reader = reader
+		s.order.Requeue(e, expires)
+		return
+	}
+	s.byID[id] = s.order.Push(route{id: id, reader: reader}, expires)
+	for len(s.byID) > s.max {
+		s.drop(s.order.Peek())
+	}
 }
 
-func (s *routeState) put(id uuid.UUID, reader int, expires time.Time) {
-	s.byID[id] = routeEntry{reader: reader, expires: expires}
-	heap.Push(&s.order, expiryItem{id: id, expires: expires})
-	for len(s.byID) > s.max && s.order.Len() > 0 {
-		s.pop()
+func (s *routeState) get(id uuid.UUID, now time.Time) (reader int, ok bool) {
+	e, ok := s.byID[id]
+	if !ok || !now.Before(e.At()) {
+		return 0, false
 	}
+	return e.Value.reader, true
+}
+
+func (s *routeState) forget(id uuid.UUID) {
+	if e, ok := s.byID[id]; ok {
+		s.drop(e)
+	}
+}
+
+func (s *routeState) drop(e *leasebook.Entry[route]) {
+	s.order.Remove(e)
+	delete(s.byID, e.Value.id)
 }
 
 // expire drops every route that expired by now.
 func (s *routeState) expire(now time.Time) {
-	for s.order.Len() > 0 && !s.order[0].expires.After(now) {
-		s.pop()
+	for e, ok := s.order.PopDue(now); ok; e, ok = s.order.PopDue(now) {
+		delete(s.byID, e.Value.id)
 	}
-}
-
-// pop removes the earliest heap item and its route, unless the route was
-// re-put with another expiry since.
-func (s *routeState) pop() {
-	it := heap.Pop(&s.order).(expiryItem)
-	if e, ok := s.byID[it.id]; ok && e.expires.Equal(it.expires) {
-		delete(s.byID, it.id)
-	}
-}
-
-type expiryItem struct {
-	id      uuid.UUID
-	expires time.Time
-}
-
-// expiryHeap is a min-heap of route expiries (container/heap.Interface).
-type expiryHeap []expiryItem
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
 }

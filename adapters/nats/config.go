@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
@@ -90,18 +91,10 @@ var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,32}$`)
 
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
-	if c.Replicas == 0 {
-		c.Replicas = d.Replicas
-	}
-	if c.AckWait == 0 {
-		c.AckWait = d.AckWait
-	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = d.DuplicateWindow
-	}
-	if c.StreamPrefix == "" {
-		c.StreamPrefix = d.StreamPrefix
-	}
+	c.Replicas = cmp.Or(c.Replicas, d.Replicas)
+	c.AckWait = cmp.Or(c.AckWait, d.AckWait)
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, d.DuplicateWindow)
+	c.StreamPrefix = cmp.Or(c.StreamPrefix, d.StreamPrefix)
 	var errs []error
 	if n, err := domain.MaxDeliveriesOf(c.MaxDeliveries); err != nil {
 		errs = append(errs, err)

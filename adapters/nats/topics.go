@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gpufleet/telemetry/adapters/internal/actor"
 )
 
 // topic returns the handle of a topic, setting up its stream and consumer on
@@ -154,10 +156,7 @@ func (q *Queue) forgetTopic(t *topic) {
 // send runs fn on run without waiting for it; it is dropped once run has
 // returned.
 func (q *Queue) send(fn func(*state)) {
-	select {
-	case q.ops <- fn:
-	case <-q.done:
-	}
+	_ = actor.Send(context.Background(), q.ops, q.done, fn) // fails only once run has returned
 }
 
 // signalLoop sends the Naks and InProgress updates run decides on, so run

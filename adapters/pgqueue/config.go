@@ -1,6 +1,7 @@
 package pgqueue
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -48,21 +49,11 @@ func DefaultWriterConfig() WriterConfig {
 
 func (c WriterConfig) withDefaults() (WriterConfig, error) {
 	d := DefaultWriterConfig()
-	if c.BufferSize == 0 {
-		c.BufferSize = d.BufferSize
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = d.MaxBatch
-	}
-	if c.BufferBytes == 0 {
-		c.BufferBytes = d.BufferBytes
-	}
-	if c.Flushers == 0 {
-		c.Flushers = d.Flushers
-	}
-	if c.FlushTimeout == 0 {
-		c.FlushTimeout = d.FlushTimeout
-	}
+	c.BufferSize = cmp.Or(c.BufferSize, d.BufferSize)
+	c.MaxBatch = cmp.Or(c.MaxBatch, d.MaxBatch)
+	c.BufferBytes = cmp.Or(c.BufferBytes, d.BufferBytes)
+	c.Flushers = cmp.Or(c.Flushers, d.Flushers)
+	c.FlushTimeout = cmp.Or(c.FlushTimeout, d.FlushTimeout)
 	switch {
 	case c.BufferSize < 1, c.MaxBatch < 1, c.Flushers < 1, c.BufferBytes < 1:
 		return c, fmt.Errorf("writer config: buffer size %d, max batch %d and flushers %d must be positive",
@@ -181,57 +172,27 @@ const DefaultLeaseMaxBytes = 8 << 20
 
 func (c ReaderConfig) withDefaults() (ReaderConfig, error) {
 	d := DefaultReaderConfig()
-	if c.BufferSize == 0 {
-		c.BufferSize = d.BufferSize
-	}
-	if c.RefillBatch == 0 {
-		c.RefillBatch = d.RefillBatch
-	}
-	if c.RefillInterval == 0 {
-		c.RefillInterval = d.RefillInterval
-	}
-	if c.FullRefillInterval == 0 {
-		c.FullRefillInterval = d.FullRefillInterval
-	}
-	if c.FastRefillInterval == 0 {
-		c.FastRefillInterval = d.FastRefillInterval
-	}
-	if c.DeleteBatch == 0 {
-		c.DeleteBatch = d.DeleteBatch
-	}
-	if c.MinLease == 0 {
-		c.MinLease = d.MinLease
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = d.DrainTimeout
-	}
-	if c.QueryTimeout == 0 {
-		c.QueryTimeout = d.QueryTimeout
-	}
-	if c.MaxTopics == 0 {
-		c.MaxTopics = d.MaxTopics
-	}
+	c.BufferSize = cmp.Or(c.BufferSize, d.BufferSize)
+	c.RefillBatch = cmp.Or(c.RefillBatch, d.RefillBatch)
+	c.RefillInterval = cmp.Or(c.RefillInterval, d.RefillInterval)
+	c.FullRefillInterval = cmp.Or(c.FullRefillInterval, d.FullRefillInterval)
+	c.FastRefillInterval = cmp.Or(c.FastRefillInterval, d.FastRefillInterval)
+	c.DeleteBatch = cmp.Or(c.DeleteBatch, d.DeleteBatch)
+	c.MinLease = cmp.Or(c.MinLease, d.MinLease)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, d.DrainTimeout)
+	c.QueryTimeout = cmp.Or(c.QueryTimeout, d.QueryTimeout)
+	c.MaxTopics = cmp.Or(c.MaxTopics, d.MaxTopics)
 	maxDeliveries, err := domain.MaxDeliveriesOf(c.MaxDeliveries)
 	if err != nil {
 		return c, fmt.Errorf("reader config: %w", err)
 	}
 	c.MaxDeliveries = maxDeliveries
 	c.Lease = c.Lease.WithDefaults()
-	if c.LeaseMaxBytes == 0 {
-		c.LeaseMaxBytes = d.LeaseMaxBytes
-	}
-	if c.BufferBytes == 0 {
-		c.BufferBytes = d.BufferBytes
-	}
-	if c.RefillBytes == 0 {
-		c.RefillBytes = d.RefillBytes
-	}
-	if c.StatsInterval == 0 {
-		c.StatsInterval = d.StatsInterval
-	}
-	if c.BacklogCountCap == 0 {
-		c.BacklogCountCap = d.BacklogCountCap
-	}
+	c.LeaseMaxBytes = cmp.Or(c.LeaseMaxBytes, d.LeaseMaxBytes)
+	c.BufferBytes = cmp.Or(c.BufferBytes, d.BufferBytes)
+	c.RefillBytes = cmp.Or(c.RefillBytes, d.RefillBytes)
+	c.StatsInterval = cmp.Or(c.StatsInterval, d.StatsInterval)
+	c.BacklogCountCap = cmp.Or(c.BacklogCountCap, d.BacklogCountCap)
 	if err := c.Lease.Validate(); err != nil {
 		return c, fmt.Errorf("reader config: %w", err)
 	}

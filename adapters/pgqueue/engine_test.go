@@ -309,38 +309,28 @@ func TestEngineDeleteFailureKeepsLease(t *testing.T) {
 	})
 }
 
-// An idle topic polls once per RefillInterval, not in a busy loop.
+// An idle topic polls once per RefillInterval, not in a busy loop; a
+// failing database is asked at the same pace: a failed refill counts as one
+// for the pacing, a failed full refill as a full one.
 func TestEngineRefillPacing(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		rows := newMemRows("t", 0)
-		r := engine(t, rows, ReaderConfig{RefillInterval: 100 * time.Millisecond})
-		_, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
-		require.NoError(t, err)
-		synctest.Wait()
-		before := rows.loads.Load()
-		time.Sleep(10 * time.Second)
-		synctest.Wait()
-		require.InDelta(t, 100, rows.loads.Load()-before, 1, "loads in 10 s at one per 100 ms")
-	})
-}
-
-// A failing database is asked at the polling pace, not in a loop: a failed
-// refill counts as one for the pacing, a failed full refill as a full one.
-func TestEngineFailedRefillsArePaced(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		rows := newMemRows("t", 0)
-		rows.failLoads.Store(true)
-		r := engine(t, rows, ReaderConfig{RefillInterval: 100 * time.Millisecond})
-		_, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
-		require.NoError(t, err)
-		synctest.Wait()
-		before := rows.loads.Load()
-		time.Sleep(10 * time.Second)
-		synctest.Wait()
-		require.InDelta(t, 100, rows.loads.Load()-before, 1, "failed loads in 10 s at one per 100 ms")
-	})
+	for _, failing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failing=%t", failing), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				rows := newMemRows("t", 0)
+				rows.failLoads.Store(failing)
+				r := engine(t, rows, ReaderConfig{RefillInterval: 100 * time.Millisecond})
+				_, err := r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+				require.NoError(t, err)
+				synctest.Wait()
+				before := rows.loads.Load()
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				require.InDelta(t, 100, rows.loads.Load()-before, 1, "loads in 10 s at one per 100 ms")
+			})
+		})
+	}
 }
 
 // Drain refuses new leases at once, waits for the outstanding one exactly

@@ -367,12 +367,11 @@ func (r *Reader) topicFor(ctx context.Context, name string) (*topic, error) {
 		return t, nil
 	}
 	c := createRequest{name: name, reply: make(chan createReply, 1)}
-	select {
-	case r.creates <- c:
-	case <-r.quit:
+	switch err := actor.Send(ctx, r.creates, r.quit, c); {
+	case errors.Is(err, actor.ErrStopped):
 		return nil, fmt.Errorf("reader is draining: %w", ports.ErrClosed)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case err != nil:
+		return nil, err
 	}
 	rep := <-c.reply // run answers every request it takes at once
 	return rep.t, rep.err

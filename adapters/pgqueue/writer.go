@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -149,26 +150,25 @@ func (w *Writer) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 		return ports.PublishResult{}, fmt.Errorf("publish %d messages: %w", n, ports.ErrBackpressure)
 	}
 	req := &publishRequest{rows: rows, bytes: size, reply: make(chan publishReply, 1)}
-	select {
-	case w.requests <- req:
-	case <-w.quit:
+	switch err := actor.Send(ctx, w.requests, w.quit, req); {
+	case errors.Is(err, actor.ErrStopped):
 		w.unreserve(req)
 		w.metrics.rejected.WithLabelValues(reasonClosed).Inc()
 		return ports.PublishResult{}, fmt.Errorf("publish: writer %w", ports.ErrClosed)
-	case <-ctx.Done():
+	case err != nil:
 		w.unreserve(req)
-		return ports.PublishResult{}, fmt.Errorf("publish: %w", ctx.Err())
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
 	}
-	// run answers every request it took, even while closing.
-	select {
-	case rep := <-req.reply:
-		if rep.err != nil {
-			return rep.result, fmt.Errorf("publish: %w", rep.err)
-		}
-		return rep.result, nil
-	case <-ctx.Done():
-		return ports.PublishResult{}, fmt.Errorf("publish: %w", ctx.Err())
+	// run answers every request it took, even while closing: only ctx ends
+	// the wait.
+	rep, err := actor.Await(ctx, req.reply, nil)
+	switch {
+	case err != nil:
+		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
+	case rep.err != nil:
+		return rep.result, fmt.Errorf("publish: %w", rep.err)
 	}
+	return rep.result, nil
 }
 
 // reserve takes room for n messages of size bytes, all or nothing.

@@ -3,12 +3,10 @@ package postgres
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/gpufleet/telemetry/adapters/internal/pgdb"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -268,7 +267,7 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 	}
 	plan := s.planBatch(kept, keys, entries)
 	inserted, err := s.sendBatch(ctx, plan)
-	if isMissingPartition(err) {
+	if pgdb.IsNoPartition(err) {
 		if _, err = s.ensurePartitions(ctx, s.pool, tableSamples, plan.ts); err == nil {
 			inserted, err = s.sendBatch(ctx, plan)
 		}
@@ -278,7 +277,7 @@ func (s *TelemetryStore) WriteBatch(ctx context.Context, records []domain.Record
 	// sizes) or a serialization failure rolled all of it back, and running
 	// it again is the cure PostgreSQL prescribes. Bounded; then the caller's
 	// error (the collector releases the lease).
-	for attempt := 2; attempt <= maxBatchAttempts && isRolledBack(err); attempt++ {
+	for attempt := 2; attempt <= maxBatchAttempts && pgdb.IsRolledBack(err); attempt++ {
 		s.log.WarnContext(ctx, "telemetry batch rolled back by the database; writing it again", "attempt", attempt, "err", err)
 		inserted, err = s.sendBatch(ctx, plan)
 	}
@@ -511,19 +510,6 @@ func (s *TelemetryStore) sendBatch(ctx context.Context, p *batchPlan) (int, erro
 // maxBatchAttempts bounds the runs of one batch that deadlocks or fails to
 // serialize.
 const maxBatchAttempts = 3
-
-// isRolledBack reports a transaction PostgreSQL rolled back to break a
-// deadlock (40P01) or a serialization failure (40001): safe to run again.
-func isRolledBack(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
-}
-
-// isMissingPartition reports the error of a row no partition accepts.
-func isMissingPartition(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23514" && strings.Contains(pgErr.Message, "no partition")
-}
 
 // ensurePartitions creates the day partitions of table for the instants
 // (deduplicated to days) and returns how many it created.

@@ -7,13 +7,13 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -103,11 +103,9 @@ type Source struct {
 	m    *metrics
 	out  chan domain.Point // target goroutines → Next; bounded by Options.Buffer
 
-	start  sync.Once
-	stop   sync.Once
-	cancel context.CancelFunc // set by Start
-	done   chan struct{}      // closed when the manager and every target goroutine returned
-	closed chan struct{}      // closed by Stop: Next answers ErrClosed
+	// svc runs the manager, which owns the target goroutines; its Done is
+	// closed when they have all returned: Next answers ErrClosed from then on.
+	svc *startstop.Service
 
 	// discovered is set once the first target set arrived; read by Check.
 	discovered atomic.Bool
@@ -125,8 +123,7 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scrape source: %w", err)
 	}
-	return &Source{opts: opts, m: m, out: make(chan domain.Point, opts.Buffer),
-		done: make(chan struct{}), closed: make(chan struct{})}, nil
+	return &Source{opts: opts, m: m, out: make(chan domain.Point, opts.Buffer), svc: startstop.NewService()}, nil
 }
 
 // Interval is the effective scrape interval.
@@ -138,38 +135,15 @@ func (s *Source) Timeout() time.Duration { return s.opts.Timeout }
 // Start begins discovery and scraping in the background, with a context the
 // Source owns (not the caller's: fx's start context times out). Calls after
 // the first do nothing.
-func (s *Source) Start() {
-	s.start.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		s.cancel = cancel
-		go func() {
-			defer close(s.done)
-			s.run(ctx)
-		}()
-	})
-}
+func (s *Source) Start() { s.svc.Start(s.run) }
 
 // Stop ends scraping and waits (bounded by ctx) for every goroutine. Next
 // returns ports.ErrClosed from then on.
 func (s *Source) Stop(ctx context.Context) error {
-	started := false
-	s.start.Do(func() { close(s.done) }) // never started: nothing to wait for
-	s.stop.Do(func() {
-		close(s.closed)
-		if s.cancel != nil {
-			started = true
-			s.cancel()
-		}
-	})
-	if !started {
-		return nil
+	if err := s.svc.Stop(ctx); err != nil {
+		return fmt.Errorf("stop scrape source: %w", err)
 	}
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop scrape source: %w", ctx.Err())
-	}
+	return nil
 }
 
 // Next returns the next scraped point, waiting for one as long as ctx lets
@@ -180,7 +154,7 @@ func (s *Source) Next(ctx context.Context) (domain.Point, error) {
 		return domain.Point{}, err
 	}
 	select {
-	case <-s.closed: // before the buffer: points left in it are dropped with the source
+	case <-s.svc.Done(): // before the buffer: points left in it are dropped with the source
 		return domain.Point{}, fmt.Errorf("scrape source: %w", ports.ErrClosed)
 	default:
 	}
@@ -189,7 +163,7 @@ func (s *Source) Next(ctx context.Context) (domain.Point, error) {
 		return p, nil
 	case <-ctx.Done():
 		return domain.Point{}, ctx.Err()
-	case <-s.closed:
+	case <-s.svc.Done():
 		return domain.Point{}, fmt.Errorf("scrape source: %w", ports.ErrClosed)
 	}
 }

@@ -3,6 +3,7 @@ package pgdb
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -10,8 +11,11 @@ import (
 )
 
 // Translate maps a driver error to the ports sentinels, keeping the original
-// in the chain for logs (and for errors.Is(err, context.Canceled)). It is the
-// only place the project interprets PostgreSQL's errors:
+// in the chain for logs (and for errors.Is(err, context.Canceled)). It and
+// the predicates below are the only place the adapters interpret
+// PostgreSQL's errors (the migrations package, which this one imports,
+// reads its own two: 42P01 before the first migration and 55P03 for its
+// bounded lock wait):
 //
 //   - errors about the data — SQLSTATE class 22 (data exception), 23
 //     (integrity constraint violation), 54 (program limit exceeded, e.g. an
@@ -53,4 +57,20 @@ func IsDataError(err error) bool {
 		return true
 	}
 	return pgErr.Code == "42804" || pgErr.Code == "42846"
+}
+
+// IsRolledBack reports a transaction PostgreSQL rolled back to break a
+// deadlock (40P01) or a serialization failure (40001): safe to run again as
+// it was.
+func IsRolledBack(err error) bool {
+	pgErr, ok := errors.AsType[*pgconn.PgError](err)
+	return ok && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// IsNoPartition reports a row that no partition of a partitioned table
+// accepts (23514 with PostgreSQL's "no partition of relation" message): the
+// partition is missing, not the value wrong.
+func IsNoPartition(err error) bool {
+	pgErr, ok := errors.AsType[*pgconn.PgError](err)
+	return ok && pgErr.Code == "23514" && strings.Contains(pgErr.Message, "no partition")
 }

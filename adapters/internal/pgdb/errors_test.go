@@ -63,3 +63,26 @@ func TestTranslate(t *testing.T) {
 	already := fmt.Errorf("x: %w", ports.ErrUnavailable)
 	require.Equal(t, already, pgdb.Translate(already))
 }
+
+// TestPredicates pins the two errors the store handles itself: a rolled-back
+// transaction it runs again, a missing partition it creates.
+func TestPredicates(t *testing.T) {
+	t.Parallel()
+	pg := func(code, msg string) error { return fmt.Errorf("exec: %w", &pgconn.PgError{Code: code, Message: msg}) }
+	tests := []struct {
+		err                     error
+		rolledBack, noPartition bool
+	}{
+		{pg("40P01", "deadlock detected"), true, false},
+		{pg("40001", "could not serialize access"), true, false},
+		{pg("23514", `no partition of relation "samples" found for row`), false, true},
+		{pg("23514", `new row violates check constraint "c"`), false, false},
+		{pg("23505", "duplicate key"), false, false},
+		{errors.New("40P01"), false, false},
+		{nil, false, false},
+	}
+	for _, tc := range tests {
+		require.Equal(t, tc.rolledBack, pgdb.IsRolledBack(tc.err), "IsRolledBack(%v)", tc.err)
+		require.Equal(t, tc.noPartition, pgdb.IsNoPartition(tc.err), "IsNoPartition(%v)", tc.err)
+	}
+}
