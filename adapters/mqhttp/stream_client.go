@@ -12,11 +12,11 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/retry"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -45,12 +45,10 @@ type publishStream struct {
 	// puts a token per message before submitting it and run takes it back
 	// when the message is answered or failed, so at most that many are in
 	// flight and a full window blocks the producer.
-	window   chan struct{}
-	submit   chan *streamMsg  // Publish → run; unbuffered
-	events   chan streamEvent // connection goroutines → run; unbuffered
-	stop     chan struct{}    // closed by close
-	done     chan struct{}    // closed when run returns
-	stopOnce sync.Once
+	window chan struct{}
+	submit chan *streamMsg  // Publish → run; unbuffered
+	events chan streamEvent // connection goroutines → run; unbuffered
+	loop   *startstop.Loop  // run; the client starts it in NewClient and stops it in Close
 }
 
 // streamMsg is one message of a Publish on its way through run.
@@ -105,22 +103,16 @@ func newPublishStream(url, auth string, hc *http.Client, window int) *publishStr
 		window: make(chan struct{}, window),
 		submit: make(chan *streamMsg),
 		events: make(chan streamEvent),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
 	}
-	go ps.run()
+	ps.loop = startstop.Go(ps.run)
 	return ps
 }
 
 // close fails what is in flight with ErrClosed, ends the connection and
 // waits for run.
-func (ps *publishStream) close() {
-	ps.stopOnce.Do(func() { close(ps.stop) })
-	<-ps.done
-}
+func (ps *publishStream) close() { _ = ps.loop.Stop(context.Background()) }
 
-func (ps *publishStream) run() {
-	defer close(ps.done)
+func (ps *publishStream) run(ctx context.Context) {
 	var (
 		seq     uint64                    // last seq given; owned by run
 		pending = map[uint64]*streamMsg{} // sent or waiting for a connection; owned by run
@@ -151,7 +143,7 @@ func (ps *publishStream) run() {
 	}
 	for {
 		select {
-		case <-ps.stop:
+		case <-ctx.Done():
 			closeConn()
 			failAll(fmt.Errorf("publish stream: %w", ports.ErrClosed))
 			return
@@ -209,7 +201,7 @@ func (ps *publishStream) emit(ev streamEvent) bool {
 	select {
 	case ps.events <- ev:
 		return true
-	case <-ps.done:
+	case <-ps.loop.Done():
 		return false
 	}
 }
@@ -419,7 +411,7 @@ func (ps *publishStream) send(ctx context.Context, bodies [][]byte) ([]streamOut
 		case ps.window <- struct{}{}:
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-ps.done:
+		case <-ps.loop.Done():
 			return nil, ports.ErrClosed
 		}
 		select {
@@ -427,7 +419,7 @@ func (ps *publishStream) send(ctx context.Context, bodies [][]byte) ([]streamOut
 		case <-ctx.Done():
 			<-ps.window
 			return nil, ctx.Err()
-		case <-ps.done:
+		case <-ps.loop.Done():
 			<-ps.window
 			return nil, ports.ErrClosed
 		}
