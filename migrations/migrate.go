@@ -27,6 +27,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gpufleet/telemetry/internal/retry"
 )
 
 //go:embed *.sql
@@ -299,24 +301,23 @@ func isLockTimeout(err error) bool {
 }
 
 // retry runs fn up to Attempts times while it fails with a lock timeout,
-// pausing Poll, 2·Poll, 4·Poll … (at most 10 s) between tries.
+// pausing about Poll, 2·Poll, 4·Poll … (at most 10 s, with the module's
+// jitter) between tries; any other error ends it at once.
 func (r Runner) retry(ctx context.Context, fn func() error) error {
-	pause := r.Poll
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil || !isLockTimeout(err) || attempt >= r.Attempts {
-			if err != nil && isLockTimeout(err) {
-				return fmt.Errorf("lock_timeout %s hit %d times: %w", r.LockTimeout, attempt, err)
+	tries := 0
+	_, err := retry.Do(ctx, retry.Policy{Initial: r.Poll, Max: 10 * time.Second, MaxTries: r.Attempts},
+		func() (struct{}, error) {
+			tries++
+			err := fn()
+			if err != nil && !isLockTimeout(err) {
+				return struct{}{}, retry.Permanent(err)
 			}
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (after: %w)", ctx.Err(), err)
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 10*time.Second)
+			return struct{}{}, err
+		})
+	if isLockTimeout(err) {
+		return fmt.Errorf("lock_timeout %s hit %d times: %w", r.LockTimeout, tries, err)
 	}
+	return err
 }
 
 // apply runs one migration body and its bookkeeping statement, retrying on

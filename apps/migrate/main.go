@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/migrations"
 )
 
@@ -86,22 +87,18 @@ func run(args []string) error {
 	}
 }
 
-// connect retries for a while: in Kubernetes the database may come up after
-// the migration Job starts.
+// connect retries until ctx ends (the module's backoff from 0.5 s up to
+// 5 s): in Kubernetes the database may come up after the migration Job
+// starts.
 func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	var last error
-	for attempt := 0; ; attempt++ {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			return conn, nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("connect: %w (last error: %v)", ctx.Err(), last)
-		case <-time.After(min(time.Duration(attempt+1)*500*time.Millisecond, 5*time.Second)):
-		}
+	p := retry.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Notify: func(err error, wait time.Duration) {
+		fmt.Fprintf(os.Stderr, "database not reachable yet, trying again in %s: %v\n", wait.Round(time.Millisecond), err)
+	}}
+	conn, err := retry.Do(ctx, p, func() (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) })
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
 	}
+	return conn, nil
 }
 
 func status(ctx context.Context, conn *pgx.Conn) error {
