@@ -86,7 +86,7 @@ type state struct {
 // call runs fn on run and waits for its answer, the caller's context or the
 // queue's end. After Close, fn is not run and call fails with ports.ErrClosed.
 func call[T any](ctx context.Context, q *Queue, op string, fn func(*state) (T, error)) (T, error) {
-	if !q.started.Load() {
+	if !q.life.Started() {
 		var zero T
 		return zero, fmt.Errorf("%s: nats queue not started: %w", op, ports.ErrClosed)
 	}
@@ -108,7 +108,7 @@ var errQueueClosed = fmt.Errorf("nats queue: %w", ports.ErrClosed)
 func (q *Queue) run(s *state) {
 	defer close(q.done)
 	alarm := leasebook.NewAlarm() // the earliest next() of a live lease. Owned by run.
-	stop := q.stop
+	stop := q.life.Quit()
 	for {
 		if s.closing && s.acking == 0 && len(s.outbox) == 0 {
 			alarm.Stop()
@@ -227,7 +227,7 @@ func (s *state) beginAck(ref ports.LeaseRef, now time.Time) (<-chan error, error
 	l.acking = true
 	s.acking++
 	q, msgs := s.q, l.msgs
-	q.wg.Go(func() {
+	q.life.Go(func() {
 		err := q.ackAll(msgs)
 		// Not q.send: run waits for every ack in flight before it returns.
 		q.ops <- func(s *state) { s.finishAck(l, err, time.Now()) }

@@ -275,7 +275,7 @@ func (q *Queue) abandon(msgs []jetstream.Msg, batch jetstream.MessageBatch) {
 	// The rest of the batch arrives within a second; run starts the
 	// goroutine that Naks it, so Close waits for it.
 	q.send(func(s *state) {
-		q.wg.Go(func() {
+		q.life.Go(func() {
 			for m := range batch.Messages() {
 				_ = m.Nak()
 			}

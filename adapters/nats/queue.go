@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 
 	"github.com/google/uuid"
 	natsgo "github.com/nats-io/nats.go"
@@ -14,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -35,13 +34,12 @@ type Queue struct {
 
 	ops     chan func(*state) // requests to run; unbuffered
 	signals chan signal       // Naks and InProgress from run to signalLoop; unbuffered, closed by run
-	stop    chan struct{}     // closed by Close
-	done    chan struct{}     // closed when run returns
+	done    chan struct{}     // closed when run returns, or by Close when it never started
 
-	started   atomic.Bool // set by the first Start or Close
-	state     *state      // handed to run by Start; owned by run from then on
-	closeOnce sync.Once
-	wg        sync.WaitGroup // run, signalLoop and the I/O goroutines run starts
+	// life runs run, signalLoop and the I/O goroutines run starts; its Quit
+	// is Close's signal to run.
+	life  *startstop.Group
+	state *state // handed to run by Start; owned by run from then on
 }
 
 var (
@@ -119,8 +117,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 		js:      js,
 		ops:     make(chan func(*state)),
 		signals: make(chan signal),
-		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		life:    startstop.NewGroup(),
 	}
 	q.state = &state{
 		q:       q,
@@ -137,11 +135,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Re
 // their Naks and progress updates. A queue starts once: Start after Start or
 // Close fails with ports.ErrClosed.
 func (q *Queue) Start(context.Context) error {
-	if !q.started.CompareAndSwap(false, true) {
+	if !q.life.Start(func() { q.run(q.state) }, q.signalLoop) {
 		return fmt.Errorf("start: %w", errQueueClosed)
 	}
-	q.wg.Go(func() { q.run(q.state) })
-	q.wg.Go(q.signalLoop)
 	return nil
 }
 
@@ -151,19 +147,16 @@ func (q *Queue) Start(context.Context) error {
 // returns nil: Naks that cannot reach the server only delay redelivery until
 // the consumer's AckWait, so there is nothing for the caller to do about them.
 func (q *Queue) Close() error {
-	q.closeOnce.Do(func() {
-		close(q.stop)
-		if q.started.CompareAndSwap(false, true) { // never started: nothing runs
-			close(q.done)
+	if !q.life.BeginStop() { // never started: nothing runs (reported once)
+		close(q.done)
+	}
+	_ = q.life.Wait(context.Background()) // nil: the background never ends
+	if q.nc.IsConnected() {
+		if err := q.nc.FlushTimeout(ioTimeout); err != nil {
+			q.log.Warn("close: flush", "err", err)
 		}
-		q.wg.Wait()
-		if q.nc.IsConnected() {
-			if err := q.nc.FlushTimeout(ioTimeout); err != nil {
-				q.log.Warn("close: flush", "err", err)
-			}
-		}
-		q.nc.Close()
-	})
+	}
+	q.nc.Close()
 	return nil
 }
 
@@ -171,7 +164,7 @@ func (q *Queue) Close() error {
 // ports.ErrClosed after Close, ports.ErrUnavailable otherwise.
 func (q *Queue) Check(ctx context.Context) error {
 	select {
-	case <-q.stop:
+	case <-q.life.Quit():
 		return fmt.Errorf("check: nats queue: %w", ports.ErrClosed)
 	default:
 	}

@@ -58,14 +58,14 @@ func (s *state) lookupTopic(name string) topicLookup {
 	su := &setup{done: make(chan struct{})}
 	s.setups[name] = su
 	q := s.q
-	q.wg.Go(func() {
+	q.life.Go(func() {
 		// The set-up serves every caller waiting for it, so no one
 		// caller's context bounds it; Close does.
 		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 		defer cancel()
 		go func() {
 			select {
-			case <-q.stop:
+			case <-q.life.Quit():
 				cancel()
 			case <-ctx.Done():
 			}
