@@ -179,12 +179,6 @@ func (s *Source) Check(context.Context) error {
 	return nil
 }
 
-// loop is a running target goroutine, as the manager knows it.
-type loop struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
 // run is the manager: it owns the set of running targets, and starts and
 // stops target goroutines as the discoverer's set changes.
 func (s *Source) run(ctx context.Context) {
@@ -192,11 +186,10 @@ func (s *Source) run(ctx context.Context) {
 	discovered := make(chan error, 1)
 	go func() { discovered <- s.opts.Targets.Targets(ctx, updates) }()
 
-	loops := map[string]loop{} // owned by run
+	loops := map[string]*startstop.Loop{} // one per target; owned by run
 	stopLoop := func(url string) {
-		l := loops[url]
-		l.cancel()
-		<-l.done // prompt: every wait of a target goroutine also watches its context
+		// Prompt: every wait of a target goroutine also watches its context.
+		_ = loops[url].Stop(context.Background())
 		delete(loops, url)
 		s.m.removeTarget(url)
 	}
@@ -240,14 +233,8 @@ func (s *Source) run(ctx context.Context) {
 					s.opts.Logger.Warn("bad scrape target skipped", "target", url, "err", err)
 					continue
 				}
-				lctx, cancel := context.WithCancel(ctx)
-				l := loop{cancel: cancel, done: make(chan struct{})}
-				loops[url] = l
+				loops[url] = startstop.Go(t.run)
 				s.m.addTarget(url)
-				go func() {
-					defer close(l.done)
-					t.run(lctx)
-				}()
 				added++
 			}
 			s.m.targets.Set(float64(len(loops)))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/internal/startstop"
 )
 
 // Authentication modes of MQ_AUTH.
@@ -94,10 +95,11 @@ func serverTokens(env *platform.Env, serves ...mqhttp.Scope) (*mqhttp.Auth, fx.O
 		return auth, fx.Options()
 	}
 	return auth, fx.Invoke(func(lc fx.Lifecycle, l *slog.Logger) {
-		w := &tokenWatcher{sources: sources, files: files, auth: auth, log: l, stop: make(chan struct{}), done: make(chan struct{})}
+		w := &tokenWatcher{sources: sources, files: files, auth: auth, log: l}
+		var loop *startstop.Loop
 		lc.Append(fx.Hook{
-			OnStart: func(context.Context) error { go w.run(); return nil },
-			OnStop:  func(context.Context) error { close(w.stop); <-w.done; return nil },
+			OnStart: func(context.Context) error { loop = startstop.Go(w.run); return nil },
+			OnStop:  func(ctx context.Context) error { return loop.Stop(ctx) },
 		})
 	})
 }
@@ -138,18 +140,16 @@ type tokenWatcher struct {
 	files   []string      // immutable
 	auth    *mqhttp.Auth
 	log     *slog.Logger
-	stop    chan struct{} // closed by OnStop
-	done    chan struct{} // closed by run
 }
 
-func (w *tokenWatcher) run() {
-	defer close(w.done)
+// run watches until ctx ends (the app's OnStop).
+func (w *tokenWatcher) run(ctx context.Context) {
 	last := w.snapshot() // owned by run
 	t := time.NewTicker(tokenReloadInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-w.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}

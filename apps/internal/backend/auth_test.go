@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -137,10 +138,9 @@ func TestTokenFilesReloaded(t *testing.T) {
 		w := &tokenWatcher{
 			sources: []tokenSource{{scope: mqhttp.ScopePublish, listVar: "MQ_PUBLISH_TOKENS", fileVar: "MQ_PUBLISH_TOKENS_FILE", file: file, required: true}},
 			files:   []string{file}, auth: auth, log: slog.New(slog.NewTextHandler(&logs, nil)),
-			stop: make(chan struct{}), done: make(chan struct{}),
 		}
-		go w.run()
-		defer func() { close(w.stop); <-w.done }()
+		loop := startstop.Go(w.run)
+		defer func() { require.NoError(t, loop.Stop(t.Context())) }()
 		synctest.Wait()
 		require.Equal(t, http.StatusOK, publishStatus(t, auth, tokA))
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/internal/promx"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -58,8 +59,7 @@ type Runner struct {
 	log   *slog.Logger
 	m     *metrics
 
-	cancel context.CancelFunc // set by Start, used by Stop
-	done   chan struct{}      // closed when the loop returns
+	run *startstop.Loop // set by Start; nil (a loop that never ran) with Interval 0
 }
 
 // New builds a Runner; it starts nothing.
@@ -70,7 +70,7 @@ func New(store ports.TelemetryMaintainer, cfg Config, logger *slog.Logger, reg p
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Runner{store: store, cfg: cfg, log: logger.With("component", "maintenance"), m: newMetrics(reg), done: make(chan struct{})}
+	return &Runner{store: store, cfg: cfg, log: logger.With("component", "maintenance"), m: newMetrics(reg)}
 }
 
 // RunOnce runs the job once and records its metrics.
@@ -99,17 +99,12 @@ func (r *Runner) RunOnce(ctx context.Context) (ports.MaintenanceReport, error) {
 // (with its own context: the OnStart context ends with start-up). With
 // Interval 0 it does nothing.
 func (r *Runner) Start() {
-	if r.cfg.Interval <= 0 {
-		close(r.done)
-		return
+	if r.cfg.Interval > 0 {
+		r.run = startstop.Go(r.loop)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go r.loop(ctx)
 }
 
 func (r *Runner) loop(ctx context.Context) {
-	defer close(r.done)
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -133,14 +128,4 @@ func (r *Runner) loop(ctx context.Context) {
 
 // Stop cancels a run in progress (its committed chunks stay; the next run
 // resumes) and waits for the loop, or for ctx.
-func (r *Runner) Stop(ctx context.Context) error {
-	if r.cancel != nil {
-		r.cancel()
-	}
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (r *Runner) Stop(ctx context.Context) error { return r.run.Stop(ctx) }
