@@ -2,6 +2,7 @@ package domain
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -277,6 +278,19 @@ func (r LeaseRef) Validate() error {
 		return invalid("reason is longer than %d bytes (%d)", MaxReasonBytes, len(r.Reason))
 	case strings.IndexByte(r.Reason, 0) >= 0:
 		return invalid("reason must not contain NUL")
+	}
+	return nil
+}
+
+// CheckSettle is how every adapter's Ack and Release begins: the caller's
+// context must still be live and the reference well-formed (Validate). op
+// ("ack", "release") starts the error.
+func CheckSettle(ctx context.Context, op string, ref LeaseRef) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := ref.Validate(); err != nil {
+		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
 	}
 	return nil
 }

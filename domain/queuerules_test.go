@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -110,7 +111,17 @@ func TestLeaseRefValidateAndOwner(t *testing.T) {
 		"nil lease":   {Topic: "t", ConsumerID: "c"},
 	} {
 		require.ErrorIs(t, bad.Validate(), domain.ErrInvalidArgument, name)
+		require.ErrorIs(t, domain.CheckSettle(t.Context(), "ack", bad), domain.ErrInvalidArgument, name)
 	}
+
+	require.NoError(t, domain.CheckSettle(t.Context(), "ack", ref))
+	require.ErrorContains(t, domain.CheckSettle(t.Context(), "release", domain.LeaseRef{Topic: "t", ConsumerID: "c"}),
+		"release lease 00000000-0000-0000-0000-000000000000: invalid argument")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err := domain.CheckSettle(ctx, "ack", ref)
+	require.ErrorIs(t, err, context.Canceled, "a cancelled call settles nothing, even a valid one")
+	require.ErrorContains(t, err, "ack: ")
 }
 
 func TestPartitionKey(t *testing.T) {

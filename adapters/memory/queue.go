@@ -305,30 +305,20 @@ func (q *Queue) giveBack(granted *domain.Lease) {
 // Ack deletes a live lease's messages. An already acked lease succeeds; an
 // expired or unknown one fails with ports.ErrLeaseExpired.
 func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("ack: %w", err)
-	}
-	if err := ref.Validate(); err != nil {
-		return fmt.Errorf("ack lease %s: %w", ref.LeaseID, err)
-	}
-	_, err := queueCall(ctx, q, "ack", func(s *queueState) (struct{}, error) {
-		return struct{}{}, s.ack(ref)
-	})
-	return err
+	return q.settle(ctx, "ack", ref, (*queueState).ack)
 }
 
 // Release returns a live lease's messages to the front of their partitions,
 // in order. An expired, acked or unknown lease fails with ports.ErrLeaseExpired.
 func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("release: %w", err)
+	return q.settle(ctx, "release", ref, (*queueState).release)
+}
+
+func (q *Queue) settle(ctx context.Context, op string, ref ports.LeaseRef, fn func(*queueState, ports.LeaseRef) error) error {
+	if err := domain.CheckSettle(ctx, op, ref); err != nil {
+		return err
 	}
-	if err := ref.Validate(); err != nil {
-		return fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
-	}
-	_, err := queueCall(ctx, q, "release", func(s *queueState) (struct{}, error) {
-		return struct{}{}, s.release(ref)
-	})
+	_, err := queueCall(ctx, q, op, func(s *queueState) (struct{}, error) { return struct{}{}, fn(s, ref) })
 	return err
 }
 

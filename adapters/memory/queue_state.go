@@ -219,24 +219,40 @@ func (s *queueState) lease(req ports.LeaseRequest) domain.Lease {
 	return out
 }
 
+// endLease takes the live lease ref names off the books once its consumer
+// is checked; nil when no such lease is live.
+func (s *queueState) endLease(op string, ref ports.LeaseRef) (*liveLease, error) {
+	t := s.topics[ref.Topic]
+	if t == nil {
+		return nil, nil
+	}
+	l := t.leases[ref.LeaseID]
+	if l == nil {
+		return nil, nil
+	}
+	if err := domain.CheckOwner(ref, l.consumer); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	s.dropLease(l)
+	return l, nil
+}
+
 func (s *queueState) ack(ref ports.LeaseRef) error {
-	if t := s.topics[ref.Topic]; t != nil {
-		if l := t.leases[ref.LeaseID]; l != nil {
-			if err := domain.CheckOwner(ref, l.consumer); err != nil {
-				return fmt.Errorf("ack: %w", err)
+	l, err := s.endLease("ack", ref)
+	switch {
+	case err != nil:
+		return err
+	case l != nil:
+		for _, m := range l.msgs {
+			delete(l.topic.held, m.ID)
+			if m.idempotent {
+				s.dedup.Put(m.ID, struct{}{})
 			}
-			s.dropLease(l)
-			for _, m := range l.msgs {
-				delete(t.held, m.ID)
-				if m.idempotent {
-					s.dedup.Put(m.ID, struct{}{})
-				}
-			}
-			s.held -= len(l.msgs)
-			s.ackedLeases.Put(l.id, t.name)
-			s.metrics.acked.Add(float64(len(l.msgs)))
-			return nil
 		}
+		s.held -= len(l.msgs)
+		s.ackedLeases.Put(l.id, l.topic.name)
+		s.metrics.acked.Add(float64(len(l.msgs)))
+		return nil
 	}
 	if topic, ok := s.ackedLeases.Get(ref.LeaseID); ok && topic == ref.Topic {
 		return nil
@@ -245,23 +261,21 @@ func (s *queueState) ack(ref ports.LeaseRef) error {
 }
 
 func (s *queueState) release(ref ports.LeaseRef) error {
-	if t := s.topics[ref.Topic]; t != nil {
-		if l := t.leases[ref.LeaseID]; l != nil {
-			if err := domain.CheckOwner(ref, l.consumer); err != nil {
-				return fmt.Errorf("release: %w", err)
-			}
-			s.dropLease(l)
-			for _, m := range l.msgs {
-				if ref.Reason != "" {
-					m.lastError = ref.Reason
-				}
-			}
-			s.requeue(l)
-			s.metrics.released.Add(float64(len(l.msgs)))
-			return nil
+	l, err := s.endLease("release", ref)
+	switch {
+	case err != nil:
+		return err
+	case l == nil:
+		return fmt.Errorf("release lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
+	}
+	if ref.Reason != "" {
+		for _, m := range l.msgs {
+			m.lastError = ref.Reason
 		}
 	}
-	return fmt.Errorf("release lease %s on %q: %w", ref.LeaseID, ref.Topic, ports.ErrLeaseExpired)
+	s.requeue(l)
+	s.metrics.released.Add(float64(len(l.msgs)))
+	return nil
 }
 
 // expire requeues every lease due at now.

@@ -137,11 +137,8 @@ func (q *Queue) fetchError(t *topic, err error) error {
 // or unknown one fails with ports.ErrLeaseExpired. When the server cannot be
 // reached the lease stays live until it expires, so Ack may be retried.
 func (q *Queue) Ack(ctx context.Context, ref ports.LeaseRef) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("ack: %w", err)
-	}
-	if err := ref.Validate(); err != nil {
-		return fmt.Errorf("ack lease %s: %w", ref.LeaseID, err)
+	if err := domain.CheckSettle(ctx, "ack", ref); err != nil {
+		return err
 	}
 	wait, err := call(ctx, q, "ack", func(s *state) (<-chan error, error) { return s.beginAck(ref, time.Now()) })
 	if err != nil || wait == nil {
@@ -225,11 +222,8 @@ func (q *Queue) ackOnce(ctx context.Context, msgs []jetstream.Msg) error {
 // and ends the lease. An expired, acked or unknown lease fails with
 // ports.ErrLeaseExpired.
 func (q *Queue) Release(ctx context.Context, ref ports.LeaseRef) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("release: %w", err)
-	}
-	if err := ref.Validate(); err != nil {
-		return fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
+	if err := domain.CheckSettle(ctx, "release", ref); err != nil {
+		return err
 	}
 	sent, err := call(ctx, q, "release", func(s *state) (<-chan struct{}, error) { return s.release(ref, time.Now()) })
 	if err != nil {

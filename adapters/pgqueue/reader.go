@@ -315,11 +315,8 @@ func (r *Reader) settle(ctx context.Context, ref ports.LeaseRef, c settleCall) e
 	if c.release {
 		op = "release"
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := ref.Validate(); err != nil {
-		return fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
+	if err := domain.CheckSettle(ctx, op, ref); err != nil {
+		return err
 	}
 	if r.cfg.Range == nil {
 		return fmt.Errorf("%s: %w", op, errNoRange)
