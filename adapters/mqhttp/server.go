@@ -180,8 +180,10 @@ func (s *Server) routeTable() []queueRoute {
 	return []queueRoute{
 		{path: PathPublish, name: "publish", scope: ScopePublish, served: s.pub != nil, e: s.publish},
 		{path: PathLease, name: "lease", scope: ScopeConsume, served: s.cons != nil, e: s.lease},
-		{path: PathAck, name: "ack", scope: ScopeConsume, served: s.cons != nil, e: s.ack},
-		{path: PathRelease, name: "release", scope: ScopeConsume, served: s.cons != nil, e: s.release},
+		{path: PathAck, name: "ack", scope: ScopeConsume, served: s.cons != nil,
+			e: s.settle("ack", "acked", func(ctx context.Context, ref ports.LeaseRef) error { return s.cons.Ack(ctx, ref) })},
+		{path: PathRelease, name: "release", scope: ScopeConsume, served: s.cons != nil,
+			e: s.settle("release", "released", func(ctx context.Context, ref ports.LeaseRef) error { return s.cons.Release(ctx, ref) })},
 	}
 }
 
@@ -377,26 +379,19 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 	return resp, nil
 }
 
-func (s *Server) ack(w http.ResponseWriter, r *http.Request) (any, error) {
-	ref, err := s.decodeLeaseRef(w, r)
-	if err != nil {
-		return nil, err
+// settle is the ack and release endpoints: op names the call and the
+// status it answers, do makes it.
+func (s *Server) settle(op, status string, do func(context.Context, ports.LeaseRef) error) endpoint {
+	return func(w http.ResponseWriter, r *http.Request) (any, error) {
+		ref, err := s.decodeLeaseRef(w, r)
+		if err != nil {
+			return nil, err
+		}
+		if err := do(r.Context(), ref); err != nil {
+			return nil, fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
+		}
+		return statusResponse{Status: status}, nil
 	}
-	if err := s.cons.Ack(r.Context(), ref); err != nil {
-		return nil, fmt.Errorf("ack lease %s: %w", ref.LeaseID, err)
-	}
-	return statusResponse{Status: "acked"}, nil
-}
-
-func (s *Server) release(w http.ResponseWriter, r *http.Request) (any, error) {
-	ref, err := s.decodeLeaseRef(w, r)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cons.Release(r.Context(), ref); err != nil {
-		return nil, fmt.Errorf("release lease %s: %w", ref.LeaseID, err)
-	}
-	return statusResponse{Status: "released"}, nil
 }
 
 // roomForWait moves the deadlines of a long-poll lease past its wait when
