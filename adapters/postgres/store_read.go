@@ -1,3 +1,7 @@
+// The store's read side: the GPU registry, metric names, latest values,
+// series, fleet summaries and raw telemetry pages and streams. Reads go to
+// the read pool (a replica when one is configured).
+
 package postgres
 
 import (
@@ -13,6 +17,42 @@ import (
 )
 
 const (
+	// sqlListGPUs reads the registry only (a sequential scan of gpus, a few
+	// hundred rows: cheaper than any index); it never touches samples.
+	// COLLATE "C" orders hostnames bytewise, the same on every server.
+	sqlListGPUs = `SELECT uuid, hostname, gpu_index, device, model_name, last_seen
+FROM gpus
+ORDER BY hostname COLLATE "C", gpu_index, uuid COLLATE "C"`
+
+	// sqlGPUExists is a point lookup on the primary key gpus_pkey.
+	sqlGPUExists = `SELECT EXISTS (SELECT 1 FROM gpus WHERE uuid = $1)`
+
+	// QueryTelemetrySQL (exported for test/benchapi's EXPLAIN) reads one GPU's window after a keyset cursor: the
+	// GPU's series come from telemetry_series_identity_key (gpu_uuid
+	// prefix), and for each an index-only range scan of the samples' primary
+	// key (series_id, ts) INCLUDE (value) in each day partition the window
+	// touches reads at most LIMIT rows in ts order; a top-N sort of those
+	// narrow rows (at most series × LIMIT) merges the series, and only the
+	// page's rows are joined to their series' attributes. The cursor (ts,
+	// series_id) is strictly after. Unbounded ends are -infinity/infinity, no
+	// cursor is (-infinity, 0), a NULL limit reads to the end (streams); $7,
+	// when not NULL, keeps one metric.
+	QueryTelemetrySQL = `SELECT s.id, p.ts, p.value, s.gpu_uuid, s.metric_name, s.hostname, s.gpu_index, s.device,
+    s.model_name, s.container, s.pod, s.namespace, s.labels_raw
+FROM (
+    SELECT g.id, x.ts, x.value
+    FROM telemetry_series g
+    CROSS JOIN LATERAL (
+        SELECT ts, value FROM telemetry_samples x
+        WHERE x.series_id = g.id AND x.ts >= $2 AND x.ts <= $3 AND x.ts >= $4 AND (x.ts > $4 OR g.id > $5)
+        ORDER BY x.ts
+        LIMIT $6) x
+    WHERE g.gpu_uuid = $1 AND ($7::text IS NULL OR g.metric_name = $7)
+    ORDER BY x.ts, g.id
+    LIMIT $6) p
+JOIN telemetry_series s ON s.id = p.id
+ORDER BY p.ts, p.id`
+
 	// sqlQueryGPUs is one filtered page of the registry in (hostname, GPU
 	// index, UUID) order after a keyset cursor ($5 false: no cursor). The
 	// registry is a few hundred rows, so a sequential scan and a top-N sort
@@ -270,4 +310,145 @@ func (s *TelemetryStore) QuerySeries(ctx context.Context, q ports.SeriesQuery) (
 		out.Buckets[k] = aggs[k].Bucket(start.Add(time.Duration(k) * q.Step))
 	}
 	return out, nil
+}
+
+// ListGPUs returns the registry ordered by hostname, GPU index, UUID.
+func (s *TelemetryStore) ListGPUs(ctx context.Context) ([]domain.GPU, error) {
+	rows, err := s.read.Query(ctx, sqlListGPUs)
+	if err != nil {
+		return nil, fmt.Errorf("list gpus: %w", translate(err))
+	}
+	gpus, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.GPU, error) {
+		var g domain.GPU
+		err := row.Scan(&g.UUID, &g.Hostname, &g.GPUIndex, &g.Device, &g.ModelName, &g.LastSeen)
+		g.LastSeen = g.LastSeen.UTC()
+		return g, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list gpus: %w", translate(err))
+	}
+	return gpus, nil
+}
+
+// QueryTelemetry reads Limit+1 rows so that Next is nil exactly when the
+// window is exhausted.
+func (s *TelemetryStore) QueryTelemetry(ctx context.Context, q ports.TelemetryQuery) (ports.TelemetryPage, error) {
+	if err := q.Validate(true); err != nil {
+		return ports.TelemetryPage{}, fmt.Errorf("query telemetry: %w", err)
+	}
+	limit := int64(q.Limit) + 1
+	records := make([]domain.Record, 0, min(q.Limit+1, 1024))
+	err := s.scan(ctx, q, &limit, func(r domain.Record) error {
+		records = append(records, r)
+		return nil
+	})
+	if err != nil {
+		return ports.TelemetryPage{}, fmt.Errorf("query telemetry: %w", err)
+	}
+	page := ports.TelemetryPage{Records: records}
+	if len(records) > q.Limit {
+		page.Records = records[:q.Limit]
+		last := page.Records[q.Limit-1]
+		page.Next = &ports.Cursor{Timestamp: last.Timestamp, ID: last.ID}
+	}
+	return page, nil
+}
+
+// StreamTelemetry runs one query and hands rows to fn as pgx reads them off
+// the connection, so memory stays constant; the connection is held until
+// the stream ends.
+func (s *TelemetryStore) StreamTelemetry(ctx context.Context, q ports.TelemetryQuery, fn func(domain.Record) error) error {
+	if err := q.Validate(false); err != nil {
+		return fmt.Errorf("stream telemetry: %w", err)
+	}
+	if err := s.scan(ctx, q, nil, fn); err != nil {
+		return fmt.Errorf("stream telemetry: %w", err)
+	}
+	return nil
+}
+
+// scan runs the window query (limit nil: to the end) and calls fn per row;
+// fn's error is returned as is. An empty result triggers a registry lookup,
+// so an unknown GPU is ErrNotFound without an extra round trip on the common
+// path (a GPU's telemetry rows commit together with its registry row).
+func (s *TelemetryStore) scan(ctx context.Context, q ports.TelemetryQuery, limit *int64, fn func(domain.Record) error) error {
+	sql, args := QueryTelemetrySQL, queryArgs(q, limit)
+	// Stopping early must abort the query: rows.Close alone would drain
+	// every remaining row of a long stream first.
+	queryCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows, err := s.read.Query(queryCtx, sql, args...)
+	if err != nil {
+		return translate(err)
+	}
+	stop := func(err error) error {
+		cancel()
+		rows.Close()
+		return err
+	}
+	n := 0
+	for rows.Next() {
+		if err := ctx.Err(); err != nil {
+			return stop(err)
+		}
+		r, err := scanRecord(rows)
+		if err != nil {
+			return stop(translate(err))
+		}
+		n++
+		if err := fn(r); err != nil {
+			return stop(err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return translate(err)
+	}
+	if n > 0 {
+		return nil
+	}
+	var exists bool
+	if err := s.read.QueryRow(ctx, sqlGPUExists, q.GPUUUID).Scan(&exists); err != nil {
+		return fmt.Errorf("look up gpu: %w", translate(err))
+	}
+	if !exists {
+		return fmt.Errorf("gpu %s: %w", q.GPUUUID, ports.ErrNotFound)
+	}
+	return nil
+}
+
+func scanRecord(rows pgx.Rows) (domain.Record, error) {
+	var (
+		r         domain.Record
+		id, index int32
+	)
+	err := rows.Scan(&id, &r.Timestamp, &r.Value, &r.GPUUUID, &r.MetricName, &r.Hostname, &index, &r.Device,
+		&r.ModelName, &r.Container, &r.Pod, &r.Namespace, &r.LabelsRaw)
+	r.ID, r.GPUIndex = int64(id), int(index)
+	r.Timestamp = r.Timestamp.UTC()
+	return r, err
+}
+
+var (
+	negInf = pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	posInf = pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
+)
+
+func bound(t time.Time, unbounded pgtype.Timestamptz) pgtype.Timestamptz {
+	if t.IsZero() {
+		return unbounded
+	}
+	return pgtype.Timestamptz{Time: t, Valid: true}
+}
+
+// queryArgs are $1..$7 of QueryTelemetrySQL.
+func queryArgs(q ports.TelemetryQuery, limit *int64) []any {
+	afterTS, afterID := negInf, int64(0)
+	if q.After != nil {
+		afterTS, afterID = pgtype.Timestamptz{Time: q.After.Timestamp, Valid: true}, q.After.ID
+	}
+	var metric *string
+	if q.MetricName != "" {
+		metric = &q.MetricName
+	}
+	return []any{q.GPUUUID, bound(q.Start, negInf), bound(q.End, posInf), afterTS, afterID, limit, metric}
 }
