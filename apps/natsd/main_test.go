@@ -182,13 +182,33 @@ func TestUsers(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, cons.Ack(ctx, ports.LeaseRef{Topic: "telemetry", ConsumerID: "c", LeaseID: lease.ID}))
 
-	short, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	_, err = cons.Publish(short, "telemetry", msg)
+	// The server refuses at once what the permissions leave out ("-ERR
+	// Permissions Violation", before the PONG a Flush waits for); through
+	// the queue a refused publish is only a missing ack, so those calls get
+	// a short context of their own.
+	publishRaw := func(name, password, subject string) error {
+		nc, err := natsgo.Connect(url, natsgo.UserInfo(name, password), natsgo.MaxReconnects(0))
+		require.NoError(t, err)
+		defer nc.Close()
+		require.NoError(t, nc.Publish(subject, []byte(`{}`)))
+		require.NoError(t, nc.Flush())
+		return nc.LastError()
+	}
+	require.NoError(t, publishRaw("publisher", "publisher-secret-0123456789", "telemetry.0"))
+	require.ErrorContains(t, publishRaw("publisher", "publisher-secret-0123456789", "other.0"), "Permissions Violation",
+		"the publisher may publish only to the configured topics")
+	require.ErrorContains(t, publishRaw("consumer", "consumer-secret-0123456789", "telemetry.0"), "Permissions Violation",
+		"the consumer may not publish")
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	_, err = cons.Publish(short(), "telemetry", msg)
 	require.Error(t, err, "the consumer may not publish")
-	_, err = pub.Publish(ctx, "other", msg)
+	_, err = pub.Publish(short(), "other", msg)
 	require.Error(t, err, "the publisher may publish only to the configured topics")
-	l, err := pub.Lease(short, leaseReq)
+	l, err := pub.Lease(short(), leaseReq)
 	require.True(t, err != nil || len(l.Messages) == 0, "the publisher may not consume")
 
 	_, err = natsgo.Connect(url, natsgo.MaxReconnects(0))
