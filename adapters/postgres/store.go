@@ -181,6 +181,21 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// queryRows runs sql on q and scans every row with scan. Both failures,
+// the query's and a row's, are translated and wrapped in what, the read's
+// name.
+func queryRows[T any](ctx context.Context, q querier, what, sql string, scan pgx.RowToFunc[T], args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, translate(err))
+	}
+	out, err := pgx.CollectRows(rows, scan)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, translate(err))
+	}
+	return out, nil
+}
+
 // Check pings the database.
 func (s *TelemetryStore) Check(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {

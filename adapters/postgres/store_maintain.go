@@ -115,13 +115,9 @@ func (s *TelemetryStore) Maintain(ctx context.Context, now time.Time) (ports.Mai
 
 // partitionDays lists the days that have a partition of table, oldest first.
 func partitionDays(ctx context.Context, c *pgx.Conn, table string) (map[time.Time]string, []time.Time, error) {
-	rows, err := c.Query(ctx, sqlPartitions, table)
+	names, err := queryRows(ctx, c, "list partitions of "+table, sqlPartitions, pgx.RowTo[string], table)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list partitions of %s: %w", table, translate(err))
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, nil, fmt.Errorf("list partitions of %s: %w", table, translate(err))
+		return nil, nil, err
 	}
 	byDay := map[time.Time]string{}
 	var days []time.Time

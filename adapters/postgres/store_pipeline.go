@@ -50,22 +50,10 @@ func (s *TelemetryStore) ListDeadLetters(ctx context.Context, q ports.DeadLetter
 	if err := q.Validate(); err != nil {
 		return ports.DeadLetterPage{}, fmt.Errorf("list dead letters: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, sqlListDeadLetters, q.Before, q.Limit+1, q.PayloadChars)
+	letters, err := queryRows(ctx, s.pool, "list dead letters", sqlListDeadLetters, scanDeadLetter,
+		q.Before, q.Limit+1, q.PayloadChars)
 	if err != nil {
-		return ports.DeadLetterPage{}, fmt.Errorf("list dead letters: %w", translate(err))
-	}
-	letters, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.StoredDeadLetter, error) {
-		var (
-			l       ports.StoredDeadLetter
-			id      pgtype.UUID
-			payload string
-		)
-		err := row.Scan(&l.ID, &id, &l.Topic, &payload, &l.PayloadBytes, &l.Reason, &l.CreatedAt)
-		l.MsgUUID, l.Payload, l.CreatedAt = id.Bytes, []byte(payload), l.CreatedAt.UTC()
-		return l, err
-	})
-	if err != nil {
-		return ports.DeadLetterPage{}, fmt.Errorf("list dead letters: %w", translate(err))
+		return ports.DeadLetterPage{}, err
 	}
 	page := ports.DeadLetterPage{Letters: letters}
 	if len(letters) > q.Limit {
@@ -73,6 +61,17 @@ func (s *TelemetryStore) ListDeadLetters(ctx context.Context, q ports.DeadLetter
 		page.Next = page.Letters[q.Limit-1].ID
 	}
 	return page, nil
+}
+
+func scanDeadLetter(row pgx.CollectableRow) (ports.StoredDeadLetter, error) {
+	var (
+		l       ports.StoredDeadLetter
+		id      pgtype.UUID
+		payload string
+	)
+	err := row.Scan(&l.ID, &id, &l.Topic, &payload, &l.PayloadBytes, &l.Reason, &l.CreatedAt)
+	l.MsgUUID, l.Payload, l.CreatedAt = id.Bytes, []byte(payload), l.CreatedAt.UTC()
+	return l, err
 }
 
 // PipelineStats reads the snapshot in two small queries.
@@ -93,18 +92,14 @@ func (s *TelemetryStore) PipelineStats(ctx context.Context) (ports.PipelineStats
 	}
 	out.QueueBacklog, out.QueueBacklogCapped = capCount(out.QueueBacklog)
 	out.DeadLetters, out.DeadLettersCapped = capCount(out.DeadLetters)
-	rows, err := s.pool.Query(ctx, sqlHosts)
-	if err != nil {
-		return ports.PipelineStats{}, fmt.Errorf("pipeline stats: hosts: %w", translate(err))
-	}
-	out.Hosts, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.HostSeen, error) {
+	out.Hosts, err = queryRows(ctx, s.pool, "pipeline stats: hosts", sqlHosts, func(row pgx.CollectableRow) (ports.HostSeen, error) {
 		var h ports.HostSeen
 		err := row.Scan(&h.Hostname, &h.GPUs, &h.LastSeen)
 		h.LastSeen = h.LastSeen.UTC()
 		return h, err
 	})
 	if err != nil {
-		return ports.PipelineStats{}, fmt.Errorf("pipeline stats: hosts: %w", translate(err))
+		return ports.PipelineStats{}, err
 	}
 	return out, nil
 }

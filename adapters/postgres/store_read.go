@@ -150,14 +150,10 @@ func (s *TelemetryStore) QueryGPUs(ctx context.Context, q ports.GPUQuery) (ports
 	if q.After != nil {
 		after = *q.After
 	}
-	rows, err := s.read.Query(ctx, sqlQueryGPUs, q.Hostname, q.ModelName, after.Hostname, int32(after.GPUIndex),
-		q.After != nil, after.UUID, q.Limit+1)
+	gpus, err := queryRows(ctx, s.read, "query gpus", sqlQueryGPUs, scanGPU, q.Hostname, q.ModelName, after.Hostname,
+		int32(after.GPUIndex), q.After != nil, after.UUID, q.Limit+1)
 	if err != nil {
-		return ports.GPUPage{}, fmt.Errorf("query gpus: %w", translate(err))
-	}
-	gpus, err := pgx.CollectRows(rows, scanGPU)
-	if err != nil {
-		return ports.GPUPage{}, fmt.Errorf("query gpus: %w", translate(err))
+		return ports.GPUPage{}, err
 	}
 	page := ports.GPUPage{GPUs: gpus}
 	if len(gpus) > q.Limit {
@@ -177,35 +173,23 @@ func scanGPU(row pgx.CollectableRow) (domain.GPU, error) {
 
 // ListMetrics returns the metric names seen with their GPU counts.
 func (s *TelemetryStore) ListMetrics(ctx context.Context) ([]domain.MetricSeen, error) {
-	rows, err := s.read.Query(ctx, sqlListMetrics)
-	if err != nil {
-		return nil, fmt.Errorf("list metrics: %w", translate(err))
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.MetricSeen, error) {
+	return queryRows(ctx, s.read, "list metrics", sqlListMetrics, func(row pgx.CollectableRow) (domain.MetricSeen, error) {
 		var m domain.MetricSeen
 		err := row.Scan(&m.Name, &m.GPUs)
 		return m, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list metrics: %w", translate(err))
-	}
-	return out, nil
 }
 
 // LatestValues returns the newest sample of each metric of a GPU.
 func (s *TelemetryStore) LatestValues(ctx context.Context, gpuUUID string) ([]domain.LatestValue, error) {
-	rows, err := s.read.Query(ctx, sqlLatest, gpuUUID)
-	if err != nil {
-		return nil, fmt.Errorf("latest values: %w", translate(err))
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.LatestValue, error) {
+	out, err := queryRows(ctx, s.read, "latest values", sqlLatest, func(row pgx.CollectableRow) (domain.LatestValue, error) {
 		var v domain.LatestValue
 		err := row.Scan(&v.MetricName, &v.Timestamp, &v.Value)
 		v.Timestamp = v.Timestamp.UTC()
 		return v, err
-	})
+	}, gpuUUID)
 	if err != nil {
-		return nil, fmt.Errorf("latest values: %w", translate(err))
+		return nil, err
 	}
 	if len(out) == 0 {
 		if err := s.requireGPU(ctx, gpuUUID); err != nil {
@@ -229,19 +213,15 @@ func (s *TelemetryStore) requireGPU(ctx context.Context, gpuUUID string) error {
 
 // FleetSummary summarises a metric over every GPU's latest non-null value.
 func (s *TelemetryStore) FleetSummary(ctx context.Context, metricName string, topN int) (domain.FleetSummary, error) {
-	rows, err := s.read.Query(ctx, sqlFleetLatest, metricName)
-	if err != nil {
-		return domain.FleetSummary{}, fmt.Errorf("fleet summary: %w", translate(err))
-	}
-	values, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.GPUValue, error) {
+	values, err := queryRows(ctx, s.read, "fleet summary", sqlFleetLatest, func(row pgx.CollectableRow) (domain.GPUValue, error) {
 		var v domain.GPUValue
 		err := row.Scan(&v.GPU.UUID, &v.GPU.Hostname, &v.GPU.GPUIndex, &v.GPU.Device, &v.GPU.ModelName, &v.GPU.LastSeen,
 			&v.Timestamp, &v.Value)
 		v.GPU.LastSeen, v.Timestamp = v.GPU.LastSeen.UTC(), v.Timestamp.UTC()
 		return v, err
-	})
+	}, metricName)
 	if err != nil {
-		return domain.FleetSummary{}, fmt.Errorf("fleet summary: %w", translate(err))
+		return domain.FleetSummary{}, err
 	}
 	return domain.SummarizeFleet(metricName, values, topN), nil
 }
@@ -253,13 +233,9 @@ func (s *TelemetryStore) QuerySeries(ctx context.Context, q ports.SeriesQuery) (
 		return domain.Series{}, fmt.Errorf("query series: %w", err)
 	}
 	start, end := q.Start.UTC().Truncate(time.Microsecond), q.End.UTC().Truncate(time.Microsecond)
-	rows, err := s.read.Query(ctx, sqlSeriesIDs, q.GPUUUID, q.MetricName)
+	ids, err := queryRows(ctx, s.read, "query series", sqlSeriesIDs, pgx.RowTo[int32], q.GPUUUID, q.MetricName)
 	if err != nil {
-		return domain.Series{}, fmt.Errorf("query series: %w", translate(err))
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return domain.Series{}, fmt.Errorf("query series: %w", translate(err))
+		return domain.Series{}, err
 	}
 	if len(ids) == 0 {
 		if err := s.requireGPU(ctx, q.GPUUUID); err != nil {
@@ -314,20 +290,7 @@ func (s *TelemetryStore) QuerySeries(ctx context.Context, q ports.SeriesQuery) (
 
 // ListGPUs returns the registry ordered by hostname, GPU index, UUID.
 func (s *TelemetryStore) ListGPUs(ctx context.Context) ([]domain.GPU, error) {
-	rows, err := s.read.Query(ctx, sqlListGPUs)
-	if err != nil {
-		return nil, fmt.Errorf("list gpus: %w", translate(err))
-	}
-	gpus, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.GPU, error) {
-		var g domain.GPU
-		err := row.Scan(&g.UUID, &g.Hostname, &g.GPUIndex, &g.Device, &g.ModelName, &g.LastSeen)
-		g.LastSeen = g.LastSeen.UTC()
-		return g, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list gpus: %w", translate(err))
-	}
-	return gpus, nil
+	return queryRows(ctx, s.read, "list gpus", sqlListGPUs, scanGPU)
 }
 
 // QueryTelemetry reads Limit+1 rows so that Next is nil exactly when the
