@@ -159,6 +159,17 @@ func RequireValid(t *testing.T, build func(*platform.Env) fx.Option, env map[str
 	require.NoError(t, e.Err())
 }
 
+// RequireEnvErr checks env's configuration error: none when want is empty,
+// else one containing want.
+func RequireEnvErr(t *testing.T, env *platform.Env, want string) {
+	t.Helper()
+	if want == "" {
+		require.NoError(t, env.Err())
+		return
+	}
+	require.ErrorContains(t, env.Err(), want)
+}
+
 // Request is one call an app must answer with 200 before its metrics are
 // scraped (so labelled series exist and are linted too), sent with Token
 // when it is set.

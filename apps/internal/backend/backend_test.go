@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/adapters/postgres"
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
@@ -214,11 +215,7 @@ func TestDatabaseConfig(t *testing.T) {
 			t.Parallel()
 			env := platform.NewEnvFrom(tt.env)
 			require.NoError(t, fx.ValidateApp(common(env), backend.Database(env, backend.APIProfile), useStore))
-			if tt.wantErr == "" {
-				require.NoError(t, env.Err())
-				return
-			}
-			require.ErrorContains(t, env.Err(), tt.wantErr)
+			apptest.RequireEnvErr(t, env, tt.wantErr)
 		})
 	}
 }

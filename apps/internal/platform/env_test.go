@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
 
@@ -59,11 +60,7 @@ func TestEnvInt(t *testing.T) {
 			}
 			env := platform.NewEnvFrom(m)
 			require.Equal(t, tt.want, env.Int("N", 7, 1, 100), "a bad value falls back to the default")
-			if tt.wantErr == "" {
-				require.NoError(t, env.Err())
-				return
-			}
-			require.ErrorContains(t, env.Err(), tt.wantErr)
+			apptest.RequireEnvErr(t, env, tt.wantErr)
 		})
 	}
 }
@@ -90,11 +87,7 @@ func TestEnvDurations(t *testing.T) {
 			t.Parallel()
 			env := platform.NewEnvFrom(tt.env)
 			require.Equal(t, tt.want, tt.get(env))
-			if tt.wantErr == "" {
-				require.NoError(t, env.Err())
-				return
-			}
-			require.ErrorContains(t, env.Err(), tt.wantErr)
+			apptest.RequireEnvErr(t, env, tt.wantErr)
 		})
 	}
 }
@@ -128,11 +121,7 @@ func TestEnvBool(t *testing.T) {
 			t.Parallel()
 			env := platform.NewEnvFrom(tt.env)
 			require.Equal(t, tt.want, env.Bool("B", tt.def))
-			if tt.wantErr == "" {
-				require.NoError(t, env.Err())
-				return
-			}
-			require.ErrorContains(t, env.Err(), tt.wantErr)
+			apptest.RequireEnvErr(t, env, tt.wantErr)
 		})
 	}
 }
@@ -179,11 +168,7 @@ func TestEnvOneOf(t *testing.T) {
 			t.Parallel()
 			env := platform.NewEnvFrom(tt.env)
 			require.Equal(t, tt.want, env.OneOf("QUEUE_BACKEND", "postgres", "postgres", "nats", "memory"))
-			if tt.wantErr == "" {
-				require.NoError(t, env.Err())
-				return
-			}
-			require.ErrorContains(t, env.Err(), tt.wantErr)
+			apptest.RequireEnvErr(t, env, tt.wantErr)
 		})
 	}
 }
