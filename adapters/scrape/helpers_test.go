@@ -88,6 +88,16 @@ func (h harness) metric(t testing.TB, name string, labels map[string]string) flo
 	return -1
 }
 
+// requireDown waits until target's scrapes have failed with reason at least
+// times times, then checks the target is down.
+func (h harness) requireDown(t testing.TB, target, reason string, times int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return h.metric(t, "streamer_scrape_errors_total", map[string]string{"target": target, "reason": reason}) >= float64(times)
+	}, 20*time.Second, 5*time.Millisecond, "%s: %d scrapes failing with %s", target, times, reason)
+	require.Equal(t, 0.0, h.metric(t, "streamer_scrape_target_up", map[string]string{"target": target}))
+}
+
 func matches(m *dto.Metric, labels map[string]string) bool {
 	n := 0
 	for _, l := range m.GetLabel() {

@@ -158,10 +158,7 @@ func TestGzip(t *testing.T) {
 		require.Equal(t, "gz-host", p.Hostname)
 		require.Equal(t, f64(7), p.Value)
 	}
-	require.Eventually(t, func() bool {
-		return h.metric(t, "streamer_scrape_errors_total", map[string]string{"target": bad, "reason": scrape.ErrRead}) >= 1
-	}, 10*time.Second, 5*time.Millisecond)
-	require.Equal(t, 0.0, h.metric(t, "streamer_scrape_target_up", map[string]string{"target": bad}))
+	h.requireDown(t, bad, scrape.ErrRead, 1)
 }
 
 // A DCGM series without a UUID, or with no usable gpu index, is skipped and
@@ -259,10 +256,7 @@ func TestSlowTargetTimesOutOthersUnaffected(t *testing.T) {
 	for _, p := range h.next(t, 3) {
 		require.Equal(t, "fast", p.Hostname)
 	}
-	require.Eventually(t, func() bool {
-		return h.metric(t, "streamer_scrape_errors_total", map[string]string{"target": slow, "reason": scrape.ErrTimeout}) >= 2
-	}, 20*time.Second, 5*time.Millisecond)
-	require.Equal(t, 0.0, h.metric(t, "streamer_scrape_target_up", map[string]string{"target": slow}))
+	h.requireDown(t, slow, scrape.ErrTimeout, 2)
 	require.Equal(t, 1.0, h.metric(t, "streamer_scrape_target_up", map[string]string{"target": fastURL}))
 }
 
@@ -299,10 +293,7 @@ func TestDownTargetRetried(t *testing.T) {
 	dead := srv.URL + "/metrics"
 	srv.Close() // the port is free now: connections are refused
 	h := start(t, scrape.Options{Targets: scrape.Static{dead}, Interval: fast})
-	require.Eventually(t, func() bool {
-		return h.metric(t, "streamer_scrape_errors_total", map[string]string{"target": dead, "reason": scrape.ErrConnection}) >= 2
-	}, 20*time.Second, 5*time.Millisecond)
-	require.Equal(t, 0.0, h.metric(t, "streamer_scrape_target_up", map[string]string{"target": dead}))
+	h.requireDown(t, dead, scrape.ErrConnection, 2)
 }
 
 // The targets file is read again while running: an edit swaps targets, the
