@@ -67,6 +67,14 @@ func startReader(t testing.TB, pool *pgxpool.Pool, cfg ReaderConfig, reg prometh
 	return r
 }
 
+// publishMsgs publishes msgs(n, prefix) to topic through w and requires
+// the publish to succeed.
+func publishMsgs(t testing.TB, w *Writer, topic string, n int, prefix string) {
+	t.Helper()
+	_, err := w.Publish(context.Background(), topic, msgs(n, prefix))
+	require.NoError(t, err)
+}
+
 func msgs(n int, prefix string) []ports.OutgoingMessage {
 	out := make([]ports.OutgoingMessage, n)
 	for i := range out {

@@ -48,8 +48,7 @@ func TestWaitingLeaseWokenByNotify(t *testing.T) {
 		return l
 	}
 	leaseAfter(func() {
-		_, err := w.Publish(ctx, req.Topic, msgs(1, "a"))
-		require.NoError(t, err)
+		publishMsgs(t, w, req.Topic, 1, "a")
 	})
 
 	// Kill the listening connection: the reader subscribes again on a new
@@ -70,8 +69,7 @@ func TestWaitingLeaseWokenByNotify(t *testing.T) {
 		return len(now) == 1 && now[0] != before[0] && r.listening.Load()
 	}, 10*time.Second, 5*time.Millisecond, "the reader did not listen again")
 	leaseAfter(func() {
-		_, err := w.Publish(ctx, req.Topic, msgs(1, "b"))
-		require.NoError(t, err)
+		publishMsgs(t, w, req.Topic, 1, "b")
 	})
 }
 

@@ -201,8 +201,7 @@ func TestLateAckAfterExpiry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	r := startReader(t, pool, ReaderConfig{Range: fullRange(), MinLease: 50 * time.Millisecond,
 		RefillInterval: time.Millisecond}, reg)
-	_, err := w.Publish(ctx, "late-ack", msgs(1, "x"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "late-ack", 1, "x")
 
 	first := leaseSome(t, r, "late-ack", "c1", 1, 100*time.Millisecond)
 	second := leaseSome(t, r, "late-ack", "c2", 1, time.Minute)
@@ -236,8 +235,7 @@ func TestDisjointRanges(t *testing.T) {
 		readers[i] = newReader(t, pool, ReaderConfig{Range: &ranges[i], RefillBatch: 64})
 	}
 	for i := 0; i < total; i += 100 {
-		_, err := w.Publish(ctx, "ranges", msgs(100, fmt.Sprintf("m%d", i)))
-		require.NoError(t, err)
+		publishMsgs(t, w, "ranges", 100, fmt.Sprintf("m%d", i))
 	}
 
 	var done atomic.Int64
@@ -344,10 +342,9 @@ func TestDrainGivesUp(t *testing.T) {
 			pool := newPool(t)
 			w := newWriter(t, pool, WriterConfig{})
 			r := newReader(t, pool, ReaderConfig{Range: fullRange(), DrainTimeout: 50 * time.Millisecond})
-			_, err := w.Publish(context.Background(), "give-up", msgs(2, "d"))
-			require.NoError(t, err)
+			publishMsgs(t, w, "give-up", 2, "d")
 			leaseSome(t, r, "give-up", "c", 1, 5*time.Minute)
-			err = r.Drain(tc.ctx)
+			err := r.Drain(tc.ctx)
 			require.ErrorContains(t, err, "1 leases were still outstanding")
 			if tc.err != nil {
 				require.ErrorIs(t, err, tc.err)
@@ -419,8 +416,7 @@ func TestConsumerMismatch(t *testing.T) {
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
 	r := newReader(t, pool, ReaderConfig{Range: fullRange()})
-	_, err := w.Publish(ctx, "owner", msgs(1, "o"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "owner", 1, "o")
 	l := leaseSome(t, r, "owner", "alice", 1, time.Minute)
 	other := ports.LeaseRef{Topic: "owner", ConsumerID: "bob", LeaseID: l.ID}
 	require.ErrorIs(t, r.Ack(ctx, other), ports.ErrInvalidArgument)
@@ -437,8 +433,7 @@ func TestAckDeleteFailure(t *testing.T) {
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
 	r := newReader(t, pool, ReaderConfig{Range: fullRange()})
-	_, err := w.Publish(ctx, "delfail", msgs(2, "d"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "delfail", 2, "d")
 	l := leaseSome(t, r, "delfail", "c", 2, time.Minute)
 
 	rename := func(from, to string) {
@@ -461,8 +456,7 @@ func TestAckBatching(t *testing.T) {
 	w := newWriter(t, pool, WriterConfig{})
 	reg := prometheus.NewRegistry()
 	r := startReader(t, pool, ReaderConfig{Range: fullRange(), DeleteInterval: 20 * time.Millisecond}, reg)
-	_, err := w.Publish(ctx, "batch", msgs(leases, "b"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "batch", leases, "b")
 	var held []domain.Lease
 	for n := 0; n < leases; {
 		l := leaseSome(t, r, "batch", "c", 1, time.Minute)
@@ -488,8 +482,7 @@ func TestReaderBufferBound(t *testing.T) {
 	w := newWriter(t, pool, WriterConfig{})
 	reg := prometheus.NewRegistry()
 	r := startReader(t, pool, ReaderConfig{Range: fullRange(), BufferSize: 10, RefillInterval: time.Millisecond}, reg)
-	_, err := w.Publish(ctx, "bound", msgs(30, "b"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "bound", 30, "b")
 
 	var leases []domain.Lease
 	n := 0
@@ -697,8 +690,7 @@ func TestDrainAfterAbandonedLeases(t *testing.T) {
 	w := newWriter(t, pool, WriterConfig{})
 	r := newReader(t, pool, ReaderConfig{Range: fullRange(), DrainTimeout: time.Hour})
 	const total = 20
-	_, err := w.Publish(ctx, "abandon", msgs(total, "a"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "abandon", total, "a")
 	require.NoError(t, r.Release(ctx, ref(leaseSome(t, r, "abandon", "c", total, 5*time.Minute))))
 	acked := 0
 	for i := range 2000 {
@@ -726,8 +718,7 @@ func TestDeliveryCountsPersisted(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
-	_, err := w.Publish(ctx, "counted", msgs(2, "d"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "counted", 2, "d")
 	r := newReader(t, pool, ReaderConfig{Range: fullRange(), MaxDeliveries: 2})
 	l := leaseSome(t, r, "counted", "c", 2, time.Minute)
 	require.Len(t, l.Messages, 2)
@@ -796,9 +787,8 @@ func TestReaderBacklogEstimate(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
-	_, err := w.Publish(ctx, "est", msgs(400, "e"))
-	require.NoError(t, err)
-	_, err = pool.Exec(ctx, "ANALYZE queue_messages")
+	publishMsgs(t, w, "est", 400, "e")
+	_, err := pool.Exec(ctx, "ANALYZE queue_messages")
 	require.NoError(t, err)
 	st, err := pgRows{pool: pool}.stats(ctx, "est", domain.PartitionRange{First: 0, Last: 127}, 10)
 	require.NoError(t, err)
@@ -824,8 +814,7 @@ func TestRecordDeliveriesOfOneRowTwice(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
 	w := newWriter(t, pool, WriterConfig{})
-	_, err := w.Publish(ctx, "twice", msgs(2, "t"))
-	require.NoError(t, err)
+	publishMsgs(t, w, "twice", 2, "t")
 	rows, err := pool.Query(ctx, `SELECT id FROM queue_messages WHERE topic = 'twice' ORDER BY id`)
 	require.NoError(t, err)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
