@@ -101,9 +101,7 @@ func newPGChainHarnessWith(t testing.TB, wrap func(ports.Queue) ports.Queue, bas
 		DeadLetters: pgqueue.NewDeadLetterReader(dlPool),
 		Restart: func(t testing.TB) ports.Queue {
 			stopServers(t, current)
-			if f, ok := current.served.(queuetest.Flusher); ok {
-				require.NoError(t, f.Flush(t.Context()))
-			}
+			queuetest.FlushHeld(t, current.served)
 			require.NoError(t, current.q.Close(t.Context()))
 			current = start()
 			return current.client

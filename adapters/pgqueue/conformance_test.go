@@ -56,9 +56,7 @@ func newHarnessWith(t testing.TB, wcfg WriterConfig, wrap func(ports.Queue) port
 	return queuetest.Harness{
 		Queue: current.port,
 		Restart: func(t testing.TB) ports.Queue {
-			if f, ok := current.port.(queuetest.Flusher); ok {
-				require.NoError(t, f.Flush(t.Context()))
-			}
+			queuetest.FlushHeld(t, current.port)
 			require.NoError(t, current.q.Close(t.Context()))
 			current = start()
 			return current.port

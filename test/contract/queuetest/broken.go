@@ -163,6 +163,15 @@ type Flusher interface {
 	Flush(ctx context.Context) error
 }
 
+// FlushHeld flushes q when it is a Flusher, so what a broken wrapper holds
+// reaches the queue: a harness's Restart calls it before closing the queue.
+func FlushHeld(t testing.TB, q ports.Queue) {
+	t.Helper()
+	if f, ok := q.(Flusher); ok {
+		require.NoError(t, f.Flush(t.Context()))
+	}
+}
+
 // RequireCaught runs the tests of the calling test binary that match
 // pattern (a -test.run pattern) in a child process whose BrokenVariant is
 // variant, and requires the run to fail with output containing each of
