@@ -24,6 +24,7 @@ import (
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/retry"
+	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/migrations"
 )
 
@@ -158,7 +159,16 @@ func database(env *platform.Env, p Profile, provide fx.Option) fx.Option {
 				return
 			}
 			m := &migrator{pool: pool, logger: logger}
-			lc.Append(fx.Hook{OnStart: func(context.Context) error { m.start(); return nil }, OnStop: m.stop})
+			var loop *startstop.Loop
+			lc.Append(fx.Hook{
+				OnStart: func(context.Context) error { loop = startstop.Go(m.run); return nil },
+				OnStop: func(ctx context.Context) error {
+					if err := loop.Stop(ctx); err != nil {
+						return fmt.Errorf("stop migrator: %w", err)
+					}
+					return nil
+				},
+			})
 		}),
 	)
 }
@@ -171,35 +181,19 @@ func database(env *platform.Env, p Profile, provide fx.Option) fx.Option {
 type migrator struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
-	cancel context.CancelFunc // set by start
-	done   chan struct{}      // closed when the loop returns; set by start
 }
 
-func (m *migrator) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	m.cancel, m.done = cancel, make(chan struct{})
-	go func() {
-		defer close(m.done)
-		_, err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second,
-			Notify: func(err error, wait time.Duration) {
-				m.logger.Warn("migrate on start: retrying", "err", err, "in", wait)
-			}}, func() (struct{}, error) { return struct{}{}, postgres.Migrate(ctx, m.pool) })
-		if err != nil {
-			m.logger.Error("migrate on start: gave up", "err", err)
-			return
-		}
-		m.logger.Info("migrate on start: schema current", "version", migrations.Latest())
-	}()
-}
-
-func (m *migrator) stop(ctx context.Context) error {
-	m.cancel()
-	select {
-	case <-m.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop migrator: %w", ctx.Err())
+// run is the migrator's loop, on a startstop.Loop: ctx ends at the app's stop.
+func (m *migrator) run(ctx context.Context) {
+	_, err := retry.Do(ctx, retry.Policy{Initial: 500 * time.Millisecond, Max: 10 * time.Second,
+		Notify: func(err error, wait time.Duration) {
+			m.logger.Warn("migrate on start: retrying", "err", err, "in", wait)
+		}}, func() (struct{}, error) { return struct{}{}, postgres.Migrate(ctx, m.pool) })
+	if err != nil {
+		m.logger.Error("migrate on start: gave up", "err", err)
+		return
 	}
+	m.logger.Info("migrate on start: schema current", "version", migrations.Latest())
 }
 
 // Hostname is the default consumer id.
