@@ -21,6 +21,7 @@ import (
 
 	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // ServerURL returns a connection string to the test server's maintenance
@@ -45,20 +46,11 @@ func ServerURL(t testing.TB) string {
 
 // LocalDir is the project's local cluster folder: <module root>/.local/pg.
 func LocalDir() (string, error) {
-	dir, err := os.Getwd()
+	root, err := stack.Root()
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, ".local", "pg"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
+	return filepath.Join(root, ".local", "pg"), nil
 }
 
 // NewDatabase creates an empty database, applies every migration, and
