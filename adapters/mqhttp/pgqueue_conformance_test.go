@@ -87,6 +87,10 @@ func newPGChainHarnessWith(t testing.TB, wrap func(ports.Queue) ports.Queue, bas
 	// stopServers stops the HTTP side of a chain and its client.
 	stopServers := func(t testing.TB, c *chain) {
 		for _, s := range c.servers {
+			// The listener first: a client that reconnected between the
+			// drop and Close would hold an active stream, and Close
+			// waits for those.
+			_ = s.Listener.Close()
 			s.CloseClientConnections()
 			s.Close()
 		}

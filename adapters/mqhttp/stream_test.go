@@ -374,6 +374,9 @@ func TestStreamSurvivesWriterRestart(t *testing.T) {
 		})
 	}
 	require.Eventually(t, func() bool { return acks.Load() > 100 }, 10*time.Second, time.Millisecond)
+	// The listener first: a worker that reconnected between the drop and
+	// Close would hold an active stream, and Close waits for those.
+	_ = srv.Listener.Close()
 	srv.CloseClientConnections()
 	srv.Close()
 	ln, err := net.Listen("tcp", addr)
