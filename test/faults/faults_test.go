@@ -401,7 +401,10 @@ func requireDisjointInTime(t *testing.T, readers []*service) {
 }
 
 // probe leases small batches from each reader and releases them at once,
-// checking each message's partition against the reader's range. The test
+// checking each message's partition against the reader's range. It long-polls
+// as the collectors do (they wait a second): a lease that does not wait
+// finds nothing whenever the collectors keep up, since a refill serves the
+// parked leases first. The test
 // publishes ranges with set; gen changes on every set, so a lease that
 // straddles a change is not judged.
 type probe struct {
@@ -465,7 +468,7 @@ func (pr *probe) run(ctx context.Context, addrs []string) {
 				} `json:"messages"`
 			}
 			if !postJSON(ctx, client, "http://"+addr+"/v1/lease", map[string]any{
-				"topic": domain.TelemetryTopic, "consumer_id": "probe", "max": 20, "lease_seconds": 5}, &lease) {
+				"topic": domain.TelemetryTopic, "consumer_id": "probe", "max": 20, "lease_seconds": 5, "wait_ms": 200}, &lease) {
 				continue
 			}
 			if len(lease.Messages) > 0 {
