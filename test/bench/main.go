@@ -72,6 +72,7 @@ type config struct {
 	ScalingRuns int           `json:"scaling_runs"`
 	Latency     bool          `json:"latency"`
 	LatencyLoad float64       `json:"latency_load"`
+	LatencyRuns int           `json:"latency_runs"`
 	// LatencyRate, when set, is the only measurement: each backend's
 	// latency run at this many msgs/s (no floor, main or scaling runs).
 	LatencyRate   float64       `json:"latency_rate,omitempty"`
@@ -111,8 +112,9 @@ func parseFlags(args []string) (config, error) {
 		"pipelines to run: postgres (streaming publish), postgres-request (a request per publish), nats (fsync always, best client), nats-default (JetStream's default durability)")
 	scaling := fs.String("scaling", "1x1,4x4,10x10", "streamers×collectors of the scaling runs ('' for none)")
 	fs.IntVar(&c.ScalingRuns, "scaling-runs", 1, "repetitions of each scaling point (a point equal to -streamers×-collectors reuses the main runs)")
-	fs.BoolVar(&c.Latency, "latency", true, "run each backend once more at -latency-load of its sustained rate and report the latency")
+	fs.BoolVar(&c.Latency, "latency", true, "run each backend -latency-runs times more at -latency-load of its sustained rate and report the latency")
 	fs.Float64Var(&c.LatencyLoad, "latency-load", 0.5, "load of the latency run, a fraction of the sustained rate")
+	fs.IntVar(&c.LatencyRuns, "latency-runs", 3, "repetitions of each backend's latency run (the report gives their medians)")
 	fs.Float64Var(&c.LatencyRate, "latency-rate", 0, "msgs/s: run only each backend's latency run, at this fixed rate (no floor, main or scaling runs; for quick comparisons)")
 	fs.DurationVar(&c.FloorDuration, "floor-duration", 5*time.Second, "measured window of each floor run (per method)")
 	fs.DurationVar(&c.FloorWarmup, "floor-warmup", time.Second, "unmeasured time before each floor window")
@@ -150,8 +152,8 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("-collectors %d: want 1–%d", c.Collectors, maxCollectors)
 	case c.Readers < 1 || c.Readers > maxReaders:
 		return c, fmt.Errorf("-readers %d: want 1–%d", c.Readers, maxReaders)
-	case c.Runs < 1, c.ScalingRuns < 1, c.FloorWorkers < 1, c.FloorBatch < 1, c.FloorLease < 1:
-		return c, errors.New("-runs, -scaling-runs, -floor-workers, -floor-batch and -floor-lease must be at least 1")
+	case c.Runs < 1, c.ScalingRuns < 1, c.LatencyRuns < 1, c.FloorWorkers < 1, c.FloorBatch < 1, c.FloorLease < 1:
+		return c, errors.New("-runs, -scaling-runs, -latency-runs, -floor-workers, -floor-batch and -floor-lease must be at least 1")
 	case c.FloorBatch > domain.MaxMessagesPerPublish, c.FloorLease > domain.MaxLeaseMessages:
 		return c, fmt.Errorf("-floor-batch %d and -floor-lease %d: at most %d and %d", c.FloorBatch, c.FloorLease, domain.MaxMessagesPerPublish, domain.MaxLeaseMessages)
 	case c.Duration < time.Second, c.FloorDuration < time.Second:

@@ -54,6 +54,7 @@ func TestParseFlags(t *testing.T) {
 			require.InDelta(t, 5600, c.LatencyRate, 1e-9)
 		}},
 		{name: "negative latency rate", args: []string{"-latency-rate", "-1"}, wantErr: "-latency-rate"},
+		{name: "no latency runs", args: []string{"-latency-runs", "0"}, wantErr: "-latency-runs"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -473,7 +474,7 @@ func TestReportPrints(t *testing.T) {
 		Counts: &countCheck{OK: true}}
 	r.backend(backendPostgres).Runs = []pipelineResult{pg}
 	r.backend(backendNATS).markUnavailable("natsd does not build")
-	r.Latency = []*latencyPoint{{Backend: backendPostgres, Load: 0.5, Sustained: 10000, TargetRate: 5000, Streamers: 4, Rate: 1250, PacedRate: 5000, Result: &pg}}
+	r.Latency = []*latencyPoint{{Backend: backendPostgres, Load: 0.5, Sustained: 10000, TargetRate: 5000, Streamers: 4, Rate: 1250, PacedRate: 5000, Runs: []pipelineResult{pg}}}
 	r.finish(cfg, time.Minute)
 	require.InDelta(t, 0.5, r.Ratios.StreamOverFloor, 1e-9)
 	require.Zero(t, r.Ratios.PostgresOverNATSDurable)
@@ -493,13 +494,47 @@ func TestReportPrints(t *testing.T) {
 	require.Contains(t, string(b2), `"stream_over_floor": 0.5`)
 }
 
+func TestLatencyPointMedians(t *testing.T) {
+	t.Parallel()
+	run := func(name string, persisted int64, p50, p99 float64) pipelineResult {
+		return pipelineResult{Run: name, Persisted: persisted, LatencyP50: p50, LatencyP99: p99, AckP50: p50 / 2, AckP99: p99 / 2,
+			Counts: &countCheck{OK: true}}
+	}
+	lp := &latencyPoint{Backend: backendPostgres, TargetRate: 5000, Streamers: 4, Rate: 1250, PacedRate: 5000,
+		Runs: []pipelineResult{run("a", 1000, 0.080, 0.300), run("b", 1000, 0.040, 0.900), run("c", 0, 0, 0), run("d", 1000, 0.150, 0.200)}}
+	lp.summarize()
+	require.Equal(t, summary{Median: 0.080, Min: 0.040, Max: 0.150, N: 3}, lp.P50, "medians of the runs that stored something")
+	require.Equal(t, summary{Median: 0.300, Min: 0.200, Max: 0.900, N: 3}, lp.P99, "each quantile's own median")
+	require.InDelta(t, 0.040, lp.AckP50.Median, 1e-9)
+	require.Equal(t, "a", lp.Result.Run, "the run of the median p50 is the one reported step by step")
+
+	cfg, err := parseFlags([]string{"-latency-rate", "5000"})
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.LatencyRuns)
+	r := newResults(cfg)
+	r.Latency = []*latencyPoint{lp}
+	r.finish(cfg, time.Minute)
+	require.Equal(t, 4, r.Counts.Checked, "every latency run's books are checked")
+	var p50 target
+	for _, tg := range r.Targets {
+		if strings.Contains(tg.Name, "p50") {
+			p50 = tg
+		}
+	}
+	require.InDelta(t, 0.080, p50.Value, 1e-9, "the target is judged on the median")
+	require.False(t, *p50.Met)
+	var b strings.Builder
+	printReport(&b, r)
+	require.Contains(t, b.String(), "80ms [40ms–150ms]")
+}
+
 func TestReportPrintsFixedLatencyRate(t *testing.T) {
 	t.Parallel()
 	cfg, err := parseFlags([]string{"-latency-rate", "5600"})
 	require.NoError(t, err)
 	r := newResults(cfg)
 	pg := pipelineResult{Persisted: 1000, MsgsPerSecond: 5600, LatencyP50: 0.02, LatencyP99: 0.1, Counts: &countCheck{OK: true}}
-	r.Latency = []*latencyPoint{{Backend: backendPostgres, TargetRate: 5600, Streamers: 4, Rate: 1400, PacedRate: 5600, Result: &pg}}
+	r.Latency = []*latencyPoint{{Backend: backendPostgres, TargetRate: 5600, Streamers: 4, Rate: 1400, PacedRate: 5600, Runs: []pipelineResult{pg}}}
 	r.finish(cfg, time.Minute)
 	var b strings.Builder
 	printReport(&b, r)

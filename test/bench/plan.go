@@ -163,8 +163,11 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 		}
 	}
 
-	// 3. Latency at a fraction of each backend's sustained rate.
+	// 3. Latency at a fraction of each backend's sustained rate, each
+	// backend -latency-runs times, the backends' order reversed every other
+	// repetition as in the main rounds.
 	if cfg.Latency {
+		var points []*latencyPoint
 		for _, b := range cfg.Backends {
 			bs := res.backend(b)
 			lp := &latencyPoint{Backend: b, Load: cfg.LatencyLoad, Sustained: bs.Throughput.Median}
@@ -175,15 +178,29 @@ func measureAll(ctx context.Context, cfg config, h *harness, src *batchSource, r
 			if !bs.Available || lp.TargetRate == 0 {
 				continue
 			}
-			pc := main(b)
-			lp.Streamers, lp.Rate, lp.PacedRate = pace(lp.TargetRate, pc.Streamers)
-			pc.Rate = lp.Rate
-			r, ok, err := runOne(pc, "latency") // never profiled: profiling moves the latency it measures
-			if err != nil {
-				return err
+			lp.Streamers, lp.Rate, lp.PacedRate = pace(lp.TargetRate, cfg.Streamers)
+			points = append(points, lp)
+		}
+		for rep := range cfg.LatencyRuns {
+			pts := slices.Clone(points)
+			if rep%2 == 1 {
+				slices.Reverse(pts)
 			}
-			if ok {
-				lp.Result = &r
+			for _, lp := range pts {
+				pc := main(lp.Backend)
+				pc.Rate = lp.Rate
+				r, ok, err := runOne(pc, "latency") // never profiled: profiling moves the latency it measures
+				if err != nil {
+					return err
+				}
+				if ok {
+					lp.Runs = append(lp.Runs, r)
+				}
+			}
+		}
+		for _, lp := range points {
+			if len(lp.Runs) > 0 {
+				lp.summarize()
 				res.Latency = append(res.Latency, lp)
 			}
 		}
