@@ -34,6 +34,10 @@ func TestValidatePublish(t *testing.T) {
 		{"topic ending in a dot", "a.", []domain.OutgoingMessage{msg(`1`)}, "empty dot-separated part"},
 		{"topic starting with _", "_INBOX", []domain.OutgoingMessage{msg(`1`)}, "starts with '_'"},
 		{"topic of 65 chars", strings.Repeat("a", 65), []domain.OutgoingMessage{msg(`1`)}, "topic"},
+		{"topic of 64 chars, every class", "AZaz09-_." + strings.Repeat("x", 55), []domain.OutgoingMessage{msg(`1`)}, ""},
+		{"topic with a space", "a b", []domain.OutgoingMessage{msg(`1`)}, "must be 1-64 characters"},
+		{"topic with a non-ASCII letter", "gpué", []domain.OutgoingMessage{msg(`1`)}, "must be 1-64 characters"},
+		{"topic with a byte past z", "a{b", []domain.OutgoingMessage{msg(`1`)}, "must be 1-64 characters"},
 		{"no messages", "t", nil, "messages must not be empty"},
 		{"too many messages", "t", make([]domain.OutgoingMessage, domain.MaxMessagesPerPublish+1), "at most 10000 messages, got 10001"},
 		{"empty payload", "t", []domain.OutgoingMessage{{}}, "payload is required"},
@@ -197,4 +201,17 @@ func TestLeaseRequestValidateWithin(t *testing.T) {
 	require.ErrorContains(t, req.ValidateWithin(time.Second, lowered), "between 1s and 1m0s (this queue's lease limit), got 10m0s")
 	require.Error(t, domain.LeaseLimits{MaxMessages: domain.CeilingLeaseMessages + 1}.Validate())
 	require.Error(t, domain.LeaseLimits{MaxDuration: domain.CeilingLeaseDuration + time.Second}.Validate())
+}
+
+// BenchmarkValidatePublishOne is the check every published message pays,
+// in the streamer and again in the queue.
+func BenchmarkValidatePublishOne(b *testing.B) {
+	m := []domain.OutgoingMessage{{IdempotencyKey: "k-1", Payload: json.RawMessage(
+		`{"gpu_uuid":"GPU-5fd4f087-86f3-7a43-b711-4771313afc50","metric_name":"DCGM_FI_DEV_GPU_UTIL","value":1}`)}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := domain.ValidatePublish(domain.TelemetryTopic, m); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
