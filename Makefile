@@ -87,8 +87,8 @@ migrate-down: build ## revert the newest migration (STEPS=n for more, STEPS=0 fo
 bench: ## end-to-end benchmark: database floor, PostgreSQL-queue and NATS pipelines, scaling, latency; writes bench-results.json (BENCH_FLAGS=-h lists flags)
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
-bench-micro: ## Go benchmarks of every queue and store adapter on the shared workloads
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./adapters/...
+bench-micro: ## Go benchmarks of every queue and store adapter on the shared workloads, and of the per-message checks in domain
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./domain/ ./adapters/...
 
 bench-api: ## API latency on 10,000,000 telemetry rows (loaded once into database benchapi, reused after); writes bench-api-results.json (BENCH_API_FLAGS=-h lists flags)
 	$(GO) run ./test/benchapi -reuse $(BENCH_API_FLAGS)
