@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -102,6 +103,15 @@ func writeError(w http.ResponseWriter, err error) int {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if lr, ok := v.(leaseResponse); ok {
+		// The one body whose size grows with the load: encoded by hand,
+		// payloads copied rather than re-compacted (leaseResponse.appendJSON).
+		b := lr.appendJSON(make([]byte, 0, lr.encodedSizeHint()))
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(status)
+		_, _ = w.Write(b)
+		return
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
