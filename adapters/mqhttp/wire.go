@@ -167,11 +167,29 @@ func (r leaseResponse) encodedSizeHint() int {
 
 // appendString appends s as a JSON string, escaped as encoding/json does.
 func appendString(b []byte, s string) []byte {
+	if plainASCII(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	q, err := json.Marshal(s)
 	if err != nil { // a string always encodes
 		return append(b, `""`...)
 	}
 	return append(b, q...)
+}
+
+// plainASCII reports whether s needs no escaping in JSON: printable ASCII
+// without the quote, the backslash, and the characters encoding/json
+// escapes for HTML.
+func plainASCII(s string) bool {
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c < 0x20, c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // appendUUID appends id quoted, in its canonical form, without the

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/ports"
 )
 
 // The hand-written lease encoder must say exactly what encoding/json says
@@ -77,4 +79,75 @@ func TestLeaseResponseSizeHintHoldsTheEncoding(t *testing.T) {
 			CreatedAt: at, Deliveries: 1 << 30 * (i + 1)})
 	}
 	assert.LessOrEqual(t, len(lr.appendJSON(nil)), lr.encodedSizeHint())
+}
+
+// A stream frame written by hand says what encoding/json says for a
+// compact payload, stays on one line for a payload that spans several, and
+// reads back (decodeFrame) as the message that was sent.
+func TestAppendFrameBody(t *testing.T) {
+	type frameBody struct {
+		Topic          string          `json:"topic"`
+		Payload        json.RawMessage `json:"payload"`
+		Key            string          `json:"key,omitempty"`
+		IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	}
+	cases := map[string]ports.OutgoingMessage{
+		"compact, every field": {Payload: json.RawMessage(`{"gpu_uuid":"GPU-1","v":[1,2.5,null,true],"o":{}}`), Key: `GPU-"1"`, IdempotencyKey: "run-1/42"},
+		"no keys":              {Payload: json.RawMessage(`"a string"`)},
+		"a number":             {Payload: json.RawMessage(`-1.5e3`), Key: "ü\\"},
+		"spans lines":          {Payload: json.RawMessage("{\n  \"a\": 1,\r\n  \"b\": \"x y\"\n}\n"), Key: "k"},
+		"spaces, one line":     {Payload: json.RawMessage(`{"a": 1, "b": ["<&>"]}`), IdempotencyKey: "i"},
+	}
+	for name, m := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := appendFrameBody(nil, "telemetry", m)
+			require.NoError(t, err)
+			assert.NotContains(t, string(got), "\n")
+			assert.NotContains(t, string(got), "\r")
+			want, err := json.Marshal(frameBody{Topic: "telemetry", Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey})
+			require.NoError(t, err)
+			if !bytes.ContainsAny(m.Payload, " \n\r<>&") {
+				assert.Equal(t, string(want), string(got))
+			}
+			f, err := decodeFrame(append([]byte(`{"seq":7,`), got[1:]...))
+			require.NoError(t, err)
+			assert.Equal(t, uint64(7), f.Seq)
+			assert.Equal(t, "telemetry", f.Topic)
+			assert.Equal(t, m.Key, f.Key)
+			assert.Equal(t, m.IdempotencyKey, f.IdempotencyKey)
+			assert.JSONEq(t, string(m.Payload), string(f.Payload))
+		})
+	}
+	_, err := appendFrameBody(nil, "telemetry", ports.OutgoingMessage{Payload: json.RawMessage("{\n")})
+	assert.Error(t, err, "a multi-line payload that is not JSON cannot be compacted")
+}
+
+func BenchmarkFrameBodyEncode(b *testing.B) {
+	m := ports.OutgoingMessage{Payload: json.RawMessage(`{"timestamp":"2025-07-18T13:42:33Z","metric_name":"DCGM_FI_DEV_GPU_UTIL","gpu_id":0,"device":"nvidia0","gpu_uuid":"GPU-5fd4f087-86f3-7a43-b711-4771313afc50","model_name":"NVIDIA H100 80GB HBM3","hostname":"mtv5-dgx1-hgpu-031","container":"","pod":"","namespace":"","value":0,"labels_raw":"DCGM_FI_DRIVER_VERSION=\"535.129.03\""}`),
+		Key: "GPU-5fd4f087-86f3-7a43-b711-4771313afc50", IdempotencyKey: "6b1c2f3a-1111-2222-3333-444455556666/123456"}
+	b.Run("encoding/json", func(b *testing.B) {
+		type frameBody struct {
+			Topic          string          `json:"topic"`
+			Payload        json.RawMessage `json:"payload"`
+			Key            string          `json:"key,omitempty"`
+			IdempotencyKey string          `json:"idempotency_key,omitempty"`
+		}
+		for b.Loop() {
+			_, _ = json.Marshal(frameBody{Topic: "telemetry", Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey})
+		}
+	})
+	b.Run("appendFrameBody", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = appendFrameBody(make([]byte, 0, 64+len(m.Payload)+len(m.Key)+len(m.IdempotencyKey)), "telemetry", m)
+		}
+	})
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain-ASCII_1.2/3 with spaces", `q"uote`, `back\slash`, "tab\t", "nl\n", "\x00", "\x7f",
+		"<tag>", "a&b", "ü", "\u2028", "\xff invalid UTF-8", "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"} {
+		want, err := json.Marshal(s)
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(appendString(nil, s)), "%q", s)
+	}
 }
