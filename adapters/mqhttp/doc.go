@@ -87,7 +87,11 @@
 // Answers come in any order; seq (chosen by the client, at least 1) pairs
 // them. A refused message (the codes above) does not end the stream; a
 // malformed frame, an idle stream (2 min) or a draining server ends it with
-// a last frame of seq 0 saying why. The server holds at most StreamWindow
+// a last frame of seq 0 saying why. A stream outlives the http.Server's
+// ReadTimeout and WriteTimeout (it moves its own deadlines: 2 min from the
+// last frame read and from the last answer written); a client that reads no
+// answer for 2 min is cut off, and the stream stops reading once an answer
+// cannot be written, so its producer learns at once and resends. The server holds at most StreamWindow
 // messages (StreamWindowBytes of frames) of a stream unanswered and stops
 // reading past that: backpressure is TCP's flow control, nothing is dropped.
 // The Client uses the stream when ClientConfig.Stream is set: Publish sends

@@ -138,8 +138,9 @@ func (s *Server) publishStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &serverStream{s: s, rc: rc, w: w, r: r,
-		answers: make(chan streamAnswer, StreamWindow),
-		freed:   make(chan int, StreamWindow),
+		answers:     make(chan streamAnswer, StreamWindow),
+		freed:       make(chan int, StreamWindow),
+		writeFailed: make(chan struct{}),
 	}
 	err = st.run()
 	s.logRequest(r, "publish_stream", http.StatusOK, time.Since(start), err)
@@ -185,6 +186,11 @@ type serverStream struct {
 	// freed returns each finished message's frame size to run; buffered to
 	// the window for the same reason.
 	freed chan int
+	// writeFailed is closed by the writer when an answer could not be
+	// written: run stops reading then, so the client sees the stream end
+	// and resends what is unanswered, instead of filling its window with
+	// messages nobody will answer.
+	writeFailed chan struct{}
 }
 
 // run reads the stream until EOF, an error, or a drain, then waits for the
@@ -219,13 +225,19 @@ func (st *serverStream) run() error {
 	sc.Buffer(make([]byte, 0, 64<<10), min(maxFrameBytes, int(st.s.maxBody)))
 	for {
 		// The idle deadline moves at most once a second, not per frame.
+		// The server's ReadTimeout counts from the request's start, so it
+		// is replaced here before the first frame.
 		if now := time.Now(); now.Sub(deadlineSet) > time.Second {
 			_ = st.rc.SetReadDeadline(now.Add(streamIdleTimeout))
 			deadlineSet = now
 		}
+		// Checked after the deadline moved: a writer that fails later
+		// sets it to now itself, so a blocked read returns either way.
 		select {
 		case <-st.s.stream.draining:
 			readErr = ports.ErrClosed
+		case <-st.writeFailed:
+			readErr = errAnswersFailed
 		default:
 		}
 		if readErr != nil || !sc.Scan() {
@@ -286,6 +298,11 @@ func (st *serverStream) run() error {
 		readErr = sc.Err()
 	}
 	select {
+	case <-st.writeFailed:
+		readErr = errAnswersFailed // whatever the interrupted read said
+	default:
+	}
+	select {
 	case <-st.s.stream.draining:
 		if readErr != nil {
 			readErr = fmt.Errorf("publish stream: server draining: %w", ports.ErrClosed)
@@ -300,11 +317,15 @@ func (st *serverStream) run() error {
 	}
 	close(st.answers)
 	werr := <-writerDone
-	if readErr == nil || errors.Is(readErr, ports.ErrClosed) {
+	if readErr == nil || errors.Is(readErr, ports.ErrClosed) || errors.Is(readErr, errAnswersFailed) {
 		return werr
 	}
 	return readErr
 }
+
+// errAnswersFailed ends reading when the answers can no longer be written;
+// the writer's own error says why.
+var errAnswersFailed = errors.New("publish stream: answers could not be written")
 
 // endFrame is the last frame for a stream ended by err, or nil for a clean
 // end (EOF or a client that went away).
@@ -366,19 +387,35 @@ func answerOf(seq uint64, res ports.PublishResult, err error) streamAnswer {
 }
 
 // writeAnswers writes answers as they come, flushing whenever none is
-// waiting (after a yield), until answers is closed. After a write error it keeps draining
-// (so no publisher blocks) and returns that error.
+// waiting (after a yield), until answers is closed. Its write deadline
+// moves with the answers (the server's WriteTimeout counts from the
+// request's start, and a stream lives longer): a client that reads no
+// answer for streamIdleTimeout is cut off. After a write error it stops
+// the reading (writeFailed), keeps draining (so no publisher blocks) and
+// returns that error.
 func (st *serverStream) writeAnswers() error {
 	bw := bufio.NewWriterSize(st.w, 16<<10)
-	var werr error
+	var (
+		werr        error
+		deadlineSet time.Time
+	)
+	failed := func(err error) {
+		werr = err
+		close(st.writeFailed)
+		_ = st.rc.SetReadDeadline(time.Now()) // interrupt a blocked read
+	}
 	buf := make([]byte, 0, 256)
 	for a := range st.answers {
 		if werr != nil {
 			continue
 		}
+		if now := time.Now(); now.Sub(deadlineSet) > time.Second {
+			_ = st.rc.SetWriteDeadline(now.Add(streamIdleTimeout))
+			deadlineSet = now
+		}
 		buf = appendAnswer(buf[:0], a)
 		if _, err := bw.Write(buf); err != nil {
-			werr = err
+			failed(err)
 			continue
 		}
 		if len(st.answers) == 0 {
@@ -388,11 +425,11 @@ func (st *serverStream) writeAnswers() error {
 		}
 		if len(st.answers) == 0 {
 			if err := bw.Flush(); err != nil {
-				werr = err
+				failed(err)
 				continue
 			}
 			if err := st.rc.Flush(); err != nil {
-				werr = err
+				failed(err)
 			}
 		}
 	}

@@ -425,3 +425,30 @@ func TestStreamDialToADroppingPeerFails(t *testing.T) {
 	_, err = c.Publish(ctx, "t", []ports.OutgoingMessage{streamMsgOf(1)})
 	require.ErrorIs(t, err, ports.ErrUnavailable)
 }
+
+// A stream outlives the server's per-request timeouts: the apps run with
+// a 60 s WriteTimeout (HTTP_WRITE_TIMEOUT_MS), and a stream that answered
+// nothing after it stalled its producer until the idle timeout, then ended
+// with the whole window unacknowledged. The wait here is the scenario (the
+// deadline has to pass), not a synchronisation.
+func TestStreamOutlivesTheServersTimeouts(t *testing.T) {
+	t.Parallel()
+	const timeout = 150 * time.Millisecond
+	q := memory.NewQueue(memory.QueueOptions{MinLease: time.Second})
+	require.NoError(t, q.Start(t.Context()))
+	t.Cleanup(q.Close)
+	srv := httptest.NewUnstartedServer(NewServer(q, nil, ServerOptions{Logger: quiet()}).Handler())
+	srv.Config.WriteTimeout, srv.Config.ReadTimeout = timeout, timeout
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, ClientConfig{WriterURL: srv.URL, Stream: true, MaxAttempts: 1}, newSleeps())
+
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		res, err := c.Publish(ctx, "t", []ports.OutgoingMessage{streamMsgOf(i)})
+		cancel()
+		require.NoError(t, err, "message %d, %s after the stream opened", i, time.Duration(i)*3*timeout)
+		require.Equal(t, 1, res.Accepted)
+		time.Sleep(3 * timeout)
+	}
+}
