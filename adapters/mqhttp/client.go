@@ -67,9 +67,12 @@ type ClientConfig struct {
 	// Stream makes Publish use the streaming path (PathPublishStream, one
 	// long-lived connection, one frame per message) instead of a request
 	// per call; StreamWindow bounds its messages in flight (default
-	// DefaultStreamWindow). See stream_client.go.
-	Stream       bool
-	StreamWindow int
+	// DefaultStreamWindow). StreamStallTimeout (default
+	// DefaultStreamStallTimeout) gives up a connection on which messages
+	// are in flight and no answer came for that long. See stream_client.go.
+	Stream             bool
+	StreamWindow       int
+	StreamStallTimeout time.Duration
 }
 
 // Client implements ports.Queue over the queue protocol: Publish goes to the
@@ -136,7 +139,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c.routes = newRouteTable(time.Now, defaultMaxRoutes)
 	if cfg.Stream && c.writer != "" {
-		c.stream = newPublishStream(c.writer+PathPublishStream, c.authHeader(c.writer+PathPublishStream), c.http, cmp.Or(max(cfg.StreamWindow, 0), DefaultStreamWindow))
+		c.stream = newPublishStream(c.writer+PathPublishStream, c.authHeader(c.writer+PathPublishStream), c.http,
+			cmp.Or(max(cfg.StreamWindow, 0), DefaultStreamWindow), cmp.Or(max(cfg.StreamStallTimeout, 0), DefaultStreamStallTimeout))
 	}
 	return c, nil
 }

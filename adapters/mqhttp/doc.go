@@ -98,7 +98,9 @@
 // each message as a frame on one shared connection (reopened on demand),
 // at most StreamWindow messages in flight (Publish waits past that), and a
 // lost connection fails its unanswered messages with ErrUnavailable, so
-// the one retry loop sends them again with their idempotency keys.
+// the one retry loop sends them again with their idempotency keys; so does
+// a connection that answered nothing for ClientConfig.StreamStallTimeout
+// (30 s by default) while messages were in flight.
 //
 // # Client
 //

@@ -30,6 +30,14 @@ const (
 	streamDialTimeout = 10 * time.Second
 	// dialHeartbeat is how often a dial writes a blank line (see dial).
 	dialHeartbeat = 100 * time.Millisecond
+	// DefaultStreamStallTimeout is how long a connection may carry messages
+	// in flight with no answer before the client gives it up and sends them
+	// again on a new one: a server that stopped answering, or a peer that
+	// vanished without closing the connection (a node lost), would
+	// otherwise hold them until TCP gives up, many minutes later. Longer
+	// than a publish takes when the database is slow (the server answers
+	// each message when it is committed or refused).
+	DefaultStreamStallTimeout = 30 * time.Second
 )
 
 // publishStream is the client's side of the streaming publish path: one
@@ -47,6 +55,7 @@ type publishStream struct {
 	// when the message is answered or failed, so at most that many are in
 	// flight and a full window blocks the producer.
 	window chan struct{}
+	stall  time.Duration    // StreamStallTimeout
 	submit chan *streamMsg  // Publish → run; unbuffered
 	events chan streamEvent // connection goroutines → run; unbuffered
 	loop   *startstop.Loop  // run; the client starts it in NewClient and stops it in Close
@@ -94,7 +103,7 @@ type streamOut struct {
 	body []byte
 }
 
-func newPublishStream(url, auth string, hc *http.Client, window int) *publishStream {
+func newPublishStream(url, auth string, hc *http.Client, window int, stall time.Duration) *publishStream {
 	h := *hc
 	h.Timeout = 0
 	ps := &publishStream{
@@ -102,6 +111,7 @@ func newPublishStream(url, auth string, hc *http.Client, window int) *publishStr
 		auth:   auth,
 		http:   &h,
 		window: make(chan struct{}, window),
+		stall:  stall,
 		submit: make(chan *streamMsg),
 		events: make(chan streamEvent),
 	}
@@ -120,7 +130,12 @@ func (ps *publishStream) run(ctx context.Context) {
 		conn    *streamConn               // nil while there is none; owned by run
 		gen     int                       // generation of the latest dial
 		dialing bool
+		// heard is when conn last showed progress (connected, or an answer
+		// came); the stall check runs a few times per stall timeout.
+		heard      time.Time
+		stallCheck = time.NewTicker(max(ps.stall/4, time.Millisecond))
 	)
+	defer stallCheck.Stop()
 	answer := func(seq uint64, o streamOutcome) {
 		m, ok := pending[seq]
 		if !ok {
@@ -148,8 +163,18 @@ func (ps *publishStream) run(ctx context.Context) {
 			closeConn()
 			failAll(fmt.Errorf("publish stream: %w", ports.ErrClosed))
 			return
+		case now := <-stallCheck.C:
+			if conn != nil && len(pending) > 0 && now.Sub(heard) > ps.stall {
+				conn.cancel()
+				closeConn()
+				// As for a lost connection: sent again with their keys.
+				failAll(fmt.Errorf("publish stream: %w", transportError{fmt.Errorf("no answer for %s", ps.stall)}))
+			}
 		case m := <-ps.submit:
 			seq++
+			if len(pending) == 0 {
+				heard = time.Now() // nothing was awaited before this one
+			}
 			pending[seq] = m
 			switch {
 			case conn != nil:
@@ -166,7 +191,7 @@ func (ps *publishStream) run(ctx context.Context) {
 					close(ev.conn.frames)
 					continue
 				}
-				dialing, conn = false, ev.conn
+				dialing, conn, heard = false, ev.conn, time.Now()
 				// Everything unanswered goes out again in order: answers of
 				// an earlier connection that never came are failed already,
 				// so these were never sent.
@@ -182,6 +207,7 @@ func (ps *publishStream) run(ctx context.Context) {
 				if conn == nil || ev.gen != conn.gen {
 					continue // a connection already given up on
 				}
+				heard = time.Now()
 				for _, a := range ev.answers {
 					answer(a.Seq, outcomeOf(a))
 				}

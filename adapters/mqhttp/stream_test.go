@@ -452,3 +452,30 @@ func TestStreamOutlivesTheServersTimeouts(t *testing.T) {
 		time.Sleep(3 * timeout)
 	}
 }
+
+// A stream whose server stops answering (a bug, or a peer gone without a
+// word, as when its node is lost) is given up after StreamStallTimeout and
+// its messages fail as unavailable, so the one retry loop sends them again
+// on a new connection, instead of waiting for TCP to give up.
+func TestStreamGivesUpAStalledConnection(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dials.Add(1)
+		rc := http.NewResponseController(w)
+		require.NoError(t, rc.EnableFullDuplex())
+		w.Header().Set("Content-Type", ContentTypeNDJSON)
+		w.WriteHeader(http.StatusOK)
+		_ = rc.Flush()
+		_, _ = io.Copy(io.Discard, r.Body) // reads every frame, answers none
+	}))
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, ClientConfig{WriterURL: srv.URL, Stream: true, MaxAttempts: 2, StreamStallTimeout: 200 * time.Millisecond}, newSleeps())
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := c.Publish(ctx, "t", []ports.OutgoingMessage{streamMsgOf(1)})
+	require.ErrorIs(t, err, ports.ErrUnavailable)
+	require.ErrorContains(t, err, "no answer for 200ms")
+	require.Equal(t, int64(2), dials.Load(), "each attempt on a new connection")
+}
