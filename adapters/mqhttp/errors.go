@@ -98,15 +98,18 @@ func writeError(w http.ResponseWriter, err error) int {
 	return status
 }
 
+// selfEncoder is a body that writes its own JSON, for a body whose size
+// grows with the load (leaseResponse: payloads copied rather than
+// re-compacted by encoding/json).
+type selfEncoder interface{ encodeJSON() []byte }
+
 // writeJSON answers v with status. An encoding failure cannot be reported
 // to the client once the header is out, and our wire types always encode.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if lr, ok := v.(leaseResponse); ok {
-		// The one body whose size grows with the load: encoded by hand,
-		// payloads copied rather than re-compacted (leaseResponse.appendJSON).
-		b := lr.appendJSON(make([]byte, 0, lr.encodedSizeHint()))
+	if se, ok := v.(selfEncoder); ok {
+		b := se.encodeJSON()
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.WriteHeader(status)
 		_, _ = w.Write(b)

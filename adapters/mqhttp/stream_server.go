@@ -299,7 +299,7 @@ func (st *serverStream) run() error {
 	}
 	select {
 	case <-st.writeFailed:
-		readErr = errAnswersFailed // whatever the interrupted read said
+		readErr = nil // the writer's error says why, whatever the interrupted read said
 	default:
 	}
 	select {
@@ -317,14 +317,14 @@ func (st *serverStream) run() error {
 	}
 	close(st.answers)
 	werr := <-writerDone
-	if readErr == nil || errors.Is(readErr, ports.ErrClosed) || errors.Is(readErr, errAnswersFailed) {
+	if readErr == nil || errors.Is(readErr, ports.ErrClosed) {
 		return werr
 	}
 	return readErr
 }
 
-// errAnswersFailed ends reading when the answers can no longer be written;
-// the writer's own error says why.
+// errAnswersFailed ends reading when the answers can no longer be written
+// (run then returns the writer's own error).
 var errAnswersFailed = errors.New("publish stream: answers could not be written")
 
 // endFrame is the last frame for a stream ended by err, or nil for a clean

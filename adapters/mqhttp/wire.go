@@ -154,6 +154,11 @@ func (r leaseResponse) appendJSON(b []byte) []byte {
 	return append(b, "]}\n"...)
 }
 
+// encodeJSON is the lease's JSON body (selfEncoder).
+func (r leaseResponse) encodeJSON() []byte {
+	return r.appendJSON(make([]byte, 0, r.encodedSizeHint()))
+}
+
 // encodedSizeHint is a capacity that holds the encoded lease without
 // growing: the payloads, and each message's own fields at their longest.
 func (r leaseResponse) encodedSizeHint() int {
