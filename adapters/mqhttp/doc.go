@@ -91,9 +91,10 @@
 // ReadTimeout and WriteTimeout (it moves its own deadlines: 2 min from the
 // last frame read and from the last answer written); a client that reads no
 // answer for 2 min is cut off, and the stream stops reading once an answer
-// cannot be written, so its producer learns at once and resends. The server holds at most StreamWindow
-// messages (StreamWindowBytes of frames) of a stream unanswered and stops
-// reading past that: backpressure is TCP's flow control, nothing is dropped.
+// cannot be written, so its producer learns at once and resends. The
+// server holds at most StreamWindow messages (StreamWindowBytes of frames)
+// of a stream unanswered and stops reading past that: backpressure is
+// TCP's flow control, nothing is dropped.
 // The Client uses the stream when ClientConfig.Stream is set: Publish sends
 // each message as a frame on one shared connection (reopened on demand),
 // at most StreamWindow messages in flight (Publish waits past that), and a
