@@ -50,10 +50,12 @@ type Config struct {
 	// on average (sub-millisecond gaps, sent in small bursts when timers are
 	// coarser than the gap); with Interval too, the slower of the two wins.
 	Rate int
-	// ScrapeInterval paces the stream like an exporter scraped every
+	// ScrapeInterval paces a replay like an exporter scraped every
 	// interval: a pass over the source (every GPU and metric once) starts at
 	// most once per ScrapeInterval, so each GPU's samples come once per
-	// interval. 0 replays at full speed (make bench).
+	// interval. 0 replays at full speed (make bench). It does not apply to a
+	// live source (one with its own schedule, selfScheduled: the scraper),
+	// whose points already come once per scrape, stamped when scraped.
 	ScrapeInterval time.Duration
 	// Window, when above 0, pipelines the stream: at most Window messages
 	// published and not yet acknowledged, each on its own, and a point is
@@ -126,9 +128,22 @@ type Streamer struct {
 	loop  *startstop.Loop // set by Start, stopped by Stop (fx runs them in order)
 }
 
+// selfScheduled is a live source that keeps its own schedule: the scraper
+// scrapes every target once per Interval and hands out each round stamped
+// with its scrape time. Pacing it again as a replay would hold every round
+// behind the last until ScrapeInterval passed (the scraper then skips the
+// rounds it could not hand out) and restamp its points with the time they
+// left.
+type selfScheduled interface{ Interval() time.Duration }
+
 // New returns a streamer; Start runs it.
 func New(src ports.Source, pub ports.Publisher, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Streamer {
 	logger = cmp.Or(logger, slog.Default())
+	if live, ok := src.(selfScheduled); ok && cfg.ScrapeInterval > 0 {
+		logger.Info("scrape_interval applies to a replay only: this source keeps its own schedule",
+			"scrape_interval", cfg.ScrapeInterval.String(), "source_interval", live.Interval().String())
+		cfg.ScrapeInterval = 0
+	}
 	cfg.Topic = cmp.Or(cfg.Topic, domain.TelemetryTopic)
 	cfg.Senders, cfg.QueueSize, cfg.Batch = max(cfg.Senders, 1), max(cfg.QueueSize, 1), max(cfg.Batch, 1)
 	if cfg.RetryFor <= 0 {

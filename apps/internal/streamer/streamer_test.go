@@ -460,3 +460,42 @@ func TestScrapeIntervalPacesPasses(t *testing.T) {
 			time.Minute, time.Minute, time.Minute}, passes, "three passes, 30 s apart (fake clock)")
 	})
 }
+
+// liveSource is a source with its own schedule, as the scraper is.
+type liveSource struct{ *source }
+
+func (liveSource) Interval() time.Duration { return 15 * time.Second }
+
+// TestScrapeIntervalLeavesALiveSourceAlone: a source that keeps its own
+// schedule (the scraper) is not paced again as a replay, so make run's and
+// the chart's STREAMER_SCRAPE_INTERVAL=30s neither holds a 15 s scrape's
+// rounds back nor restamps its points.
+func TestScrapeIntervalLeavesALiveSourceAlone(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		type sent struct {
+			after time.Duration
+			ts    time.Time
+		}
+		at := make(chan sent, 9)
+		pub := publishFunc(func(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+			var p domain.Point
+			require.NoError(t, json.Unmarshal(msgs[0].Payload, &p))
+			at <- sent{time.Since(start), p.Timestamp}
+			return ports.PublishResult{Accepted: len(msgs)}, nil
+		})
+		src := liveSource{newSource(3)}
+		src.loop = true
+		s, _ := newStreamer(src, pub, Config{ScrapeInterval: 30 * time.Second, MaxRows: 9, Senders: 1})
+		require.NoError(t, s.Run(t.Context()))
+		close(at)
+		i := 0
+		for e := range at {
+			require.Zero(t, e.after, "emission %d waited: the live source was paced as a replay", i)
+			require.True(t, point(i%3).Timestamp.Equal(e.ts), "emission %d keeps its scrape time, got %s", i, e.ts)
+			i++
+		}
+		require.Equal(t, 9, i)
+	})
+}
