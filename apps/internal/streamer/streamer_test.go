@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gpufleet/telemetry/adapters/scrape"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -460,6 +461,10 @@ func TestScrapeIntervalPacesPasses(t *testing.T) {
 			time.Minute, time.Minute, time.Minute}, passes, "three passes, 30 s apart (fake clock)")
 	})
 }
+
+// The scraper is the live source the streamer leaves alone: renaming its
+// Interval method must not quietly bring the replay's pacing back.
+var _ selfScheduled = (*scrape.Source)(nil)
 
 // liveSource is a source with its own schedule, as the scraper is.
 type liveSource struct{ *source }
