@@ -427,6 +427,35 @@ func retried(s *Streamer) float64 {
 	return n
 }
 
+// sent is one emission of runPaced: when it went out (fake clock) and the
+// timestamp its point carried.
+type sent struct {
+	after time.Duration
+	ts    time.Time
+}
+
+// runPaced streams 9 points of src with a 30 s scrape interval, inside a
+// synctest bubble, and returns what went out, in order.
+func runPaced(t *testing.T, src ports.Source) []sent {
+	start := time.Now()
+	at := make(chan sent, 9) // 9: every emission, so Publish never waits
+	pub := publishFunc(func(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
+		var p domain.Point
+		require.NoError(t, json.Unmarshal(msgs[0].Payload, &p))
+		at <- sent{time.Since(start), p.Timestamp}
+		return ports.PublishResult{Accepted: len(msgs)}, nil
+	})
+	s, _ := newStreamer(src, pub, Config{ScrapeInterval: 30 * time.Second, MaxRows: 9, Senders: 1})
+	require.NoError(t, s.Run(t.Context()))
+	close(at)
+	var out []sent
+	for e := range at {
+		out = append(out, e)
+	}
+	require.Len(t, out, 9)
+	return out
+}
+
 // TestScrapeIntervalPacesPasses: with a scrape interval each pass over the
 // source (every GPU and metric once) starts one interval after the previous
 // one, and points held for the next pass are stamped when they go out.
@@ -434,25 +463,11 @@ func TestScrapeIntervalPacesPasses(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
-		type sent struct {
-			after time.Duration
-			ts    time.Time
-		}
-		at := make(chan sent, 9) // 9: every emission, so Publish never waits
-		pub := publishFunc(func(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
-			var p domain.Point
-			require.NoError(t, json.Unmarshal(msgs[0].Payload, &p))
-			at <- sent{time.Since(start), p.Timestamp}
-			return ports.PublishResult{Accepted: len(msgs)}, nil
-		})
 		src := newSource(3)
 		src.loop = true
-		s, _ := newStreamer(src, pub, Config{ScrapeInterval: 30 * time.Second, MaxRows: 9, Senders: 1})
-		require.NoError(t, s.Run(t.Context()))
-		close(at)
 		var passes []time.Duration
 		var stamps []time.Time
-		for e := range at {
+		for _, e := range runPaced(t, src) {
 			passes = append(passes, e.after.Truncate(time.Second))
 			stamps = append(stamps, e.ts)
 		}
@@ -478,29 +493,11 @@ func (liveSource) Interval() time.Duration { return 15 * time.Second }
 func TestScrapeIntervalLeavesALiveSourceAlone(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		start := time.Now()
-		type sent struct {
-			after time.Duration
-			ts    time.Time
-		}
-		at := make(chan sent, 9)
-		pub := publishFunc(func(_ context.Context, _ string, msgs []ports.OutgoingMessage) (ports.PublishResult, error) {
-			var p domain.Point
-			require.NoError(t, json.Unmarshal(msgs[0].Payload, &p))
-			at <- sent{time.Since(start), p.Timestamp}
-			return ports.PublishResult{Accepted: len(msgs)}, nil
-		})
 		src := liveSource{newSource(3)}
 		src.loop = true
-		s, _ := newStreamer(src, pub, Config{ScrapeInterval: 30 * time.Second, MaxRows: 9, Senders: 1})
-		require.NoError(t, s.Run(t.Context()))
-		close(at)
-		i := 0
-		for e := range at {
+		for i, e := range runPaced(t, src) {
 			require.Zero(t, e.after, "emission %d waited: the live source was paced as a replay", i)
 			require.True(t, point(i%3).Timestamp.Equal(e.ts), "emission %d keeps its scrape time, got %s", i, e.ts)
-			i++
 		}
-		require.Equal(t, 9, i)
 	})
 }
