@@ -135,17 +135,21 @@ func run() error {
 		{"streamer", "127.0.0.1:8084", "/healthz", map[string]string{"QUEUE_BACKEND": queue, "STREAMER_CSV_PATH": csvPath,
 			"MQ_WRITER_URL": "http://127.0.0.1:8081", "STREAMER_SCRAPE_INTERVAL": scrape}},
 	}
+	natsNote := "" // what the banner says of NATS
 	if queue == "nats" {
 		// The streamer and collector talk to NATS directly; an embedded
 		// JetStream server (fsync on every write) replaces mqwriter/mqreader.
 		natsURL := os.Getenv("NATS_URL")
 		if natsURL == "" {
 			natsURL = "nats://127.0.0.1:4223"
+			store := filepath.Join(root, ".local", "nats")
 			apps[1] = app{"natsd", "127.0.0.1:8086", "/readyz", map[string]string{
-				"NATS_ADDR": "127.0.0.1:4223", "NATS_STORE_DIR": filepath.Join(root, ".local", "nats")}}
+				"NATS_ADDR": "127.0.0.1:4223", "NATS_STORE_DIR": store}}
 			apps = apps[1:]
+			natsNote = "JetStream on " + natsURL + ", store " + store
 		} else {
 			apps = apps[2:]
+			natsNote = "the streamer and collector use NATS_URL " + natsURL
 		}
 		for _, a := range apps {
 			a.env["NATS_URL"] = natsURL
@@ -166,7 +170,10 @@ func run() error {
 		apps = append([]app{*fakes}, apps...) // started first, stopped last
 		apps[len(apps)-1].env["SCRAPE_TARGETS_FILE"] = fakes.env["FAKE_DCGM_TARGETS_FILE"]
 	}
-	var procs []*stack.Proc
+	var (
+		procs []*stack.Proc
+		addrs = map[string]string{} // app → the HTTP address it was started on
+	)
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- { // streamer first, writer last
 			if err := procs[i].Stop(50 * time.Second); err != nil {
@@ -185,7 +192,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		procs = append(procs, p)
+		procs, addrs[a.name] = append(procs, p), addr
 		writePIDs(filepath.Join(runDir, "pids"), procs)
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = p.WaitReady(rctx, a.ready)
@@ -198,21 +205,13 @@ func run() error {
 			return fmt.Errorf("%s did not start (its log: %s):\n%s", a.name, p.Log, whyNotStarted(p.Log))
 		}
 	}
-	fmt.Printf(`
-GPU telemetry pipeline is running (queue backend: %s, source: %s).
-  Dashboard      http://127.0.0.1:8080/   (xdg-open http://127.0.0.1:8080/)
-  API            http://127.0.0.1:8080/api/v1/gpus
-  Swagger UI     http://127.0.0.1:8080/swagger/
-  mqwriter       http://127.0.0.1:8081/metrics   (postgres backend)
-  mqreader       http://127.0.0.1:8082/metrics   (postgres backend)
-  collector      http://127.0.0.1:8083/metrics
-  streamer       http://127.0.0.1:8084/metrics
-  database       %s
+	fmt.Print(banner(queue, source, apps, addrs, natsNote))
+	fmt.Printf(`  database       %s
   logs           %s
   queue tokens   %s   (. it, then curl -H "Authorization: Bearer $MQ_PUBLISH_TOKEN" …; README: Queue authentication)
-Try: curl -s localhost:8080/api/v1/gpus | jq '.gpus | length'
+Try: curl -s %s/api/v1/gpus | jq '.gpus | length'
 Ctrl-C stops everything.
-`, queue, source, pgadmin.Redact(dbURL), logDir, filepath.Join(runDir, "tokens.env"))
+`, pgadmin.Redact(dbURL), logDir, filepath.Join(runDir, "tokens.env"), addrs["apigw"])
 
 	exited := make(chan *stack.Proc, len(procs))
 	for _, p := range procs {
@@ -225,6 +224,36 @@ Ctrl-C stops everything.
 	case p := <-exited:
 		return fmt.Errorf("%s exited unexpectedly; see %s", p.Name, p.Log)
 	}
+}
+
+// banner is the first lines make run prints once every app is ready: the
+// apps it started, each at the address it was given (an app's
+// <NAME>_HTTP_ADDR moves it), and what each is for.
+func banner(queue, source string, apps []app, addrs map[string]string, natsNote string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nGPU telemetry pipeline is running (queue backend: %s, source: %s).\n", queue, source)
+	api := "http://" + addrs["apigw"]
+	fmt.Fprintf(&b, "  %-14s %s/   (xdg-open %s/)\n", "Dashboard", api, api)
+	fmt.Fprintf(&b, "  %-14s %s/api/v1/gpus\n", "API", api)
+	fmt.Fprintf(&b, "  %-14s %s/swagger/\n", "Swagger UI", api)
+	notes := map[string]string{
+		"mqwriter": "our queue on PostgreSQL: publish", "mqreader": "our queue on PostgreSQL: lease, ack",
+		"natsd": natsNote, "fake-dcgm-exporter": "the CSV served as dcgm-exporters",
+	}
+	for _, a := range apps {
+		if a.name == "apigw" {
+			continue
+		}
+		line := fmt.Sprintf("  %-14s http://%s/metrics", a.name, addrs[a.name])
+		if n := notes[a.name]; n != "" {
+			line += "   (" + n + ")"
+		}
+		b.WriteString(line + "\n")
+	}
+	if queue == "nats" && natsNote != "" && addrs["natsd"] == "" {
+		fmt.Fprintf(&b, "  %-14s %s\n", "NATS", natsNote)
+	}
+	return b.String()
 }
 
 // streamerSource describes the streamer's source for the banner and, for
