@@ -206,12 +206,13 @@ func run() error {
 		}
 	}
 	fmt.Print(banner(queue, source, apps, addrs, natsNote))
-	fmt.Printf(`  database       %s
-  logs           %s
-  queue tokens   %s   (. it, then curl -H "Authorization: Bearer $MQ_PUBLISH_TOKEN" …; README: Queue authentication)
+	fmt.Printf(`  %-*s %s
+  %-*s %s
+  %-*s %s   (. it, then curl -H "Authorization: Bearer $MQ_PUBLISH_TOKEN" …; README: Queue authentication)
 Try: curl -s %s/api/v1/gpus | jq '.gpus | length'
 Ctrl-C stops everything.
-`, pgadmin.Redact(dbURL), logDir, filepath.Join(runDir, "tokens.env"), addrs["apigw"])
+`, bannerColumn, "database", pgadmin.Redact(dbURL), bannerColumn, "logs", logDir,
+		bannerColumn, "queue tokens", filepath.Join(runDir, "tokens.env"), addrs["apigw"])
 
 	exited := make(chan *stack.Proc, len(procs))
 	for _, p := range procs {
@@ -226,6 +227,9 @@ Ctrl-C stops everything.
 	}
 }
 
+// bannerColumn is the width of the banner's names (fake-dcgm-exporter).
+const bannerColumn = 18
+
 // banner is the first lines make run prints once every app is ready: the
 // apps it started, each at the address it was given (an app's
 // <NAME>_HTTP_ADDR moves it), and what each is for.
@@ -233,9 +237,9 @@ func banner(queue, source string, apps []app, addrs map[string]string, natsNote 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nGPU telemetry pipeline is running (queue backend: %s, source: %s).\n", queue, source)
 	api := "http://" + addrs["apigw"]
-	fmt.Fprintf(&b, "  %-14s %s/   (xdg-open %s/)\n", "Dashboard", api, api)
-	fmt.Fprintf(&b, "  %-14s %s/api/v1/gpus\n", "API", api)
-	fmt.Fprintf(&b, "  %-14s %s/swagger/\n", "Swagger UI", api)
+	fmt.Fprintf(&b, "  %-*s %s/   (xdg-open %s/)\n", bannerColumn, "Dashboard", api, api)
+	fmt.Fprintf(&b, "  %-*s %s/api/v1/gpus\n", bannerColumn, "API", api)
+	fmt.Fprintf(&b, "  %-*s %s/swagger/\n", bannerColumn, "Swagger UI", api)
 	notes := map[string]string{
 		"mqwriter": "our queue on PostgreSQL: publish", "mqreader": "our queue on PostgreSQL: lease, ack",
 		"natsd": natsNote, "fake-dcgm-exporter": "the CSV served as dcgm-exporters",
@@ -244,14 +248,14 @@ func banner(queue, source string, apps []app, addrs map[string]string, natsNote 
 		if a.name == "apigw" {
 			continue
 		}
-		line := fmt.Sprintf("  %-14s http://%s/metrics", a.name, addrs[a.name])
+		line := fmt.Sprintf("  %-*s http://%s/metrics", bannerColumn, a.name, addrs[a.name])
 		if n := notes[a.name]; n != "" {
 			line += "   (" + n + ")"
 		}
 		b.WriteString(line + "\n")
 	}
 	if queue == "nats" && natsNote != "" && addrs["natsd"] == "" {
-		fmt.Fprintf(&b, "  %-14s %s\n", "NATS", natsNote)
+		fmt.Fprintf(&b, "  %-*s %s\n", bannerColumn, "NATS", natsNote)
 	}
 	return b.String()
 }
