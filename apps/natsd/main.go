@@ -49,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
@@ -194,9 +195,24 @@ func serverOptions(cfg config) *server.Options {
 		NoSigs:     true,
 	}
 	for _, u := range cfg.Users {
-		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.permissions()})
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: serverPassword(u.Password), Permissions: u.permissions()})
 	}
 	return opts
+}
+
+// serverPassword is what the NATS server is given for password: its bcrypt
+// hash, so the server checks clients against the hash and does not log
+// "Plaintext passwords detected" at every start. The passwords come from
+// Secrets or the environment and are never written to a config file; the
+// hash only keeps the plaintext out of the server's options. A password
+// bcrypt cannot take (over 72 bytes) is passed as it is, and the server's
+// warning then says so.
+func serverPassword(password string) string {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return password
+	}
+	return string(hash)
 }
 
 // run serves NATS and HTTP until ctx ends or the HTTP server fails, then

@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gpufleet/telemetry/adapters/nats"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
@@ -65,6 +67,18 @@ func TestServerOptions(t *testing.T) {
 	require.Equal(t, -1, opts.Port, "port 0 means a free port, not nats-server's 4222")
 	require.True(t, opts.NoSigs, "natsd handles signals")
 	require.False(t, serverOptions(config{LazySync: true}).SyncAlways, "NATS_SYNC=default: JetStream's own fsync interval")
+}
+
+// TestServerOptionsHashPasswords: the server gets bcrypt hashes, never the
+// plaintext, except for a password bcrypt cannot take (over 72 bytes).
+func TestServerOptionsHashPasswords(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 73)
+	opts := serverOptions(config{Users: []user{{Name: "publisher", Password: "p-secret", Publisher: true}, {Name: "consumer", Password: long}}})
+	require.Len(t, opts.Users, 2)
+	require.NotEqual(t, "p-secret", opts.Users[0].Password)
+	require.NoError(t, bcrypt.CompareHashAndPassword([]byte(opts.Users[0].Password), []byte("p-secret")))
+	require.Equal(t, long, opts.Users[1].Password, "too long for bcrypt: passed as it is")
 }
 
 // TestRun starts natsd on free ports, uses JetStream through it, checks its
