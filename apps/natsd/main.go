@@ -204,11 +204,13 @@ func serverOptions(cfg config) *server.Options {
 // hash, so the server checks clients against the hash and does not log
 // "Plaintext passwords detected" at every start. The passwords come from
 // Secrets or the environment and are never written to a config file; the
-// hash only keeps the plaintext out of the server's options. A password
-// bcrypt cannot take (over 72 bytes) is passed as it is, and the server's
-// warning then says so.
+// hash only keeps the plaintext out of the server's options, so it takes
+// bcrypt's least cost: the server compares at every client connection (a
+// reconnecting fleet), and a higher cost would protect nothing here. A
+// password bcrypt cannot take (over 72 bytes) is passed as it is, and the
+// server's warning then says so.
 func serverPassword(password string) string {
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
 	if err != nil {
 		return password
 	}

@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -40,6 +41,12 @@ import (
 type app struct {
 	name, defAddr, ready string
 	env                  map[string]string
+	note                 string // what the banner says the app is for
+}
+
+// addr is where a is started: its default, unless <NAME>_HTTP_ADDR moves it.
+func (a app) addr() string {
+	return cmp.Or(os.Getenv(strings.ToUpper(a.name)+"_HTTP_ADDR"), a.defAddr)
 }
 
 func main() {
@@ -127,15 +134,15 @@ func run() error {
 	// one day. Both can be overridden from the environment.
 	scrape, retention := envOr("STREAMER_SCRAPE_INTERVAL", "30s"), envOr("TELEMETRY_RETENTION", "24h")
 	apps := []app{
-		{"mqwriter", "127.0.0.1:8081", "/readyz", map[string]string{"DATABASE_URL": dbURL}},
-		{"mqreader", "127.0.0.1:8082", "/readyz", map[string]string{"DATABASE_URL": dbURL, "PARTITIONS": "0-255"}},
+		{"mqwriter", "127.0.0.1:8081", "/readyz", map[string]string{"DATABASE_URL": dbURL}, "our queue on PostgreSQL: publish"},
+		{"mqreader", "127.0.0.1:8082", "/readyz", map[string]string{"DATABASE_URL": dbURL, "PARTITIONS": "0-255"}, "our queue on PostgreSQL: lease, ack"},
 		{"collector", "127.0.0.1:8083", "/healthz", map[string]string{"DATABASE_URL": dbURL, "QUEUE_BACKEND": queue,
-			"MQ_READER_URLS": "http://127.0.0.1:8082", "TELEMETRY_RETENTION": retention}},
-		{"apigw", "127.0.0.1:8080", "/readyz", map[string]string{"DATABASE_URL": dbURL}},
+			"MQ_READER_URLS": "http://127.0.0.1:8082", "TELEMETRY_RETENTION": retention}, ""},
+		{"apigw", "127.0.0.1:8080", "/readyz", map[string]string{"DATABASE_URL": dbURL}, ""},
 		{"streamer", "127.0.0.1:8084", "/healthz", map[string]string{"QUEUE_BACKEND": queue, "STREAMER_CSV_PATH": csvPath,
-			"MQ_WRITER_URL": "http://127.0.0.1:8081", "STREAMER_SCRAPE_INTERVAL": scrape}},
+			"MQ_WRITER_URL": "http://127.0.0.1:8081", "STREAMER_SCRAPE_INTERVAL": scrape}, ""},
 	}
-	natsNote := "" // what the banner says of NATS
+	queueLabel := queue // the banner's name for the queue
 	if queue == "nats" {
 		// The streamer and collector talk to NATS directly; an embedded
 		// JetStream server (fsync on every write) replaces mqwriter/mqreader.
@@ -144,12 +151,11 @@ func run() error {
 			natsURL = "nats://127.0.0.1:4223"
 			store := filepath.Join(root, ".local", "nats")
 			apps[1] = app{"natsd", "127.0.0.1:8086", "/readyz", map[string]string{
-				"NATS_ADDR": "127.0.0.1:4223", "NATS_STORE_DIR": store}}
+				"NATS_ADDR": "127.0.0.1:4223", "NATS_STORE_DIR": store}, "JetStream on " + natsURL + ", store " + store}
 			apps = apps[1:]
-			natsNote = "JetStream on " + natsURL + ", store " + store
 		} else {
 			apps = apps[2:]
-			natsNote = "the streamer and collector use NATS_URL " + natsURL
+			queueLabel = "nats at " + natsURL
 		}
 		for _, a := range apps {
 			a.env["NATS_URL"] = natsURL
@@ -170,10 +176,7 @@ func run() error {
 		apps = append([]app{*fakes}, apps...) // started first, stopped last
 		apps[len(apps)-1].env["SCRAPE_TARGETS_FILE"] = fakes.env["FAKE_DCGM_TARGETS_FILE"]
 	}
-	var (
-		procs []*stack.Proc
-		addrs = map[string]string{} // app → the HTTP address it was started on
-	)
+	var procs []*stack.Proc
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- { // streamer first, writer last
 			if err := procs[i].Stop(50 * time.Second); err != nil {
@@ -184,15 +187,11 @@ func run() error {
 		fmt.Println("stopped; logs in", logDir)
 	}()
 	for _, a := range apps {
-		addr := a.defAddr
-		if v := os.Getenv(strings.ToUpper(a.name) + "_HTTP_ADDR"); v != "" {
-			addr = v
-		}
-		p, err := stack.Start(filepath.Join(binDir, a.name), a.name, addr, logDir, a.env)
+		p, err := stack.Start(filepath.Join(binDir, a.name), a.name, a.addr(), logDir, a.env)
 		if err != nil {
 			return err
 		}
-		procs, addrs[a.name] = append(procs, p), addr
+		procs = append(procs, p)
 		writePIDs(filepath.Join(runDir, "pids"), procs)
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = p.WaitReady(rctx, a.ready)
@@ -205,14 +204,11 @@ func run() error {
 			return fmt.Errorf("%s did not start (its log: %s):\n%s", a.name, p.Log, whyNotStarted(p.Log))
 		}
 	}
-	fmt.Print(banner(queue, source, apps, addrs, natsNote))
-	fmt.Printf(`  %-*s %s
-  %-*s %s
-  %-*s %s   (. it, then curl -H "Authorization: Bearer $MQ_PUBLISH_TOKEN" …; README: Queue authentication)
-Try: curl -s %s/api/v1/gpus | jq '.gpus | length'
-Ctrl-C stops everything.
-`, bannerColumn, "database", pgadmin.Redact(dbURL), bannerColumn, "logs", logDir,
-		bannerColumn, "queue tokens", filepath.Join(runDir, "tokens.env"), addrs["apigw"])
+	fmt.Print(banner(queueLabel, source, apps, [][2]string{
+		{"database", pgadmin.Redact(dbURL)},
+		{"logs", logDir},
+		{"queue tokens", filepath.Join(runDir, "tokens.env") + `   (. it, then curl -H "Authorization: Bearer $MQ_PUBLISH_TOKEN" …; README: Queue authentication)`},
+	}))
 
 	exited := make(chan *stack.Proc, len(procs))
 	for _, p := range procs {
@@ -230,33 +226,36 @@ Ctrl-C stops everything.
 // bannerColumn is the width of the banner's names (fake-dcgm-exporter).
 const bannerColumn = 18
 
-// banner is the first lines make run prints once every app is ready: the
-// apps it started, each at the address it was given (an app's
-// <NAME>_HTTP_ADDR moves it), and what each is for.
-func banner(queue, source string, apps []app, addrs map[string]string, natsNote string) string {
+// banner is what make run prints once every app is ready: the API's URLs,
+// then each app it started at the address it was started on, with what it
+// is for, then the rows given.
+func banner(queue, source string, apps []app, rows [][2]string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nGPU telemetry pipeline is running (queue backend: %s, source: %s).\n", queue, source)
-	api := "http://" + addrs["apigw"]
-	fmt.Fprintf(&b, "  %-*s %s/   (xdg-open %s/)\n", bannerColumn, "Dashboard", api, api)
-	fmt.Fprintf(&b, "  %-*s %s/api/v1/gpus\n", bannerColumn, "API", api)
-	fmt.Fprintf(&b, "  %-*s %s/swagger/\n", bannerColumn, "Swagger UI", api)
-	notes := map[string]string{
-		"mqwriter": "our queue on PostgreSQL: publish", "mqreader": "our queue on PostgreSQL: lease, ack",
-		"natsd": natsNote, "fake-dcgm-exporter": "the CSV served as dcgm-exporters",
+	row := func(name, value string) { fmt.Fprintf(&b, "  %-*s %s\n", bannerColumn, name, value) }
+	var api string
+	for _, a := range apps {
+		if a.name == "apigw" {
+			api = "http://" + a.addr()
+		}
 	}
+	fmt.Fprintf(&b, "\nGPU telemetry pipeline is running (queue backend: %s, source: %s).\n", queue, source)
+	row("Dashboard", api+"/   (xdg-open "+api+"/)")
+	row("API", api+"/api/v1/gpus")
+	row("Swagger UI", api+"/swagger/")
 	for _, a := range apps {
 		if a.name == "apigw" {
 			continue
 		}
-		line := fmt.Sprintf("  %-*s http://%s/metrics", bannerColumn, a.name, addrs[a.name])
-		if n := notes[a.name]; n != "" {
-			line += "   (" + n + ")"
+		v := "http://" + a.addr() + "/metrics"
+		if a.note != "" {
+			v += "   (" + a.note + ")"
 		}
-		b.WriteString(line + "\n")
+		row(a.name, v)
 	}
-	if queue == "nats" && natsNote != "" && addrs["natsd"] == "" {
-		fmt.Fprintf(&b, "  %-*s %s\n", bannerColumn, "NATS", natsNote)
+	for _, r := range rows {
+		row(r[0], r[1])
 	}
+	fmt.Fprintf(&b, "Try: curl -s %s/api/v1/gpus | jq '.gpus | length'\nCtrl-C stops everything.\n", api)
 	return b.String()
 }
 
@@ -280,7 +279,7 @@ func streamerSource(runDir string) (string, *app) {
 	}
 	targets := filepath.Join(runDir, "scrape-targets")
 	return "scrape of fake dcgm-exporters on 127.0.0.1:9400+ every " + interval,
-		&app{"fake-dcgm-exporter", "127.0.0.1:9399", "/readyz", map[string]string{"FAKE_DCGM_TARGETS_FILE": targets}}
+		&app{"fake-dcgm-exporter", "127.0.0.1:9399", "/readyz", map[string]string{"FAKE_DCGM_TARGETS_FILE": targets}, "the CSV served as dcgm-exporters"}
 }
 
 // writePIDs records our children so a later run can stop them.
