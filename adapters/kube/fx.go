@@ -39,24 +39,18 @@ func NewFromParams(p Params) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	var loop *startstop.Loop
-	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			loop = startstop.Go(func(ctx context.Context) {
-				var err error
-				if p.Options.Elect {
-					err = c.RunElected(ctx, p.Options.Election)
-				} else {
-					err = c.Run(ctx)
-				}
-				if err != nil {
-					c.logger.Error("partition controller stopped", "err", err)
-				}
-			})
-			return nil
-		},
-		OnStop: func(ctx context.Context) error { return loop.Stop(ctx) },
+	start, stop := startstop.Hooks("partition controller", func(ctx context.Context) {
+		var err error
+		if p.Options.Elect {
+			err = c.RunElected(ctx, p.Options.Election)
+		} else {
+			err = c.Run(ctx)
+		}
+		if err != nil {
+			c.logger.Error("partition controller stopped", "err", err)
+		}
 	})
+	p.Lifecycle.Append(fx.Hook{OnStart: start, OnStop: stop})
 	return c, nil
 }
 

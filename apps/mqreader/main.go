@@ -26,6 +26,7 @@ import (
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/startstop"
 )
 
 func main() { platform.Main(options) }
@@ -129,46 +130,52 @@ func watchAssignment(env *platform.Env, served *domain.PartitionRange) fx.Option
 	pod := podName(env)
 	every := env.Millis("PARTITIONS_WATCH_INTERVAL_MS", 10*time.Second, 10, 3_600_000)
 	return fx.Invoke(func(lc fx.Lifecycle, logger *slog.Logger, reg prometheus.Registerer) {
-		stale := prometheus.NewGauge(prometheus.GaugeOpts{Name: "mqreader_partition_assignment_stale",
-			Help: "1 when the mounted partition assignment differs from the range this reader serves (a restart applies it)."})
-		reg.MustRegister(stale)
-		stop, done := make(chan struct{}), make(chan struct{})
-		lc.Append(fx.Hook{
-			OnStart: func(context.Context) error {
-				go func() {
-					defer close(done)
-					t := time.NewTicker(every)
-					defer t.Stop()
-					was := false
-					for {
-						select {
-						case <-stop:
-							return
-						case <-t.C:
-						}
-						now, err := assignedRange(path, pod)
-						if err != nil {
-							logger.Warn("partition assignment unreadable", "err", err)
-							continue
-						}
-						differs := !sameRange(now, served)
-						if differs && !was {
-							logger.Warn("partition assignment changed; a restart applies it", "pod", pod,
-								"serving", rangeString(served), "assigned", rangeString(now))
-						}
-						was = differs
-						if differs {
-							stale.Set(1)
-						} else {
-							stale.Set(0)
-						}
-					}
-				}()
-				return nil
-			},
-			OnStop: func(context.Context) error { close(stop); <-done; return nil },
-		})
+		w := &assignmentWatch{path: path, pod: pod, every: every, served: served, logger: logger,
+			stale: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mqreader_partition_assignment_stale",
+				Help: "1 when the mounted partition assignment differs from the range this reader serves (a restart applies it)."})}
+		reg.MustRegister(w.stale)
+		start, stop := startstop.Hooks("assignment watch", w.run)
+		lc.Append(fx.Hook{OnStart: start, OnStop: stop})
 	})
+}
+
+// assignmentWatch compares the mounted assignment with the served range
+// every interval until the app stops.
+type assignmentWatch struct {
+	path, pod string
+	every     time.Duration
+	served    *domain.PartitionRange
+	logger    *slog.Logger
+	stale     prometheus.Gauge
+}
+
+func (w *assignmentWatch) run(ctx context.Context) {
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	was := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now, err := assignedRange(w.path, w.pod)
+		if err != nil {
+			w.logger.Warn("partition assignment unreadable", "err", err)
+			continue
+		}
+		differs := !sameRange(now, w.served)
+		if differs && !was {
+			w.logger.Warn("partition assignment changed; a restart applies it", "pod", w.pod,
+				"serving", rangeString(w.served), "assigned", rangeString(now))
+		}
+		was = differs
+		if differs {
+			w.stale.Set(1)
+		} else {
+			w.stale.Set(0)
+		}
+	}
 }
 
 func sameRange(a, b *domain.PartitionRange) bool {

@@ -59,6 +59,24 @@ func (l *Loop) Done() <-chan struct{} {
 	return l.done
 }
 
+// Hooks are the start and stop of a loop that runs run, shaped as fx.Hook's
+// OnStart and OnStop so a component ties a loop to the app's lifetime in
+// one line (lc.Append(fx.Hook{OnStart: start, OnStop: stop})): start
+// launches run on a Loop, whose context is not start's; stop cancels it and
+// waits, bounded by stop's context, naming the loop in its error. A stop
+// without a start returns at once.
+func Hooks(name string, run func(ctx context.Context)) (start, stop func(context.Context) error) {
+	var l *Loop
+	start = func(context.Context) error { l = Go(run); return nil }
+	stop = func(ctx context.Context) error {
+		if err := l.Stop(ctx); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	return start, stop
+}
+
 // Service is a component with one owner goroutine that runs at most once:
 // Start runs it on a Loop, Stop stops it. Done is closed when the owner has
 // returned — or at Stop when it never started — so callers waiting on the

@@ -60,6 +60,45 @@ func TestNeverStarted(t *testing.T) {
 	require.Nil(t, loop.Done())
 }
 
+// Hooks' start outlives its context, as an fx OnStart's must; its stop ends
+// the loop, and a stop without a start is a no-op.
+func TestHooks(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		stopped := make(chan struct{})
+		start, stop := startstop.Hooks("waiter", func(ctx context.Context) {
+			<-ctx.Done()
+			close(stopped)
+		})
+		startCtx, cancelStart := context.WithCancel(context.Background())
+		require.NoError(t, start(startCtx))
+		cancelStart()
+		synctest.Wait()
+		select {
+		case <-stopped:
+			t.Fatal("the loop stopped with the start hook's context")
+		default:
+		}
+		require.NoError(t, stop(context.Background()))
+		select {
+		case <-stopped:
+		default:
+			t.Fatal("stop returned before the loop did")
+		}
+
+		_, neverStarted := startstop.Hooks("idle", func(context.Context) { t.Error("ran without start") })
+		require.NoError(t, neverStarted(context.Background()))
+
+		release := make(chan struct{})
+		start, stop = startstop.Hooks("stubborn", func(context.Context) { <-release }) // ignores cancellation
+		require.NoError(t, start(context.Background()))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		require.EqualError(t, stop(ctx), "stubborn: stop: context deadline exceeded")
+		close(release)
+	})
+}
+
 func TestServiceRunsOnce(t *testing.T) {
 	t.Parallel()
 	never := startstop.NewService()

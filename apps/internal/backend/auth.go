@@ -96,11 +96,8 @@ func serverTokens(env *platform.Env, serves ...mqhttp.Scope) (*mqhttp.Auth, fx.O
 	}
 	return auth, fx.Invoke(func(lc fx.Lifecycle, l *slog.Logger) {
 		w := &tokenWatcher{sources: sources, files: files, auth: auth, log: l}
-		var loop *startstop.Loop
-		lc.Append(fx.Hook{
-			OnStart: func(context.Context) error { loop = startstop.Go(w.run); return nil },
-			OnStop:  func(ctx context.Context) error { return loop.Stop(ctx) },
-		})
+		start, stop := startstop.Hooks("token watcher", w.run)
+		lc.Append(fx.Hook{OnStart: start, OnStop: stop})
 	})
 }
 

@@ -159,16 +159,8 @@ func database(env *platform.Env, p Profile, provide fx.Option) fx.Option {
 				return
 			}
 			m := &migrator{pool: pool, logger: logger}
-			var loop *startstop.Loop
-			lc.Append(fx.Hook{
-				OnStart: func(context.Context) error { loop = startstop.Go(m.run); return nil },
-				OnStop: func(ctx context.Context) error {
-					if err := loop.Stop(ctx); err != nil {
-						return fmt.Errorf("stop migrator: %w", err)
-					}
-					return nil
-				},
-			})
+			start, stop := startstop.Hooks("migrator", m.run)
+			lc.Append(fx.Hook{OnStart: start, OnStop: stop})
 		}),
 	)
 }
