@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -65,9 +66,7 @@ func TestHostLastSeenIsTheNewestSampleOfAnyGPUOfTheHost(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, float64(later.UnixNano())/1e9, hostLastSeen(t, reg)["mtv5-dgx1-hgpu-032"])
 
-	problems, err := testutil.GatherAndLint(reg, hostMetric)
-	require.NoError(t, err)
-	require.Empty(t, problems)
+	promxtest.RequireLintClean(t, reg, hostMetric)
 }
 
 // failingReader fails ListGPUs, as a store whose database is down.

@@ -80,12 +80,10 @@ func methodLabel(m string) string {
 // newDurationHistogram registers apigw_http_request_duration_seconds on reg,
 // reusing an identical collector a previous Server registered there.
 func newDurationHistogram(reg prometheus.Registerer) (*prometheus.HistogramVec, error) {
-	return promx.Reuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "apigw_http_request_duration_seconds",
-		Help: "Time to serve API requests, from the first byte read to the last byte written, by route template, method and status code.",
-		// Up to 60 s: NDJSON streams of a long window are legitimately slow.
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-	}, []string{"route", "method", "code"}))
+	// Up to 60 s: NDJSON streams of a long window are legitimately slow.
+	return promx.Reuse(reg, promx.HistogramVec("apigw_http_request_duration_seconds",
+		"Time to serve API requests, from the first byte read to the last byte written, by route template, method and status code.",
+		[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}, "route", "method", "code"))
 }
 
 // recorder notes the status and the bytes that went to the client.

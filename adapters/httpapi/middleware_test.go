@@ -17,12 +17,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -214,9 +214,7 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		"route=unmatched,method=OTHER,code=405":                 1,
 	}, counts)
 
-	problems, err := testutil.GatherAndLint(reg)
-	require.NoError(t, err)
-	require.Empty(t, problems, "metric names must be promlint-clean")
+	promxtest.RequireLintClean(t, reg)
 
 	var lines []map[string]any
 	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {

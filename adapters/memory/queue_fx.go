@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
+	"github.com/gpufleet/telemetry/internal/promx"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -19,12 +20,8 @@ type queueMetrics struct {
 }
 
 func newQueueMetrics(reg prometheus.Registerer) queueMetrics {
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "memory_queue", Name: name, Help: help})
-	}
-	gauge := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "memory_queue", Name: name, Help: help})
-	}
+	counter := func(name, help string) prometheus.Counter { return promx.Counter("memory_queue_"+name, help) }
+	gauge := func(name, help string) prometheus.Gauge { return promx.Gauge("memory_queue_"+name, help) }
 	m := queueMetrics{
 		published:  counter("messages_published_total", "Messages accepted by Publish."),
 		duplicates: counter("messages_duplicate_total", "Published messages dropped as duplicates of an idempotency key."),

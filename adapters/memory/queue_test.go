@@ -10,13 +10,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
 	"github.com/gpufleet/telemetry/adapters/memory"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 	"github.com/gpufleet/telemetry/test/contract/queuetest"
 )
@@ -294,9 +294,7 @@ func TestQueueMetricsLint(t *testing.T) {
 	t.Cleanup(q.Close)
 	_, err := q.Publish(t.Context(), topic, []ports.OutgoingMessage{msg("GPU-a", 1)})
 	require.NoError(t, err)
-	problems, err := testutil.GatherAndLint(reg)
-	require.NoError(t, err)
-	require.Empty(t, problems)
+	promxtest.RequireLintClean(t, reg)
 	require.Equal(t, 1.0, gauge(t, reg, "memory_queue_messages_published_total"))
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/memory"
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -122,9 +123,7 @@ mqhttp_auth_refusals_total{reason="wrong_scope"} 5
 `
 	require.Equal(t, 30, refusals)
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "mqhttp_auth_refusals_total"))
-	problems, err := testutil.GatherAndLint(reg)
-	require.NoError(t, err)
-	require.Empty(t, problems, "promlint")
+	promxtest.RequireLintClean(t, reg)
 	for _, tok := range []string{publishToken, consumeToken, tokenOf[mqhttp.ScopePublish][:10]} {
 		require.NotContains(t, logs.String(), tok, "a token reached the log")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpufleet/telemetry/internal/promx"
 	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -70,14 +71,12 @@ func (c *Client) retried(op string, err error) {
 // newClientRetries returns mqhttp_client_retries_total, registered in reg
 // when it is set (shared with another client of the same registry).
 func newClientRetries(reg prometheus.Registerer) *prometheus.CounterVec {
-	v := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mqhttp_client_retries_total",
-		Help: "Queue client calls retried after a transient failure (a Lease's move to the next reader included), by operation and reason.",
-	}, []string{"op", "reason"})
+	v := promx.CounterVec("mqhttp_client_retries_total",
+		"Queue client calls retried after a transient failure (a Lease's move to the next reader included), by operation and reason.", "op", "reason")
 	if reg == nil {
 		return v
 	}
-	if got, err := register(reg, v); err == nil {
+	if got, err := promx.Reuse(reg, v); err == nil {
 		return got
 	}
 	return v // a different collector under our name: count unexported rather than fail the client

@@ -22,6 +22,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/memory"
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -380,9 +381,7 @@ mqhttp_requests_total{code="404",route="unmatched"} 1
 	}, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "mqhttp_requests_total"))
 	require.Equal(t, 3, testutil.CollectAndCount(reg, "mqhttp_request_duration_seconds"), "one histogram per route")
-	problems, err := testutil.GatherAndLint(reg)
-	require.NoError(t, err)
-	require.Empty(t, problems, "promlint")
+	promxtest.RequireLintClean(t, reg)
 }
 
 func TestRegisterKeepsRouterHandlers(t *testing.T) {

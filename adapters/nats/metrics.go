@@ -1,9 +1,9 @@
 package nats
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/telemetry/internal/promx"
 )
 
 // metrics are the queue's Prometheus collectors; they are safe for
@@ -18,9 +18,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "nats_queue", Name: name, Help: help})
-	}
+	counter := func(name, help string) prometheus.Counter { return promx.Counter("nats_queue_"+name, help) }
 	m := &metrics{
 		published:  counter("messages_published_total", "Messages stored by Publish (duplicates excluded)."),
 		duplicates: counter("messages_duplicate_total", "Published messages JetStream dropped as duplicates of a message id within the dedup window."),
@@ -29,12 +27,5 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		expired:    counter("leases_expired_total", "Leases that expired before Ack or Release."),
 		dead:       counter("messages_dead_lettered_total", "Messages moved to the dead-letter stream at the delivery limit."),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	var errs []error
-	for _, c := range []prometheus.Collector{m.published, m.duplicates, m.acked, m.released, m.expired, m.dead} {
-		errs = append(errs, reg.Register(c))
-	}
-	return m, errors.Join(errs...)
+	return m, promx.Register(reg, m.published, m.duplicates, m.acked, m.released, m.expired, m.dead)
 }

@@ -13,7 +13,6 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -21,6 +20,7 @@ import (
 
 	natsq "github.com/gpufleet/telemetry/adapters/nats"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -405,9 +405,7 @@ func TestMetrics(t *testing.T) {
 	for name, v := range want {
 		require.Equal(t, v, counter(t, reg, name), name)
 	}
-	problems, err := testutil.GatherAndLint(reg)
-	require.NoError(t, err)
-	require.Empty(t, problems, "promlint")
+	promxtest.RequireLintClean(t, reg)
 
 	_, err = natsq.New(ctx, natsq.Config{URL: url}, nil, reg)
 	require.Error(t, err, "a second queue on the same registry")

@@ -26,6 +26,7 @@ import (
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx"
 	"github.com/gpufleet/telemetry/internal/startstop"
 )
 
@@ -131,8 +132,8 @@ func watchAssignment(env *platform.Env, served *domain.PartitionRange) fx.Option
 	every := env.Millis("PARTITIONS_WATCH_INTERVAL_MS", 10*time.Second, 10, 3_600_000)
 	return fx.Invoke(func(lc fx.Lifecycle, logger *slog.Logger, reg prometheus.Registerer) {
 		w := &assignmentWatch{path: path, pod: pod, every: every, served: served, logger: logger,
-			stale: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mqreader_partition_assignment_stale",
-				Help: "1 when the mounted partition assignment differs from the range this reader serves (a restart applies it)."})}
+			stale: promx.Gauge("mqreader_partition_assignment_stale",
+				"1 when the mounted partition assignment differs from the range this reader serves (a restart applies it).")}
 		reg.MustRegister(w.stale)
 		start, stop := startstop.Hooks("assignment watch", w.run)
 		lc.Append(fx.Hook{OnStart: start, OnStop: stop})

@@ -43,6 +43,12 @@ func Histogram(name, help string, buckets []float64) prometheus.Histogram {
 	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 }
 
+// HistogramVec is a histogram vector named name over labels, with the given
+// bucket upper bounds.
+func HistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+}
+
 // Zero exports the series of a one-label counter vector for each value at 0
 // from the start, so rate() and absent-series alerts work before the first
 // increment.

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx"
 	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
@@ -79,9 +80,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-	}
+	c := promx.Counter
 	m := &metrics{
 		leased:       c("collector_messages_leased_total", "Messages received in leases."),
 		persisted:    c("collector_records_persisted_total", "Telemetry rows inserted."),
@@ -92,21 +91,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		released:     c("collector_leases_released_total", "Leases released after a transient failure."),
 		ackRejected:  c("collector_acks_rejected_total", "Acks refused because the lease had expired (the rows are stored; the redelivery will be a duplicate)."),
 		storeWaits:   c("collector_store_checks_failed_total", "Store checks that failed while a worker waited for the store before leasing again."),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "collector_errors_total",
-			Help: "Failures by stage (lease, persist, ack, release)."}, []string{"stage"}),
-		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "collector_batch_duration_seconds",
-			Help: "Time to persist and ack one leased batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		errors:       promx.CounterVec("collector_errors_total", "Failures by stage (lease, persist, ack, release).", "stage"),
+		batchSeconds: promx.Histogram("collector_batch_duration_seconds", "Time to persist and ack one leased batch.",
+			prometheus.ExponentialBuckets(0.001, 2, 14)),
 		// 1 ms to ~2 min in steps of 1.5× (make bench reads its quantiles);
 		// older samples (a backlog drained after an outage) land in +Inf.
-		sampleAge: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "collector_sample_age_seconds",
-			Help:    "Time from a sample's timestamp (the streamer stamps it when it sends it; a scrape, when it scraped) to its commit, per stored sample: the end-to-end lag.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 1.5, 30)}),
+		sampleAge: promx.Histogram("collector_sample_age_seconds",
+			"Time from a sample's timestamp (the streamer stamps it when it sends it; a scrape, when it scraped) to its commit, per stored sample: the end-to-end lag.",
+			prometheus.ExponentialBuckets(0.001, 1.5, 30)),
 	}
 	// Every stage exported from the start (at 0), so dashboards and alerts
 	// see the series before the first failure.
-	for _, stage := range []string{"lease", "persist", "ack", "release"} {
-		m.errors.WithLabelValues(stage)
-	}
+	promx.Zero(m.errors, "lease", "persist", "ack", "release")
 	if reg != nil {
 		reg.MustRegister(m.leased, m.persisted, m.duplicates, m.expired, m.deadLettered, m.acked, m.released, m.ackRejected, m.storeWaits, m.errors, m.batchSeconds, m.sampleAge)
 	}

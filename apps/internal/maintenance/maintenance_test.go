@@ -14,6 +14,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/postgres"
 	"github.com/gpufleet/telemetry/apps/internal/maintenance"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
@@ -86,9 +87,7 @@ func TestRunOnceMetrics(t *testing.T) {
 			require.Equal(t, 1.0, values["ok"])
 			require.Equal(t, float64(rep.PartitionsDropped), values["telemetry_partitions_dropped_total"])
 			require.LessOrEqual(t, values["telemetry_rollup_lag_seconds"], 180.0, "rolled up to within the settling delay")
-			problems, err := testutil.GatherAndLint(reg)
-			require.NoError(t, err)
-			require.Empty(t, problems, "promlint-clean")
+			promxtest.RequireLintClean(t, reg)
 		})
 	}
 }

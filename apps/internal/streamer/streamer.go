@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx"
 	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
@@ -99,18 +100,17 @@ func retryReason(err error) string {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		read:       prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_rows_read_total", Help: "Rows taken from the source."}),
-		published:  prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_published_total", Help: "Messages the queue acknowledged."}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_duplicate_total", Help: "Publishes the queue reported as duplicates (a retry of an already stored message)."}),
-		retried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamer_publish_retries_total",
-			Help: "Publish attempts retried, by reason (backpressure, unavailable, other)."}, []string{"reason"}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_messages_dropped_total", Help: "Messages given up on after RetryFor or rejected as invalid."}),
-		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamer_publish_duration_seconds",
-			Help: "Time from reading a message (pipelined: sending it) to its acknowledgement, retries included.", Buckets: prometheus.ExponentialBuckets(0.0005, 1.5, 28)}), // 0.5 ms to ~30 s: make bench reads its quantiles
+		read:       promx.Counter("streamer_rows_read_total", "Rows taken from the source."),
+		published:  promx.Counter("streamer_messages_published_total", "Messages the queue acknowledged."),
+		duplicates: promx.Counter("streamer_messages_duplicate_total", "Publishes the queue reported as duplicates (a retry of an already stored message)."),
+		retried:    promx.CounterVec("streamer_publish_retries_total", "Publish attempts retried, by reason (backpressure, unavailable, other).", "reason"),
+		dropped:    promx.Counter("streamer_messages_dropped_total", "Messages given up on after RetryFor or rejected as invalid."),
+		// 0.5 ms to ~30 s: make bench reads its quantiles.
+		publishSeconds: promx.Histogram("streamer_publish_duration_seconds",
+			"Time from reading a message (pipelined: sending it) to its acknowledgement, retries included.",
+			prometheus.ExponentialBuckets(0.0005, 1.5, 28)),
 	}
-	for _, r := range retryReasons {
-		m.retried.WithLabelValues(r) // exported at zero, so rate() sees the first retry
-	}
+	promx.Zero(m.retried, retryReasons...) // exported at zero, so rate() sees the first retry
 	if reg != nil {
 		reg.MustRegister(m.read, m.published, m.duplicates, m.retried, m.dropped, m.publishSeconds)
 	}

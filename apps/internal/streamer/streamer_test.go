@@ -21,6 +21,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/scrape"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -410,9 +411,7 @@ func TestMetricsLint(t *testing.T) {
 	t.Parallel()
 	s, reg := newStreamer(newSource(2), newPublisher(2), Config{})
 	require.NoError(t, s.Run(t.Context()))
-	problems, err := testutil.GatherAndLint(reg)
-	require.NoError(t, err)
-	require.Empty(t, problems)
+	promxtest.RequireLintClean(t, reg)
 	for _, name := range []string{"streamer_messages_published_total", "streamer_rows_read_total", "streamer_publish_duration_seconds"} {
 		require.Equal(t, 1, testutil.CollectAndCount(reg, name), name)
 	}
