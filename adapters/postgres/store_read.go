@@ -71,33 +71,31 @@ FROM telemetry_series
 GROUP BY metric_name
 ORDER BY metric_name COLLATE "C"`
 
-	// sqlLatest finds each metric's newest sample of a GPU: for each of the
-	// GPU's series (telemetry_series_identity_key), one backward probe of
-	// the samples' primary key, restricted to ts >= the series' last_seen
-	// (a lower bound of its newest sample) so run-time pruning skips the
-	// older day partitions.
-	sqlLatest = `SELECT DISTINCT ON (s.metric_name) s.metric_name, l.ts, l.value
-FROM telemetry_series s
+	// newestOfSeries joins series s to its newest sample l (ts, value): one
+	// backward probe of the samples' primary key, restricted to ts >= the
+	// series' last_seen (a lower bound of its newest sample) so run-time
+	// pruning skips the older day partitions.
+	newestOfSeries = `
 CROSS JOIN LATERAL (
     SELECT ts, value FROM telemetry_samples x
     WHERE x.series_id = s.id AND x.ts >= s.last_seen
     ORDER BY x.ts DESC LIMIT 1) l
-WHERE s.gpu_uuid = $1
+`
+
+	// sqlLatest finds each metric's newest sample of a GPU: each of the
+	// GPU's series (telemetry_series_identity_key) joined to its newest.
+	sqlLatest = `SELECT DISTINCT ON (s.metric_name) s.metric_name, l.ts, l.value
+FROM telemetry_series s` + newestOfSeries + `WHERE s.gpu_uuid = $1
 ORDER BY s.metric_name, l.ts DESC, s.id DESC`
 
 	// sqlFleetLatest is every GPU's newest sample of one metric, GPUs whose
 	// newest sample is blank left out: the series of that metric come from
-	// telemetry_series_metric_gpu_idx, each probed backwards as in
-	// sqlLatest. The registry row (gpus_pkey) names the GPU.
+	// telemetry_series_metric_gpu_idx, each joined to its newest. The
+	// registry row (gpus_pkey) names the GPU.
 	sqlFleetLatest = `SELECT g.uuid, g.hostname, g.gpu_index, g.device, g.model_name, g.last_seen, v.ts, v.value
 FROM (
     SELECT DISTINCT ON (s.gpu_uuid) s.gpu_uuid, l.ts, l.value
-    FROM telemetry_series s
-    CROSS JOIN LATERAL (
-        SELECT ts, value FROM telemetry_samples x
-        WHERE x.series_id = s.id AND x.ts >= s.last_seen
-        ORDER BY x.ts DESC LIMIT 1) l
-    WHERE s.metric_name = $1
+    FROM telemetry_series s` + newestOfSeries + `WHERE s.metric_name = $1
     ORDER BY s.gpu_uuid, l.ts DESC, s.id DESC) v
 JOIN gpus g ON g.uuid = v.gpu_uuid
 WHERE v.value IS NOT NULL`
