@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
@@ -38,10 +37,8 @@ func run(m *testing.M) int {
 
 // pipeline is one running set of services over one database.
 type pipeline struct {
+	*stack.Services
 	t      *testing.T
-	dsn    string
-	pool   *pgxpool.Pool
-	logDir string
 	writer *stack.Proc
 	reader *stack.Proc
 	// natsURL is set when the queue is NATS JetStream instead of ours.
@@ -50,10 +47,9 @@ type pipeline struct {
 
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
-	dsn := pgtest.NewDatabase(t)
-	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: newLogDir(t)}
-	p.writer = p.start("mqwriter", map[string]string{})
-	p.reader = p.start("mqreader", map[string]string{"PARTITIONS": "0-255"})
+	p := &pipeline{Services: stack.NewServices(t, binDir, pgtest.NewDatabase(t)), t: t}
+	p.writer = p.Start("mqwriter", map[string]string{})
+	p.reader = p.Start("mqreader", map[string]string{"PARTITIONS": "0-255"})
 	return p
 }
 
@@ -61,37 +57,12 @@ func newPipeline(t *testing.T) *pipeline {
 // embedded server with fsync on every write) instead of mqwriter/mqreader.
 func newNATSPipeline(t *testing.T) *pipeline {
 	t.Helper()
-	dsn := pgtest.NewDatabase(t)
-	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: newLogDir(t)}
+	p := &pipeline{Services: stack.NewServices(t, binDir, pgtest.NewDatabase(t)), t: t}
 	natsAddr, err := stack.FreeAddr()
 	require.NoError(t, err)
-	p.start("natsd", map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": t.TempDir()})
+	p.Start("natsd", map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": t.TempDir()})
 	p.natsURL = "nats://" + natsAddr
 	return p
-}
-
-// newLogDir is a folder for the services' logs. Once every service has
-// stopped (cleanups run last-registered first, and the services register
-// theirs later), the test fails on any race the race-built services
-// reported.
-func newLogDir(t *testing.T) string {
-	dir := t.TempDir()
-	t.Cleanup(func() {
-		reports, err := stack.RaceReports(dir)
-		if err != nil {
-			t.Errorf("read service logs: %v", err)
-		}
-		for _, r := range reports {
-			t.Errorf("data race in a service: %s", r)
-		}
-	})
-	return dir
-}
-
-func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
-	p.t.Helper()
-	env["DATABASE_URL"] = p.dsn
-	return stack.StartApp(p.t, binDir, name, p.logDir, env)
 }
 
 func (p *pipeline) streamer(rows int) *stack.Proc {
@@ -99,7 +70,7 @@ func (p *pipeline) streamer(rows int) *stack.Proc {
 	require.NoError(p.t, err)
 	env := map[string]string{"STREAMER_CSV_PATH": csvPath, "STREAMER_MAX_ROWS": fmt.Sprint(rows)}
 	p.queueEnv(env, "MQ_WRITER_URL", p.writer)
-	return p.start("streamer", env)
+	return p.Start("streamer", env)
 }
 
 // queueEnv points an app at the pipeline's queue: NATS, or our queue's
@@ -118,14 +89,7 @@ func (p *pipeline) collector(extra map[string]string) *stack.Proc {
 	for k, v := range extra {
 		env[k] = v
 	}
-	return p.start("collector", env)
-}
-
-func (p *pipeline) count(query string) int {
-	p.t.Helper()
-	var n int
-	require.NoError(p.t, p.pool.QueryRow(context.Background(), query).Scan(&n))
-	return n
+	return p.Start("collector", env)
 }
 
 // stored is every stored sample with its series identity (the store keeps
@@ -137,9 +101,9 @@ const stored = `(SELECT x.ts AS "timestamp", s.gpu_uuid, s.metric_name
 func (p *pipeline) settled(rows int) {
 	p.t.Helper()
 	require.Eventually(p.t, func() bool {
-		return p.count(`SELECT count(*) FROM telemetry_samples`) >= rows && p.count(`SELECT count(*) FROM queue_messages`) == 0
+		return p.Count(`SELECT count(*) FROM telemetry_samples`) >= rows && p.Count(`SELECT count(*) FROM queue_messages`) == 0
 	}, 90*time.Second, 100*time.Millisecond, "pipeline did not settle: telemetry=%d queue=%d",
-		p.count(`SELECT count(*) FROM telemetry_samples`), p.count(`SELECT count(*) FROM queue_messages`))
+		p.Count(`SELECT count(*) FROM telemetry_samples`), p.Count(`SELECT count(*) FROM queue_messages`))
 }
 
 // streamOnce runs a collector, streams the shipped CSV once and waits until
@@ -155,20 +119,20 @@ func (p *pipeline) streamOnce() time.Time {
 
 func (p *pipeline) checkExactlyOnce(streamStart time.Time) {
 	p.t.Helper()
-	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM telemetry_samples`), "every streamed row stored once")
-	require.Equal(p.t, csvRows, p.count(`SELECT count(DISTINCT (gpu_uuid, metric_name, "timestamp")) FROM `+stored), "no duplicate samples")
-	require.Equal(p.t, 247, p.count(`SELECT count(*) FROM gpus`), "GPU registry")
-	require.Equal(p.t, 247, p.count(`SELECT count(DISTINCT gpu_uuid) FROM `+stored))
-	require.Equal(p.t, 0, p.count(`SELECT count(*) FROM queue_messages`), "queue drained")
-	require.Equal(p.t, 0, p.count(`SELECT count(*) FROM dead_letters`))
+	require.Equal(p.t, csvRows, p.Count(`SELECT count(*) FROM telemetry_samples`), "every streamed row stored once")
+	require.Equal(p.t, csvRows, p.Count(`SELECT count(DISTINCT (gpu_uuid, metric_name, "timestamp")) FROM `+stored), "no duplicate samples")
+	require.Equal(p.t, 247, p.Count(`SELECT count(*) FROM gpus`), "GPU registry")
+	require.Equal(p.t, 247, p.Count(`SELECT count(DISTINCT gpu_uuid) FROM `+stored))
+	require.Equal(p.t, 0, p.Count(`SELECT count(*) FROM queue_messages`), "queue drained")
+	require.Equal(p.t, 0, p.Count(`SELECT count(*) FROM dead_letters`))
 	// Every row carries the time it was streamed, not the CSV's 2025 date.
 	var oldest, newest time.Time
-	require.NoError(p.t, p.pool.QueryRow(context.Background(),
+	require.NoError(p.t, p.Pool.QueryRow(context.Background(),
 		`SELECT min("timestamp"), max("timestamp") FROM `+stored).Scan(&oldest, &newest))
 	require.False(p.t, oldest.Before(streamStart.Add(-time.Second)), "oldest timestamp %s predates the stream (%s)", oldest, streamStart)
 	require.False(p.t, newest.After(time.Now().Add(time.Second)), "timestamp from the future: %s", newest)
 	// Each (GPU, metric) pair of the CSV appears exactly once in one pass.
-	require.Equal(p.t, csvRows, p.count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM `+stored+`) s`))
+	require.Equal(p.t, csvRows, p.Count(`SELECT count(*) FROM (SELECT DISTINCT gpu_uuid, metric_name FROM `+stored+`) s`))
 }
 
 // Streaming the CSV once stores every row exactly once, over our queue
@@ -206,16 +170,16 @@ func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	// small batches so many are in flight.
 	c := p.collector(map[string]string{"LEASE_SECONDS": "2", "LEASE_MAX": fmt.Sprint(leaseMax), "COLLECTOR_WORKERS": fmt.Sprint(workers)})
 	p.streamer(csvRows)
-	require.Eventually(t, func() bool { return p.count(`SELECT count(*) FROM telemetry_samples`) >= 400 }, 60*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return p.Count(`SELECT count(*) FROM telemetry_samples`) >= 400 }, 60*time.Second, 5*time.Millisecond)
 
 	ctx := context.Background()
-	lock, err := p.pool.Begin(ctx)
+	lock, err := p.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = lock.Rollback(ctx) }()
 	_, err = lock.Exec(ctx, `LOCK TABLE telemetry_samples IN EXCLUSIVE MODE`)
 	require.NoError(t, err)
 	// Each worker leases, then blocks on its INSERT; blocked, none can ack.
-	require.Eventually(t, func() bool { return p.count(waitingInserts) == workers }, 30*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return p.Count(waitingInserts) == workers }, 30*time.Second, 5*time.Millisecond,
 		"the collector's %d workers did not all block on their INSERT", workers)
 	before := scrape(t, p.reader)
 	require.Zero(t, before.expired, "a lease expired before the kill: redeliveries could not be told apart")
@@ -227,7 +191,7 @@ func TestCollectorKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	<-c.Done()
 	// The killed workers' INSERTs go on once unlocked: stored, never acked.
 	require.NoError(t, lock.Rollback(ctx))
-	require.Less(t, p.count(`SELECT count(*) FROM telemetry_samples`), csvRows, "the kill must land before the collector finished")
+	require.Less(t, p.Count(`SELECT count(*) FROM telemetry_samples`), csvRows, "the kill must land before the collector finished")
 
 	// Long leases now: from here only the killed collector's leases expire.
 	p.collector(nil)
@@ -293,7 +257,7 @@ func TestEveryEndpointAnswersForEveryGPU(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t)
 	start := p.streamOnce()
-	api := p.start("apigw", map[string]string{})
+	api := p.Start("apigw", map[string]string{})
 	base := api.URL() + "/api/v1"
 
 	gpus := stack.GetJSON[httpapi.GPUList](t, base+"/gpus")

@@ -30,21 +30,21 @@ func TestScrapeSourceThroughThePipeline(t *testing.T) {
 
 	p := newPipeline(t)
 	p.collector(nil)
-	api := p.start("apigw", map[string]string{})
+	api := p.Start("apigw", map[string]string{})
 	targets := filepath.Join(t.TempDir(), "targets")
-	p.start("fake-dcgm-exporter", map[string]string{"FAKE_DCGM_CSV_PATH": csvPath, "FAKE_DCGM_BASE_PORT": "0",
+	p.Start("fake-dcgm-exporter", map[string]string{"FAKE_DCGM_CSV_PATH": csvPath, "FAKE_DCGM_BASE_PORT": "0",
 		"FAKE_DCGM_JITTER": "0", "FAKE_DCGM_TARGETS_FILE": targets})
 	env := map[string]string{"STREAMER_SOURCE": "scrape", "SCRAPE_TARGETS_FILE": targets, "SCRAPE_INTERVAL": "1s"}
 	p.queueEnv(env, "MQ_WRITER_URL", p.writer)
-	streamer := p.start("streamer", env)
+	streamer := p.Start("streamer", env)
 
 	// One full round of all 31 exporters: every (GPU, metric) pair.
 	require.Eventually(t, func() bool {
-		return p.count(`SELECT count(*) FROM (SELECT DISTINCT s.gpu_uuid, s.metric_name FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) q`) == len(want)
+		return p.Count(`SELECT count(*) FROM (SELECT DISTINCT s.gpu_uuid, s.metric_name FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id) q`) == len(want)
 	}, 90*time.Second, 100*time.Millisecond)
 	require.NoError(t, streamer.Stop(45*time.Second))
 	p.settled(len(want))
-	require.Equal(t, 0, p.count(`SELECT count(*) FROM dead_letters`))
+	require.Equal(t, 0, p.Count(`SELECT count(*) FROM dead_letters`))
 
 	type gpuList struct {
 		GPUs []domain.GPU `json:"gpus"`

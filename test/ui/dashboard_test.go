@@ -4,7 +4,6 @@ package ui
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
@@ -43,20 +41,10 @@ func run(m *testing.M) int {
 
 // pipeline is the running services over one fresh database.
 type pipeline struct {
+	*stack.Services
 	t      *testing.T
-	dsn    string
-	pool   *pgxpool.Pool
-	logDir string
 	writer *stack.Proc
 	api    *stack.Proc
-}
-
-func (p *pipeline) start(name string, env map[string]string) *stack.Proc {
-	p.t.Helper()
-	env["DATABASE_URL"] = p.dsn
-	// The queue's bearer tokens (issue 13) are not what this suite tests.
-	env["MQ_AUTH"] = "none"
-	return stack.StartApp(p.t, binDir, name, p.logDir, env)
 }
 
 // startPipeline runs mqwriter, mqreader (every partition), collector, apigw
@@ -66,40 +54,18 @@ func startPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	csvPath, err := stack.ShippedCSVPath()
 	require.NoError(t, err)
-	dsn := pgtest.NewDatabase(t)
-	p := &pipeline{t: t, dsn: dsn, pool: pgtest.Pool(t, dsn), logDir: t.TempDir()}
-	p.writer = p.start("mqwriter", map[string]string{})
-	reader := p.start("mqreader", map[string]string{"PARTITIONS": "0-255"})
-	p.start("collector", map[string]string{"MQ_READER_URLS": reader.URL(), "POLL_INTERVAL_MS": "50"})
-	p.api = p.start("apigw", map[string]string{})
-	p.start("streamer", map[string]string{
+	p := &pipeline{Services: stack.NewServices(t, binDir, pgtest.NewDatabase(t)), t: t}
+	p.Env["MQ_AUTH"] = "none" // the queue's bearer tokens (issue 13) are not what this suite tests
+	p.writer = p.Start("mqwriter", map[string]string{})
+	reader := p.Start("mqreader", map[string]string{"PARTITIONS": "0-255"})
+	p.Start("collector", map[string]string{"MQ_READER_URLS": reader.URL(), "POLL_INTERVAL_MS": "50"})
+	p.api = p.Start("apigw", map[string]string{})
+	p.Start("streamer", map[string]string{
 		"STREAMER_CSV_PATH":        csvPath,
 		"STREAMER_SCRAPE_INTERVAL": "5s",
 		"MQ_WRITER_URL":            p.writer.URL(),
 	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range []string{"mqwriter", "mqreader", "collector", "apigw", "streamer"} {
-				b, _ := os.ReadFile(filepath.Join(p.logDir, name+".log"))
-				t.Logf("%s log (tail):\n%s", name, tail(string(b), 2000))
-			}
-		}
-	})
 	return p
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-func (p *pipeline) count(query string) int {
-	p.t.Helper()
-	var n int
-	require.NoError(p.t, p.pool.QueryRow(context.Background(), query).Scan(&n))
-	return n
 }
 
 // injectPoison publishes a message the collector can never parse; it ends
@@ -131,11 +97,11 @@ func TestDashboard(t *testing.T) {
 
 	// Three passes of the CSV are stored: every GPU, a few points per chart.
 	require.Eventually(t, func() bool {
-		return p.count(`SELECT count(*) FROM telemetry_samples`) >= 3*csvRows && p.count(`SELECT count(*) FROM gpus`) == csvGPUs
+		return p.Count(`SELECT count(*) FROM telemetry_samples`) >= 3*csvRows && p.Count(`SELECT count(*) FROM gpus`) == csvGPUs
 	}, 3*time.Minute, 200*time.Millisecond, "the pipeline did not store three passes: samples=%d gpus=%d",
-		p.count(`SELECT count(*) FROM telemetry_samples`), p.count(`SELECT count(*) FROM gpus`))
+		p.Count(`SELECT count(*) FROM telemetry_samples`), p.Count(`SELECT count(*) FROM gpus`))
 	require.Eventually(t, func() bool {
-		return p.count(`SELECT count(*) FROM dead_letters WHERE payload LIKE '%`+marker+`%'`) == 1
+		return p.Count(`SELECT count(*) FROM dead_letters WHERE payload LIKE '%`+marker+`%'`) == 1
 	}, time.Minute, 100*time.Millisecond, "the poison message was not dead-lettered")
 	base := p.api.URL() + "/"
 
@@ -165,7 +131,7 @@ func TestDashboard(t *testing.T) {
 		tb.do(chromedp.Navigate(base))
 		tb.waitFor(`document.querySelector('#gpu-table').dataset.drawn === 'true'`)
 		host := eval[string](tb, `document.querySelector('#f-host').options[1].value`)
-		want := p.count(`SELECT count(*) FROM gpus WHERE hostname = '` + host + `'`)
+		want := p.Count(`SELECT count(*) FROM gpus WHERE hostname = '` + host + `'`)
 		// Choose the host as a user would: focus the select, change it.
 		tb.do(chromedp.Focus(chromedp.CSS("#f-host")))
 		tb.do(chromedp.Evaluate[chromedp.Void](`(s => { s.value = s.options[1].value; s.dispatchEvent(new Event('change')); })(document.querySelector('#f-host'))`))
@@ -185,7 +151,7 @@ func TestDashboard(t *testing.T) {
 		// A URL opened directly restores the view: the model filter from the hash.
 		model := eval[string](tb, `document.querySelector('#f-model').options[1].value`)
 		tb.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`location.hash = '#/fleet?model=' + encodeURIComponent(%q)`, model)))
-		wantModel := p.count(`SELECT count(*) FROM gpus WHERE model_name = '` + model + `'`)
+		wantModel := p.Count(`SELECT count(*) FROM gpus WHERE model_name = '` + model + `'`)
 		tb.waitFor(fmt.Sprintf(`document.querySelector('#f-model').value === %q && document.querySelector('#gpu-table').dataset.rows === '%d'`, model, wantModel))
 		require.Equal(t, "", eval[string](tb, `document.querySelector('#f-host').value`), "the host filter left the URL, so the view")
 
