@@ -15,6 +15,7 @@
 package migrations
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -90,21 +91,14 @@ type Runner struct {
 	Poll time.Duration
 }
 
+// withDefaults fills the zero fields; a negative one counts as zero.
 func (r Runner) withDefaults() Runner {
-	if r.LockWait <= 0 {
-		r.LockWait = DefaultLockWait
-	}
-	if r.LockTimeout <= 0 {
-		r.LockTimeout = DefaultLockTimeout
-	}
-	if r.Attempts <= 0 {
-		r.Attempts = DefaultAttempts
-	}
+	r.LockWait = cmp.Or(max(r.LockWait, 0), DefaultLockWait)
+	r.LockTimeout = cmp.Or(max(r.LockTimeout, 0), DefaultLockTimeout)
+	r.Attempts = cmp.Or(max(r.Attempts, 0), DefaultAttempts)
+	r.Poll = cmp.Or(max(r.Poll, 0), 250*time.Millisecond)
 	if r.FS == nil {
 		r.FS = files
-	}
-	if r.Poll <= 0 {
-		r.Poll = 250 * time.Millisecond
 	}
 	return r
 }

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,20 +108,14 @@ func NewQueueChecked(opts QueueOptions) (*Queue, error) {
 		return nil, fmt.Errorf("memory queue: %w", err)
 	}
 	opts.MaxDeliveries = maxDeliveries
-	if opts.DeadLetters <= 0 {
-		opts.DeadLetters = DefaultDeadLetters
-	}
-	if opts.MinLease <= 0 {
-		opts.MinLease = DefaultMinLease
-	}
-	if opts.Capacity <= 0 {
-		opts.Capacity = DefaultCapacity
-	}
-	if opts.AckedLeases <= 0 {
-		opts.AckedLeases = DefaultAckedLeases
-	}
-	if opts.DedupWindow <= 0 {
-		opts.DedupWindow = DefaultDedupWindow
+	opts.DeadLetters = cmp.Or(opts.DeadLetters, DefaultDeadLetters)
+	opts.MinLease = cmp.Or(opts.MinLease, DefaultMinLease)
+	opts.Capacity = cmp.Or(opts.Capacity, DefaultCapacity)
+	opts.AckedLeases = cmp.Or(opts.AckedLeases, DefaultAckedLeases)
+	opts.DedupWindow = cmp.Or(opts.DedupWindow, DefaultDedupWindow)
+	if opts.DeadLetters < 0 || opts.MinLease < 0 || opts.Capacity < 0 || opts.AckedLeases < 0 || opts.DedupWindow < 0 {
+		return nil, fmt.Errorf("memory queue: dead letters %d, min lease %s, capacity %d, acked leases %d and dedup window %d must not be negative",
+			opts.DeadLetters, opts.MinLease, opts.Capacity, opts.AckedLeases, opts.DedupWindow)
 	}
 	log := opts.Logger
 	if log == nil {

@@ -116,6 +116,17 @@ func TestQueueCapacity(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// Zero options take the defaults; a negative one is refused, naming it.
+func TestQueueOptionsChecked(t *testing.T) {
+	t.Parallel()
+	_, err := memory.NewQueueChecked(memory.QueueOptions{})
+	require.NoError(t, err)
+	_, err = memory.NewQueueChecked(memory.QueueOptions{Capacity: -1})
+	require.ErrorContains(t, err, "capacity -1")
+	_, err = memory.NewQueueChecked(memory.QueueOptions{MinLease: -time.Second})
+	require.ErrorContains(t, err, "min lease -1s")
+}
+
 func TestQueueBoundedMemories(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
