@@ -48,15 +48,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/test/hostload"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // config is the command line.
@@ -187,22 +186,7 @@ func parseScaling(s string) ([][2]int, error) {
 	return out, nil
 }
 
-func main() {
-	cfg, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
+func main() { stack.Main("bench", parseFlags, run) }
 
 // run builds the apps, runs every measurement, prints the table and writes
 // the results file (also when a measurement failed, with what it had).

@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -40,6 +39,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/postgres"
 	"github.com/gpufleet/telemetry/test/hostload"
 	"github.com/gpufleet/telemetry/test/pgadmin"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
 // config is the command line.
@@ -109,22 +109,7 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
-func main() {
-	cfg, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchapi:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "benchapi:", err)
-		os.Exit(1)
-	}
-}
+func main() { stack.Main("benchapi", parseFlags, run) }
 
 // run prepares the database, benchmarks on it, and drops it when asked.
 func run(ctx context.Context, cfg config, stdout io.Writer) error {
