@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -34,19 +35,18 @@ func repoPath(t *testing.T, elem ...string) string {
 	return p
 }
 
-// helm runs helm from the tools module (built on first use, then cached by
-// the go command), or $HELM when set, in a private HELM_*_HOME.
+// helm runs helm ($HELM when set, else the tools module's) in a private
+// HELM_*_HOME.
 func helm(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("renders the charts with helm (make helm-lint); skipped in -short mode")
 	}
-	var cmd *exec.Cmd
-	if bin := os.Getenv("HELM"); bin != "" {
-		cmd = exec.Command(bin, args...)
-	} else {
-		cmd = exec.Command(goCommand(), append([]string{"-C", repoPath(t, "tools"), "tool", "helm"}, args...)...)
+	bin, err := helmBinary()
+	if err != nil {
+		return nil, err
 	}
+	cmd := exec.Command(bin, args...)
 	home := t.TempDir()
 	cmd.Env = append(os.Environ(),
 		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
@@ -61,6 +61,32 @@ func helm(t *testing.T, args ...string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// helmBinary is the helm executable: $HELM, or the tools module's helm as
+// the go command caches it. `go tool -n` builds it on first use and prints
+// its path, so the renders exec it directly: through `go tool` each of the
+// package's renders (46 today) paid about a second of module loading.
+var helmBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv("HELM"); bin != "" {
+		return bin, nil
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..", "tools"))
+	if err != nil {
+		return "", err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(goCommand(), "-C", root, "tool", "-n", "helm")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go tool -n helm: %w: %s", err, stderr.String())
+	}
+	bin := strings.TrimSpace(string(out))
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("go tool -n helm printed %q: %w", bin, err)
+	}
+	return bin, nil
+})
 
 // quietStderr drops helm's notes about following the charts' symlinks.
 func quietStderr(s string) string {
