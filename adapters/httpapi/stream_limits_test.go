@@ -86,6 +86,21 @@ func TestNDJSONRowLimit(t *testing.T) {
 	require.Equal(t, all, append(got, keys(rest)...), "the cursor continues exactly where the stream stopped")
 }
 
+// stallingServer serves the API with opts over a stallingReader of the
+// default GPUs, whose started has room for a few streams.
+func stallingServer(t *testing.T, opts httpapi.Options) (*httptest.Server, stallingReader) {
+	t.Helper()
+	store := memory.NewTelemetryStore()
+	require.NoError(t, store.Start(t.Context()))
+	t.Cleanup(store.Close)
+	seed(t, store, defaultGPUs)
+	reader := stallingReader{TelemetryStore: store, started: make(chan struct{}, 4)}
+	opts.Logger = discardLogger()
+	srv := httptest.NewServer(httpapi.NewHandler(reader, opts))
+	t.Cleanup(srv.Close)
+	return srv, reader
+}
+
 // ndjsonRequest is a GET of target asking for NDJSON.
 func ndjsonRequest(t *testing.T, ctx context.Context, srv *httptest.Server, target string) *http.Request {
 	t.Helper()
@@ -110,13 +125,7 @@ func streamStatus(t *testing.T, ctx context.Context, srv *httptest.Server, targe
 // client hangs up.
 func TestNDJSONStreamCap(t *testing.T) {
 	t.Parallel()
-	store := memory.NewTelemetryStore()
-	require.NoError(t, store.Start(t.Context()))
-	t.Cleanup(store.Close)
-	seed(t, store, defaultGPUs)
-	reader := stallingReader{TelemetryStore: store, started: make(chan struct{}, 3)}
-	srv := httptest.NewServer(httpapi.NewHandler(reader, httpapi.Options{Logger: discardLogger(), MaxStreams: 2}))
-	t.Cleanup(srv.Close)
+	srv, reader := stallingServer(t, httpapi.Options{MaxStreams: 2})
 	target := telemetryURL(defaultGPUs[0].uuid, nil)
 
 	held, hangUp := context.WithCancel(t.Context())
@@ -149,14 +158,7 @@ func TestNDJSONStreamCap(t *testing.T) {
 // aborted body.
 func TestNDJSONStreamMaxDuration(t *testing.T) {
 	t.Parallel()
-	store := memory.NewTelemetryStore()
-	require.NoError(t, store.Start(t.Context()))
-	t.Cleanup(store.Close)
-	seed(t, store, defaultGPUs)
-	reader := stallingReader{TelemetryStore: store, started: make(chan struct{}, 1)}
-	srv := httptest.NewServer(httpapi.NewHandler(reader, httpapi.Options{Logger: discardLogger(),
-		StreamMaxDuration: 300 * time.Millisecond}))
-	t.Cleanup(srv.Close)
+	srv, reader := stallingServer(t, httpapi.Options{StreamMaxDuration: 300 * time.Millisecond})
 
 	status, lines, err := streamLines(t, srv, telemetryURL(defaultGPUs[0].uuid, nil))
 	require.Equal(t, http.StatusOK, status)
