@@ -3,6 +3,7 @@ package k8s_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -242,11 +244,40 @@ func decodeAll(t *testing.T, out []byte) []object {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		o, err := decode(doc)
+		o, err := decodeOnce(doc)
 		require.NoError(t, err, "document:\n%s", head(doc))
 		objs = append(objs, o)
 	}
 	return objs
+}
+
+// decoded holds the built-in objects already decoded, by the sha256 of their
+// document. Most renders repeat most documents (the umbrella's 1.26 MB CSV
+// ConfigMap took a second to decode under -race, in each of 30 renders), so
+// each distinct document is decoded once and handed out as a deep copy.
+var decoded sync.Map
+
+func decodeOnce(doc []byte) (object, error) {
+	key := sha256.Sum256(doc)
+	if o, ok := decoded.Load(key); ok {
+		return copyObject(o.(object)), nil
+	}
+	o, err := decode(doc)
+	if err != nil {
+		return o, err
+	}
+	if _, ok := o.obj.(k8sruntime.Object); ok {
+		decoded.Store(key, o)
+		return copyObject(o), nil
+	}
+	return o, nil
+}
+
+// copyObject deep-copies a decoded built-in object, so that no two tests
+// share one.
+func copyObject(o object) object {
+	c := o.obj.(k8sruntime.Object).DeepCopyObject()
+	return object{gvk: o.gvk, meta: c.(metav1.Object), obj: c}
 }
 
 func decode(doc []byte) (object, error) {
