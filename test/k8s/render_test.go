@@ -30,9 +30,14 @@ import (
 
 const namespace = "telemetry"
 
+// inRepo is the absolute path of elem below the repository root.
+func inRepo(elem ...string) (string, error) {
+	return filepath.Abs(filepath.Join(append([]string{"..", ".."}, elem...)...))
+}
+
 func repoPath(t *testing.T, elem ...string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join(append([]string{"..", ".."}, elem...)...))
+	p, err := inRepo(elem...)
 	require.NoError(t, err)
 	return p
 }
@@ -72,7 +77,7 @@ var helmBinary = sync.OnceValues(func() (string, error) {
 	if bin := os.Getenv("HELM"); bin != "" {
 		return bin, nil
 	}
-	root, err := filepath.Abs(filepath.Join("..", "..", "tools"))
+	root, err := inRepo("tools")
 	if err != nil {
 		return "", err
 	}
