@@ -75,7 +75,7 @@ func setup() error {
 	if binDir, err = os.MkdirTemp("", "faults-bin-"); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*stack.BuildTimeout)
 	defer cancel()
 	// Race-built: newSystem checks the services' logs for race reports.
 	if err := stack.BuildFlags(ctx, root, binDir, append([]string{"-tags", "faults"}, stack.RaceFlags...), apps...); err != nil {

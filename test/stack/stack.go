@@ -53,6 +53,12 @@ func BuildFlags(ctx context.Context, root, binDir string, flags []string, apps .
 	return nil
 }
 
+// BuildTimeout bounds one build of the apps. It is as long as `make test`'s
+// -timeout, not as long as a warm build (seconds): a fresh clone on a cold
+// build cache took over five minutes on two cores to build four apps while
+// the other test packages compiled.
+const BuildTimeout = 20 * time.Minute
+
 // RaceFlags builds with the race detector. A race-built app that hits a
 // race prints a report to its log (and exits 66 at the end), so the suites
 // check the logs with RaceReports rather than exit codes, which a killed or
@@ -338,6 +344,9 @@ func tail(path string) string {
 // RunWithBinaries is the body of a suite's TestMain: it builds apps (with
 // the extra `go build` flags) into a temporary directory, points *binDir at
 // it, runs the tests and removes the directory. It returns the exit code.
+// The build is bounded by BuildTimeout: go test's -timeout starts only with
+// m.Run, and on a cold build cache the first build of a suite compiles every
+// dependency while the other packages compile theirs.
 func RunWithBinaries(m *testing.M, binDir *string, flags []string, apps ...string) int {
 	root, err := Root()
 	if err != nil {
@@ -350,7 +359,7 @@ func RunWithBinaries(m *testing.M, binDir *string, flags []string, apps ...strin
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
 	defer cancel()
 	if err := BuildFlags(ctx, root, dir, flags, apps...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
