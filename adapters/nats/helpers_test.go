@@ -20,9 +20,13 @@ import (
 	natsq "github.com/gpufleet/telemetry/adapters/nats"
 )
 
-// testAckWait is the consumers' AckWait in tests: far below the suite's
-// 20s wait, so a crashed client's messages come back within it.
-const testAckWait = 5 * time.Second
+// testAckWait is the consumers' AckWait in tests: half the suite's 20s
+// wait, so a crashed client's messages come back within it. Not less: a
+// live lease's messages stay with it only while its InProgress (every
+// AckWait/2) or its ack reaches the server within AckWait of the fetch, and
+// at 5s a loaded machine (make test at -p 4 -parallel 8) once let 2.5s pass,
+// so the server redelivered a message still leased (ConcurrentConsumers).
+const testAckWait = 10 * time.Second
 
 // testServer is an in-process NATS server with JetStream on a directory that
 // survives its restarts, fsyncing every write as apps/natsd does.
