@@ -244,7 +244,11 @@ func TestMeasureFloor(t *testing.T) {
 			pool := pgtest.Pool(t, dsn)
 			var db string
 			require.NoError(t, pool.QueryRow(t.Context(), "SELECT current_database()").Scan(&db))
-			cfg := floorConfig{method: method, workers: 2, batch: 50, lease: 80, warmup: 100 * time.Millisecond, duration: time.Second}
+			// Seconds, not a tenth: on a busy machine (make test runs four
+			// packages at once) the first batches through a fresh database
+			// once took longer than a 100 ms warm-up and a 1 s window, and
+			// the pipeline floor counted 0 messages.
+			cfg := floorConfig{method: method, workers: 2, batch: 50, lease: 80, warmup: 500 * time.Millisecond, duration: 2 * time.Second}
 			res, err := measureFloor(t.Context(), pool, db, src, cfg)
 			require.NoError(t, err)
 			require.Positive(t, res.Messages)
