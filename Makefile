@@ -11,8 +11,9 @@ SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
 # Most tests wait on PostgreSQL, sockets, timers or child processes, not on
 # the CPU: with go's defaults (-p and -parallel = cores) a 2-core machine
 # sat 40 % idle through `make test`. -p 4 -parallel 8 took it from 242 s to
-# 191 s there (warm caches); the tests await conditions, never sleep, so a
-# busier machine makes them slower, not wrong.
+# 191 s there (warm caches). The extra load finds tests that assume an idle
+# machine (eight were found and fixed, issue 12); a test should await its
+# condition, so a busier machine makes it slower, not wrong.
 TEST_FLAGS ?= -race -count=1 -timeout 20m -p 4 -parallel 8
 COVER_PKGS := ./domain/...,./ports/...,./internal/...,./adapters/...,./apps/...,./migrations/...
 
