@@ -336,10 +336,13 @@ func TestTargetsFileEditedWhileRunning(t *testing.T) {
 // are skipped and counted, and every point read is from a whole round.
 func TestSlowPublisherSkipsRounds(t *testing.T) {
 	t.Parallel()
-	url := serve(t, text(hostBody("busy", 4, "9", "DCGM_FI_DEV_GPU_UTIL")))
-	h := start(t, scrape.Options{Targets: scrape.Static{url}, Interval: 20 * time.Millisecond, Timeout: 15 * time.Millisecond, Buffer: 1})
-	// The reader takes one point per poll (every 30 ms): a round of four
-	// points takes longer to hand out than the 20 ms interval.
+	url := serve(t, text(hostBody("busy", 40, "9", "DCGM_FI_DEV_GPU_UTIL")))
+	h := start(t, scrape.Options{Targets: scrape.Static{url}, Interval: 200 * time.Millisecond, Buffer: 1})
+	// The reader takes one point per poll (every 30 ms at the least): a
+	// round of forty points takes six 200 ms intervals to hand out. The
+	// interval is long enough that a loaded machine's scrape does not time
+	// out (the default timeout, 160 ms), so every round has points to hold
+	// up the next.
 	require.Eventually(t, func() bool {
 		p := h.next(t, 1)[0]
 		require.Equal(t, f64(9), p.Value)
