@@ -193,6 +193,7 @@ const docTemplate = `{
                 "summary": "List GPUs",
                 "parameters": [
                     {
+                        "maxLength": 253,
                         "type": "string",
                         "example": "mtv5-dgx1-hgpu-031",
                         "description": "Only GPUs of this host",
@@ -200,6 +201,7 @@ const docTemplate = `{
                         "in": "query"
                     },
                     {
+                        "maxLength": 256,
                         "type": "string",
                         "example": "NVIDIA H100 80GB HBM3",
                         "description": "Only GPUs of this model",
@@ -242,7 +244,7 @@ const docTemplate = `{
                         }
                     },
                     "400": {
-                        "description": "Bad limit or cursor, unknown parameter",
+                        "description": "Bad limit or cursor, a filter over its length bound or holding a NUL or invalid UTF-8, unknown parameter",
                         "schema": {
                             "$ref": "#/definitions/httpapi.ErrorResponse"
                         },

@@ -144,6 +144,21 @@ func checkGPUID(id string) error {
 	return nil
 }
 
+// parseFilter reads an optional text filter (hostname, model_name) that
+// matches a stored field exactly. One no stored value can equal (longer
+// than the field's bound, invalid UTF-8, a NUL: domain refuses those at
+// publish) is a 400 naming the parameter, not a query the store refuses.
+func parseFilter(vals url.Values, name string, maxBytes int) (string, error) {
+	v := vals.Get(name)
+	if len(v) > maxBytes {
+		return "", badRequest("%s is %d bytes long, want at most %d", name, len(v), maxBytes)
+	}
+	if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+		return "", badRequest("%s contains a NUL byte or invalid UTF-8", name)
+	}
+	return v, nil
+}
+
 // parseTime reads an optional RFC 3339 bound; absent means unbounded.
 func parseTime(vals url.Values, name string) (time.Time, error) {
 	if !vals.Has(name) {

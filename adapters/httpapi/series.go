@@ -81,13 +81,13 @@ func decodeGPUCursor(q ports.GPUQuery, s string) (ports.GPUCursor, error) {
 //	@Description	when more may follow the answer has next_cursor: repeat with cursor=next_cursor and the same filters.
 //	@Tags			gpus
 //	@Produce		json
-//	@Param			hostname		query		string			false	"Only GPUs of this host"		example(mtv5-dgx1-hgpu-031)
-//	@Param			model_name		query		string			false	"Only GPUs of this model"	example(NVIDIA H100 80GB HBM3)
+//	@Param			hostname		query		string			false	"Only GPUs of this host"		example(mtv5-dgx1-hgpu-031)	maxlength(253)
+//	@Param			model_name		query		string			false	"Only GPUs of this model"	example(NVIDIA H100 80GB HBM3)	maxlength(256)
 //	@Param			limit			query		int				false	"Page size"					default(1000)	minimum(1)	maximum(10000)
 //	@Param			cursor			query		string			false	"next_cursor of the previous page, unchanged"
 //	@Param			X-Request-Id	header		string			false	"Request id to echo (a sane token); one is generated otherwise"
 //	@Success		200				{object}	GPUList			"A page of the GPU registry; gpus is [] when empty"
-//	@Failure		400				{object}	ErrorResponse	"Bad limit or cursor, unknown parameter"
+//	@Failure		400				{object}	ErrorResponse	"Bad limit or cursor, a filter over its length bound or holding a NUL or invalid UTF-8, unknown parameter"
 //	@Failure		405				{object}	ErrorResponse	"Method not allowed (see the Allow header)"
 //	@Failure		500				{object}	ErrorResponse	"Internal error (details are logged, never returned)"
 //	@Failure		503				{object}	ErrorResponse	"The telemetry store is unavailable"
@@ -100,7 +100,15 @@ func (s *Server) listGPUs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	q := ports.GPUQuery{Hostname: vals.Get("hostname"), ModelName: vals.Get("model_name")}
+	var q ports.GPUQuery
+	if q.Hostname, err = parseFilter(vals, "hostname", domain.MaxHostnameBytes); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if q.ModelName, err = parseFilter(vals, "model_name", domain.MaxModelNameBytes); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if q.Limit, err = parseLimit(vals, DefaultGPUPage, MaxGPUPage); err != nil {
 		s.writeError(w, r, err)
 		return

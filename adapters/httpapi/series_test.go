@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +85,19 @@ func TestGPUFiltersAndPages(t *testing.T) {
 		rec := do(t, h, http.MethodGet, "/api/v1/gpus?"+bad, nil)
 		requireError(t, rec, http.StatusBadRequest, "bad_request", "")
 	}
+	// Filters no stored value can match are refused by name, before the store.
+	for query, want := range map[string]string{
+		"hostname=host%00a":                      "hostname contains a NUL byte or invalid UTF-8",
+		"model_name=%ff%fe":                      "model_name contains a NUL byte or invalid UTF-8",
+		"hostname=" + strings.Repeat("h", 254):   "hostname is 254 bytes long, want at most 253",
+		"model_name=" + strings.Repeat("m", 257): "model_name is 257 bytes long, want at most 256",
+	} {
+		requireError(t, do(t, h, http.MethodGet, "/api/v1/gpus?"+query, nil), http.StatusBadRequest, "bad_request", want)
+	}
+	require.Empty(t, ids(decode[httpapi.GPUList](t, do(t, h, http.MethodGet, "/api/v1/gpus?hostname="+strings.Repeat("h", 253), nil))),
+		"a filter at its bound is a question, answered with no GPUs")
+	require.Empty(t, ids(decode[httpapi.GPUList](t, do(t, h, http.MethodGet, "/api/v1/gpus?hostname=tab%09host", nil))),
+		"a control character other than NUL can be stored, so it can be asked for")
 }
 
 func TestMetricsEndpoint(t *testing.T) {
