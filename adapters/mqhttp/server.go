@@ -298,7 +298,10 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
 	}
 	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)
-	if err != nil {
+	switch {
+	case errors.Is(err, ports.ErrInvalidArgument):
+		return nil, err // the client's own mistake, told as the queue tells it
+	case err != nil:
 		return nil, fmt.Errorf("publish %d messages to %s: %w", len(msgs), req.Topic, err)
 	}
 	return publishResponse(res), nil

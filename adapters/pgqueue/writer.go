@@ -132,7 +132,7 @@ func (w *Writer) Publish(ctx context.Context, topic string, msgs []ports.Outgoin
 	rows, err := prepareRows(topic, msgs)
 	if err != nil {
 		w.metrics.rejected.WithLabelValues(reasonInvalid).Inc()
-		return ports.PublishResult{}, fmt.Errorf("publish: %w", err)
+		return ports.PublishResult{}, err // says "publish to <topic>" already
 	}
 	n, size := int64(len(rows)), rowBytesOf(rows)
 	switch {
