@@ -298,11 +298,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) (any, error) {
 		msgs[i] = ports.OutgoingMessage{Payload: m.Payload, Key: m.Key, IdempotencyKey: m.IdempotencyKey}
 	}
 	res, err := s.pub.Publish(r.Context(), req.Topic, msgs)
-	switch {
-	case errors.Is(err, ports.ErrInvalidArgument):
-		return nil, err // the client's own mistake, told as the queue tells it
-	case err != nil:
-		return nil, fmt.Errorf("publish %d messages to %s: %w", len(msgs), req.Topic, err)
+	if err != nil {
+		return nil, inContext(err, "publish %d messages to %s", len(msgs), req.Topic)
 	}
 	return publishResponse(res), nil
 }
@@ -352,7 +349,7 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	lease, err := s.cons.Lease(r.Context(), lreq)
 	if err != nil {
-		return nil, fmt.Errorf("lease from %s for %s: %w", req.Topic, req.ConsumerID, err)
+		return nil, inContext(err, "lease from %s for %s", req.Topic, req.ConsumerID)
 	}
 	if err := r.Context().Err(); err != nil && len(lease.Messages) > 0 {
 		// The client hung up while the lease was granted: give it back now
@@ -382,6 +379,17 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) (any, error) {
 	return resp, nil
 }
 
+// inContext wraps the queue's err with the request it answers, for the
+// server's log. A client's own mistake (ErrInvalidArgument) is returned as
+// the queue told it: its message is the answer's body, and the client knows
+// what it sent.
+func inContext(err error, format string, args ...any) error {
+	if errors.Is(err, ports.ErrInvalidArgument) {
+		return err
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
 // settle is the ack and release endpoints: op names the call and the
 // status it answers, do makes it.
 func (s *Server) settle(op, status string, do func(context.Context, ports.LeaseRef) error) endpoint {
@@ -391,7 +399,7 @@ func (s *Server) settle(op, status string, do func(context.Context, ports.LeaseR
 			return nil, err
 		}
 		if err := do(r.Context(), ref); err != nil {
-			return nil, fmt.Errorf("%s lease %s: %w", op, ref.LeaseID, err)
+			return nil, inContext(err, "%s lease %s", op, ref.LeaseID)
 		}
 		return statusResponse{Status: status}, nil
 	}
