@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -292,14 +293,19 @@ func writePIDs(path string, procs []*stack.Proc) {
 }
 
 // stopPrevious stops the apps a previous run left (its supervisor was killed
-// without cleaning up). Only PIDs recorded by a previous run, and still
-// running one of our binaries, are signalled.
+// without cleaning up), one at a time in the order a normal stop uses:
+// the reverse of the start order, streamer first and writer last, so no
+// app loses the one it calls while it still has work in flight. Only PIDs
+// recorded by a previous run, and still running one of our binaries, are
+// signalled.
 func stopPrevious(path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	slices.Reverse(lines)
+	for _, line := range lines {
 		f := strings.Fields(line)
 		if len(f) != 2 {
 			continue
