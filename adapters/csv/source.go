@@ -22,6 +22,11 @@ import (
 	"github.com/gpufleet/telemetry/ports"
 )
 
+// DefaultPath is the DCGM dump shipped with the project (2,470 rows, 247
+// GPUs), relative to the repository root: the streamer's default
+// STREAMER_CSV_PATH and the fake exporter's FAKE_DCGM_CSV_PATH.
+const DefaultPath = "deployments/data/dcgm_metrics_20250718_134233.csv"
+
 // MaxFileSize is the largest input a Source accepts by default. The whole
 // file is held in memory as points, roughly one to two times its size.
 const MaxFileSize int64 = 256 << 20

@@ -15,7 +15,7 @@ package main
 import (
 	"go.uber.org/fx"
 
-	"github.com/gpufleet/telemetry/apps/internal/backend"
+	"github.com/gpufleet/telemetry/adapters/csv"
 	"github.com/gpufleet/telemetry/apps/internal/fakeexporter"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
@@ -25,6 +25,6 @@ func main() { platform.Main(options) }
 func options(env *platform.Env) fx.Option {
 	return fx.Options(
 		platform.Module(platform.LoadCommon(env, "fake-dcgm-exporter", ":9399")),
-		fakeexporter.Module(fakeexporter.Load(env, backend.DefaultCSV)),
+		fakeexporter.Module(fakeexporter.Load(env, csv.DefaultPath)),
 	)
 }

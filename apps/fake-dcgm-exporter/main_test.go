@@ -12,12 +12,12 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
-	"github.com/gpufleet/telemetry/apps/internal/backend"
+	"github.com/gpufleet/telemetry/adapters/csv"
 	"github.com/gpufleet/telemetry/apps/internal/fakeexporter"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
 
-const shipped = "../../" + backend.DefaultCSV
+const shipped = "../../" + csv.DefaultPath
 
 func TestValidateApp(t *testing.T) {
 	t.Parallel()

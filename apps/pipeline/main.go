@@ -16,13 +16,11 @@ import (
 	"github.com/gpufleet/telemetry/adapters/pgqueue"
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/source"
 	"github.com/gpufleet/telemetry/apps/internal/workers"
 	_ "github.com/gpufleet/telemetry/docs" // registers the generated OpenAPI spec
 	"github.com/gpufleet/telemetry/domain"
 )
-
-// DefaultCSV is the shipped DCGM dump, relative to the repository root.
-const DefaultCSV = workers.DefaultCSV
 
 func main() { platform.Main(options) }
 
@@ -37,6 +35,7 @@ func options(env *platform.Env) fx.Option {
 		// Collector before streamer: the streamer stops first.
 		workers.Collector(env),
 		workers.Maintenance(env),
+		source.Module(env),
 		workers.Streamer(env),
 		fx.Supply(httpapi.Options{}),
 		httpapi.Module,

@@ -31,7 +31,7 @@ import (
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
 
-const shipped = "../../" + DefaultCSV
+const shipped = "../../" + csvsource.DefaultPath
 
 func TestValidateApp(t *testing.T) {
 	t.Parallel()

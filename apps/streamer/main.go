@@ -10,11 +10,9 @@ import (
 
 	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/source"
 	"github.com/gpufleet/telemetry/apps/internal/workers"
 )
-
-// DefaultCSV is the shipped DCGM dump, relative to the repository root.
-const DefaultCSV = workers.DefaultCSV
 
 func main() { platform.Main(options) }
 
@@ -22,6 +20,7 @@ func options(env *platform.Env) fx.Option {
 	return fx.Options(
 		platform.Module(platform.LoadCommon(env, "streamer", ":8084")),
 		backend.QueueClient(env, true, false),
+		source.Module(env),
 		workers.Streamer(env),
 	)
 }

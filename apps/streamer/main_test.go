@@ -19,13 +19,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/gpufleet/telemetry/adapters/csv"
 	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
 
-const shipped = "../../" + DefaultCSV
+const shipped = "../../" + csv.DefaultPath
 
 func TestLifecycle(t *testing.T) {
 	t.Parallel()

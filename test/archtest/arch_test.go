@@ -32,6 +32,7 @@ type pkg struct {
 	Imports      []string
 	TestImports  []string
 	XTestImports []string
+	Deps         []string // every package it links, transitively (not its tests')
 	Error        *struct{ Err string }
 }
 
@@ -93,11 +94,38 @@ var rules = []rule{
 		return crossings(m, func(rel string) bool { return !under(rel, "apps") }, allImports,
 			func(rel string) bool { return under(rel, "apps") }, "")
 	}},
+	{"only the apps that talk to Kubernetes link client-go", kubeLinks},
 	{"only tests import test/...", func(m module) []string {
 		// TestImports may use the helpers.
 		return crossings(m, func(rel string) bool { return !under(rel, "test") }, pkg.nonTest,
 			func(rel string) bool { return under(rel, "test") }, " (non-test code)")
 	}},
+}
+
+// kubeApps are the apps that talk to the Kubernetes API: the controller,
+// and the streamer (and the pipeline, which runs it) for dcgm-exporter
+// discovery. client-go is 422 packages and half of a binary; an app that
+// reaches it by accident (one shared wiring package did, for every app)
+// carries 30 MB of code it never runs, and so does every test binary and
+// race build of it.
+var kubeApps = []string{"apps/partition-controller", "apps/pipeline", "apps/streamer"}
+
+// kubeLinks reports every other app's main package that links client-go.
+func kubeLinks(m module) []string {
+	var out []string
+	for _, p := range m.pkgs {
+		rel, _ := m.rel(p.ImportPath)
+		if !under(rel, "apps") || under(rel, "apps/internal") || slices.Contains(kubeApps, rel) {
+			continue
+		}
+		for _, d := range p.Deps {
+			if under(d, "k8s.io/client-go") {
+				out = append(out, fmt.Sprintf("%s links %s (through a shared package: go list -deps %s)", p.ImportPath, d, p.ImportPath))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // crossings reports, for every package whose module-relative path is in

@@ -57,6 +57,10 @@ func TestRulesCatchViolations(t *testing.T) {
 			Imports: []string{"github.com/cenkalti/backoff/v5", mod + "/internal/other"}}},
 		{name: "shared internal library on ports", pkg: pkg{ImportPath: mod + "/internal/retry", Imports: []string{mod + "/ports"}},
 			want: []string{"internal/retry imports example.com/m/ports"}},
+		{name: "controller links client-go", pkg: pkg{ImportPath: mod + "/apps/partition-controller", Deps: []string{"k8s.io/client-go/kubernetes"}}},
+		{name: "a shared app package links client-go", pkg: pkg{ImportPath: mod + "/apps/internal/source", Deps: []string{"k8s.io/client-go/kubernetes"}}},
+		{name: "writer links client-go", pkg: pkg{ImportPath: mod + "/apps/mqwriter", Deps: []string{"k8s.io/apimachinery/pkg/labels", "k8s.io/client-go/rest"}},
+			want: []string{"apps/mqwriter links k8s.io/client-go/rest"}},
 		{name: "other modules are not ours", pkg: pkg{ImportPath: mod + "/adapters/csv", Imports: []string{"example.com/mother/adapters/x"}}},
 	}
 	for _, tt := range tests {

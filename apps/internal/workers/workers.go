@@ -23,9 +23,6 @@ import (
 	"github.com/gpufleet/telemetry/ports"
 )
 
-// DefaultCSV is the shipped DCGM dump, relative to the repository root.
-const DefaultCSV = backend.DefaultCSV
-
 // Collector runs the collector loop over the app's ports.Consumer and
 // ports.TelemetryWriter.
 func Collector(env *platform.Env) fx.Option {
@@ -69,8 +66,9 @@ func Maintenance(env *platform.Env) fx.Option {
 	)
 }
 
-// Streamer runs the streamer loop over the source STREAMER_SOURCE picks (the
-// CSV, or scraped dcgm-exporters) and the app's ports.Publisher.
+// Streamer runs the streamer loop over the app's ports.Source (the app
+// provides it: source.Module, which STREAMER_SOURCE configures) and
+// ports.Publisher.
 func Streamer(env *platform.Env) fx.Option {
 	cfg := streamer.Config{
 		Topic:    env.String("TOPIC", domain.TelemetryTopic),
@@ -92,7 +90,6 @@ func Streamer(env *platform.Env) fx.Option {
 	_, cfg.Window = backend.StreamerTransport(env)
 	return fx.Options(
 		fx.Supply(cfg),
-		backend.Source(env),
 		fx.Provide(func(src ports.Source, pub ports.Publisher, cfg streamer.Config, logger *slog.Logger, reg prometheus.Registerer) *streamer.Streamer {
 			return streamer.New(src, pub, cfg, logger, reg)
 		}),

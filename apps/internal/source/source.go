@@ -1,4 +1,9 @@
-package backend
+// Package source chooses the streamer's ports.Source from configuration:
+// STREAMER_SOURCE picks the CSV replay or the dcgm-exporter scraper, whose
+// targets come from a list, a file, or Kubernetes EndpointSlices. It is a
+// package of its own so that only the apps that stream (streamer, pipeline)
+// link the scraper and client-go; the queue, collector and API apps do not.
+package source
 
 import (
 	"fmt"
@@ -13,25 +18,22 @@ import (
 	"github.com/gpufleet/telemetry/apps/internal/platform"
 )
 
-// Stream sources.
+// Stream sources, the values of STREAMER_SOURCE.
 const (
-	SourceCSV    = "csv"    // replay a DCGM CSV dump in a loop (the default)
-	SourceScrape = "scrape" // scrape live dcgm-exporter endpoints
+	CSV    = "csv"    // replay a DCGM CSV dump in a loop (the default)
+	Scrape = "scrape" // scrape live dcgm-exporter endpoints
 )
 
-// DefaultCSV is the shipped DCGM dump, relative to the repository root.
-const DefaultCSV = "deployments/data/dcgm_metrics_20250718_134233.csv"
-
-// Source provides the streamer's ports.Source, chosen by STREAMER_SOURCE:
+// Module provides the streamer's ports.Source, chosen by STREAMER_SOURCE:
 // the CSV (STREAMER_CSV_PATH, STREAMER_ONCE) or the scraper (SCRAPE_*).
-func Source(env *platform.Env) fx.Option {
-	switch kind := env.OneOf("STREAMER_SOURCE", SourceCSV, SourceCSV, SourceScrape); kind {
-	case SourceCSV:
+func Module(env *platform.Env) fx.Option {
+	switch kind := env.OneOf("STREAMER_SOURCE", CSV, CSV, Scrape); kind {
+	case CSV:
 		return fx.Options(
-			fx.Supply(csv.Config{Path: env.String("STREAMER_CSV_PATH", DefaultCSV), Once: env.Bool("STREAMER_ONCE", false)}),
+			fx.Supply(csv.Config{Path: env.String("STREAMER_CSV_PATH", csv.DefaultPath), Once: env.Bool("STREAMER_ONCE", false)}),
 			csv.Module,
 		)
-	case SourceScrape:
+	case Scrape:
 		return scrapeSource(env)
 	default:
 		return fx.Error(fmt.Errorf("STREAMER_SOURCE=%q: want csv or scrape", kind))

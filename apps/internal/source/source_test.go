@@ -1,4 +1,4 @@
-package backend_test
+package source_test
 
 import (
 	"testing"
@@ -8,8 +8,8 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/csv"
 	"github.com/gpufleet/telemetry/adapters/scrape"
-	"github.com/gpufleet/telemetry/apps/internal/backend"
 	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/source"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -49,10 +49,10 @@ func TestSource(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			if _, ok := tt.env["STREAMER_CSV_PATH"]; !ok {
-				tt.env["STREAMER_CSV_PATH"] = "../../../" + backend.DefaultCSV
+				tt.env["STREAMER_CSV_PATH"] = "../../../" + csv.DefaultPath
 			}
 			env := platform.NewEnvFrom(tt.env)
-			opt := backend.Source(env)
+			opt := source.Module(env)
 			if tt.wantErr != "" {
 				err := env.Err()
 				if err == nil {
@@ -69,4 +69,9 @@ func TestSource(t *testing.T) {
 			require.IsType(t, tt.concrete, src)
 		})
 	}
+}
+
+// common is what every app has: logger, registry, the HTTP server.
+func common(env *platform.Env) fx.Option {
+	return platform.Module(platform.LoadCommon(env, "sourcetest", "127.0.0.1:0"))
 }
