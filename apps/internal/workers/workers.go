@@ -41,11 +41,8 @@ func Collector(env *platform.Env) fx.Option {
 	}
 	return fx.Options(
 		fx.Supply(cfg),
-		fx.Provide(func(q ports.Consumer, s ports.TelemetryWriter, cfg collector.Config, logger *slog.Logger, reg prometheus.Registerer) *collector.Collector {
+		run[*collector.Collector](func(q ports.Consumer, s ports.TelemetryWriter, cfg collector.Config, logger *slog.Logger, reg prometheus.Registerer) *collector.Collector {
 			return collector.New(q, s, cfg, logger, reg)
-		}),
-		fx.Invoke(func(lc fx.Lifecycle, c *collector.Collector) {
-			lc.Append(fx.Hook{OnStart: func(context.Context) error { c.Start(); return nil }, OnStop: c.Stop})
 		}),
 	)
 }
@@ -56,14 +53,9 @@ func Collector(env *platform.Env) fx.Option {
 // one work at a time.
 func Maintenance(env *platform.Env) fx.Option {
 	cfg := maintenance.Config{Interval: env.Duration("TELEMETRY_MAINTENANCE_INTERVAL", time.Minute, 0, 24*time.Hour)}
-	return fx.Options(
-		fx.Provide(func(s ports.TelemetryMaintainer, logger *slog.Logger, reg prometheus.Registerer) *maintenance.Runner {
-			return maintenance.New(s, cfg, logger, reg)
-		}),
-		fx.Invoke(func(lc fx.Lifecycle, r *maintenance.Runner) {
-			lc.Append(fx.Hook{OnStart: func(context.Context) error { r.Start(); return nil }, OnStop: r.Stop})
-		}),
-	)
+	return run[*maintenance.Runner](func(s ports.TelemetryMaintainer, logger *slog.Logger, reg prometheus.Registerer) *maintenance.Runner {
+		return maintenance.New(s, cfg, logger, reg)
+	})
 }
 
 // Streamer runs the streamer loop over the app's ports.Source (the app
@@ -90,11 +82,26 @@ func Streamer(env *platform.Env) fx.Option {
 	_, cfg.Window = backend.StreamerTransport(env)
 	return fx.Options(
 		fx.Supply(cfg),
-		fx.Provide(func(src ports.Source, pub ports.Publisher, cfg streamer.Config, logger *slog.Logger, reg prometheus.Registerer) *streamer.Streamer {
+		run[*streamer.Streamer](func(src ports.Source, pub ports.Publisher, cfg streamer.Config, logger *slog.Logger, reg prometheus.Registerer) *streamer.Streamer {
 			return streamer.New(src, pub, cfg, logger, reg)
 		}),
-		fx.Invoke(func(lc fx.Lifecycle, s *streamer.Streamer) {
-			lc.Append(fx.Hook{OnStart: func(context.Context) error { s.Start(); return nil }, OnStop: s.Stop})
+	)
+}
+
+// loop is what the workers are: started with the app, and stopped (their
+// work drained, bounded by the stop's context) when it shuts down.
+type loop interface {
+	Start()
+	Stop(context.Context) error
+}
+
+// run provides the loop newFn (an fx constructor returning L) builds, and
+// ties it to the app's lifetime.
+func run[L loop](newFn any) fx.Option {
+	return fx.Options(
+		fx.Provide(newFn),
+		fx.Invoke(func(lc fx.Lifecycle, l L) {
+			lc.Append(fx.Hook{OnStart: func(context.Context) error { l.Start(); return nil }, OnStop: l.Stop})
 		}),
 	)
 }
