@@ -122,7 +122,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.FloorLease, "floor-lease", 2000, "messages per floor lease (LEASE_MAX's default)")
 	fs.StringVar(&c.Out, "out", "bench-results.json", "results file")
 	fs.StringVar(&c.Pprof, "pprof", "", "directory: run the PostgreSQL pipeline once more with PPROF=true and save CPU profiles of mqwriter, mqreader, collector and streamer there, and those of its latency run in DIR/latency")
-	fs.StringVar(&c.CSV, "csv", "deployments/data/dcgm_metrics_20250718_134233.csv", "DCGM dump the streamers loop over (relative to the module root)")
+	fs.StringVar(&c.CSV, "csv", stack.ShippedCSV, "DCGM dump the streamers loop over (relative to the module root)")
 	fs.StringVar(&c.DB, "db", "telemetry_bench", "database, dropped and created for every run")
 	fs.StringVar(&c.WorkDir, "workdir", ".local/bench", "binaries and logs (relative to the module root)")
 	if err := fs.Parse(args); err != nil {

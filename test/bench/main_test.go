@@ -228,7 +228,7 @@ func points(t *testing.T) *batchSource {
 	t.Helper()
 	root, err := stack.Root()
 	require.NoError(t, err)
-	src, err := loadPoints(t.Context(), filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv"))
+	src, err := loadPoints(t.Context(), filepath.Join(root, filepath.FromSlash(stack.ShippedCSV)))
 	require.NoError(t, err)
 	require.Len(t, src.points, 2470)
 	return src
@@ -417,7 +417,7 @@ func TestPipelineRun(t *testing.T) {
 	db := "bench_test_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "_")
 	t.Cleanup(func() { _ = srv.drop(context.Background(), db) })
 	h := &harness{srv: srv, binDir: binDir, logDir: t.TempDir(), dbName: db,
-		csvPath: filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv")}
+		csvPath: filepath.Join(root, filepath.FromSlash(stack.ShippedCSV))}
 	res, err := h.runPipeline(ctx, pipelineConfig{Backend: backendPostgres, Streamers: 1, Collectors: 1, Readers: 2,
 		warmup: time.Second, duration: 3 * time.Second, name: "test"})
 	require.NoError(t, err)

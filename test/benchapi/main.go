@@ -66,7 +66,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("benchapi", flag.ContinueOnError)
 	fs.Int64Var(&c.rows, "rows", 10_000_000, "telemetry rows to load")
 	fs.IntVar(&c.gpus, "gpus", 247, "GPUs to spread the rows over (taken from -csv, whole hosts first)")
-	fs.StringVar(&c.csvPath, "csv", "deployments/data/dcgm_metrics_20250718_134233.csv", "DCGM dump whose GPUs, labels and values the rows copy")
+	fs.StringVar(&c.csvPath, "csv", stack.ShippedCSV, "DCGM dump whose GPUs, labels and values the rows copy")
 	fs.StringVar(&c.db, "db", "benchapi", "database to create and load")
 	fs.BoolVar(&c.reuse, "reuse", false, "skip loading when the table already holds exactly this dataset")
 	fs.BoolVar(&c.drop, "drop", false, "drop the database at the end (default: keep it for -reuse)")

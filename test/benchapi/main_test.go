@@ -16,9 +16,10 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
 	"github.com/gpufleet/telemetry/test/pgtest"
+	"github.com/gpufleet/telemetry/test/stack"
 )
 
-const testCSV = "../../deployments/data/dcgm_metrics_20250718_134233.csv"
+const testCSV = "../../" + stack.ShippedCSV
 
 func TestPercentile(t *testing.T) {
 	t.Parallel()

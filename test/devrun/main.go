@@ -124,7 +124,7 @@ func run() error {
 
 	csvPath := os.Getenv("STREAMER_CSV_PATH")
 	if csvPath == "" {
-		csvPath = filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv")
+		csvPath = filepath.Join(root, filepath.FromSlash(stack.ShippedCSV))
 	}
 	queue := os.Getenv("QUEUE_BACKEND")
 	if queue == "" {

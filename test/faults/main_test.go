@@ -71,7 +71,7 @@ func setup() error {
 	if err != nil {
 		return err
 	}
-	csvPath = filepath.Join(root, "deployments", "data", "dcgm_metrics_20250718_134233.csv")
+	csvPath = filepath.Join(root, filepath.FromSlash(stack.ShippedCSV))
 	if binDir, err = os.MkdirTemp("", "faults-bin-"); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	csvsource "github.com/gpufleet/telemetry/adapters/csv"
 	"github.com/gpufleet/telemetry/adapters/kube"
 	"github.com/gpufleet/telemetry/domain"
 )
@@ -613,7 +615,7 @@ func checkStreamer(t *testing.T, r release) {
 	mount, ok := mountOf(c, "csv")
 	require.True(t, ok, "csv mounted")
 	require.Equal(t, mount.MountPath, env["STREAMER_CSV_PATH"])
-	shipped, err := os.ReadFile(repoPath(t, "deployments", "data", "dcgm_metrics_20250718_134233.csv"))
+	shipped, err := os.ReadFile(repoPath(t, filepath.FromSlash(csvsource.DefaultPath)))
 	require.NoError(t, err)
 	lines := nonEmptyLines(shipped)
 	header, rows := lines[0], lines[1:]

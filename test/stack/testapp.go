@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gpufleet/telemetry/adapters/csv"
 )
 
 // ShippedCSV is the DCGM dump shipped with the project, relative to the
-// module root.
-const ShippedCSV = "deployments/data/dcgm_metrics_20250718_134233.csv"
+// module root: the streamer's default.
+const ShippedCSV = csv.DefaultPath
 
 // ShippedCSVPath is the absolute path of ShippedCSV.
 func ShippedCSVPath() (string, error) {
