@@ -58,30 +58,69 @@ func DropDatabase(ctx context.Context, admin, name string) error {
 // CreateDatabase creates database name through the server that admin (a
 // connection string to another database) reaches; it fails when name exists.
 func CreateDatabase(ctx context.Context, admin, name string) error {
-	return createDatabase(ctx, admin, name, false)
+	return createDatabase(ctx, admin, name, "", false)
+}
+
+// CreateDatabaseFrom is CreateDatabase copying database template, which no
+// session may be connected to while it is copied.
+func CreateDatabaseFrom(ctx context.Context, admin, name, template string) error {
+	return createDatabase(ctx, admin, name, template, false)
 }
 
 // EnsureDatabase is CreateDatabase, leaving a database name that exists alone.
 func EnsureDatabase(ctx context.Context, admin, name string) error {
-	return createDatabase(ctx, admin, name, true)
+	return createDatabase(ctx, admin, name, "", true)
 }
 
-func createDatabase(ctx context.Context, admin, name string, unlessExists bool) error {
+// DatabaseExists tells whether database name is on admin's server.
+func DatabaseExists(ctx context.Context, admin, name string) (bool, error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return false, fmt.Errorf("connect to %s: %w", Redact(admin), err)
+	}
+	defer conn.Close(ctx)
+	return databaseExists(ctx, conn, name)
+}
+
+func databaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, sqlDatabaseExists, name).Scan(&exists); err != nil {
+		return false, fmt.Errorf("look up database %s: %w", name, err)
+	}
+	return exists, nil
+}
+
+// RenameDatabase renames database from to to; it fails when to exists
+// (SQLSTATE 42P04, duplicate_database).
+func RenameDatabase(ctx context.Context, admin, from, to string) error {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", Redact(admin), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{from}.Sanitize()+" RENAME TO "+pgx.Identifier{to}.Sanitize()); err != nil {
+		return fmt.Errorf("rename database %s to %s: %w", from, to, err)
+	}
+	return nil
+}
+
+func createDatabase(ctx context.Context, admin, name, template string, unlessExists bool) error {
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", Redact(admin), err)
 	}
 	defer conn.Close(ctx)
 	if unlessExists {
-		var exists bool
-		if err := conn.QueryRow(ctx, sqlDatabaseExists, name).Scan(&exists); err != nil {
-			return fmt.Errorf("look up database %s: %w", name, err)
-		}
-		if exists {
-			return nil
+		exists, err := databaseExists(ctx, conn, name)
+		if err != nil || exists {
+			return err
 		}
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		stmt += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
 	return nil

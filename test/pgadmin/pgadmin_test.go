@@ -62,3 +62,39 @@ func TestCreateMigrateDrop(t *testing.T) {
 	require.NoError(t, pgadmin.DropDatabase(ctx, admin, name))
 	require.NoError(t, pgadmin.CreateDatabase(ctx, admin, name), "after the drop")
 }
+
+// TestCopyAndRename copies a migrated database with CreateDatabaseFrom and
+// renames a database, refusing a name that is taken.
+func TestCopyAndRename(t *testing.T) {
+	t.Parallel()
+	admin := pgtest.ServerURL(t)
+	ctx := t.Context()
+	fresh := func() string { return "pgadmin_" + strings.ReplaceAll(uuid.NewString(), "-", "") }
+	src, copied, renamed := fresh(), fresh(), fresh()
+	t.Cleanup(func() {
+		for _, n := range []string{src, copied, renamed} {
+			require.NoError(t, pgadmin.DropDatabase(context.WithoutCancel(ctx), admin, n))
+		}
+	})
+	require.NoError(t, pgadmin.CreateDatabase(ctx, admin, src))
+	_, err := pgadmin.Migrate(ctx, admin, src)
+	require.NoError(t, err)
+
+	require.NoError(t, pgadmin.CreateDatabaseFrom(ctx, admin, copied, src))
+	dsn, err := pgadmin.WithDatabase(admin, copied)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	var tables int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 'gpus'").Scan(&tables))
+	require.NoError(t, conn.Close(ctx))
+	require.Equal(t, 1, tables, "the copy holds the template's schema")
+
+	require.ErrorContains(t, pgadmin.RenameDatabase(ctx, admin, copied, src), "already exists")
+	require.NoError(t, pgadmin.RenameDatabase(ctx, admin, copied, renamed))
+	for name, want := range map[string]bool{src: true, copied: false, renamed: true} {
+		ok, err := pgadmin.DatabaseExists(ctx, admin, name)
+		require.NoError(t, err)
+		require.Equal(t, want, ok, name)
+	}
+}

@@ -1,5 +1,5 @@
 // Package pgtest gives each test its own freshly migrated PostgreSQL
-// database. With DATABASE_URL set it creates databases on that server (the
+// database: a copy of a migrated template (migratedTemplate). With DATABASE_URL set it creates databases on that server (the
 // role needs CREATEDB); without it, it starts (or reuses) the project's local
 // cluster in .local/pg through pglocal. Databases are dropped when the test
 // ends.
@@ -7,7 +7,10 @@ package pgtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/gpufleet/telemetry/migrations"
 	"github.com/gpufleet/telemetry/test/pgadmin"
 	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/stack"
@@ -57,10 +61,15 @@ func LocalDir() (string, error) {
 // returns its connection string. The database is dropped at cleanup.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	server, name := newDatabase(t)
+	server := ServerURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dsn, err := pgadmin.Migrate(ctx, server, name)
+	template, err := migratedTemplate(ctx, server)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	name := newDatabase(t, server, template)
+	dsn, err := pgadmin.WithDatabase(server, name)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -70,7 +79,8 @@ func NewDatabase(t testing.TB) string {
 // NewEmptyDatabase creates a database with no schema (for migration tests).
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
-	server, name := newDatabase(t)
+	server := ServerURL(t)
+	name := newDatabase(t, server, "")
 	dsn, err := pgadmin.WithDatabase(server, name)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
@@ -78,15 +88,15 @@ func NewEmptyDatabase(t testing.TB) string {
 	return dsn
 }
 
-// newDatabase creates a database with a fresh name, dropped at cleanup, and
-// returns the server's connection string and the name.
-func newDatabase(t testing.TB) (server, name string) {
+// newDatabase creates a database with a fresh name on server, a copy of
+// template ("" for the server's default), dropped at cleanup, and returns
+// its name.
+func newDatabase(t testing.TB, server, template string) string {
 	t.Helper()
-	server = ServerURL(t)
-	name = "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	name := freshName("t_")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := pgadmin.CreateDatabase(ctx, server, name); err != nil {
+	if err := pgadmin.CreateDatabaseFrom(ctx, server, name, template); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {
@@ -96,7 +106,67 @@ func newDatabase(t testing.TB) (server, name string) {
 			t.Logf("pgtest: %v", err)
 		}
 	})
-	return server, name
+	return name
+}
+
+func freshName(prefix string) string {
+	return prefix + strings.ReplaceAll(uuid.NewString(), "-", "")
+}
+
+// templatePrefix starts the name of every migrated template pgtest makes.
+const templatePrefix = "pgtest_tmpl_"
+
+// migratedTemplate returns the name of the database on server that holds
+// this build's migrations and nothing else, making it when the server has
+// none. NewDatabase copies it instead of migrating every database it makes:
+// a test run makes about 240 of them. The name carries a hash of the
+// migrations (templateName), so a changed migration makes a new template;
+// the old one stays on the server (about 8 MB) until it is dropped by hand
+// or the local cluster is removed. Concurrent test processes may each build
+// one under a name of their own; the first rename wins and the others drop
+// theirs.
+func migratedTemplate(ctx context.Context, server string) (string, error) {
+	name, err := templateName()
+	if err != nil {
+		return "", err
+	}
+	return ensureTemplate(ctx, server, name)
+}
+
+// ensureTemplate makes database name a migrated template unless it exists.
+func ensureTemplate(ctx context.Context, server, name string) (string, error) {
+	if ok, err := pgadmin.DatabaseExists(ctx, server, name); err != nil || ok {
+		return name, err
+	}
+	build := freshName("pgtest_build_")
+	if err := pgadmin.CreateDatabase(ctx, server, build); err != nil {
+		return "", err
+	}
+	if _, err := pgadmin.Migrate(ctx, server, build); err != nil {
+		_ = pgadmin.DropDatabase(context.WithoutCancel(ctx), server, build)
+		return "", err
+	}
+	if err := pgadmin.RenameDatabase(ctx, server, build, name); err != nil {
+		_ = pgadmin.DropDatabase(context.WithoutCancel(ctx), server, build)
+		if ok, _ := pgadmin.DatabaseExists(ctx, server, name); !ok {
+			return "", err
+		}
+		return name, nil // another process made it first
+	}
+	return name, nil
+}
+
+// templateName is templatePrefix and a hash of the embedded migrations.
+func templateName() (string, error) {
+	all, err := migrations.All()
+	if err != nil {
+		return "", fmt.Errorf("load migrations: %w", err)
+	}
+	h := sha256.New()
+	for _, m := range all {
+		fmt.Fprintf(h, "%d\x00%s\x00%s\x00", m.Version, m.Name, m.Up)
+	}
+	return templatePrefix + hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // NewPool returns a pool on a fresh migrated database, closed at cleanup.
