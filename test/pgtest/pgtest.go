@@ -1,8 +1,8 @@
 // Package pgtest gives each test its own freshly migrated PostgreSQL
-// database: a copy of a migrated template (migratedTemplate). With DATABASE_URL set it creates databases on that server (the
-// role needs CREATEDB); without it, it starts (or reuses) the project's local
-// cluster in .local/pg through pglocal. Databases are dropped when the test
-// ends.
+// database: a copy of a migrated template (migratedTemplate). With
+// DATABASE_URL set it creates databases on that server (the role needs
+// CREATEDB); without it, it starts (or reuses) the project's local cluster
+// in .local/pg through pglocal. Databases are dropped when the test ends.
 package pgtest
 
 import (
