@@ -41,89 +41,72 @@ func Redact(dsn string) string {
 	return u.Redacted()
 }
 
-// DropDatabase removes database name, disconnecting its sessions, through
-// the server that admin (a connection string to another database) reaches.
-func DropDatabase(ctx context.Context, admin, name string) error {
+// withConn runs f on a connection to the server that admin (a connection
+// string to another database) reaches, closed when f returns.
+func withConn(ctx context.Context, admin string, f func(*pgx.Conn) error) error {
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", Redact(admin), err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	return nil
+	return f(conn)
+}
+
+// exec runs one statement on admin's server; what names it in the error.
+func exec(ctx context.Context, admin, what, stmt string) error {
+	return withConn(ctx, admin, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
+}
+
+// DropDatabase removes database name, disconnecting its sessions, through
+// the server that admin (a connection string to another database) reaches.
+func DropDatabase(ctx context.Context, admin, name string) error {
+	return exec(ctx, admin, "drop database "+name, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 }
 
 // CreateDatabase creates database name through the server that admin (a
 // connection string to another database) reaches; it fails when name exists.
 func CreateDatabase(ctx context.Context, admin, name string) error {
-	return createDatabase(ctx, admin, name, "", false)
+	return exec(ctx, admin, "create database "+name, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 }
 
 // CreateDatabaseFrom is CreateDatabase copying database template, which no
 // session may be connected to while it is copied.
 func CreateDatabaseFrom(ctx context.Context, admin, name, template string) error {
-	return createDatabase(ctx, admin, name, template, false)
-}
-
-// EnsureDatabase is CreateDatabase, leaving a database name that exists alone.
-func EnsureDatabase(ctx context.Context, admin, name string) error {
-	return createDatabase(ctx, admin, name, "", true)
-}
-
-// DatabaseExists tells whether database name is on admin's server.
-func DatabaseExists(ctx context.Context, admin, name string) (bool, error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return false, fmt.Errorf("connect to %s: %w", Redact(admin), err)
-	}
-	defer conn.Close(ctx)
-	return databaseExists(ctx, conn, name)
-}
-
-func databaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, sqlDatabaseExists, name).Scan(&exists); err != nil {
-		return false, fmt.Errorf("look up database %s: %w", name, err)
-	}
-	return exists, nil
+	return exec(ctx, admin, "create database "+name,
+		"CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize())
 }
 
 // RenameDatabase renames database from to to; it fails when to exists
 // (SQLSTATE 42P04, duplicate_database).
 func RenameDatabase(ctx context.Context, admin, from, to string) error {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", Redact(admin), err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{from}.Sanitize()+" RENAME TO "+pgx.Identifier{to}.Sanitize()); err != nil {
-		return fmt.Errorf("rename database %s to %s: %w", from, to, err)
-	}
-	return nil
+	return exec(ctx, admin, "rename database "+from+" to "+to,
+		"ALTER DATABASE "+pgx.Identifier{from}.Sanitize()+" RENAME TO "+pgx.Identifier{to}.Sanitize())
 }
 
-func createDatabase(ctx context.Context, admin, name, template string, unlessExists bool) error {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", Redact(admin), err)
-	}
-	defer conn.Close(ctx)
-	if unlessExists {
-		exists, err := databaseExists(ctx, conn, name)
-		if err != nil || exists {
-			return err
+// DatabaseExists tells whether database name is on admin's server.
+func DatabaseExists(ctx context.Context, admin, name string) (bool, error) {
+	var exists bool
+	err := withConn(ctx, admin, func(conn *pgx.Conn) error {
+		if err := conn.QueryRow(ctx, sqlDatabaseExists, name).Scan(&exists); err != nil {
+			return fmt.Errorf("look up database %s: %w", name, err)
 		}
+		return nil
+	})
+	return exists, err
+}
+
+// EnsureDatabase is CreateDatabase, leaving a database name that exists alone.
+func EnsureDatabase(ctx context.Context, admin, name string) error {
+	exists, err := DatabaseExists(ctx, admin, name)
+	if err != nil || exists {
+		return err
 	}
-	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
-	if template != "" {
-		stmt += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
-	}
-	if _, err := conn.Exec(ctx, stmt); err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
-	}
-	return nil
+	return CreateDatabase(ctx, admin, name)
 }
 
 // Migrate applies every migration to database name on admin's server and
