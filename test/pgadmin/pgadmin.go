@@ -71,14 +71,18 @@ func DropDatabase(ctx context.Context, admin, name string) error {
 // CreateDatabase creates database name through the server that admin (a
 // connection string to another database) reaches; it fails when name exists.
 func CreateDatabase(ctx context.Context, admin, name string) error {
-	return exec(ctx, admin, "create database "+name, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return CreateDatabaseFrom(ctx, admin, name, "")
 }
 
-// CreateDatabaseFrom is CreateDatabase copying database template, which no
-// session may be connected to while it is copied.
+// CreateDatabaseFrom is CreateDatabase copying database template ("": the
+// server's default, template1), which no session may be connected to while
+// it is copied.
 func CreateDatabaseFrom(ctx context.Context, admin, name, template string) error {
-	return exec(ctx, admin, "create database "+name,
-		"CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize())
+	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		stmt += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	return exec(ctx, admin, "create database "+name, stmt)
 }
 
 // RenameDatabase renames database from to to; it fails when to exists
