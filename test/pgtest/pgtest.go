@@ -1,5 +1,5 @@
 // Package pgtest gives each test its own freshly migrated PostgreSQL
-// database: a copy of a migrated template (migratedTemplate). With
+// database: a copy of a migrated template (newMigratedDatabase). With
 // DATABASE_URL set it creates databases on that server (the role needs
 // CREATEDB); without it, it starts (or reuses) the project's local cluster
 // in .local/pg through pglocal. Databases are dropped when the test ends.
@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gpufleet/telemetry/migrations"
@@ -57,19 +58,11 @@ func LocalDir() (string, error) {
 	return filepath.Join(root, ".local", "pg"), nil
 }
 
-// NewDatabase creates an empty database, applies every migration, and
-// returns its connection string. The database is dropped at cleanup.
+// NewDatabase creates a database holding every migration and returns its
+// connection string. The database is dropped at cleanup.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	server := ServerURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	template, err := migratedTemplate(ctx, server)
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	name := newDatabase(t, server, template)
-	dsn, err := pgadmin.WithDatabase(server, name)
+	dsn, err := newMigratedDatabase(t, ServerURL(t))
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -79,25 +72,45 @@ func NewDatabase(t testing.TB) string {
 // NewEmptyDatabase creates a database with no schema (for migration tests).
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
-	server := ServerURL(t)
-	name := newDatabase(t, server, "")
-	dsn, err := pgadmin.WithDatabase(server, name)
+	dsn, err := newDatabase(t, ServerURL(t), "")
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return dsn
 }
 
+// newMigratedDatabase copies the migrated template of this build's
+// migrations instead of migrating every database it makes: a test run makes
+// about 240 of them. The first copy on a server finds no template (SQLSTATE
+// 3D000), makes it (ensureTemplate) and copies it then.
+func newMigratedDatabase(t testing.TB, server string) (string, error) {
+	template, err := templateName()
+	if err != nil {
+		return "", err
+	}
+	dsn, err := newDatabase(t, server, template)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" { // made, or failed for another reason than a missing template
+		return dsn, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ensureTemplate(ctx, server, template); err != nil {
+		return "", err
+	}
+	return newDatabase(t, server, template)
+}
+
 // newDatabase creates a database with a fresh name on server, a copy of
 // template ("" for the server's default), dropped at cleanup, and returns
-// its name.
-func newDatabase(t testing.TB, server, template string) string {
+// its connection string.
+func newDatabase(t testing.TB, server, template string) (string, error) {
 	t.Helper()
 	name := freshName("t_")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := pgadmin.CreateDatabaseFrom(ctx, server, name, template); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", err
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -106,7 +119,7 @@ func newDatabase(t testing.TB, server, template string) string {
 			t.Logf("pgtest: %v", err)
 		}
 	})
-	return name
+	return pgadmin.WithDatabase(server, name)
 }
 
 func freshName(prefix string) string {
@@ -116,44 +129,33 @@ func freshName(prefix string) string {
 // templatePrefix starts the name of every migrated template pgtest makes.
 const templatePrefix = "pgtest_tmpl_"
 
-// migratedTemplate returns the name of the database on server that holds
-// this build's migrations and nothing else, making it when the server has
-// none. NewDatabase copies it instead of migrating every database it makes:
-// a test run makes about 240 of them. The name carries a hash of the
-// migrations (templateName), so a changed migration makes a new template;
-// the old one stays on the server (about 8 MB) until it is dropped by hand
-// or the local cluster is removed. Concurrent test processes may each build
-// one under a name of their own; the first rename wins and the others drop
-// theirs.
-func migratedTemplate(ctx context.Context, server string) (string, error) {
-	name, err := templateName()
-	if err != nil {
-		return "", err
-	}
-	return ensureTemplate(ctx, server, name)
-}
-
-// ensureTemplate makes database name a migrated template unless it exists.
-func ensureTemplate(ctx context.Context, server, name string) (string, error) {
+// ensureTemplate makes database name hold every migration, unless it
+// exists: the template newMigratedDatabase copies. Its name carries a hash
+// of the migrations (templateName), so a changed migration makes a new
+// template; the old one stays on the server (about 8 MB) until it is dropped
+// by hand or the local cluster is removed. Concurrent test processes may
+// each build one under a name of their own; the first rename wins and the
+// others drop theirs.
+func ensureTemplate(ctx context.Context, server, name string) error {
 	if ok, err := pgadmin.DatabaseExists(ctx, server, name); err != nil || ok {
-		return name, err
+		return err
 	}
 	build := freshName("pgtest_build_")
 	if err := pgadmin.CreateDatabase(ctx, server, build); err != nil {
-		return "", err
+		return err
 	}
 	if _, err := pgadmin.Migrate(ctx, server, build); err != nil {
 		_ = pgadmin.DropDatabase(context.WithoutCancel(ctx), server, build)
-		return "", err
+		return err
 	}
 	if err := pgadmin.RenameDatabase(ctx, server, build, name); err != nil {
 		_ = pgadmin.DropDatabase(context.WithoutCancel(ctx), server, build)
 		if ok, _ := pgadmin.DatabaseExists(ctx, server, name); !ok {
-			return "", err
+			return err
 		}
-		return name, nil // another process made it first
+		// another process made it first
 	}
-	return name, nil
+	return nil
 }
 
 // templateName is templatePrefix and a hash of the embedded migrations.

@@ -43,8 +43,7 @@ func TestConcurrentTemplateBuilders(t *testing.T) {
 	errs := make(chan error, builders)
 	for range builders {
 		go func() {
-			_, err := ensureTemplate(ctx, server, name)
-			errs <- err
+			errs <- ensureTemplate(ctx, server, name)
 		}()
 	}
 	for range builders {
