@@ -41,12 +41,13 @@ func Redact(dsn string) string {
 	return u.Redacted()
 }
 
-// withConn runs f on a connection to the server that admin (a connection
-// string to another database) reaches, closed when f returns.
-func withConn(ctx context.Context, admin string, f func(*pgx.Conn) error) error {
-	conn, err := pgx.Connect(ctx, admin)
+// withConn runs f on a connection to dsn (for the chores, admin: a
+// connection string to another database than the one they touch), closed
+// when f returns.
+func withConn(ctx context.Context, dsn string, f func(*pgx.Conn) error) error {
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", Redact(admin), err)
+		return fmt.Errorf("connect to %s: %w", Redact(dsn), err)
 	}
 	defer conn.Close(ctx)
 	return f(conn)
@@ -120,13 +121,10 @@ func Migrate(ctx context.Context, admin, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", name, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := migrations.Up(ctx, conn); err != nil {
-		return "", fmt.Errorf("migrate %s: %w", name, err)
-	}
-	return dsn, nil
+	return dsn, withConn(ctx, dsn, func(conn *pgx.Conn) error {
+		if _, err := migrations.Up(ctx, conn); err != nil {
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+		return nil
+	})
 }

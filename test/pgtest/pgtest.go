@@ -90,8 +90,8 @@ func newMigratedDatabase(t testing.TB, server string) (string, error) {
 	}
 	dsn, err := newDatabase(t, server, template)
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" { // made, or failed for another reason than a missing template
-		return dsn, err
+	if !errors.As(err, &pgErr) || pgErr.Code != sqlstateUndefinedDatabase {
+		return dsn, err // made, or failed for another reason than a missing template
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -125,6 +125,10 @@ func newDatabase(t testing.TB, server, template string) (string, error) {
 func freshName(prefix string) string {
 	return prefix + strings.ReplaceAll(uuid.NewString(), "-", "")
 }
+
+// sqlstateUndefinedDatabase (invalid_catalog_name) is what CREATE DATABASE
+// answers when its template does not exist.
+const sqlstateUndefinedDatabase = "3D000"
 
 // templatePrefix starts the name of every migrated template pgtest makes.
 const templatePrefix = "pgtest_tmpl_"
