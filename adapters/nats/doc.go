@@ -29,7 +29,12 @@
 // insert on the message UUID keeps that harmless.
 //
 // Lease fetches up to Max ready messages without waiting (an empty lease
-// when none is ready). JetStream's redelivery timer is the consumer's AckWait,
+// when none is ready). nats.go ends such a pull when the server sends
+// nothing for a second and then drops what arrives for it, while the server
+// counts those messages delivered: in a process starved of CPU for that
+// long the lease comes back short, its messages return after AckWait with
+// one more delivery counted, and nats_queue_fetch_stalls_total counts the
+// pull (with a WARN log). The PostgreSQL queue has no such cut. JetStream's redelivery timer is the consumer's AckWait,
 // one value for the whole consumer, while every lease has its own duration,
 // so the lease state lives in one owner goroutine: when a lease ends before
 // AckWait it Naks its messages at expiry (redelivered at once); while it lasts

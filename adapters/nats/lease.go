@@ -93,6 +93,16 @@ func (q *Queue) fetch(ctx context.Context, t *topic, req ports.LeaseRequest) ([]
 // waitPoll is the pause between pulls of a waiting lease.
 const waitPoll = 20 * time.Millisecond
 
+// fetchIdleCut is how long nats.go's no-wait fetch waits for the server's
+// next message before it ends the batch without an error (jetstream's
+// pullConsumer.fetch: the request's expiry, 0 for a no-wait pull, plus a
+// second). It unsubscribes then, so whatever the server sends to that pull
+// afterwards is dropped by the client while the server counts it delivered:
+// those messages come back only after AckWait, with one more delivery
+// counted. A process starved of CPU for a second (a loaded node, a throttled
+// container) meets that cut; collect counts each batch that ended by it.
+const fetchIdleCut = time.Second
+
 // collect returns a function reading every message of a fetch's batch.
 // When ctx ends first it gives back what it read and what is still coming.
 func (q *Queue) collect(ctx context.Context, t *topic) func(jetstream.MessageBatch, error) ([]jetstream.Msg, error) {
@@ -101,17 +111,24 @@ func (q *Queue) collect(ctx context.Context, t *topic) func(jetstream.MessageBat
 			return nil, q.fetchError(t, err)
 		}
 		var msgs []jetstream.Msg
+		last := time.Now()
 		for more := true; more; {
 			select {
 			case m, ok := <-batch.Messages():
 				if ok {
 					msgs = append(msgs, m)
+					last = time.Now()
 				}
 				more = ok
 			case <-ctx.Done():
 				q.abandon(msgs, batch)
 				return nil, ctx.Err()
 			}
+		}
+		if idle := time.Since(last); idle >= fetchIdleCut {
+			q.metrics.fetchStalls.Inc()
+			q.log.Warn("a pull waited too long for the server and was cut short; messages sent to it after the cut are redelivered after AckWait",
+				"topic", t.name, "messages", len(msgs), "idle", idle.Round(time.Millisecond), "ack_wait", t.ackWait)
 		}
 		if err := batch.Error(); err != nil && !maxAckPendingReached(err) {
 			if len(msgs) == 0 {

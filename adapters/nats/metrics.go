@@ -15,6 +15,8 @@ type metrics struct {
 	released   prometheus.Counter
 	expired    prometheus.Counter
 	dead       prometheus.Counter
+	// fetchStalls counts pulls cut short by the client (fetchIdleCut).
+	fetchStalls prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -26,6 +28,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		released:   counter("messages_released_total", "Messages returned to ready by Release."),
 		expired:    counter("leases_expired_total", "Leases that expired before Ack or Release."),
 		dead:       counter("messages_dead_lettered_total", "Messages moved to the dead-letter stream at the delivery limit."),
+		fetchStalls: counter("fetch_stalls_total",
+			"Pulls that got no message from the server for a second and were ended by the client; messages the server sent them later are redelivered after AckWait."),
 	}
-	return m, promx.Register(reg, m.published, m.duplicates, m.acked, m.released, m.expired, m.dead)
+	return m, promx.Register(reg, m.published, m.duplicates, m.acked, m.released, m.expired, m.dead, m.fetchStalls)
 }

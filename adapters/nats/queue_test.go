@@ -13,6 +13,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -86,22 +87,28 @@ func ackAll(t *testing.T, q ports.Queue, leases []domain.Lease) {
 	}
 }
 
-// leaseN leases (for d) until it holds n messages, failing after 10s.
+// leaseWithin is how long leaseN keeps leasing: the tests' AckWait plus
+// 10s, because a pull that a starved client cut short (natsq's fetchIdleCut,
+// seen under a cold `make test`) gets its messages back only after AckWait.
+// Tests that tell a Nak from AckWait use an AckWait of a minute.
+const leaseWithin = testAckWait + 10*time.Second
+
+// leaseN leases (for d) until it holds n messages, failing after leaseWithin.
 func leaseN(t *testing.T, q ports.Queue, topic string, n int, d time.Duration) ([]domain.Lease, []domain.Message) {
 	t.Helper()
 	var (
 		leases []domain.Lease
 		msgs   []domain.Message
 	)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		l, err := q.Lease(t.Context(), leaseReq(topic, n-len(msgs), d))
-		require.NoError(t, err)
+		require.NoError(c, err)
 		if len(l.Messages) > 0 {
 			leases = append(leases, l)
 			msgs = append(msgs, l.Messages...)
 		}
-		return len(msgs) == n
-	}, 10*time.Second, 20*time.Millisecond, "leased %d of %d messages", len(msgs), n)
+		assert.Len(c, msgs, n, "messages leased")
+	}, leaseWithin, 20*time.Millisecond)
 	return leases, msgs
 }
 
@@ -401,6 +408,7 @@ func TestMetrics(t *testing.T) {
 		"nats_queue_messages_released_total":  2,
 		"nats_queue_messages_acked_total":     2,
 		"nats_queue_leases_expired_total":     0,
+		"nats_queue_fetch_stalls_total":       0,
 	}
 	for name, v := range want {
 		require.Equal(t, v, counter(t, reg, name), name)
