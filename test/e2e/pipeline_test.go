@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
@@ -100,10 +101,10 @@ const stored = `(SELECT x.ts AS "timestamp", s.gpu_uuid, s.metric_name
 // settled waits until every streamed row is stored and the queue is empty.
 func (p *pipeline) settled(rows int) {
 	p.t.Helper()
-	require.Eventually(p.t, func() bool {
-		return p.Count(`SELECT count(*) FROM telemetry_samples`) >= rows && p.Count(`SELECT count(*) FROM queue_messages`) == 0
-	}, 90*time.Second, 100*time.Millisecond, "pipeline did not settle: telemetry=%d queue=%d",
-		p.Count(`SELECT count(*) FROM telemetry_samples`), p.Count(`SELECT count(*) FROM queue_messages`))
+	require.EventuallyWithT(p.t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, p.Count(`SELECT count(*) FROM telemetry_samples`), rows, "samples stored")
+		assert.Zero(c, p.Count(`SELECT count(*) FROM queue_messages`), "messages left in the queue")
+	}, 90*time.Second, 100*time.Millisecond, "pipeline did not settle")
 }
 
 // streamOnce runs a collector, streams the shipped CSV once and waits until

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
@@ -96,10 +97,10 @@ func TestDashboard(t *testing.T) {
 	marker := p.injectPoison()
 
 	// Three passes of the CSV are stored: every GPU, a few points per chart.
-	require.Eventually(t, func() bool {
-		return p.Count(`SELECT count(*) FROM telemetry_samples`) >= 3*csvRows && p.Count(`SELECT count(*) FROM gpus`) == csvGPUs
-	}, 3*time.Minute, 200*time.Millisecond, "the pipeline did not store three passes: samples=%d gpus=%d",
-		p.Count(`SELECT count(*) FROM telemetry_samples`), p.Count(`SELECT count(*) FROM gpus`))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, p.Count(`SELECT count(*) FROM telemetry_samples`), 3*csvRows, "samples stored")
+		assert.Equal(c, csvGPUs, p.Count(`SELECT count(*) FROM gpus`), "GPUs registered")
+	}, 3*time.Minute, 200*time.Millisecond, "the pipeline did not store three passes")
 	require.Eventually(t, func() bool {
 		return p.Count(`SELECT count(*) FROM dead_letters WHERE payload LIKE '%`+marker+`%'`) == 1
 	}, time.Minute, 100*time.Millisecond, "the poison message was not dead-lettered")
