@@ -34,11 +34,13 @@
 // counts those messages delivered: in a process starved of CPU for that
 // long the lease comes back short, its messages return after AckWait with
 // one more delivery counted, and nats_queue_fetch_stalls_total counts the
-// pull (with a WARN log). The PostgreSQL queue has no such cut. JetStream's redelivery timer is the consumer's AckWait,
-// one value for the whole consumer, while every lease has its own duration,
-// so the lease state lives in one owner goroutine: when a lease ends before
-// AckWait it Naks its messages at expiry (redelivered at once); while it lasts
-// longer it sends InProgress every AckWait/2. A crashed consumer's messages
+// pull (with a WARN log). The PostgreSQL queue has no such cut.
+//
+// JetStream's redelivery timer is the consumer's AckWait, one value for the
+// whole consumer, while every lease has its own duration, so the lease state
+// lives in one owner goroutine: when a lease ends before AckWait it Naks its
+// messages at expiry (redelivered at once); while it lasts longer it sends
+// InProgress every AckWait/2. A crashed consumer's messages
 // come back after at most AckWait. Ack costs one round trip per lease: a plain
 // ack of every message but the last, then a double ack of the last; the
 // server applies one consumer's acks in arrival order, so its answer means
