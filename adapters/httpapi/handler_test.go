@@ -332,6 +332,8 @@ func TestBadRequests(t *testing.T) {
 		{"gpu id with a control character", "", "/api/v1/gpus/GPU-%01abc/telemetry", 400, "bad_request", "control"},
 		{"unknown parameter", "", telemetryURL(gpu, url.Values{"start": {rfc(instant(1))}}), 400, "bad_request", `unknown query parameter "start"`},
 		{"repeated parameter", "", telemetryURL(gpu, url.Values{"limit": {"1", "2"}}), 400, "bad_request", "limit: given 2 times"},
+		{"bad escape in the query", "", telemetryURL(gpu, nil) + "?limit=5&cursor=%zz", 400, "bad_request", `query string: invalid URL escape "%zz"`},
+		{"semicolon in the query", "", telemetryURL(gpu, nil) + "?limit=5;cursor=x", 400, "bad_request", "query string: invalid semicolon separator"},
 		{"unknown format", "", telemetryURL(gpu, url.Values{"format": {"csv"}}), 400, "bad_request", "format"},
 		{"unknown GPU", "", telemetryURL("GPU-00000000-0000-0000-0000-000000000000", nil), 404, "not_found", "not found"},
 		{"unknown route", "", "/api/v2/gpus", 404, "not_found", "no route"},

@@ -89,12 +89,21 @@ func (s *Server) parseTelemetryRequest(r *http.Request, gpuID string) (telemetry
 	return telemetryRequest{query: q, ndjson: ndjson}, nil
 }
 
-// queryParams returns the query, rejecting a parameter not in known (so a
-// typo cannot silently widen a question) or given more than once.
+// queryParams returns the query, rejecting one that does not parse (a bad
+// %-escape or a ';', which url.Values.Query would drop silently, so a
+// mangled cursor would restart the listing at its first page), a parameter
+// not in known (so a typo cannot silently widen a question) or one given
+// more than once.
 func queryParams(r *http.Request, known []string) (url.Values, error) {
-	vals := r.URL.Query()
+	vals, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("query string: %s", clip(err.Error()))
+	}
 	for name, vs := range vals {
 		if !slices.Contains(known, name) {
+			if len(known) == 0 {
+				return nil, badRequest("unknown query parameter %q (this endpoint takes none)", clip(name))
+			}
 			return nil, badRequest("unknown query parameter %q (known: %s)", clip(name), strings.Join(known, ", "))
 		}
 		if len(vs) > 1 {

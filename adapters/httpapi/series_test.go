@@ -121,6 +121,8 @@ func TestLatestEndpoint(t *testing.T) {
 	require.True(t, base.Truncate(time.Minute).Add(590*time.Second).Equal(got.Metrics[0].Timestamp))
 	require.Nil(t, got.Metrics[1].Value, "a blank latest sample is null")
 	requireError(t, do(t, h, http.MethodGet, "/api/v1/gpus/GPU-nope/latest", nil), http.StatusNotFound, "not_found", "GPU-nope")
+	requireError(t, do(t, h, http.MethodGet, "/api/v1/gpus/GPU-a1/latest?metric_name=DCGM_FI_DEV_GPU_TEMP", nil),
+		http.StatusBadRequest, "bad_request", `unknown query parameter "metric_name" (this endpoint takes none)`)
 }
 
 func TestSeriesEndpoint(t *testing.T) {
