@@ -66,7 +66,8 @@
 //	405 method_not_allowed      not a POST
 //	409 lease_expired           ack/release of an expired or unknown lease (ports.ErrLeaseExpired)
 //	413 payload_too_large       body over the limit, more than 10000 messages, or a payload over MaxPayloadBytes
-//	415 unsupported_media_type  Content-Type is not application/json
+//	415 unsupported_media_type  Content-Type is not application/json (NDJSON on the stream), a charset
+//	                            other than UTF-8, or a Content-Encoding: the server does not decompress
 //	429 backpressure            the writer's buffer is full (ports.ErrBackpressure), or the server's
 //	                            in-flight bytes or publish slots are taken; Retry-After: 1
 //	503 closed / unavailable    draining, or a dependency is down (ports.ErrClosed, ports.ErrUnavailable), Retry-After: 1

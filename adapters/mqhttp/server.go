@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -447,7 +448,7 @@ func (s *Server) decodeLeaseRef(w http.ResponseWriter, r *http.Request) (ports.L
 // decode reads r's body into dst: application/json, at most maxBody bytes,
 // valid UTF-8, exactly one JSON value, no unknown fields.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) error {
-	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+	if err := checkBody(r.Header, "application/json"); err != nil {
 		return err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
@@ -515,19 +516,28 @@ func jsonKind(t reflect.Type) string {
 	}
 }
 
-func checkContentType(ct string) error {
-	const want = "Content-Type must be application/json"
-	if ct == "" {
-		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType, message: want}
+// checkBody refuses a body the server would misread: a media type other
+// than one of want, a charset other than UTF-8, or any content coding (the
+// server does not decompress, so a gzipped body would be parsed as JSON and
+// fail with a misleading error).
+func checkBody(h http.Header, want ...string) error {
+	unsupported := func(msg string) error {
+		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType, message: msg}
 	}
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return unsupported("Content-Encoding " + strconv.Quote(truncate(ce, 32)) + " is not supported; send the body uncompressed")
+	}
+	ct := h.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
-			message: want + ", got " + strconv.Quote(truncate(ct, 64))}
+	if err != nil || !slices.Contains(want, mt) {
+		msg := "Content-Type must be " + want[0]
+		if ct != "" {
+			msg += ", got " + strconv.Quote(truncate(ct, 64))
+		}
+		return unsupported(msg)
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
-			message: "charset must be utf-8, got " + strconv.Quote(truncate(cs, 32))}
+		return unsupported("charset must be utf-8, got " + strconv.Quote(truncate(cs, 32)))
 	}
 	return nil
 }

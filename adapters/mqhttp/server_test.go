@@ -188,6 +188,36 @@ func TestServerRejectsBadRequests(t *testing.T) {
 	}
 }
 
+// TestCompressedBodyIsRefused: the server does not decompress, so a body
+// with a content coding is a 415 that says so, not a JSON error about bytes
+// it misread; "identity" is no coding.
+func TestCompressedBodyIsRefused(t *testing.T) {
+	t.Parallel()
+	srv, _ := newMemoryServer(t, mqhttp.ServerOptions{Topics: []string{"t"}})
+	body := `{"topic":"t","messages":[{"payload":{"gpu_uuid":"GPU-1"}}]}`
+	post := func(path, contentType, encoding string) answer {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("Content-Encoding", encoding)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return answer{status: resp.StatusCode, header: resp.Header, body: b}
+	}
+	for _, path := range []string{mqhttp.PathPublish, mqhttp.PathPublishStream} {
+		a := post(path, "application/json", "gzip")
+		require.Equal(t, http.StatusUnsupportedMediaType, a.status, "%s: body %s", path, a.body)
+		e := a.errorBody(t)
+		require.Equal(t, mqhttp.CodeUnsupportedMediaType, e.Error.Code)
+		require.Equal(t, `Content-Encoding "gzip" is not supported; send the body uncompressed`, e.Error.Message)
+	}
+	a := post(mqhttp.PathPublish, "application/json", "identity")
+	require.Equal(t, http.StatusOK, a.status, "body %s", a.body)
+}
+
 // stubPort answers every call with err; it stands in for a backend failing
 // in a given way (the database is not mocked: this only exercises mapping).
 type stubPort struct{ err error }

@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -153,22 +151,8 @@ func (s *Server) openStream(r *http.Request) error {
 		return fmt.Errorf("publish stream: %w", ports.ErrClosed)
 	default:
 	}
-	return checkNDJSON(r.Header.Get("Content-Type"))
-}
-
-// checkNDJSON accepts application/x-ndjson (or application/json: each
-// line is a JSON text) in UTF-8.
-func checkNDJSON(ct string) error {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || (mt != ContentTypeNDJSON && mt != "application/json") {
-		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
-			message: "Content-Type must be " + ContentTypeNDJSON + ", got " + strconv.Quote(truncate(ct, 64))}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return &protocolError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
-			message: "charset must be utf-8, got " + strconv.Quote(truncate(cs, 32))}
-	}
-	return nil
+	// application/json is accepted too: each line is a JSON text.
+	return checkBody(r.Header, ContentTypeNDJSON, "application/json")
 }
 
 // serverStream is one open stream. The run goroutine reads frames and owns
