@@ -47,13 +47,17 @@ func (a answer) errorBody(t *testing.T) wireError {
 	return e
 }
 
-// send makes one raw request; contentType "" sends none.
-func send(t *testing.T, url, method, path, contentType, body string) answer {
+// send makes one raw request; contentType "" sends none. header adds
+// name, value pairs.
+func send(t *testing.T, url, method, path, contentType, body string, header ...string) answer {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url+path, strings.NewReader(body))
 	require.NoError(t, err)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -195,26 +199,17 @@ func TestCompressedBodyIsRefused(t *testing.T) {
 	t.Parallel()
 	srv, _ := newMemoryServer(t, mqhttp.ServerOptions{Topics: []string{"t"}})
 	body := `{"topic":"t","messages":[{"payload":{"gpu_uuid":"GPU-1"}}]}`
-	post := func(path, contentType, encoding string) answer {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, strings.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", contentType)
-		req.Header.Set("Content-Encoding", encoding)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return answer{status: resp.StatusCode, header: resp.Header, body: b}
+	post := func(path, encoding string) answer {
+		return send(t, srv.URL, http.MethodPost, path, "application/json", body, "Content-Encoding", encoding)
 	}
 	for _, path := range []string{mqhttp.PathPublish, mqhttp.PathPublishStream} {
-		a := post(path, "application/json", "gzip")
+		a := post(path, "gzip")
 		require.Equal(t, http.StatusUnsupportedMediaType, a.status, "%s: body %s", path, a.body)
 		e := a.errorBody(t)
 		require.Equal(t, mqhttp.CodeUnsupportedMediaType, e.Error.Code)
 		require.Equal(t, `Content-Encoding "gzip" is not supported; send the body uncompressed`, e.Error.Message)
 	}
-	a := post(mqhttp.PathPublish, "application/json", "identity")
+	a := post(mqhttp.PathPublish, "identity")
 	require.Equal(t, http.StatusOK, a.status, "body %s", a.body)
 }
 
