@@ -125,7 +125,14 @@ func Main(build func(env *Env) fx.Option) {
 
 // StartError is the one line that says why an app did not start: "start: "
 // and the error its constructor or start hook returned (dig.RootCause), on a
-// single line.
+// single line. The lines of a joined error (errors.Join: every missing
+// column, every bad variable) are kept apart by "; ".
 func StartError(err error) string {
-	return "start: " + strings.Join(strings.Fields(dig.RootCause(err).Error()), " ")
+	var parts []string
+	for line := range strings.Lines(dig.RootCause(err).Error()) {
+		if f := strings.Fields(line); len(f) > 0 {
+			parts = append(parts, strings.Join(f, " "))
+		}
+	}
+	return "start: " + strings.Join(parts, "; ")
 }

@@ -310,4 +310,14 @@ func TestStartError(t *testing.T) {
 	require.Error(t, app.Err())
 	require.NotContains(t, platform.StartError(app.Err()), "could not build")
 	require.Equal(t, `start: csv source a.csv: missing required column "metric_name"`, platform.StartError(app.Err()))
+
+	joined := fx.New(fx.NopLogger,
+		fx.Provide(func() (*source, error) {
+			return nil, fmt.Errorf("csv source a.csv: %w", errors.Join(
+				errors.New(`missing required column "uuid"`), errors.New("missing required column \"value\"\n\tat  the end")))
+		}),
+		fx.Invoke(func(*source) {}),
+	)
+	require.Equal(t, `start: csv source a.csv: missing required column "uuid"; missing required column "value"; at the end`,
+		platform.StartError(joined.Err()), "each line of a joined error stays apart, its own spaces folded")
 }
