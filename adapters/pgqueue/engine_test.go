@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -331,6 +332,35 @@ func TestEngineRefillPacing(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A failing database fails a refill every RefillInterval; the log gets the
+// first failure and then one line per ratelog.Interval, each saying how many
+// it stands for, and the metric counts them all.
+func TestEngineRefillFailuresLogOncePerInterval(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := newMemRows("t", 0)
+		rows.failLoads.Store(true)
+		logs := newLogSink()
+		reg := prometheus.NewRegistry()
+		r, err := newReaderOn(rows, ReaderConfig{Range: fullRange(), RefillInterval: 100 * time.Millisecond}, slog.New(logs), reg)
+		require.NoError(t, err)
+		require.NoError(t, r.Start(t.Context()))
+		t.Cleanup(func() { _ = r.Close(context.Background()) })
+		_, err = r.Lease(t.Context(), ports.LeaseRequest{Topic: "t", ConsumerID: "c", Max: 1, LeaseDuration: time.Minute})
+		require.NoError(t, err)
+		synctest.Wait()
+
+		time.Sleep(25 * time.Second)
+		synctest.Wait()
+		skipped := logs.skipped("refill failed")
+		require.Len(t, skipped, 3, "at 0 s, 10 s and 20 s")
+		require.Equal(t, int64(0), skipped[0])
+		require.Equal(t, int64(99), skipped[1], "the 100 ms refills between 0 s and 10 s")
+		require.Equal(t, int64(99), skipped[2])
+		require.Equal(t, float64(rows.loads.Load()), testutil.ToFloat64(r.metrics.refillFails), "every failure is counted")
+	})
 }
 
 // Drain refuses new leases at once, waits for the outstanding one exactly

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/internal/leasebook"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/ratelog"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -168,7 +169,8 @@ type topicState struct {
 	lastFull   time.Time     // when the last full refill (from 0) ended
 	// refillRetry: after a failed refill, none starts before this.
 	refillRetry time.Time
-	lowWater    int // refill when fewer messages are ready
+	refillFails *ratelog.Limiter // "refill failed" lines; every failure is counted in metrics
+	lowWater    int              // refill when fewer messages are ready
 	tombstones  map[int64]struct{}
 	refillDone  chan refillResult // 1-buffered: one refill in flight, its goroutine never blocks
 
@@ -200,22 +202,23 @@ type topicState struct {
 // settled or abandoned.
 func (t *topic) run() {
 	s := &topicState{
-		t:          t,
-		cfg:        t.r.cfg,
-		first:      t.r.cfg.Range.First,
-		ready:      make([][]*message, t.r.cfg.Range.Len()),
-		held:       make(map[int64]*message),
-		leases:     make(map[uuid.UUID]*lease),
-		acked:      leasebook.NewRecent[uuid.UUID, struct{}](ackedMemory),
-		seen:       leasebook.NewRecent[int64, int](max(2*t.r.cfg.BufferSize, 1024)),
-		tombstones: make(map[int64]struct{}),
-		refillDone: make(chan refillResult, 1),
-		deleteDone: make(chan deleteResult, 1),
-		deadDone:   make(chan deadResult, 1),
-		recordDone: make(chan error, 1),
-		lowWater:   max(1, min(t.r.cfg.RefillBatch, t.r.cfg.BufferSize/2)),
-		from:       noneAnnounced,
-		rowBytes:   initialRowBytes,
+		t:           t,
+		cfg:         t.r.cfg,
+		first:       t.r.cfg.Range.First,
+		ready:       make([][]*message, t.r.cfg.Range.Len()),
+		held:        make(map[int64]*message),
+		leases:      make(map[uuid.UUID]*lease),
+		acked:       leasebook.NewRecent[uuid.UUID, struct{}](ackedMemory),
+		seen:        leasebook.NewRecent[int64, int](max(2*t.r.cfg.BufferSize, 1024)),
+		tombstones:  make(map[int64]struct{}),
+		refillDone:  make(chan refillResult, 1),
+		refillFails: ratelog.New(ratelog.Interval),
+		deleteDone:  make(chan deleteResult, 1),
+		deadDone:    make(chan deadResult, 1),
+		recordDone:  make(chan error, 1),
+		lowWater:    max(1, min(t.r.cfg.RefillBatch, t.r.cfg.BufferSize/2)),
+		from:        noneAnnounced,
+		rowBytes:    initialRowBytes,
 	}
 	defer close(t.done)
 	defer s.io.Wait()

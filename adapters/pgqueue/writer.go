@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
+	"github.com/gpufleet/telemetry/internal/ratelog"
 	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
 )
@@ -36,7 +37,8 @@ type Writer struct {
 	cfg     WriterConfig
 	logger  *slog.Logger
 	metrics *writerMetrics
-	insert  insertFunc // how a flusher writes a batch; set before run starts
+	insert  insertFunc       // how a flusher writes a batch; set before run starts
+	failLog *ratelog.Limiter // "flush failed" lines; every failure is counted in rejected
 
 	buffered atomic.Int64 // messages reserved and not yet finished; any goroutine
 	bytes    atomic.Int64 // their payload bytes (rowBytesOf); any goroutine
@@ -92,6 +94,7 @@ func NewWriter(pool *pgxpool.Pool, cfg WriterConfig, logger *slog.Logger, reg pr
 		cfg:      cfg,
 		logger:   logger.With("component", "pgqueue.writer"),
 		insert:   insertUnnest,
+		failLog:  ratelog.New(ratelog.Interval),
 		requests: make(chan *publishRequest),
 		batches:  make(chan []*publishRequest),
 		life:     startstop.NewGroup(),
@@ -402,21 +405,27 @@ func (w *Writer) write(batch []*publishRequest) error {
 }
 
 // fail answers every publisher of batch with err and frees their room.
-// Nothing of the batch is committed.
+// Nothing of the batch is committed. It is logged (at most once per
+// ratelog.Interval: a database that is down fails every flush) and counted
+// before anyone is answered.
 func (w *Writer) fail(batch []*publishRequest, err error) {
 	err = translate(err)
 	n := 0
 	for _, r := range batch {
 		n += len(r.rows)
-		w.unreserve(r)
-		r.reply <- publishReply{err: fmt.Errorf("flush %d messages: %w", len(r.rows), err)}
 	}
 	reason := reasonUnavailable
 	if errors.Is(err, ports.ErrInvalidArgument) {
 		reason = reasonInvalid
 	}
 	w.metrics.rejected.WithLabelValues(reason).Add(float64(len(batch)))
-	w.logger.Warn("flush failed", "publishes", len(batch), "messages", n, "err", err)
+	if ok, skipped := w.failLog.Allow(time.Now()); ok {
+		w.logger.Warn("flush failed", "publishes", len(batch), "messages", n, "err", err, "skipped", skipped)
+	}
+	for _, r := range batch {
+		w.unreserve(r)
+		r.reply <- publishReply{err: fmt.Errorf("flush %d messages: %w", len(r.rows), err)}
+	}
 }
 
 // insertUnnest writes rows with insertSQL: one statement, one round trip.

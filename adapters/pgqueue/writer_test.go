@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,32 @@ func TestWriterFlushFailure(t *testing.T) {
 	res, err := w.Publish(ctx, "fail", msgs(3, "after"))
 	require.NoError(t, err)
 	require.Equal(t, 3, res.Accepted)
+}
+
+// A database that fails every flush is logged once per ratelog.Interval,
+// not once per flush; every failure is still counted.
+func TestWriterFlushFailuresLogOncePerInterval(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	logs := newLogSink()
+	reg := prometheus.NewRegistry()
+	w, err := NewWriter(pool, WriterConfig{}, slog.New(logs), reg)
+	require.NoError(t, err)
+	require.NoError(t, w.Start(ctx))
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	_, err = pool.Exec(ctx, `ALTER TABLE queue_messages RENAME TO queue_messages_gone`)
+	require.NoError(t, err)
+
+	const publishes = 20
+	for i := range publishes {
+		_, err := w.Publish(ctx, "fail", msgs(1, fmt.Sprintf("f%d", i)))
+		require.ErrorIs(t, err, ports.ErrUnavailable, "publish %d", i)
+	}
+	require.Equal(t, []int64{0}, logs.skipped("flush failed"),
+		"%d failed flushes within the interval are one line", publishes)
+	require.Equal(t, float64(publishes), testutil.ToFloat64(w.metrics.rejected.WithLabelValues(reasonUnavailable)),
+		"every failure is counted")
 }
 
 // A payload that passes validation but that jsonb refuses fails only its
