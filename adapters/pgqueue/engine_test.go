@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/ratelog/ratelogtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -342,9 +342,9 @@ func TestEngineRefillFailuresLogOncePerInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rows := newMemRows("t", 0)
 		rows.failLoads.Store(true)
-		logs := newLogSink()
+		logs := ratelogtest.NewSink()
 		reg := prometheus.NewRegistry()
-		r, err := newReaderOn(rows, ReaderConfig{Range: fullRange(), RefillInterval: 100 * time.Millisecond}, slog.New(logs), reg)
+		r, err := newReaderOn(rows, ReaderConfig{Range: fullRange(), RefillInterval: 100 * time.Millisecond}, logs.Logger(), reg)
 		require.NoError(t, err)
 		require.NoError(t, r.Start(t.Context()))
 		t.Cleanup(func() { _ = r.Close(context.Background()) })
@@ -354,7 +354,7 @@ func TestEngineRefillFailuresLogOncePerInterval(t *testing.T) {
 
 		time.Sleep(25 * time.Second)
 		synctest.Wait()
-		skipped := logs.skipped("refill failed")
+		skipped := ratelogtest.Skipped(logs.Drain(), "refill failed")
 		require.Len(t, skipped, 3, "at 0 s, 10 s and 20 s")
 		require.Equal(t, int64(0), skipped[0])
 		require.Equal(t, int64(99), skipped[1], "the 100 ms refills between 0 s and 10 s")

@@ -116,44 +116,6 @@ func drainTopic(t testing.TB, c ports.Consumer, topic string, want int) map[stri
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// logSink is a slog.Handler that keeps every record in a buffered channel,
-// for tests that count log lines (no lock: the channel is the owner).
-type logSink chan slog.Record
-
-func newLogSink() logSink { return make(logSink, 1<<14) }
-
-func (s logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s logSink) Handle(_ context.Context, r slog.Record) error {
-	s <- r.Clone()
-	return nil
-}
-func (s logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s logSink) WithGroup(string) slog.Handler      { return s }
-
-// skipped drains what was logged so far and returns the "skipped"
-// attribute of every record with message msg, one per line.
-func (s logSink) skipped(msg string) []int64 {
-	var out []int64
-	for {
-		select {
-		case r := <-s:
-			if r.Message != msg {
-				continue
-			}
-			var n int64
-			r.Attrs(func(a slog.Attr) bool {
-				if a.Key == "skipped" {
-					n = a.Value.Int64()
-				}
-				return true
-			})
-			out = append(out, n)
-		default:
-			return out
-		}
-	}
-}
-
 // metric is the first series of the registered family name (the only one of
 // an unlabelled family).
 func metric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {

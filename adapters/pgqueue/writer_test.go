@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/ratelog/ratelogtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -194,9 +194,9 @@ func TestWriterFlushFailuresLogOncePerInterval(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	ctx := context.Background()
-	logs := newLogSink()
+	logs := ratelogtest.NewSink()
 	reg := prometheus.NewRegistry()
-	w, err := NewWriter(pool, WriterConfig{}, slog.New(logs), reg)
+	w, err := NewWriter(pool, WriterConfig{}, logs.Logger(), reg)
 	require.NoError(t, err)
 	require.NoError(t, w.Start(ctx))
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
@@ -208,7 +208,7 @@ func TestWriterFlushFailuresLogOncePerInterval(t *testing.T) {
 		_, err := w.Publish(ctx, "fail", msgs(1, fmt.Sprintf("f%d", i)))
 		require.ErrorIs(t, err, ports.ErrUnavailable, "publish %d", i)
 	}
-	require.Equal(t, []int64{0}, logs.skipped("flush failed"),
+	require.Equal(t, []int64{0}, ratelogtest.Skipped(logs.Drain(), "flush failed"),
 		"%d failed flushes within the interval are one line", publishes)
 	require.Equal(t, float64(publishes), testutil.ToFloat64(w.metrics.rejected.WithLabelValues(reasonUnavailable)),
 		"every failure is counted")

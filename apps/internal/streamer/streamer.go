@@ -36,6 +36,7 @@ import (
 
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/promx"
+	"github.com/gpufleet/telemetry/internal/ratelog"
 	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
@@ -126,6 +127,11 @@ type Streamer struct {
 	m     *metrics
 	runID string
 	loop  *startstop.Loop // set by Start, stopped by Stop (fx runs them in order)
+
+	// A queue that is down fails every message in flight, each retried
+	// and, after RetryFor, dropped: these keep that to a line per
+	// ratelog.Interval each; the metrics count every one.
+	retryLog, dropLog *ratelog.Limiter
 }
 
 // selfScheduled is a live source that keeps its own schedule: the scraper
@@ -149,7 +155,8 @@ func New(src ports.Source, pub ports.Publisher, cfg Config, logger *slog.Logger,
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = time.Minute
 	}
-	return &Streamer{src: src, pub: pub, cfg: cfg, log: logger, m: newMetrics(reg), runID: uuid.NewString()}
+	return &Streamer{src: src, pub: pub, cfg: cfg, log: logger, m: newMetrics(reg), runID: uuid.NewString(),
+		retryLog: ratelog.New(ratelog.Interval), dropLog: ratelog.New(ratelog.Interval)}
 }
 
 // RunID identifies this run in every idempotency key.
@@ -396,7 +403,14 @@ func (s *Streamer) publish(ctx context.Context, batch []emission) error {
 	policy := retry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: s.cfg.RetryFor,
 		Notify: func(err error, wait time.Duration) {
 			s.m.retried.WithLabelValues(retryReason(err)).Inc()
-			s.log.Debug("publish retry", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err, "backoff", wait.String())
+			if errors.Is(err, ports.ErrBackpressure) {
+				// The queue's flow control at work, not a fault.
+				s.log.Debug("publish retry", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err, "backoff", wait.String())
+				return
+			}
+			if ok, skipped := s.retryLog.Allow(time.Now()); ok {
+				s.log.Warn("publish failed; retrying", "err", err, "retry_for", s.cfg.RetryFor.String(), "skipped", skipped)
+			}
 		}}
 	res, err := retry.Do(ctx, policy, func() (ports.PublishResult, error) {
 		res, err := s.pub.Publish(ctx, s.cfg.Topic, msgs)
@@ -419,7 +433,9 @@ func (s *Streamer) publish(ctx context.Context, batch []emission) error {
 		return err
 	default:
 		s.m.dropped.Add(float64(len(batch)))
-		s.log.Warn("message dropped", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err)
+		if ok, skipped := s.dropLog.Allow(time.Now()); ok {
+			s.log.Warn("message dropped", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err, "skipped", skipped)
+		}
 		return nil
 	}
 }

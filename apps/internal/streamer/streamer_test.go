@@ -22,6 +22,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/scrape"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/promx/promxtest"
+	"github.com/gpufleet/telemetry/internal/ratelog/ratelogtest"
 	"github.com/gpufleet/telemetry/ports"
 )
 
@@ -291,6 +292,40 @@ func TestRetries(t *testing.T) {
 				require.EqualValues(t, retried+1, pub.calls.Load(), "every retry is one more publish")
 				require.LessOrEqual(t, time.Since(start), tt.retryFor+2*time.Second, "gives up about RetryFor after the first attempt (fake clock)")
 				require.GreaterOrEqual(t, time.Since(start), tt.minElapsed, "never drops before RetryFor (fake clock)")
+			})
+		})
+	}
+}
+
+// A queue that stays down: every message in flight is retried for RetryFor
+// and then dropped, and the log gets a line per ratelog.Interval of each,
+// each saying how many it stands for, not a line per retry and per drop.
+// Backpressure retries stay at debug level: flow control is not a fault.
+func TestOutageLogsOncePerInterval(t *testing.T) {
+	t.Parallel()
+	for _, window := range []int{0, 20} {
+		t.Run(fmt.Sprintf("window=%d", window), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				pub := newPublisher(1)
+				pub.always, pub.failWith = true, ports.ErrUnavailable
+				logs := ratelogtest.NewSink()
+				s := New(newSource(20), pub, Config{RetryFor: 25 * time.Second, Senders: 20, Window: window},
+					logs.Logger(), prometheus.NewPedanticRegistry())
+				require.NoError(t, s.Run(t.Context()))
+
+				require.Equal(t, 20.0, testutil.ToFloat64(s.m.dropped))
+				logged := logs.Drain()
+				require.Equal(t, []int64{0}, ratelogtest.Skipped(logged, "message dropped"), "20 drops at once are one line")
+				lines := ratelogtest.Skipped(logged, "publish failed; retrying")
+				require.Len(t, lines, 3, "the first retry, then one at 10 s and one at 20 s")
+				require.Positive(t, lines[1], "the line at 10 s stands for the retries since the first")
+				total := int64(len(lines))
+				for _, n := range lines {
+					total += n
+				}
+				require.LessOrEqual(t, float64(total), retried(s),
+					"the lines stand for retries the metric counted (those after the last line are still held)")
 			})
 		})
 	}
