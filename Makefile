@@ -99,8 +99,21 @@ bench-micro: ## Go benchmarks of every queue and store adapter on the shared wor
 bench-api: ## API latency on 10,000,000 telemetry rows (loaded once into database benchapi, reused after); writes bench-api-results.json (BENCH_API_FLAGS=-h lists flags)
 	$(GO) run ./test/benchapi -reuse $(BENCH_API_FLAGS)
 
+# The suite's -v output runs to thousands of lines and CI keeps only its end:
+# on a failure the blocks of the failed tests (their logs and failure
+# messages, up to 60 lines each) are printed again last. The whole output
+# stays in .local/test-faults.log.
 test-faults: ## fault-injection and hostile-input suite on its own PostgreSQL (FAULTS_SOAK=30s for a quick run)
-	$(GO) test -tags faults -count=1 -timeout 25m -v ./test/faults/
+	@mkdir -p .local; \
+	{ $(GO) test -tags faults -count=1 -timeout 25m -v ./test/faults/; echo $$? > .local/test-faults.rc; } 2>&1 | tee .local/test-faults.log; \
+	rc=$$(cat .local/test-faults.rc); \
+	if [ "$$rc" != 0 ]; then \
+		echo "== test-faults failed (exit $$rc); the failed tests' output again (all of it: .local/test-faults.log):"; \
+		awk 'FNR == NR { if ($$1 == "---" && $$2 == "FAIL:") failed[$$3] = 1; next } \
+			/^=== (RUN|CONT) / { show = ($$3 in failed); n = 0; if (show) print; next } \
+			show && n++ < 60' .local/test-faults.log .local/test-faults.log; \
+	fi; \
+	exit $$rc
 
 # promtool comes from its own tools module (tools/promtool/go.mod: it needs
 # newer Kubernetes libraries than helm in tools/go.mod); built on first use

@@ -3,9 +3,11 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -342,7 +344,7 @@ func rangeChange(t *testing.T, s *system, rng *rand.Rand) (history, expectations
 	pr.set(map[string]domain.PartitionRange{a.addr: {First: 0, Last: 127}, b.addr: {First: 128, Last: 255}})
 	p := startPublisher(t, w, defaultLoad("s6", rng.Uint64()))
 	progress(t, p, 800)
-	require.Eventually(t, func() bool { return pr.checked.Load() > 20 }, 30*time.Second, 50*time.Millisecond, "probe leased nothing")
+	require.Eventually(t, func() bool { return pr.checked.Load() > 20 }, 30*time.Second, 50*time.Millisecond, "probe leased nothing: %s", pr)
 
 	// The range change: old owners drain and exit, then new owners start.
 	// A backlog first, so the drains have leases outstanding and ready
@@ -362,7 +364,8 @@ func rangeChange(t *testing.T, s *system, rng *rand.Rand) (history, expectations
 	pr.set(map[string]domain.PartitionRange{a.addr: {First: 0, Last: 63}, b.addr: {First: 64, Last: 255}})
 	checkedBefore := pr.checked.Load()
 	progress(t, p, 800)
-	require.Eventually(t, func() bool { return pr.checked.Load() > checkedBefore+20 }, 30*time.Second, 50*time.Millisecond, "probe leased nothing after the change")
+	require.Eventually(t, func() bool { return pr.checked.Load() > checkedBefore+20 }, 30*time.Second, 50*time.Millisecond,
+		"probe leased nothing after the change (%d checked before it): %s", checkedBefore, pr)
 	h := p.stop()
 	violations := pr.stop()
 	exp := expectations{drainWithin: 60 * time.Second, maxRedelivered: 0.2, probeRedeliveries: float64(pr.released.Load())}
@@ -412,6 +415,8 @@ type probe struct {
 	gen      atomic.Int64
 	checked  atomic.Int64
 	released atomic.Int64 // messages it leased and released: each may be redelivered once more
+	failed   atomic.Int64 // leases that got no 200 (a reader starting, draining or gone)
+	lastFail atomic.Pointer[string]
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	bad      []string // owned by the probe goroutine until wg.Wait
@@ -436,6 +441,15 @@ func (pr *probe) set(m map[string]domain.PartitionRange) {
 		return
 	}
 	pr.ranges.Store(&m)
+}
+
+// String says what the probe has done, for failure messages.
+func (pr *probe) String() string {
+	last := "none"
+	if p := pr.lastFail.Load(); p != nil {
+		last = *p
+	}
+	return fmt.Sprintf("checked %d messages, %d leases failed, the last: %s", pr.checked.Load(), pr.failed.Load(), last)
 }
 
 func (pr *probe) stop() []string {
@@ -467,15 +481,18 @@ func (pr *probe) run(ctx context.Context, addrs []string) {
 					Partition int `json:"partition"`
 				} `json:"messages"`
 			}
-			if !postJSON(ctx, client, "http://"+addr+"/v1/lease", map[string]any{
-				"topic": domain.TelemetryTopic, "consumer_id": "probe", "max": 20, "lease_seconds": 5, "wait_ms": 200}, &lease) {
+			if err := postJSON(ctx, client, "http://"+addr+"/v1/lease", map[string]any{
+				"topic": domain.TelemetryTopic, "consumer_id": "probe", "max": 20, "lease_seconds": 5, "wait_ms": 200}, &lease); err != nil {
+				pr.failed.Add(1)
+				msg := addr + ": " + err.Error()
+				pr.lastFail.Store(&msg)
 				continue
 			}
 			if len(lease.Messages) > 0 {
 				// Counted whether or not the release answered: a lease it
 				// could not release expires, which is a redelivery too.
 				pr.released.Add(int64(len(lease.Messages)))
-				postJSON(ctx, client, "http://"+addr+"/v1/release", map[string]any{
+				_ = postJSON(ctx, client, "http://"+addr+"/v1/release", map[string]any{
 					"topic": domain.TelemetryTopic, "consumer_id": "probe", "lease_id": lease.LeaseID}, nil)
 			}
 			if pr.gen.Load() != gen {
@@ -492,26 +509,27 @@ func (pr *probe) run(ctx context.Context, addrs []string) {
 }
 
 // postJSON posts in to a reader with the consume token and decodes a 200
-// answer into out; false otherwise.
-func postJSON(ctx context.Context, client *http.Client, url string, in, out any) bool {
+// answer into out; any other outcome is an error.
+func postJSON(ctx context.Context, client *http.Client, url string, in, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(mustJSON(in))))
 	if err != nil {
-		return false
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+stack.ConsumeToken) // the token stack gave the readers
 	resp, err := client.Do(req)
 	if err != nil {
-		return false
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
 	if out == nil {
-		return true
+		return nil
 	}
-	return json.NewDecoder(resp.Body).Decode(out) == nil
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // Scenario 8: about one message in ten is poison (JSON the writer accepts

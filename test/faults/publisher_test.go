@@ -51,12 +51,13 @@ type msgRecord struct {
 
 // publishRecord is one publish: its messages and how it ended.
 type publishRecord struct {
-	msgs       []msgRecord
-	acked      bool   // a 2xx answered it: every message is committed
-	attempts   int    // HTTP requests sent
-	accepted   int    // from the 2xx: new messages
-	duplicates int    // from the 2xx: messages already committed by an earlier attempt
-	unexpected string // an answer the protocol does not allow here (fails the scenario)
+	msgs        []msgRecord
+	acked       bool   // a 2xx answered it: every message is committed
+	attempts    int    // HTTP requests sent
+	accepted    int    // from the 2xx: new messages
+	duplicates  int    // from the 2xx: messages already committed by an earlier attempt
+	unexpected  string // an answer the protocol does not allow here (fails the scenario)
+	lastFailure string // the last failed attempt's error or status, for failure messages
 }
 
 // history is everything the publisher sent, in no particular order.
@@ -136,9 +137,12 @@ func (p *publisher) burst(t *testing.T, n int) {
 	t.Helper()
 	rec, body := p.build(p.burstRng, fmt.Sprintf("%s/burst%d", p.cfg.prefix, len(p.bursts)), n)
 	p.sentMsgs.Add(int64(n))
-	p.publish(context.Background(), p.burstRng, body, &rec)
+	start := time.Now()
+	p.publish(context.Background(), p.burstRng, body, &rec, 0) // the test needs it: no random give-up
 	p.bursts = append(p.bursts, rec)
-	require.True(t, rec.acked, "burst of %d not acknowledged: %s", n, rec.unexpected)
+	require.True(t, rec.acked, "burst of %d not acknowledged after %d attempts in %s (unexpected answer: %q; last failure: %q)",
+		n, rec.attempts, time.Since(start).Round(time.Millisecond), rec.unexpected, rec.lastFailure)
+	t.Logf("burst of %d acknowledged in %s (%d attempts)", n, time.Since(start).Round(time.Millisecond), rec.attempts)
 	p.ackedMsgs.Add(int64(n))
 }
 
@@ -155,7 +159,7 @@ func (p *publisher) work(ctx context.Context, worker int) {
 		n := 1 + rng.IntN(p.cfg.maxBatch)
 		rec, body := p.build(rng, fmt.Sprintf("%s/w%d/%d", p.cfg.prefix, worker, seq), n)
 		p.sentMsgs.Add(int64(n))
-		p.publish(ctx, rng, body, &rec)
+		p.publish(ctx, rng, body, &rec, p.cfg.giveUp)
 		if rec.acked {
 			p.ackedMsgs.Add(int64(n))
 		}
@@ -193,8 +197,10 @@ type wireMessage struct {
 }
 
 // publish sends body until a 2xx, a refusal, the client giving up, or ctx
-// ending. The idempotency keys make every retry safe.
-func (p *publisher) publish(ctx context.Context, rng *rand.Rand, body []byte, rec *publishRecord) {
+// ending. The idempotency keys make every retry safe. After a failed
+// attempt it gives up with probability giveUp, or once cfg.retryFor has
+// passed.
+func (p *publisher) publish(ctx context.Context, rng *rand.Rand, body []byte, rec *publishRecord, giveUp float64) {
 	deadline := time.Now().Add(p.cfg.retryFor)
 	backoff := 50 * time.Millisecond
 	for {
@@ -217,7 +223,12 @@ func (p *publisher) publish(ctx context.Context, rng *rand.Rand, body []byte, re
 			return
 		}
 		p.failures.Add(1)
-		if ctx.Err() != nil || time.Now().After(deadline) || rng.Float64() < p.cfg.giveUp {
+		if err != nil {
+			rec.lastFailure = err.Error()
+		} else {
+			rec.lastFailure = fmt.Sprintf("%d %s", status, bytes.TrimSpace(answer))
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) || rng.Float64() < giveUp {
 			return // never acknowledged: it may or may not have landed
 		}
 		select {
