@@ -363,6 +363,51 @@ func TestEngineRefillFailuresLogOncePerInterval(t *testing.T) {
 	})
 }
 
+// deafRows is memRows whose subscription to notifications fails at once,
+// every time (a database that refuses the listening connection).
+type deafRows struct {
+	*memRows
+	attempts atomic.Int64
+}
+
+func (d *deafRows) listen(context.Context, func(), func(string, int64)) error {
+	d.attempts.Add(1)
+	return errors.New("connection refused")
+}
+
+// A subscription that keeps failing is retried with backoff; the reader
+// polls meanwhile (mqreader_listening 0), every failure is counted, and the
+// log gets the first and then one line per ratelog.Interval.
+func TestEngineListenFailuresLogOncePerInterval(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rows := &deafRows{memRows: newMemRows("t", 0)}
+		logs := ratelogtest.NewSink()
+		reg := prometheus.NewRegistry()
+		r, err := newReaderOn(rows, ReaderConfig{Range: fullRange()}, logs.Logger(), reg)
+		require.NoError(t, err)
+		require.NoError(t, r.Start(t.Context()))
+		t.Cleanup(func() { _ = r.Close(context.Background()) })
+
+		time.Sleep(65 * time.Second)
+		synctest.Wait()
+		attempts := rows.attempts.Load()
+		skipped := ratelogtest.Skipped(logs.Drain(), "listening for new rows failed; polling faster until it is back")
+		require.GreaterOrEqual(t, attempts, int64(15), "retried with backoff capped at 5 s")
+		require.NotEmpty(t, skipped)
+		require.LessOrEqual(t, len(skipped), 7, "at most the first and one per 10 s in 65 s")
+		require.Zero(t, skipped[0], "the first failure is logged at once")
+		var stood int64
+		for _, n := range skipped {
+			stood += n + 1
+		}
+		require.LessOrEqual(t, stood, attempts)
+		require.Greater(t, stood, int64(len(skipped)), "later lines say how many failures they stand for")
+		require.Equal(t, float64(attempts), testutil.ToFloat64(r.metrics.listenFails), "every failure is counted")
+		require.Zero(t, r.listeningRatio(), "mqreader_listening while it polls")
+	})
+}
+
 // Drain refuses new leases at once, waits for the outstanding one exactly
 // as long as DrainTimeout, then reports it abandoned; its rows stay.
 func TestEngineDrainWaitsThenAbandons(t *testing.T) {

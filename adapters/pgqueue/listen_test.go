@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
@@ -15,12 +16,14 @@ import (
 // A waiting lease is answered by the writer's notification, not by polling:
 // the reader here polls once an hour while it listens, so only the NOTIFY of
 // the publish's commit can bring the message within the wait; and after its
-// listening connection is killed, it listens again on a new one.
+// listening connection is killed, it listens again on a new one, and the
+// metrics say so (mqreader_listening, mqreader_listen_errors_total).
 func TestWaitingLeaseWokenByNotify(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	w := newWriter(t, pool, WriterConfig{})
-	r := newReader(t, pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Hour})
+	reg := prometheus.NewRegistry()
+	r := startReader(t, pool, ReaderConfig{Range: fullRange(), RefillInterval: time.Hour}, reg)
 	ctx := t.Context()
 	req := ports.LeaseRequest{Topic: "notified", ConsumerID: "c", Max: 10, LeaseDuration: time.Minute, Wait: domain.MaxLeaseWait}
 
@@ -30,6 +33,8 @@ func TestWaitingLeaseWokenByNotify(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, first.Messages)
 	require.Eventually(t, r.listening.Load, 10*time.Second, 5*time.Millisecond, "listener never subscribed")
+	require.Equal(t, 1.0, gaugeValue(t, reg, "mqreader_listening"))
+	require.Zero(t, metric(t, reg, "mqreader_listen_errors_total").GetCounter().GetValue())
 
 	leaseAfter := func(publish func()) domain.Lease {
 		t.Helper()
@@ -68,6 +73,8 @@ func TestWaitingLeaseWokenByNotify(t *testing.T) {
 		now := listeners()
 		return len(now) == 1 && now[0] != before[0] && r.listening.Load()
 	}, 10*time.Second, 5*time.Millisecond, "the reader did not listen again")
+	require.Equal(t, 1.0, metric(t, reg, "mqreader_listen_errors_total").GetCounter().GetValue(), "the lost subscription is counted")
+	require.Equal(t, 1.0, gaugeValue(t, reg, "mqreader_listening"))
 	leaseAfter(func() {
 		publishMsgs(t, w, req.Topic, 1, "b")
 	})

@@ -46,12 +46,13 @@ type readerMetrics struct {
 	leaseTime    prometheus.Histogram
 	refillTime   prometheus.Histogram
 	refillFails  prometheus.Counter
+	listenFails  prometheus.Counter
 	deleteTime   prometheus.Histogram
 	statsFails   prometheus.Counter
 	deadLettered prometheus.Counter
 }
 
-func newReaderMetrics(reg prometheus.Registerer, utilization, buffered func() float64, topics prometheus.Collector) (*readerMetrics, error) {
+func newReaderMetrics(reg prometheus.Registerer, utilization, buffered, listening func() float64, topics prometheus.Collector) (*readerMetrics, error) {
 	queryBuckets := prometheus.ExponentialBuckets(0.0005, 2, 14)
 	m := &readerMetrics{
 		leased: promx.Counter("mqreader_messages_leased_total", "Messages handed out under a lease (redeliveries included)."),
@@ -65,7 +66,9 @@ func newReaderMetrics(reg prometheus.Registerer, utilization, buffered func() fl
 		leaseTime:   promx.Histogram("mqreader_lease_duration_seconds", "Latency of a Lease call, a long poll's wait for messages (LeaseRequest.Wait) included.", prometheus.ExponentialBuckets(0.00001, 4, 10)),
 		refillTime:  promx.Histogram("mqreader_refill_duration_seconds", "Duration of one refill query.", queryBuckets),
 		refillFails: promx.Counter("mqreader_refill_errors_total", "Refill queries that failed."),
-		deleteTime:  promx.Histogram("mqreader_delete_duration_seconds", "Duration of one batched DELETE of acked messages.", queryBuckets),
+		listenFails: promx.Counter("mqreader_listen_errors_total",
+			"Subscriptions to the writer's notifications of new rows that failed or were lost; the reader polls until it listens again."),
+		deleteTime: promx.Histogram("mqreader_delete_duration_seconds", "Duration of one batched DELETE of acked messages.", queryBuckets),
 		statsFails: promx.Counter("mqreader_backlog_measure_errors_total",
 			"Backlog and oldest-message measurements in PostgreSQL that failed (the gauges keep their last values)."),
 	}
@@ -75,6 +78,9 @@ func newReaderMetrics(reg prometheus.Registerer, utilization, buffered func() fl
 	buf := promx.GaugeFunc("mqreader_buffered_messages",
 		"Messages held in memory, ready or leased, over all topics (the backlog in PostgreSQL is mqreader_backlog_messages).",
 		buffered)
-	return m, promx.Register(reg, util, buf, topics, m.leased, m.acked, m.expired, m.redelivered, m.deadLettered, m.leaseTime, m.refillTime,
-		m.refillFails, m.deleteTime, m.statsFails)
+	listen := promx.GaugeFunc("mqreader_listening",
+		"1 while the reader is subscribed to the writer's notifications of new rows, 0 while it only polls (starting, the database down, a pooler that drops notifications).",
+		listening)
+	return m, promx.Register(reg, util, buf, listen, topics, m.leased, m.acked, m.expired, m.redelivered, m.deadLettered, m.leaseTime, m.refillTime,
+		m.refillFails, m.listenFails, m.deleteTime, m.statsFails)
 }

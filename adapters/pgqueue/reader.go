@@ -13,6 +13,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/internal/actor"
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/internal/ratelog"
 	"github.com/gpufleet/telemetry/internal/retry"
 	"github.com/gpufleet/telemetry/internal/startstop"
 	"github.com/gpufleet/telemetry/ports"
@@ -100,7 +101,7 @@ func newReaderOn(rows rowStore, cfg ReaderConfig, logger *slog.Logger, reg prome
 		r.logger = r.logger.With("partitions", cfg.Range.String())
 	}
 	r.topics.Store(&map[string]*topic{})
-	if r.metrics, err = newReaderMetrics(reg, r.utilization, r.buffered, newTopicCollector(r)); err != nil {
+	if r.metrics, err = newReaderMetrics(reg, r.utilization, r.buffered, r.listeningRatio, newTopicCollector(r)); err != nil {
 		return nil, fmt.Errorf("new reader: %w", err)
 	}
 	return r, nil
@@ -142,6 +143,7 @@ func (r *Reader) listenLoop(l listener) {
 		cancel()
 	})
 	pauses := retry.NewBackOff(100*time.Millisecond, 5*time.Second)
+	fails := ratelog.New(ratelog.Interval) // a database that is down fails every attempt
 	for ctx.Err() == nil {
 		err := l.listen(ctx, func() {
 			r.listening.Store(true)
@@ -161,13 +163,14 @@ func (r *Reader) listenLoop(l listener) {
 			r.logger.Info("not listening for new rows; polling only", "reason", err)
 			return
 		}
+		r.metrics.listenFails.Inc()
 		pause := pauses.NextBackOff()
 		if errors.Is(err, errDeaf) {
 			pause = deafPause
 			r.logger.Warn("not listening for new rows: the subscription hears nothing; polling, trying again later",
 				"reason", err, "retry_in", pause)
-		} else {
-			r.logger.Warn("listening for new rows failed; polling faster until it is back", "err", err)
+		} else if ok, skipped := fails.Allow(time.Now()); ok {
+			r.logger.Warn("listening for new rows failed; polling faster until it is back", "err", err, "skipped", skipped)
 		}
 		select {
 		case <-time.After(pause):
@@ -501,6 +504,14 @@ func (r *Reader) utilization() float64 {
 			float64(t.heldBytes.Load())/float64(r.cfg.BufferBytes))
 	}
 	return most
+}
+
+// listeningRatio is mqreader_listening: 1 while subscribed, else 0.
+func (r *Reader) listeningRatio() float64 {
+	if r.listening.Load() {
+		return 1
+	}
+	return 0
 }
 
 func (r *Reader) buffered() float64 {

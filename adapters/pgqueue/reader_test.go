@@ -560,7 +560,7 @@ func newTestState(t *testing.T, rng domain.PartitionRange) *topicState {
 	t.Helper()
 	cfg, err := ReaderConfig{Range: &rng}.withDefaults()
 	require.NoError(t, err)
-	m, err := newReaderMetrics(nil, func() float64 { return 0 }, func() float64 { return 0 }, nil)
+	m, err := newReaderMetrics(nil, func() float64 { return 0 }, func() float64 { return 0 }, func() float64 { return 0 }, nil)
 	require.NoError(t, err)
 	r := &Reader{cfg: cfg, metrics: m, logger: discardLogger()}
 	return &topicState{

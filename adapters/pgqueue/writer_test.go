@@ -315,7 +315,7 @@ func TestMetricsLint(t *testing.T) {
 
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
-	require.Len(t, mfs, 18, "registered metric families")
+	require.Len(t, mfs, 20, "registered metric families")
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
 	require.NoError(t, err)
 	require.Empty(t, problems)

@@ -40,7 +40,7 @@ func TestAlertsAreDocumentedAndLabelled(t *testing.T) {
 			require.True(t, strings.Contains(string(readme), `id="`+anchor+`"`), "%s: README has no anchor %s", r.Alert, anchor)
 		}
 	}
-	require.Len(t, seen, 7)
+	require.Len(t, seen, 8)
 }
 
 // alertTests is deployments/prometheus/alerts_test.yaml (promtool's format),
