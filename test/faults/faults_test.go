@@ -414,9 +414,9 @@ type probe struct {
 	ranges   atomic.Pointer[map[string]domain.PartitionRange] // written by the test goroutine
 	gen      atomic.Int64
 	checked  atomic.Int64
-	released atomic.Int64 // messages it leased and released: each may be redelivered once more
-	failed   atomic.Int64 // leases that got no 200 (a reader starting, draining or gone)
-	lastFail atomic.Pointer[string]
+	released atomic.Int64           // messages it leased and released: each may be redelivered once more
+	failed   atomic.Int64           // leases that got no 200 (a reader starting, draining or gone)
+	lastFail atomic.Pointer[string] // the last failed lease: its reader and error
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	bad      []string // owned by the probe goroutine until wg.Wait
