@@ -169,8 +169,8 @@ func (r *Reader) listenLoop(l listener) {
 			pause = deafPause
 			r.logger.Warn("not listening for new rows: the subscription hears nothing; polling, trying again later",
 				"reason", err, "retry_in", pause)
-		} else if ok, skipped := fails.Allow(time.Now()); ok {
-			r.logger.Warn("listening for new rows failed; polling faster until it is back", "err", err, "skipped", skipped)
+		} else {
+			fails.Warn(r.logger, time.Now(), "listening for new rows failed; polling faster until it is back", "err", err)
 		}
 		select {
 		case <-time.After(pause):

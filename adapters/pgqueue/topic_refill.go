@@ -141,9 +141,7 @@ func (s *topicState) refilled(res refillResult, now time.Time) {
 	s.t.r.metrics.refillTime.Observe(res.elapsed.Seconds())
 	if res.err != nil {
 		s.t.r.metrics.refillFails.Inc()
-		if ok, skipped := s.refillFails.Allow(now); ok {
-			s.t.r.logger.Warn("refill failed", "topic", s.t.name, "err", res.err, "skipped", skipped)
-		}
+		s.refillFails.Warn(s.t.r.logger, now, "refill failed", "topic", s.t.name, "err", res.err)
 		s.from = min(s.from, res.from)                // what it was to load is still to load,
 		s.refillRetry = now.Add(s.cfg.RefillInterval) // at the polling pace: a failing database is not asked in a loop
 		return

@@ -419,9 +419,7 @@ func (w *Writer) fail(batch []*publishRequest, err error) {
 		reason = reasonInvalid
 	}
 	w.metrics.rejected.WithLabelValues(reason).Add(float64(len(batch)))
-	if ok, skipped := w.failLog.Allow(time.Now()); ok {
-		w.logger.Warn("flush failed", "publishes", len(batch), "messages", n, "err", err, "skipped", skipped)
-	}
+	w.failLog.Warn(w.logger, time.Now(), "flush failed", "publishes", len(batch), "messages", n, "err", err)
 	for _, r := range batch {
 		w.unreserve(r)
 		r.reply <- publishReply{err: fmt.Errorf("flush %d messages: %w", len(r.rows), err)}

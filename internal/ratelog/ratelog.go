@@ -6,10 +6,11 @@
 // metrics' job, not the log's.
 //
 // It lives at the module root beside retry, imports nothing of the module,
-// and uses atomics, not a mutex, so any goroutine may call Allow.
+// and uses atomics, not a mutex, so any goroutine may call Allow and Warn.
 package ratelog
 
 import (
+	"log/slog"
 	"sync/atomic"
 	"time"
 )
@@ -41,4 +42,13 @@ func (l *Limiter) Allow(now time.Time) (ok bool, skipped int64) {
 		return false, 0
 	}
 	return true, l.held.Swap(0)
+}
+
+// Warn records one occurrence at now and, when Allow lets it through, logs
+// msg at WARN with args and ("skipped", n). Every call site of the pipeline
+// logs this way, so each rate-limited line says what it stands for.
+func (l *Limiter) Warn(logger *slog.Logger, now time.Time, msg string, args ...any) {
+	if ok, skipped := l.Allow(now); ok {
+		logger.Warn(msg, append(args, "skipped", skipped)...)
+	}
 }

@@ -1,6 +1,7 @@
 package ratelog_test
 
 import (
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/internal/ratelog"
+	"github.com/gpufleet/telemetry/internal/ratelog/ratelogtest"
 )
 
 func TestAllowLogsFirstThenOncePerInterval(t *testing.T) {
@@ -60,4 +62,29 @@ func TestAllowConcurrent(t *testing.T) {
 	ok, skipped := l.Allow(t0.Add(time.Minute))
 	require.True(t, ok)
 	require.Equal(t, int64(callers*each-1), skipped)
+}
+
+// Warn logs what Allow lets through, at WARN, with the caller's attributes
+// and "skipped".
+func TestWarnLogsWhatAllowLetsThrough(t *testing.T) {
+	t.Parallel()
+	l := ratelog.New(10 * time.Second)
+	logs := ratelogtest.NewSink()
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for i := range 25 {
+		l.Warn(logs.Logger(), t0.Add(time.Duration(i)*time.Second), "flush failed", "topic", "t")
+	}
+	records := logs.Drain()
+	require.Equal(t, []int64{0, 9, 9}, ratelogtest.Skipped(records, "flush failed"), "at 0 s, 10 s and 20 s")
+	for _, r := range records {
+		require.Equal(t, slog.LevelWarn, r.Level)
+		var topic string
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "topic" {
+				topic = a.Value.String()
+			}
+			return true
+		})
+		require.Equal(t, "t", topic)
+	}
 }

@@ -408,9 +408,7 @@ func (s *Streamer) publish(ctx context.Context, batch []emission) error {
 				s.log.Debug("publish retry", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err, "backoff", wait.String())
 				return
 			}
-			if ok, skipped := s.retryLog.Allow(time.Now()); ok {
-				s.log.Warn("publish failed; retrying", "err", err, "retry_for", s.cfg.RetryFor.String(), "skipped", skipped)
-			}
+			s.retryLog.Warn(s.log, time.Now(), "publish failed; retrying", "err", err, "retry_for", s.cfg.RetryFor.String())
 		}}
 	res, err := retry.Do(ctx, policy, func() (ports.PublishResult, error) {
 		res, err := s.pub.Publish(ctx, s.cfg.Topic, msgs)
@@ -433,9 +431,7 @@ func (s *Streamer) publish(ctx context.Context, batch []emission) error {
 		return err
 	default:
 		s.m.dropped.Add(float64(len(batch)))
-		if ok, skipped := s.dropLog.Allow(time.Now()); ok {
-			s.log.Warn("message dropped", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err, "skipped", skipped)
-		}
+		s.dropLog.Warn(s.log, time.Now(), "message dropped", "idempotency_key", batch[0].msg.IdempotencyKey, "messages", len(batch), "err", err)
 		return nil
 	}
 }
