@@ -22,6 +22,7 @@ import (
 	"github.com/gpufleet/telemetry/adapters/memory"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
+	"github.com/gpufleet/telemetry/test/freeport"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -348,8 +349,12 @@ func TestStreamSurvivesWriterRestart(t *testing.T) {
 	require.NoError(t, q.Start(t.Context()))
 	t.Cleanup(q.Close)
 	handler := NewServer(q, nil, ServerOptions{Logger: quiet()}).Handler()
-	srv := httptest.NewServer(handler)
-	addr := srv.Listener.Addr().String()
+	addr, err := freeport.Addr() // free again for the restart: no connection's source port takes it meanwhile
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: handler}}
+	srv.Start()
 	c := newTestClient(t, ClientConfig{WriterURL: srv.URL, Stream: true, PublishOnce: true}, nil)
 
 	var (
@@ -379,7 +384,7 @@ func TestStreamSurvivesWriterRestart(t *testing.T) {
 	_ = srv.Listener.Close()
 	srv.CloseClientConnections()
 	srv.Close()
-	ln, err := net.Listen("tcp", addr)
+	ln, err = net.Listen("tcp", addr)
 	require.NoError(t, err)
 	srv2 := &httptest.Server{Listener: ln, Config: &http.Server{Handler: handler}}
 	srv2.Start()

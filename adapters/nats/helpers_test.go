@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	natsq "github.com/gpufleet/telemetry/adapters/nats"
+	"github.com/gpufleet/telemetry/test/freeport"
 )
 
 // testAckWait is the consumers' AckWait in tests: half the suite's 20s
@@ -32,7 +32,7 @@ const testAckWait = 10 * time.Second
 // survives its restarts, fsyncing every write as apps/natsd does.
 type testServer struct {
 	dir          string
-	port         int            // fixed after the first start, so clients reconnect to a restart
+	port         int            // the same for every start, so clients reconnect to a restart
 	intervalSync bool           // JetStream's default fsync every 2 minutes instead of SyncAlways (benchmarks only)
 	srv          *server.Server // the running server; owned by the test goroutine
 }
@@ -48,7 +48,9 @@ func startServer(t testing.TB) *testServer {
 // fsync interval, to measure what SyncAlways costs.
 func startServerSync(t testing.TB, intervalSync bool) *testServer {
 	t.Helper()
-	ts := &testServer{dir: t.TempDir(), port: server.RANDOM_PORT, intervalSync: intervalSync}
+	port, err := freeport.Port() // below the ephemeral range, so no client's source port takes it while the server is down
+	require.NoError(t, err)
+	ts := &testServer{dir: t.TempDir(), port: port, intervalSync: intervalSync}
 	ts.start(t)
 	t.Cleanup(ts.shutdown)
 	return ts
@@ -69,7 +71,6 @@ func (ts *testServer) start(t testing.TB) {
 	srv.Start() // does not block
 	require.True(t, srv.ReadyForConnections(10*time.Second), "nats server not ready")
 	ts.srv = srv
-	ts.port = srv.Addr().(*net.TCPAddr).Port
 }
 
 func (ts *testServer) url() string { return ts.srv.ClientURL() }

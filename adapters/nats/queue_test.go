@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/internal/promx/promxtest"
 	"github.com/gpufleet/telemetry/ports"
+	"github.com/gpufleet/telemetry/test/freeport"
 )
 
 // newTopic is a topic of its own for a test: on a shared server, streams of
@@ -438,10 +438,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestUnreachableServer(t *testing.T) {
 	t.Parallel()
 	topic := newTopic()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr() // nothing listens there
 	require.NoError(t, err)
-	url := "nats://" + l.Addr().String()
-	require.NoError(t, l.Close()) // nothing listens there now
+	url := "nats://" + addr
 	q := newQueue(t, url, natsq.Config{}, nil)
 
 	calls := []struct {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpufleet/telemetry/domain"
+	"github.com/gpufleet/telemetry/test/freeport"
 	"github.com/gpufleet/telemetry/test/stack"
 )
 
@@ -159,7 +160,7 @@ type harness struct {
 	logDir  string
 	csvPath string
 	dbName  string // the run's database name (dropped and created per run)
-	ports   stack.Ports
+	ports   freeport.Pool
 }
 
 // running is one pipeline's processes.
@@ -387,7 +388,7 @@ type spec struct {
 	env        map[string]string
 }
 
-func (s *spec) allocate(ports *stack.Ports) error {
+func (s *spec) allocate(ports *freeport.Pool) error {
 	if s.addr != "" {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/adapters/httpapi"
+	"github.com/gpufleet/telemetry/test/freeport"
 	"github.com/gpufleet/telemetry/test/pgtest"
 	"github.com/gpufleet/telemetry/test/stack"
 )
@@ -59,7 +60,7 @@ func newPipeline(t *testing.T) *pipeline {
 func newNATSPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	p := &pipeline{Services: stack.NewServices(t, binDir, pgtest.NewDatabase(t)), t: t}
-	natsAddr, err := stack.FreeAddr()
+	natsAddr, err := freeport.Addr()
 	require.NoError(t, err)
 	p.Start("natsd", map[string]string{"NATS_ADDR": natsAddr, "NATS_STORE_DIR": t.TempDir()})
 	p.natsURL = "nats://" + natsAddr

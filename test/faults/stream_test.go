@@ -22,7 +22,7 @@ import (
 
 	"github.com/gpufleet/telemetry/adapters/mqhttp"
 	"github.com/gpufleet/telemetry/ports"
-	"github.com/gpufleet/telemetry/test/stack"
+	"github.com/gpufleet/telemetry/test/freeport"
 )
 
 // Scenario 10: the streaming publish path under faults. The test's
@@ -116,7 +116,7 @@ type proxy struct {
 
 func startProxy(t *testing.T, target string) *proxy {
 	t.Helper()
-	addr, err := stack.FreeAddr()
+	addr, err := freeport.Addr()
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", addr)
 	require.NoError(t, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/migrations"
+	"github.com/gpufleet/telemetry/test/freeport"
 	"github.com/gpufleet/telemetry/test/pglocal"
 	"github.com/gpufleet/telemetry/test/stack"
 )
@@ -127,7 +128,7 @@ func newSystemOn(t *testing.T, c pglocal.Cluster, dsnOf func(db string) string) 
 // start runs a new service and waits until it is ready.
 func (s *system) start(name, app string, env map[string]string) *service {
 	s.t.Helper()
-	addr, err := stack.FreeAddr()
+	addr, err := freeport.Addr()
 	require.NoError(s.t, err)
 	svc := &service{name: name, app: app, addr: addr, env: env, totals: map[string]float64{}}
 	s.svcs = append(s.svcs, svc)

@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gpufleet/telemetry/test/freeport"
 	"github.com/gpufleet/telemetry/test/pgadmin"
 )
 
@@ -90,7 +90,7 @@ func StartOnPort(ctx context.Context, dir string, port int) (Cluster, error) {
 		}
 	}
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		if port, err = freeport.Port(); err != nil { // below the ephemeral range: free again for a restart on it
 			return Cluster{}, err
 		}
 	}
@@ -292,15 +292,6 @@ func runAs(cmd *exec.Cmd, cred *syscall.Credential) error {
 		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func lock(path string) (func(), error) {

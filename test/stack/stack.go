@@ -9,17 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gpufleet/telemetry/test/freeport"
 )
 
 // Build compiles the named apps (directories under apps/) into binDir.
@@ -113,58 +112,15 @@ func Root() (string, error) {
 	}
 }
 
-// FreeAddr returns a free 127.0.0.1 address.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// Ports hands out free 127.0.0.1 addresses below the kernel's default
-// ephemeral range (32768–60999), so no outgoing connection's source port
-// can take one between the pick and the app's bind (FreeAddr's race, which
-// a 10×10 bench run of 40 processes and their database connections hit),
-// and never the same one twice. Owned by one goroutine; the zero value is
-// ready to use.
-type Ports struct{ next int }
-
-// Addr returns the next free address.
-func (p *Ports) Addr() (string, error) {
-	const lo, hi = 20000, 32768
-	if p.next == 0 {
-		p.next = lo + rand.IntN(hi-lo) // apart from a parallel process's
-	}
-	for range hi - lo {
-		port := p.next
-		if p.next++; p.next == hi {
-			p.next = lo
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue // taken
-		}
-		addr := l.Addr().String()
-		if err := l.Close(); err != nil {
-			return "", fmt.Errorf("port %d: %w", port, err)
-		}
-		return addr, nil
-	}
-	return "", fmt.Errorf("no free port in %d–%d", lo, hi-1)
-}
-
 // StartReady starts binary on a free address and waits until path answers
-// 200. FreeAddr's port is free only when it is picked: another process (an
-// outgoing connection's ephemeral port, a parallel test's service) can take
-// it before the app binds, so a start that fails with "address already in
-// use" is retried on a new address, up to three times.
+// 200. The address's port is free only when it is picked: a parallel test's
+// service can take it before the app binds, so a start that fails with
+// "address already in use" is retried on a new address, up to three times.
 func StartReady(ctx context.Context, binary, name, logDir string, env map[string]string, path string) (*Proc, error) {
 	var err error
 	for range 3 {
 		var addr string
-		if addr, err = FreeAddr(); err != nil {
+		if addr, err = freeport.Addr(); err != nil {
 			return nil, err
 		}
 		var p *Proc

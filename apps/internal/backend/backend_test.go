@@ -24,6 +24,7 @@ import (
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/migrations"
 	"github.com/gpufleet/telemetry/ports"
+	"github.com/gpufleet/telemetry/test/freeport"
 	"github.com/gpufleet/telemetry/test/pgtest"
 )
 
@@ -297,10 +298,8 @@ func TestStartsWhileTheDatabaseIsDown(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	target, err := url.Parse(dsn)
 	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr() // nothing listens there yet, and no connection's source port takes it
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close()) // nothing listens there now
 	via := *target
 	via.Host = addr
 
