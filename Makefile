@@ -29,14 +29,20 @@ build: ## build every app into ./bin
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./apps/,$(APPS))
 
-# test runs everything against a real PostgreSQL: DATABASE_URL when set, else
-# the local cluster, which it stops afterwards if it started it.
+# with_devdb runs the shell command $(1) against a real PostgreSQL:
+# DATABASE_URL when set, else the local cluster, which the tests start when
+# it is not running. A cluster the command started is stopped afterwards; one
+# already running (make db-start, make run) keeps running.
+define with_devdb
+started=0; \
+if [ -z "$$DATABASE_URL" ] && ! $(DEVDB) url >/dev/null 2>&1; then started=1; fi; \
+$(1); rc=$$?; \
+if [ $$started = 1 ]; then $(DEVDB) stop; fi; \
+exit $$rc
+endef
+
 test: ## unit, contract, integration and end-to-end tests (race detector on) with coverage
-	@started=0; \
-	if [ -z "$$DATABASE_URL" ] && ! $(DEVDB) url >/dev/null 2>&1; then started=1; fi; \
-	$(GO) test $(TEST_FLAGS) -covermode=atomic -coverpkg=$(COVER_PKGS) -coverprofile=coverage.out ./...; rc=$$?; \
-	if [ $$started = 1 ]; then $(DEVDB) stop; fi; \
-	exit $$rc
+	@$(call with_devdb,$(GO) test $(TEST_FLAGS) -covermode=atomic -coverpkg=$(COVER_PKGS) -coverprofile=coverage.out ./...)
 
 cover: ## print total coverage (runs the tests when coverage.out is missing)
 	@[ -f coverage.out ] || $(MAKE) test
@@ -72,11 +78,7 @@ ui-vendor: ## re-fetch the dashboard's vendored uPlot from npm (UPLOT_VERSION=1.
 # test-ui drives the dashboard in Debian's headless chromium against a real
 # pipeline on the shipped CSV; screenshots go to .local/ui/.
 test-ui: ## browser tests of the dashboard (needs /usr/bin/chromium); screenshots in .local/ui/
-	@started=0; \
-	if [ -z "$$DATABASE_URL" ] && ! $(DEVDB) url >/dev/null 2>&1; then started=1; fi; \
-	$(GO) test -tags ui -count=1 -timeout 15m -v ./test/ui/; rc=$$?; \
-	if [ $$started = 1 ]; then $(DEVDB) stop; fi; \
-	exit $$rc
+	@$(call with_devdb,$(GO) test -tags ui -count=1 -timeout 15m -v ./test/ui/)
 
 db-start: ## start the local PostgreSQL (.local/pg) and print its URL
 	@$(DEVDB) start
@@ -94,10 +96,10 @@ bench: ## end-to-end benchmark: database floor, PostgreSQL-queue and NATS pipeli
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 bench-micro: ## Go benchmarks of every queue and store adapter on the shared workloads, and of the per-message checks in domain
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./domain/ ./adapters/...
+	@$(call with_devdb,$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./domain/ ./adapters/...)
 
 bench-api: ## API latency on 10,000,000 telemetry rows (loaded once into database benchapi, reused after); writes bench-api-results.json (BENCH_API_FLAGS=-h lists flags)
-	$(GO) run ./test/benchapi -reuse $(BENCH_API_FLAGS)
+	@$(call with_devdb,$(GO) run ./test/benchapi -reuse $(BENCH_API_FLAGS))
 
 # The suite's -v output runs to thousands of lines and CI keeps only its end:
 # on a failure the blocks of the failed tests (their logs and failure

@@ -32,7 +32,7 @@ helm-lint: ## lint every chart, render the umbrella (default, everything on, KED
 	@for v in $(UMBRELLA)/ci/*-values.yaml; do $(call quiet_helm,template tp $(UMBRELLA) -n $(K8S_NS) -f $$v) >/dev/null || exit 1; done
 	@mkdir -p .local/helm && $(call quiet_helm,package -d $(CURDIR)/.local/helm $(UMBRELLA))
 	@tar -tzf .local/helm/telemetry-pipeline-*.tgz | grep -q 'charts/streamer/files/dcgm.csv' || { echo "packaged chart lacks the streamer CSV (symlink not followed)"; exit 1; }
-	$(GO) test -count=1 ./test/k8s/
+	@$(call with_devdb,$(GO) test -count=1 ./test/k8s/)
 	$(GO) -C tools test -count=1 ./helmlookup/
 	$(GO) -C tools/deploytest test -count=1 ./...
 
