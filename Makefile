@@ -30,9 +30,9 @@ build: ## build every app into ./bin
 	$(GO) build -o $(BIN)/ $(addprefix ./apps/,$(APPS))
 
 # with_devdb runs the shell command $(1) against a real PostgreSQL:
-# DATABASE_URL when set, else the local cluster, which the tests start when
-# it is not running. A cluster the command started is stopped afterwards; one
-# already running (make db-start, make run) keeps running.
+# DATABASE_URL when set, else the local cluster, which the command starts
+# when it is not running. A cluster the command started is stopped afterwards;
+# one already running (make db-start, make run) keeps running.
 define with_devdb
 started=0; \
 if [ -z "$$DATABASE_URL" ] && ! $(DEVDB) url >/dev/null 2>&1; then started=1; fi; \

@@ -21,15 +21,24 @@ import (
 	"strings"
 )
 
-// Pool hands out free addresses, never the same one twice. Owned by one
+// Pool hands out free ports (Port) or addresses (Addr), never the same one twice. Owned by one
 // goroutine; the zero value is ready to use.
 type Pool struct{ next int }
 
 // Addr returns a free 127.0.0.1 address ("127.0.0.1:port").
 func (p *Pool) Addr() (string, error) {
+	port, err := p.Port()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+}
+
+// Port returns a free port on 127.0.0.1.
+func (p *Pool) Port() (int, error) {
 	lo, hi := bounds()
 	if hi-lo < 1 {
-		return kernelAddr() // no room below the range: the kernel's pick, with its race
+		return kernelPort() // no room below the range: the kernel's pick, with its race
 	}
 	if p.next < lo || p.next >= hi {
 		p.next = lo + rand.IntN(hi-lo) // apart from a parallel process's
@@ -43,13 +52,12 @@ func (p *Pool) Addr() (string, error) {
 		if err != nil {
 			continue // taken
 		}
-		addr := l.Addr().String()
 		if err := l.Close(); err != nil {
-			return "", fmt.Errorf("port %d: %w", port, err)
+			return 0, fmt.Errorf("port %d: %w", port, err)
 		}
-		return addr, nil
+		return port, nil
 	}
-	return "", fmt.Errorf("no free port in %d–%d", lo, hi-1)
+	return 0, fmt.Errorf("no free port in %d–%d", lo, hi-1)
 }
 
 // Addr returns a free 127.0.0.1 address from a fresh pool.
@@ -58,17 +66,10 @@ func Addr() (string, error) {
 	return p.Addr()
 }
 
-// Port returns a free port on 127.0.0.1.
+// Port returns a free port on 127.0.0.1 from a fresh pool.
 func Port() (int, error) {
-	addr, err := Addr()
-	if err != nil {
-		return 0, err
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0, fmt.Errorf("address %s: %w", addr, err)
-	}
-	return strconv.Atoi(port)
+	var p Pool
+	return p.Port()
 }
 
 // bounds is the range ports are picked from: 20000 up to the ephemeral
@@ -86,12 +87,12 @@ func bounds() (lo, hi int) {
 	return lo, hi
 }
 
-// kernelAddr is the kernel's pick from the ephemeral range.
-func kernelAddr() (string, error) {
+// kernelPort is the kernel's pick from the ephemeral range.
+func kernelPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().String(), nil
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
