@@ -15,47 +15,31 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gpufleet/telemetry/adapters/nats"
-	"github.com/gpufleet/telemetry/apps/internal/platform"
+	"github.com/gpufleet/telemetry/apps/internal/apptest"
 	"github.com/gpufleet/telemetry/domain"
 	"github.com/gpufleet/telemetry/ports"
 )
 
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		env     map[string]string
-		want    config
-		wantErr string
-	}{
-		{"defaults", map[string]string{"MQ_AUTH": "none"},
-			config{Host: "127.0.0.1", Port: 4223, StoreDir: ".local/nats", HTTPAddr: ":8086", LogLevel: "info"}, ""},
-		{"set", map[string]string{"NATS_ADDR": "0.0.0.0:4333", "NATS_STORE_DIR": "/data", "HTTP_ADDR": ":9", "LOG_LEVEL": "debug", "MQ_AUTH": "none"},
-			config{Host: "0.0.0.0", Port: 4333, StoreDir: "/data", HTTPAddr: ":9", LogLevel: "debug"}, ""},
-		{"users", map[string]string{"NATS_PUBLISHER_PASSWORD": "p-secret", "NATS_CONSUMER_PASSWORD": "c-secret", "QUEUE_TOPICS": "telemetry,audit"},
-			config{Host: "127.0.0.1", Port: 4223, StoreDir: ".local/nats", HTTPAddr: ":8086", LogLevel: "info", Users: []user{
-				{Name: "publisher", Password: "p-secret", Publisher: true, Topics: []string{"telemetry", "audit"}},
-				{Name: "consumer", Password: "c-secret"}}}, ""},
-		{"no passwords", nil, config{}, "NATS_PUBLISHER_PASSWORD[_FILE] and NATS_CONSUMER_PASSWORD[_FILE] are required"},
-		{"one user for both", map[string]string{"NATS_PUBLISHER_PASSWORD": "p", "NATS_CONSUMER_PASSWORD": "c", "NATS_CONSUMER_USER": "publisher"},
-			config{}, "each role needs its own user"},
-		{"no port", map[string]string{"NATS_ADDR": "127.0.0.1", "MQ_AUTH": "none"}, config{}, "NATS_ADDR"},
-		{"port out of range", map[string]string{"NATS_ADDR": "127.0.0.1:70000"}, config{}, "NATS_ADDR"},
-		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, config{}, "LOG_LEVEL"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tc.env)
-			got := loadConfig(env)
-			if tc.wantErr != "" {
-				require.ErrorContains(t, env.Err(), tc.wantErr)
-				return
-			}
-			require.NoError(t, env.Err())
-			require.Equal(t, tc.want, got)
-		})
-	}
+	defaults := config{Host: "127.0.0.1", Port: 4223, StoreDir: ".local/nats", HTTPAddr: ":8086", LogLevel: "info"}
+	withUsers := defaults
+	withUsers.Users = []user{
+		{Name: "publisher", Password: "p-secret", Publisher: true, Topics: []string{"telemetry", "audit"}},
+		{Name: "consumer", Password: "c-secret"}}
+	apptest.RunEnvCases(t, []apptest.EnvCase[config]{
+		{Name: "defaults", Env: map[string]string{"MQ_AUTH": "none"}, Want: defaults},
+		{Name: "set", Env: map[string]string{"NATS_ADDR": "0.0.0.0:4333", "NATS_STORE_DIR": "/data", "HTTP_ADDR": ":9", "LOG_LEVEL": "debug", "MQ_AUTH": "none"},
+			Want: config{Host: "0.0.0.0", Port: 4333, StoreDir: "/data", HTTPAddr: ":9", LogLevel: "debug"}},
+		{Name: "users", Env: map[string]string{"NATS_PUBLISHER_PASSWORD": "p-secret", "NATS_CONSUMER_PASSWORD": "c-secret", "QUEUE_TOPICS": "telemetry,audit"},
+			Want: withUsers},
+		{Name: "no passwords", WantErr: "NATS_PUBLISHER_PASSWORD[_FILE] and NATS_CONSUMER_PASSWORD[_FILE] are required"},
+		{Name: "one user for both", Env: map[string]string{"NATS_PUBLISHER_PASSWORD": "p", "NATS_CONSUMER_PASSWORD": "c", "NATS_CONSUMER_USER": "publisher"},
+			WantErr: "each role needs its own user"},
+		{Name: "no port", Env: map[string]string{"NATS_ADDR": "127.0.0.1", "MQ_AUTH": "none"}, WantErr: "NATS_ADDR"},
+		{Name: "port out of range", Env: map[string]string{"NATS_ADDR": "127.0.0.1:70000"}, WantErr: "NATS_ADDR"},
+		{Name: "bad log level", Env: map[string]string{"LOG_LEVEL": "loud"}, WantErr: "LOG_LEVEL"},
+	}, loadConfig)
 }
 
 func TestServerOptions(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -25,47 +26,33 @@ func TestValidateApp(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		env     map[string]string
-		wantErr string
-		check   func(t *testing.T, cfg kube.Config, opts kube.Options)
-	}{
-		{name: "defaults", env: map[string]string{}, check: func(t *testing.T, cfg kube.Config, opts kube.Options) {
-			require.Equal(t, "default", cfg.Namespace)
-			require.Equal(t, "mqreader", cfg.StatefulSet)
-			require.True(t, opts.Elect)
-			require.Equal(t, "partition-controller", opts.Election.LeaseName)
-			require.Equal(t, 15*time.Second, opts.Election.LeaseDuration)
-		}},
-		{name: "everything set", env: map[string]string{
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	type loaded struct {
+		Config  kube.Config
+		Options kube.Options
+	}
+	apptest.RunEnvCases(t, []apptest.EnvCase[loaded]{
+		{Name: "defaults", Env: map[string]string{}, Want: loaded{
+			kube.Config{Namespace: "default", StatefulSet: "mqreader", Resync: 10 * time.Minute},
+			kube.Options{Elect: true, Election: kube.ElectionConfig{LeaseName: "partition-controller", Identity: host,
+				LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}}}},
+		{Name: "everything set", Env: map[string]string{
 			"NAMESPACE": "tp", "STATEFULSET": "readers", "CONFIGMAP": "ranges", "LEADER_ELECT": "false",
 			"LEADER_ELECTION_ID": "pc", "POD_NAME": "pc-0", "LEASE_DURATION_SECONDS": "30",
 			"RENEW_DEADLINE_SECONDS": "20", "RETRY_PERIOD_SECONDS": "5", "RESYNC_SECONDS": "60",
-		}, check: func(t *testing.T, cfg kube.Config, opts kube.Options) {
-			require.Equal(t, kube.Config{Namespace: "tp", StatefulSet: "readers", ConfigMap: "ranges", Resync: time.Minute}, cfg)
-			require.False(t, opts.Elect)
-			require.Equal(t, kube.ElectionConfig{LeaseName: "pc", Identity: "pc-0", LeaseDuration: 30 * time.Second,
-				RenewDeadline: 20 * time.Second, RetryPeriod: 5 * time.Second}, opts.Election)
-		}},
-		{name: "renew deadline too long", env: map[string]string{"RENEW_DEADLINE_SECONDS": "15"}, wantErr: "RENEW_DEADLINE_SECONDS=15"},
-		{name: "retry period too long", env: map[string]string{"RETRY_PERIOD_SECONDS": "9"}, wantErr: "RETRY_PERIOD_SECONDS=9"},
-		{name: "not a number", env: map[string]string{"RESYNC_SECONDS": "often"}, wantErr: "RESYNC_SECONDS"},
-		{name: "bad flag", env: map[string]string{"LEADER_ELECT": "maybe"}, wantErr: "LEADER_ELECT"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tc.env)
-			cfg, opts, _ := load(env)
-			if tc.wantErr != "" {
-				require.ErrorContains(t, env.Err(), tc.wantErr)
-				return
-			}
-			require.NoError(t, env.Err())
-			tc.check(t, cfg, opts)
-		})
-	}
+		}, Want: loaded{
+			kube.Config{Namespace: "tp", StatefulSet: "readers", ConfigMap: "ranges", Resync: time.Minute},
+			kube.Options{Election: kube.ElectionConfig{LeaseName: "pc", Identity: "pc-0", LeaseDuration: 30 * time.Second,
+				RenewDeadline: 20 * time.Second, RetryPeriod: 5 * time.Second}}}},
+		{Name: "renew deadline too long", Env: map[string]string{"RENEW_DEADLINE_SECONDS": "15"}, WantErr: "RENEW_DEADLINE_SECONDS=15"},
+		{Name: "retry period too long", Env: map[string]string{"RETRY_PERIOD_SECONDS": "9"}, WantErr: "RETRY_PERIOD_SECONDS=9"},
+		{Name: "not a number", Env: map[string]string{"RESYNC_SECONDS": "often"}, WantErr: "RESYNC_SECONDS"},
+		{Name: "bad flag", Env: map[string]string{"LEADER_ELECT": "maybe"}, WantErr: "LEADER_ELECT"},
+	}, func(env *platform.Env) loaded {
+		cfg, opts, _ := load(env)
+		return loaded{cfg, opts}
+	})
 }
 
 // TestStartStop runs the whole app against a fake API server: it elects

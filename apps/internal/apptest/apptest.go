@@ -170,6 +170,35 @@ func RequireEnvErr(t *testing.T, env *platform.Env, want string) {
 	require.ErrorContains(t, env.Err(), want)
 }
 
+// EnvCase is one row of a configuration table: the variables set, and
+// either the value read from them (WantErr empty) or a part of the
+// configuration error they must cause.
+type EnvCase[T any] struct {
+	Name    string
+	Env     map[string]string
+	Want    T
+	WantErr string
+}
+
+// RunEnvCases runs each case as a parallel subtest: read reads an Env of
+// the case's variables alone; then the Env must hold the case's error, or
+// none and read's value must equal Want. (What a read returns beside an
+// error is Env's own rule, tested once in package platform.)
+func RunEnvCases[T any](t *testing.T, cases []EnvCase[T], read func(*platform.Env) T) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			env := platform.NewEnvFrom(c.Env)
+			got := read(env)
+			RequireEnvErr(t, env, c.WantErr)
+			if c.WantErr == "" {
+				require.Equal(t, c.Want, got)
+			}
+		})
+	}
+}
+
 // Request is one call an app must answer with 200 before its metrics are
 // scraped (so labelled series exist and are linted too), sent with Token
 // when it is set.

@@ -198,27 +198,17 @@ func TestUnknownBackendNamesTheVariable(t *testing.T) {
 
 func TestDatabaseConfig(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		env     map[string]string
-		wantErr string
-	}{
-		{name: "valid", env: map[string]string{"DATABASE_URL": unreachable, "DB_MAX_CONNS": "4", "MIGRATE_ON_START": "false"}},
-		{name: "no DATABASE_URL", env: map[string]string{}, wantErr: "DATABASE_URL is required"},
-		{name: "DB_MAX_CONNS out of range", env: map[string]string{"DATABASE_URL": unreachable, "DB_MAX_CONNS": "0"}, wantErr: "DB_MAX_CONNS=0"},
-		{name: "MIGRATE_ON_START not a bool", env: map[string]string{"DATABASE_URL": unreachable, "MIGRATE_ON_START": "sometimes"}, wantErr: "MIGRATE_ON_START"},
-		{name: "timeouts", env: map[string]string{"DATABASE_URL": unreachable, "DB_STATEMENT_TIMEOUT": "3s", "DB_LOCK_TIMEOUT": "0", "DB_IDLE_IN_TRANSACTION_TIMEOUT": "1m"}},
-		{name: "bad timeout", env: map[string]string{"DATABASE_URL": unreachable, "DB_LOCK_TIMEOUT": "soon"}, wantErr: "DB_LOCK_TIMEOUT"},
-		{name: "read url", env: map[string]string{"DATABASE_URL": unreachable, "DATABASE_READ_URL": unreachable}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tt.env)
-			require.NoError(t, fx.ValidateApp(common(env), backend.Database(env, backend.APIProfile), useStore))
-			apptest.RequireEnvErr(t, env, tt.wantErr)
-		})
-	}
+	apptest.RunEnvCases(t, []apptest.EnvCase[error]{
+		{Name: "valid", Env: map[string]string{"DATABASE_URL": unreachable, "DB_MAX_CONNS": "4", "MIGRATE_ON_START": "false"}},
+		{Name: "no DATABASE_URL", Env: map[string]string{}, WantErr: "DATABASE_URL is required"},
+		{Name: "DB_MAX_CONNS out of range", Env: map[string]string{"DATABASE_URL": unreachable, "DB_MAX_CONNS": "0"}, WantErr: "DB_MAX_CONNS=0"},
+		{Name: "MIGRATE_ON_START not a bool", Env: map[string]string{"DATABASE_URL": unreachable, "MIGRATE_ON_START": "sometimes"}, WantErr: "MIGRATE_ON_START"},
+		{Name: "timeouts", Env: map[string]string{"DATABASE_URL": unreachable, "DB_STATEMENT_TIMEOUT": "3s", "DB_LOCK_TIMEOUT": "0", "DB_IDLE_IN_TRANSACTION_TIMEOUT": "1m"}},
+		{Name: "bad timeout", Env: map[string]string{"DATABASE_URL": unreachable, "DB_LOCK_TIMEOUT": "soon"}, WantErr: "DB_LOCK_TIMEOUT"},
+		{Name: "read url", Env: map[string]string{"DATABASE_URL": unreachable, "DATABASE_READ_URL": unreachable}},
+	}, func(env *platform.Env) error {
+		return fx.ValidateApp(common(env), backend.Database(env, backend.APIProfile), useStore)
+	})
 }
 
 // startDatabase starts the Database option on the environment vars and

@@ -12,192 +12,128 @@ import (
 
 func TestEnvString(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		env  map[string]string
-		want string
-	}{
-		{"unset", nil, "def"},
-		{"empty", map[string]string{"X": ""}, "def"},
-		{"blank", map[string]string{"X": "   "}, "def"},
-		{"set", map[string]string{"X": "value"}, "value"},
-		{"trimmed", map[string]string{"X": "  value \n"}, "value"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tt.env)
-			require.Equal(t, tt.want, env.String("X", "def"))
-			require.NoError(t, env.Err())
-		})
-	}
+	apptest.RunEnvCases(t, []apptest.EnvCase[string]{
+		{Name: "unset", Want: "def"},
+		{Name: "empty", Env: x(""), Want: "def"},
+		{Name: "blank", Env: x("   "), Want: "def"},
+		{Name: "set", Env: x("value"), Want: "value"},
+		{Name: "trimmed", Env: x("  value \n"), Want: "value"},
+	}, func(env *platform.Env) string { return env.String("X", "def") })
 }
 
 func TestEnvInt(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		value   *string
-		want    int
-		wantErr string
-	}{
-		{name: "unset", want: 7},
-		{name: "set", value: ptr("42"), want: 42},
-		{name: "trimmed", value: ptr(" 42 "), want: 42},
-		{name: "low bound", value: ptr("1"), want: 1},
-		{name: "high bound", value: ptr("100"), want: 100},
-		{name: "below", value: ptr("0"), want: 7, wantErr: "N=0: want 1..100"},
-		{name: "above", value: ptr("101"), want: 7, wantErr: "N=101: want 1..100"},
-		{name: "not a number", value: ptr("lots"), want: 7, wantErr: `N="lots": not an integer`},
-		{name: "a float", value: ptr("1.5"), want: 7, wantErr: `N="1.5": not an integer`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			m := map[string]string{}
-			if tt.value != nil {
-				m["N"] = *tt.value
-			}
-			env := platform.NewEnvFrom(m)
-			require.Equal(t, tt.want, env.Int("N", 7, 1, 100), "a bad value falls back to the default")
-			apptest.RequireEnvErr(t, env, tt.wantErr)
-		})
-	}
+	apptest.RunEnvCases(t, []apptest.EnvCase[int]{
+		{Name: "unset", Want: 7},
+		{Name: "set", Env: x("42"), Want: 42},
+		{Name: "trimmed", Env: x(" 42 "), Want: 42},
+		{Name: "low bound", Env: x("1"), Want: 1},
+		{Name: "high bound", Env: x("100"), Want: 100},
+		{Name: "below", Env: x("0"), WantErr: "X=0: want 1..100"},
+		{Name: "above", Env: x("101"), WantErr: "X=101: want 1..100"},
+		{Name: "not a number", Env: x("lots"), WantErr: `X="lots": not an integer`},
+		{Name: "a float", Env: x("1.5"), WantErr: `X="1.5": not an integer`},
+	}, func(env *platform.Env) int { return env.Int("X", 7, 1, 100) })
 }
 
-func TestEnvDurations(t *testing.T) {
+func TestEnvMillis(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		get     func(*platform.Env) time.Duration
-		env     map[string]string
-		want    time.Duration
-		wantErr string
-	}{
-		{name: "millis default", get: millis, want: 250 * time.Millisecond},
-		{name: "millis set", get: millis, env: map[string]string{"POLL_MS": "40"}, want: 40 * time.Millisecond},
-		{name: "millis out of range", get: millis, env: map[string]string{"POLL_MS": "0"}, want: 250 * time.Millisecond, wantErr: "POLL_MS=0: want 1..1000"},
-		{name: "millis with a unit", get: millis, env: map[string]string{"POLL_MS": "40ms"}, want: 250 * time.Millisecond, wantErr: `POLL_MS="40ms"`},
-		{name: "seconds default", get: seconds, want: 30 * time.Second},
-		{name: "seconds set", get: seconds, env: map[string]string{"LEASE_S": "5"}, want: 5 * time.Second},
-		{name: "seconds out of range", get: seconds, env: map[string]string{"LEASE_S": "3601"}, want: 30 * time.Second, wantErr: "LEASE_S=3601: want 1..3600"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tt.env)
-			require.Equal(t, tt.want, tt.get(env))
-			apptest.RequireEnvErr(t, env, tt.wantErr)
-		})
-	}
+	apptest.RunEnvCases(t, []apptest.EnvCase[time.Duration]{
+		{Name: "unset", Want: 250 * time.Millisecond},
+		{Name: "set", Env: x("40"), Want: 40 * time.Millisecond},
+		{Name: "out of range", Env: x("0"), WantErr: "X=0: want 1..1000"},
+		{Name: "with a unit", Env: x("40ms"), WantErr: `X="40ms"`},
+	}, func(env *platform.Env) time.Duration { return env.Millis("X", 250*time.Millisecond, 1, 1000) })
 }
 
-func millis(env *platform.Env) time.Duration {
-	return env.Millis("POLL_MS", 250*time.Millisecond, 1, 1000)
+func TestEnvSeconds(t *testing.T) {
+	t.Parallel()
+	apptest.RunEnvCases(t, []apptest.EnvCase[time.Duration]{
+		{Name: "unset", Want: 30 * time.Second},
+		{Name: "set", Env: x("5"), Want: 5 * time.Second},
+		{Name: "out of range", Env: x("3601"), WantErr: "X=3601: want 1..3600"},
+	}, func(env *platform.Env) time.Duration { return env.Seconds("X", 30*time.Second, 1, 3600) })
 }
 
-func seconds(env *platform.Env) time.Duration {
-	return env.Seconds("LEASE_S", 30*time.Second, 1, 3600)
+func TestEnvDuration(t *testing.T) {
+	t.Parallel()
+	apptest.RunEnvCases(t, []apptest.EnvCase[time.Duration]{
+		{Name: "unset", Want: time.Minute},
+		{Name: "seconds", Env: x("90s"), Want: 90 * time.Second},
+		{Name: "hours", Env: x("6h"), Want: 6 * time.Hour},
+		{Name: "days", Env: x("7d"), Want: 7 * 24 * time.Hour},
+		{Name: "zero", Env: x("0"), Want: 0},
+		{Name: "negative", Env: x("-1h"), WantErr: `X="-1h"`},
+		{Name: "words", Env: x("3 days"), WantErr: `X="3 days"`},
+		{Name: "above the bound", Env: x("400d"), WantErr: `X="400d"`},
+	}, func(env *platform.Env) time.Duration { return env.Duration("X", time.Minute, 0, 365*24*time.Hour) })
 }
 
 func TestEnvBool(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		env     map[string]string
-		def     bool
-		want    bool
-		wantErr string
-	}{
-		{name: "unset keeps true", def: true, want: true},
-		{name: "unset keeps false", def: false, want: false},
-		{name: "false", env: map[string]string{"B": "false"}, def: true, want: false},
-		{name: "0", env: map[string]string{"B": "0"}, def: true, want: false},
-		{name: "TRUE", env: map[string]string{"B": "TRUE"}, want: true},
-		{name: "yes is not a bool", env: map[string]string{"B": "yes"}, def: true, want: true, wantErr: `B="yes": want true or false`},
+	cases := []apptest.EnvCase[bool]{
+		{Name: "false", Env: x("false"), Want: false},
+		{Name: "0", Env: x("0"), Want: false},
+		{Name: "TRUE", Env: x("TRUE"), Want: true},
+		{Name: "yes is not a bool", Env: x("yes"), WantErr: `X="yes": want true or false`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tt.env)
-			require.Equal(t, tt.want, env.Bool("B", tt.def))
-			apptest.RequireEnvErr(t, env, tt.wantErr)
-		})
-	}
+	apptest.RunEnvCases(t, cases, func(env *platform.Env) bool { return env.Bool("X", true) })
+	apptest.RunEnvCases(t, []apptest.EnvCase[bool]{{Name: "unset keeps false", Want: false}},
+		func(env *platform.Env) bool { return env.Bool("X", false) })
+	apptest.RunEnvCases(t, []apptest.EnvCase[bool]{{Name: "unset keeps true", Want: true}},
+		func(env *platform.Env) bool { return env.Bool("X", true) })
 }
 
 func TestEnvList(t *testing.T) {
 	t.Parallel()
 	def := []string{"http://127.0.0.1:8082"}
-	tests := []struct {
-		name string
-		env  map[string]string
-		want []string
-	}{
-		{"unset", nil, def},
-		{"empty", map[string]string{"L": ""}, def},
-		{"one", map[string]string{"L": "http://a:1"}, []string{"http://a:1"}},
-		{"several, trimmed, no empties", map[string]string{"L": " http://a:1 ,, http://b:2,"}, []string{"http://a:1", "http://b:2"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tt.env)
-			require.Equal(t, tt.want, env.List("L", def))
-			require.NoError(t, env.Err())
-		})
-	}
+	apptest.RunEnvCases(t, []apptest.EnvCase[[]string]{
+		{Name: "unset", Want: def},
+		{Name: "empty", Env: x(""), Want: def},
+		{Name: "one", Env: x("http://a:1"), Want: []string{"http://a:1"}},
+		{Name: "several, trimmed, no empties", Env: x(" http://a:1 ,, http://b:2,"), Want: []string{"http://a:1", "http://b:2"}},
+	}, func(env *platform.Env) []string { return env.List("X", def) })
 }
 
 func TestEnvOneOf(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		env     map[string]string
-		want    string
-		wantErr string
-	}{
-		{name: "unset", want: "postgres"},
-		{name: "allowed", env: map[string]string{"QUEUE_BACKEND": "memory"}, want: "memory"},
-		{name: "case-insensitive", env: map[string]string{"QUEUE_BACKEND": " NATS "}, want: "nats"},
-		{name: "unknown", env: map[string]string{"QUEUE_BACKEND": "kafka"}, want: "postgres",
-			wantErr: `QUEUE_BACKEND="kafka": want one of postgres, nats, memory`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tt.env)
-			require.Equal(t, tt.want, env.OneOf("QUEUE_BACKEND", "postgres", "postgres", "nats", "memory"))
-			apptest.RequireEnvErr(t, env, tt.wantErr)
-		})
-	}
+	apptest.RunEnvCases(t, []apptest.EnvCase[string]{
+		{Name: "unset", Want: "postgres"},
+		{Name: "allowed", Env: x("memory"), Want: "memory"},
+		{Name: "case-insensitive", Env: x(" NATS "), Want: "nats"},
+		{Name: "unknown", Env: x("kafka"), WantErr: `X="kafka": want one of postgres, nats, memory`},
+	}, func(env *platform.Env) string { return env.OneOf("X", "postgres", "postgres", "nats", "memory") })
 }
 
 func TestEnvRequire(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		env     map[string]string
-		want    string
-		wantErr bool
-	}{
-		{name: "set", env: map[string]string{"DATABASE_URL": "postgres://db/x"}, want: "postgres://db/x"},
-		{name: "unset", wantErr: true},
-		{name: "blank", env: map[string]string{"DATABASE_URL": " "}, wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := platform.NewEnvFrom(tt.env)
-			require.Equal(t, tt.want, env.Require("DATABASE_URL"))
-			if !tt.wantErr {
-				require.NoError(t, env.Err())
-				return
-			}
-			require.EqualError(t, env.Err(), "configuration: DATABASE_URL is required")
-		})
+	apptest.RunEnvCases(t, []apptest.EnvCase[string]{
+		{Name: "set", Env: x("postgres://db/x"), Want: "postgres://db/x"},
+		{Name: "unset", WantErr: "configuration: X is required"},
+		{Name: "blank", Env: x(" "), WantErr: "configuration: X is required"},
+	}, func(env *platform.Env) string { return env.Require("X") })
+}
+
+// TestEnvBadValueFallsBackToDefault: a read whose value is refused records
+// the error and returns the default, so one run reports every problem.
+func TestEnvBadValueFallsBackToDefault(t *testing.T) {
+	t.Parallel()
+	env := platform.NewEnvFrom(map[string]string{"I": "0", "M": "40ms", "S": "3601", "D": "-1h", "B": "yes", "O": "kafka", "R": " "})
+	require.Equal(t, 7, env.Int("I", 7, 1, 100))
+	require.Equal(t, 250*time.Millisecond, env.Millis("M", 250*time.Millisecond, 1, 1000))
+	require.Equal(t, 30*time.Second, env.Seconds("S", 30*time.Second, 1, 3600))
+	require.Equal(t, time.Minute, env.Duration("D", time.Minute, 0, time.Hour))
+	require.True(t, env.Bool("B", true))
+	require.Equal(t, "postgres", env.OneOf("O", "postgres", "postgres", "memory"))
+	require.Empty(t, env.Require("R"))
+	err := env.Err()
+	for _, name := range []string{"I=", "M=", "S=", "D=", "B=", "O=", "R is required"} {
+		require.ErrorContains(t, err, name)
 	}
 }
+
+// x is an environment that sets X alone.
+func x(value string) map[string]string { return map[string]string{"X": value} }
 
 func TestEnvErrJoinsEveryProblem(t *testing.T) {
 	t.Parallel()
@@ -260,40 +196,3 @@ func TestLoadCommon(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
-
-func ptr(s string) *string { return &s }
-
-func TestEnvDuration(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		value string
-		want  time.Duration
-		bad   bool
-	}{
-		{"", time.Minute, false},
-		{"90s", 90 * time.Second, false},
-		{"6h", 6 * time.Hour, false},
-		{"7d", 7 * 24 * time.Hour, false},
-		{"0", 0, false},
-		{"-1h", time.Minute, true},
-		{"3 days", time.Minute, true},
-		{"400d", time.Minute, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.value, func(t *testing.T) {
-			t.Parallel()
-			vars := map[string]string{}
-			if tt.value != "" {
-				vars["X_DURATION"] = tt.value
-			}
-			env := platform.NewEnvFrom(vars)
-			got := env.Duration("X_DURATION", time.Minute, 0, 365*24*time.Hour)
-			require.Equal(t, tt.want, got)
-			if tt.bad {
-				require.ErrorContains(t, env.Err(), "X_DURATION")
-			} else {
-				require.NoError(t, env.Err())
-			}
-		})
-	}
-}
