@@ -56,3 +56,19 @@ func TestDefaultTokens(t *testing.T) {
 		"X":                       "y",
 	}, got)
 }
+
+func TestBuildCopiesTheApps(t *testing.T) {
+	t.Parallel()
+	root, err := Root()
+	require.NoError(t, err)
+	for range 2 { // the second build copies what the first linked
+		dir := t.TempDir()
+		require.NoError(t, Build(t.Context(), root, dir, "migrate", "apigw"))
+		for _, app := range []string{"migrate", "apigw"} {
+			info, err := os.Stat(filepath.Join(dir, app))
+			require.NoError(t, err)
+			require.NotZero(t, info.Mode()&0o111, "%s is executable", app)
+		}
+	}
+	require.ErrorContains(t, Build(t.Context(), root, t.TempDir(), "no-such-app"), "no-such-app")
+}
