@@ -200,7 +200,9 @@ func TestEngineExpiryRedelivers(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		rows := newMemRows("t", 3)
-		r := engine(t, rows, ReaderConfig{Lease: domain.LeaseLimits{MaxDuration: time.Hour}})
+		r := engine(t, rows, ReaderConfig{Lease: domain.LeaseLimits{MaxDuration: time.Hour},
+			// Few refills in the virtual hour: the expiry must bring the rows back by itself.
+			RefillInterval: 20 * time.Minute, FullRefillInterval: 20 * time.Minute})
 		first := leaseWhenReady(t, r, 10, time.Hour)
 		require.Len(t, first.Messages, 3)
 

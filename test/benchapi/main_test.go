@@ -59,12 +59,16 @@ func TestMsgUUID(t *testing.T) {
 	t.Parallel()
 	seen := make(map[uuid.UUID]int64, 1<<17)
 	for _, base := range []int64{0, 1 << 40} {
+		// Plain comparisons: testify's reflection, 3 × 131,072 times under
+		// the race detector, took 7 s.
 		for g := base; g < base+1<<16; g++ {
 			u := msgUUID(g)
-			require.Equal(t, uuid.Version(4), u.Version(), "row %d", g)
-			require.Equal(t, uuid.RFC4122, u.Variant(), "row %d", g)
-			prev, dup := seen[u]
-			require.False(t, dup, "rows %d and %d share %s", prev, g, u)
+			if u.Version() != 4 || u.Variant() != uuid.RFC4122 {
+				t.Fatalf("row %d: %s is version %d, variant %s; want a version 4 RFC 4122 UUID", g, u, u.Version(), u.Variant())
+			}
+			if prev, dup := seen[u]; dup {
+				t.Fatalf("rows %d and %d share %s", prev, g, u)
+			}
 			seen[u] = g
 		}
 	}
