@@ -45,9 +45,10 @@ func BuildTags(ctx context.Context, root, binDir string, tags []string, apps ...
 // Each app is linked by `go run -exec cp`, which copies the executable to
 // binDir instead of running it. The go command keeps the executables that
 // go run links in its build cache (go build -o keeps none), so an app whose
-// code and flags did not change is copied, not linked again. Four test
-// packages build the apps; linking them took 40 of the CPU seconds of a
-// warm `make test` (issue 12). The executables are stripped (go run links
+// code and flags did not change is copied, not linked again. The
+// end-to-end, monitoring and benchmark tests link 16 apps in every `make
+// test`: about 40 CPU seconds of a warm run (issue 12), and the fault and
+// UI suites link them again. The executables are stripped (go run links
 // with -s -w): panics and race reports still name functions and lines, as
 // those come from the runtime's own tables.
 func BuildFlags(ctx context.Context, root, binDir string, flags []string, apps ...string) error {
