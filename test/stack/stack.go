@@ -58,7 +58,7 @@ func BuildFlags(ctx context.Context, root, binDir string, flags []string, apps .
 	}
 	// Compile every package first, in one go command: a go run per app on
 	// a cold cache would compile the packages the apps share once each.
-	if err := goCmd(ctx, root, append(append([]string{"list", "-export", "-f", "{{with .Error}}{{.}}{{end}}"}, flags...), pkgs...)...); err != nil {
+	if err := goCmd(ctx, root, append(append([]string{"list", "-export", "-f", "{{.ImportPath}}"}, flags...), pkgs...)...); err != nil {
 		return fmt.Errorf("compile %s: %w", strings.Join(apps, " "), err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
