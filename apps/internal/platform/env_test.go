@@ -71,17 +71,14 @@ func TestEnvDuration(t *testing.T) {
 
 func TestEnvBool(t *testing.T) {
 	t.Parallel()
-	cases := []apptest.EnvCase[bool]{
+	apptest.RunEnvCases(t, []apptest.EnvCase[bool]{
+		{Name: "unset keeps true", Want: true},
 		{Name: "false", Env: x("false"), Want: false},
 		{Name: "0", Env: x("0"), Want: false},
 		{Name: "TRUE", Env: x("TRUE"), Want: true},
 		{Name: "yes is not a bool", Env: x("yes"), WantErr: `X="yes": want true or false`},
-	}
-	apptest.RunEnvCases(t, cases, func(env *platform.Env) bool { return env.Bool("X", true) })
-	apptest.RunEnvCases(t, []apptest.EnvCase[bool]{{Name: "unset keeps false", Want: false}},
-		func(env *platform.Env) bool { return env.Bool("X", false) })
-	apptest.RunEnvCases(t, []apptest.EnvCase[bool]{{Name: "unset keeps true", Want: true}},
-		func(env *platform.Env) bool { return env.Bool("X", true) })
+	}, func(env *platform.Env) bool { return env.Bool("X", true) })
+	require.False(t, platform.NewEnvFrom(nil).Bool("X", false), "unset keeps false")
 }
 
 func TestEnvList(t *testing.T) {
