@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,7 +18,9 @@ import (
 // A suite case is only as good as the broken adapter it catches. The
 // wrappers here break one promise each, and RequireCaught runs a case over
 // one of them in a child process of the test binary and requires it to
-// fail: a meta-test that keeps each case able to bite.
+// fail: a meta-test that keeps each case able to bite. One wrapper,
+// ExpireFirstAck, breaks no promise but the test's luck, and
+// RequireSurvives requires the cases it names to pass over it.
 
 // brokenEnv names the wrapper a child run of RequireCaught uses.
 const brokenEnv = "QUEUETEST_BROKEN"
@@ -45,6 +48,11 @@ const (
 	// IgnoreWait: Lease drops the request's Wait and answers at once, as an
 	// adapter without the long poll would.
 	IgnoreWait = "ignore-wait"
+	// ExpireFirstAck: the first Ack finds its lease expired, as a machine
+	// that stalls the test past a short lease makes it: the lease's
+	// messages go back to ready (a Release, as its expiry would) and Ack
+	// answers ErrLeaseExpired. A legal queue, for RequireSurvives.
+	ExpireFirstAck = "expire-first-ack"
 )
 
 // BrokenVariant is the wrapper a child run of RequireCaught was started
@@ -81,6 +89,8 @@ func Broken(name string, q ports.Queue) ports.Queue {
 		return q
 	case IgnoreWait:
 		return ignoreWait{q}
+	case ExpireFirstAck:
+		return &expireFirstAck{Queue: q}
 	default:
 		panic(fmt.Sprintf("queuetest: no broken wrapper %q", name))
 	}
@@ -91,6 +101,21 @@ type ignoreWait struct{ ports.Queue }
 func (q ignoreWait) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease, error) {
 	req.Wait = 0
 	return q.Queue.Lease(ctx, req)
+}
+
+type expireFirstAck struct {
+	ports.Queue
+	acked atomic.Bool
+}
+
+func (q *expireFirstAck) Ack(ctx context.Context, ref ports.LeaseRef) error {
+	if q.acked.Swap(true) {
+		return q.Queue.Ack(ctx, ref)
+	}
+	if err := q.Queue.Release(ctx, ref); err != nil {
+		return err
+	}
+	return fmt.Errorf("ack lease %s: %w", ref.LeaseID, ports.ErrLeaseExpired)
 }
 
 type ackDeletesNothing struct{ ports.Queue }
@@ -188,13 +213,32 @@ func RequireBenchCaught(t *testing.T, pattern, variant string, wants ...string) 
 	requireChildFails(t, []string{"-test.run=^$", "-test.bench=" + pattern, "-test.benchtime=1x", "-test.count=1"}, variant, wants)
 }
 
-func requireChildFails(t *testing.T, args []string, variant string, wants []string) {
+// RequireSurvives is RequireCaught for a legal wrapper (ExpireFirstAck): the
+// run must pass, with output containing each of wants.
+func RequireSurvives(t *testing.T, pattern, variant string, wants ...string) {
 	t.Helper()
-	pattern := strings.Join(args, " ")
+	text, err := runChild(t, []string{"-test.run=" + pattern, "-test.count=1", "-test.v"}, variant)
+	require.NoError(t, err, "the suite failed over the legal wrapper %q:\n%s", variant, failures(text))
+	require.Contains(t, text, "--- PASS", "run over %q passed no test:\n%s", variant, text)
+	for _, w := range wants {
+		require.Contains(t, text, w, "run over %q:\n%s", variant, text)
+	}
+}
+
+// runChild runs the calling test binary with args and BrokenVariant
+// variant, and returns its output.
+func runChild(t *testing.T, args []string, variant string) (string, error) {
+	t.Helper()
 	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
 	cmd.Env = append(os.Environ(), brokenEnv+"="+variant)
 	out, err := cmd.CombinedOutput()
-	text := string(out)
+	return string(out), err
+}
+
+func requireChildFails(t *testing.T, args []string, variant string, wants []string) {
+	t.Helper()
+	pattern := strings.Join(args, " ")
+	text, err := runChild(t, args, variant)
 	require.Error(t, err, "the suite passed over the broken wrapper %q:\n%s", variant, text)
 	require.Contains(t, text, "--- FAIL", "run over %q failed without a failing test:\n%s", variant, text)
 	for _, w := range wants {
