@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gpufleet/telemetry/domain"
@@ -113,4 +116,42 @@ func TestMaxAckPendingReached(t *testing.T) {
 	require.True(t, maxAckPendingReached(errors.New("nats: Exceeded MaxAckPending")))
 	require.False(t, maxAckPendingReached(errors.New("nats: Exceeded MaxWaiting")))
 	require.False(t, maxAckPendingReached(nil))
+}
+
+// emptyBatch is a fetch's batch that ended with no message.
+type emptyBatch struct{ msgs chan jetstream.Msg }
+
+func newEmptyBatch() emptyBatch {
+	b := emptyBatch{msgs: make(chan jetstream.Msg)}
+	close(b.msgs)
+	return b
+}
+
+func (b emptyBatch) Messages() <-chan jetstream.Msg { return b.msgs }
+func (emptyBatch) Error() error                     { return nil }
+
+// A pull the client cut (fetchIdleCut after it was sent) is counted however
+// late collect got to its batch: the idle time runs from the pull, not from
+// collect's start (from there, a process slow to get to collect measured
+// less than the cut, and TestStalledPullIsCountedAndRedelivered failed on a
+// loaded machine with the stall uncounted). A batch that ended at once is
+// not a stall.
+func TestCollectCountsACutPullFromItsStart(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	require.NoError(t, err)
+	q := &Queue{log: slog.New(slog.DiscardHandler), metrics: m}
+	tp := &topic{name: "t", ackWait: time.Second}
+
+	msgs, err := q.collect(t.Context(), tp, time.Now(), newEmptyBatch(), nil)
+	require.NoError(t, err)
+	require.Empty(t, msgs)
+	require.Zero(t, testutil.ToFloat64(m.fetchStalls), "a batch that ended at once")
+
+	// The cut came as collect started, 5 ms short of a second after it.
+	msgs, err = q.collect(t.Context(), tp, time.Now().Add(-fetchIdleCut-5*time.Millisecond), newEmptyBatch(), nil)
+	require.NoError(t, err)
+	require.Empty(t, msgs)
+	require.Equal(t, 1.0, testutil.ToFloat64(m.fetchStalls), "a pull cut after fetchIdleCut")
 }

@@ -78,7 +78,9 @@ func (q *Queue) Lease(ctx context.Context, req ports.LeaseRequest) (domain.Lease
 func (q *Queue) fetch(ctx context.Context, t *topic, req ports.LeaseRequest) ([]jetstream.Msg, error) {
 	deadline := time.Now().Add(req.Wait)
 	for {
-		msgs, err := q.collect(ctx, t)(t.consumer.FetchNoWait(req.Max))
+		pulled := time.Now()
+		batch, err := t.consumer.FetchNoWait(req.Max)
+		msgs, err := q.collect(ctx, t, pulled, batch, err)
 		if err != nil || len(msgs) > 0 || !time.Now().Before(deadline) {
 			return msgs, err
 		}
@@ -103,41 +105,43 @@ const waitPoll = 20 * time.Millisecond
 // container) meets that cut; collect counts each batch that ended by it.
 const fetchIdleCut = time.Second
 
-// collect returns a function reading every message of a fetch's batch.
-// When ctx ends first it gives back what it read and what is still coming.
-func (q *Queue) collect(ctx context.Context, t *topic) func(jetstream.MessageBatch, error) ([]jetstream.Msg, error) {
-	return func(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
-		if err != nil {
+// collect reads every message of the batch of a pull sent at pulled (err is
+// the fetch's). When ctx ends first it gives back what it read and what is
+// still coming. A batch idle for fetchIdleCut since its last message, or
+// since pulled when none came, was cut by the client and is counted: the
+// cut's clock starts inside the fetch, so measuring from collect's own start
+// missed the stalls of a process slow to get here, the loaded ones.
+func (q *Queue) collect(ctx context.Context, t *topic, pulled time.Time, batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, q.fetchError(t, err)
+	}
+	var msgs []jetstream.Msg
+	last := pulled
+	for more := true; more; {
+		select {
+		case m, ok := <-batch.Messages():
+			if ok {
+				msgs = append(msgs, m)
+				last = time.Now()
+			}
+			more = ok
+		case <-ctx.Done():
+			q.abandon(msgs, batch)
+			return nil, ctx.Err()
+		}
+	}
+	if idle := time.Since(last); idle >= fetchIdleCut {
+		q.metrics.fetchStalls.Inc()
+		q.log.Warn("a pull waited too long for the server and was cut short; messages sent to it after the cut are redelivered after AckWait",
+			"topic", t.name, "messages", len(msgs), "idle", idle.Round(time.Millisecond), "ack_wait", t.ackWait)
+	}
+	if err := batch.Error(); err != nil && !maxAckPendingReached(err) {
+		if len(msgs) == 0 {
 			return nil, q.fetchError(t, err)
 		}
-		var msgs []jetstream.Msg
-		last := time.Now()
-		for more := true; more; {
-			select {
-			case m, ok := <-batch.Messages():
-				if ok {
-					msgs = append(msgs, m)
-					last = time.Now()
-				}
-				more = ok
-			case <-ctx.Done():
-				q.abandon(msgs, batch)
-				return nil, ctx.Err()
-			}
-		}
-		if idle := time.Since(last); idle >= fetchIdleCut {
-			q.metrics.fetchStalls.Inc()
-			q.log.Warn("a pull waited too long for the server and was cut short; messages sent to it after the cut are redelivered after AckWait",
-				"topic", t.name, "messages", len(msgs), "idle", idle.Round(time.Millisecond), "ack_wait", t.ackWait)
-		}
-		if err := batch.Error(); err != nil && !maxAckPendingReached(err) {
-			if len(msgs) == 0 {
-				return nil, q.fetchError(t, err)
-			}
-			q.log.Debug("fetch ended early", "topic", t.name, "messages", len(msgs), "err", err)
-		}
-		return msgs, nil
+		q.log.Debug("fetch ended early", "topic", t.name, "messages", len(msgs), "err", err)
 	}
+	return msgs, nil
 }
 
 // fetchError translates a fetch error, forgetting the topic's handle when
