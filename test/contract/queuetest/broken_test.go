@@ -62,7 +62,7 @@ func TestBenchmarksCatchBrokenQueues(t *testing.T) {
 
 // TestSuiteSurvivesExpiredAcks checks that the cases acking short leases
 // pass when a lease expires before its ack, as a loaded machine makes it
-// (each failed with "lease expired" before, in make test's busiest runs).
+// (DeliveryLimit failed with "lease expired" in a busy make test run).
 func TestSuiteSurvivesExpiredAcks(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"AckRemovesForGood", "DeliveryLimit"} {
