@@ -163,11 +163,11 @@ func TestTopicNames(t *testing.T) {
 			require.Equal(t, 1, res.Accepted)
 		}
 		for i, name := range topics {
-			l, err := q.Lease(ctx, ports.LeaseRequest{Topic: name, ConsumerID: "c", Max: 10, LeaseDuration: time.Minute})
-			require.NoError(t, err)
-			require.Len(t, l.Messages, 1, "topic %q", name)
-			require.JSONEq(t, fmt.Sprintf(`{"gpu_uuid":"GPU-a","seq":%d}`, i), string(l.Messages[0].Payload))
-			require.NoError(t, q.Ack(ctx, ports.LeaseRef{Topic: name, ConsumerID: "c", LeaseID: l.ID}))
+			// leaseN, not one Lease: a pull cut on a loaded machine returns
+			// its message only after AckWait.
+			leases, got := leaseN(t, q, name, 1, time.Minute)
+			require.JSONEq(t, fmt.Sprintf(`{"gpu_uuid":"GPU-a","seq":%d}`, i), string(got[0].Payload), "topic %q", name)
+			ackAll(t, q, leases)
 		}
 	})
 }
