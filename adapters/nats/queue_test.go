@@ -234,7 +234,9 @@ func TestLongLeaseOutlivesAckWait(t *testing.T) {
 	holder := newQueue(t, url, cfg, nil)
 	other := newQueue(t, url, cfg, nil)
 	publish(t, holder, topic, msg("GPU-a", 1, ""), msg("GPU-b", 2, ""))
-	leases, _ := leaseN(t, holder, topic, 2, 5*time.Second)
+	// Ten AckWaits, so the ack after the three-second watch below lands
+	// well inside the lease on a loaded machine too.
+	leases, _ := leaseN(t, holder, topic, 2, 10*time.Second)
 
 	require.Never(t, func() bool {
 		l, err := other.Lease(t.Context(), leaseReq(topic, 10, natsq.MinLease))
