@@ -149,7 +149,8 @@ func TestCollectCountsACutPullFromItsStart(t *testing.T) {
 	require.Empty(t, msgs)
 	require.Zero(t, testutil.ToFloat64(m.fetchStalls), "a batch that ended at once")
 
-	// The cut came as collect started, 5 ms short of a second after it.
+	// The pull went out 1.005 s before collect got to its batch, which had
+	// ended with nothing: the client's cut.
 	msgs, err = q.collect(t.Context(), tp, time.Now().Add(-fetchIdleCut-5*time.Millisecond), newEmptyBatch(), nil)
 	require.NoError(t, err)
 	require.Empty(t, msgs)
