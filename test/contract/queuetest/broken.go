@@ -22,7 +22,7 @@ import (
 // ExpireFirstAck, breaks no promise but the test's luck, and
 // RequireSurvives requires the cases it names to pass over it.
 
-// brokenEnv names the wrapper a child run of RequireCaught uses.
+// brokenEnv names the wrapper a child run of RequireCaught or RequireSurvives uses.
 const brokenEnv = "QUEUETEST_BROKEN"
 
 // Names of the deliberately broken wrappers, for Broken and RequireCaught.
@@ -55,8 +55,8 @@ const (
 	ExpireFirstAck = "expire-first-ack"
 )
 
-// BrokenVariant is the wrapper a child run of RequireCaught was started
-// with, "" in an ordinary run.
+// BrokenVariant is the wrapper a child run of RequireCaught or RequireSurvives
+// was started with, "" in an ordinary run.
 func BrokenVariant() string { return os.Getenv(brokenEnv) }
 
 // RunOverBroken is the child test a RequireCaught meta-test runs: Run over
