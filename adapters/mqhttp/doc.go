@@ -86,7 +86,9 @@
 //	← {"seq":2,"status":"error","error":{"code":"backpressure","message":"…"},"retry_after_ms":1000}
 //
 // Answers come in any order; seq (chosen by the client, at least 1) pairs
-// them. A refused message (the codes above) does not end the stream; a
+// them. A seq sent again while its message is unanswered waits for that
+// answer, so two answers of one seq come in the order of their frames. A
+// refused message (the codes above) does not end the stream; a
 // malformed frame, an idle stream (2 min) or a draining server ends it with
 // a last frame of seq 0 saying why. A stream outlives the http.Server's
 // ReadTimeout and WriteTimeout (it moves its own deadlines: 2 min from the

@@ -137,7 +137,7 @@ func (s *Server) publishStream(w http.ResponseWriter, r *http.Request) {
 	}
 	st := &serverStream{s: s, rc: rc, w: w, r: r,
 		answers:     make(chan streamAnswer, StreamWindow),
-		freed:       make(chan int, StreamWindow),
+		freed:       make(chan finished, StreamWindow),
 		writeFailed: make(chan struct{}),
 	}
 	err = st.run()
@@ -167,14 +167,21 @@ type serverStream struct {
 	// at most StreamWindow messages are unanswered, so a publisher never
 	// blocks on a slow client (the client's reading, not ours, is slow).
 	answers chan streamAnswer
-	// freed returns each finished message's frame size to run; buffered to
-	// the window for the same reason.
-	freed chan int
+	// freed returns each finished message's seq and frame size to run,
+	// after its answer is queued; buffered to the window for the same
+	// reason.
+	freed chan finished
 	// writeFailed is closed by the writer when an answer could not be
 	// written: run stops reading then, so the client sees the stream end
 	// and resends what is unanswered, instead of filling its window with
 	// messages nobody will answer.
 	writeFailed chan struct{}
+}
+
+// finished is a published message whose answer is queued.
+type finished struct {
+	seq  uint64
+	size int
 }
 
 // run reads the stream until EOF, an error, or a drain, then waits for the
@@ -200,11 +207,18 @@ func (st *serverStream) run() error {
 	var (
 		inflight      int   // owned by run
 		inflightBytes int64 // owned by run
-		readErr       error
-		wg            sync.WaitGroup
-		deadlineSet   time.Time // when the read deadline was last moved; owned by run
+		// unanswered holds the seqs of the messages being published;
+		// owned by run.
+		unanswered  = map[uint64]struct{}{}
+		readErr     error
+		wg          sync.WaitGroup
+		deadlineSet time.Time // when the read deadline was last moved; owned by run
 	)
-	release := func(n int) { inflight--; inflightBytes -= int64(n) }
+	release := func(f finished) {
+		inflight--
+		inflightBytes -= int64(f.size)
+		delete(unanswered, f.seq)
+	}
 	sc := bufio.NewScanner(st.r.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), min(maxFrameBytes, int(st.s.maxBody)))
 	for {
@@ -236,6 +250,12 @@ func (st *serverStream) run() error {
 			readErr = err
 			break
 		}
+		// A seq sent again while its message is unanswered waits for that
+		// answer, so the client gets the two answers in the order of their
+		// frames and can tell them apart.
+		for _, again := unanswered[f.Seq]; again; _, again = unanswered[f.Seq] {
+			release(<-st.freed)
+		}
 		msg := ports.OutgoingMessage{Payload: f.Payload, Key: f.Key, IdempotencyKey: f.IdempotencyKey}
 		if err := st.s.checkTopic(f.Topic); err != nil {
 			st.answers <- answerOf(f.Seq, ports.PublishResult{}, err)
@@ -253,14 +273,15 @@ func (st *serverStream) run() error {
 	drain:
 		for {
 			select {
-			case n := <-st.freed:
-				release(n)
+			case done := <-st.freed:
+				release(done)
 			default:
 				break drain
 			}
 		}
 		inflight++
 		inflightBytes += int64(size)
+		unanswered[f.Seq] = struct{}{}
 		// The frame's bytes are the scanner's: msg must own its payload.
 		msg.Payload = bytes.Clone(msg.Payload)
 		wg.Add(1)
@@ -270,7 +291,7 @@ func (st *serverStream) run() error {
 			res, err := st.s.pub.Publish(ctx, topic, []ports.OutgoingMessage{msg})
 			a := answerOf(seq, res, err)
 			st.answers <- a
-			st.freed <- size
+			st.freed <- finished{seq: seq, size: size}
 			status := http.StatusOK
 			if err != nil {
 				status, _, _ = classify(err)

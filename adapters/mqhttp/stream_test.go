@@ -106,6 +106,36 @@ func TestStreamProtocol(t *testing.T) {
 		require.False(t, sc.Scan(), "the stream ends after the request body: %q", sc.Text())
 	})
 
+	// Frames of one seq sent back to back: each waits for the answer of
+	// the one before, so the answers come in the order of the frames. Each
+	// idempotency key is sent twice in a row; had the frames been
+	// published at once, which of the two was accepted would be a race.
+	t.Run("a seq sent again while unanswered is answered in frame order", func(t *testing.T) {
+		w, resp := rawStream(t, srv.URL, ContentTypeNDJSON)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		const pairs = 25
+		var frames strings.Builder
+		for i := range 2 * pairs {
+			fmt.Fprintf(&frames, `{"seq":7,"topic":"t","payload":{"gpu_uuid":"GPU-1"},"idempotency_key":"again/%d"}`+"\n", i/2)
+		}
+		_, err := io.WriteString(w, frames.String())
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		sc := bufio.NewScanner(resp.Body)
+		var got []string
+		for sc.Scan() {
+			var a streamAnswer
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &a), sc.Text())
+			require.Equal(t, uint64(7), a.Seq, sc.Text())
+			got = append(got, a.Status)
+		}
+		want := make([]string, 0, 2*pairs)
+		for range pairs {
+			want = append(want, StreamAccepted, StreamDuplicate)
+		}
+		require.Equal(t, want, got)
+	})
+
 	t.Run("a malformed frame ends the stream with a reason", func(t *testing.T) {
 		tests := []struct{ name, line, message string }{
 			{"not JSON", `{"seq":1,`, "malformed JSON"},
