@@ -205,17 +205,16 @@ func (st *serverStream) run() error {
 	}()
 
 	var (
-		inflight      int   // owned by run
-		inflightBytes int64 // owned by run
-		// unanswered holds the seqs of the messages being published;
-		// owned by run.
-		unanswered  = map[uint64]struct{}{}
-		readErr     error
-		wg          sync.WaitGroup
-		deadlineSet time.Time // when the read deadline was last moved; owned by run
+		// unanswered holds the seqs of the messages being published (a
+		// seq is in flight once at most, so its size is their count);
+		// owned by run, as is inflightBytes.
+		unanswered    = map[uint64]struct{}{}
+		inflightBytes int64
+		readErr       error
+		wg            sync.WaitGroup
+		deadlineSet   time.Time // when the read deadline was last moved; owned by run
 	)
 	release := func(f finished) {
-		inflight--
 		inflightBytes -= int64(f.size)
 		delete(unanswered, f.seq)
 	}
@@ -267,7 +266,7 @@ func (st *serverStream) run() error {
 		}
 		size := len(line)
 		// Window: wait for room, taking back what finished meanwhile.
-		for inflight > 0 && (inflight >= StreamWindow || inflightBytes+int64(size) > StreamWindowBytes) {
+		for len(unanswered) > 0 && (len(unanswered) >= StreamWindow || inflightBytes+int64(size) > StreamWindowBytes) {
 			release(<-st.freed)
 		}
 	drain:
@@ -279,7 +278,6 @@ func (st *serverStream) run() error {
 				break drain
 			}
 		}
-		inflight++
 		inflightBytes += int64(size)
 		unanswered[f.Seq] = struct{}{}
 		// The frame's bytes are the scanner's: msg must own its payload.
