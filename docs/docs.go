@@ -667,7 +667,7 @@ const docTemplate = `{
         },
         "/api/v1/pipeline": {
             "get": {
-                "description": "A cheap snapshot for the dashboard's pipeline view: a cumulative count of samples inserted (poll twice\nand divide by the time between for the persist rate), the PostgreSQL queue's backlog and its oldest\nmessage, the dead-letter count, and each host's newest sample time with hosts silent for longer than\nstale_after marked stale.",
+                "description": "A cheap snapshot for the dashboard's pipeline view: a cumulative count of samples inserted (its\ndifference over a minute or more of polls, divided by the time between, is the persist rate: samples\narrive a scrape's worth at a time), the PostgreSQL queue's backlog and its oldest\nmessage, the dead-letter count, and each host's newest sample time with hosts silent for longer than\nstale_after marked stale.",
                 "produces": [
                     "application/json"
                 ],

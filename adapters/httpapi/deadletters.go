@@ -175,8 +175,9 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 // pipelineStatus godoc
 //
 //	@Summary		The pipeline's health
-//	@Description	A cheap snapshot for the dashboard's pipeline view: a cumulative count of samples inserted (poll twice
-//	@Description	and divide by the time between for the persist rate), the PostgreSQL queue's backlog and its oldest
+//	@Description	A cheap snapshot for the dashboard's pipeline view: a cumulative count of samples inserted (its
+//	@Description	difference over a minute or more of polls, divided by the time between, is the persist rate: samples
+//	@Description	arrive a scrape's worth at a time), the PostgreSQL queue's backlog and its oldest
 //	@Description	message, the dead-letter count, and each host's newest sample time with hosts silent for longer than
 //	@Description	stale_after marked stale.
 //	@Tags			pipeline

@@ -222,6 +222,46 @@ func TestDashboard(t *testing.T) {
 		tb.screenshot(shots, "pipeline")
 	})
 
+	t.Run("persisted rate is a minute's average of bursty polls", func(t *testing.T) {
+		tb := newTab(t, browser)
+		tb.do(chromedp.Navigate(base + "#/pipeline"))
+		// The shipped CSV at make run's pace: 2,470 samples in one burst
+		// every 30 s (82.3/s), polled every 5 s for five minutes. The rate
+		// between two polls reads 0 five times in six.
+		type reading struct {
+			T, Rate, Span float64
+			Polls         int
+		}
+		readings := eval[[]reading](tb, `(() => {
+			const { windowRate } = window.dashboardTesting, polls = [], out = [];
+			for (let t = 1000; t <= 1300; t += 5) {
+				const n = t < 1002 ? 0 : 2470 * (Math.floor((t - 1002) / 30) + 1);
+				const r = windowRate(polls, t, n);
+				if (r) out.push({ T: t, Rate: r.rate, Span: r.span, Polls: polls.length });
+			}
+			return out;
+		})()`)
+		require.Len(t, readings, 60, "a reading for every poll but the first")
+		for _, r := range readings {
+			require.LessOrEqual(t, r.Span, 60.0, "t=%v: the window is a minute at most", r.T)
+			require.LessOrEqual(t, r.Polls, 13, "t=%v: polls beyond the window are dropped", r.T)
+			if r.T >= 1060 {
+				require.InDelta(t, 2470.0/30, r.Rate, 0.01, "t=%v: after a minute every reading is the average", r.T)
+				require.Equal(t, 60.0, r.Span, "t=%v", r.T)
+			}
+		}
+
+		// A counter that goes back (a dropped partition took its count
+		// along) restarts the window; a poll no newer than the last is no
+		// reading.
+		restart := eval[[]*reading](tb, `(() => {
+			const { windowRate } = window.dashboardTesting, polls = [];
+			const r = (t, n) => { const x = windowRate(polls, t, n); return x && { T: t, Rate: x.rate, Span: x.span, Polls: polls.length }; };
+			return [r(0, 5000), r(10, 6000), r(20, 100), r(20, 200), r(30, 300)];
+		})()`)
+		require.Equal(t, []*reading{nil, {T: 10, Rate: 100, Span: 10, Polls: 2}, nil, nil, {T: 30, Rate: 20, Span: 10, Polls: 2}}, restart)
+	})
+
 	t.Run("phone width", func(t *testing.T) {
 		tb := newTab(t, browser)
 		tb.do(chromedp.EmulateViewport(phoneW, phoneH, chromedp.EmulateMobile))

@@ -19,6 +19,11 @@
   ];
   const GPU_REFRESH_MS = 10000;
   const PIPE_REFRESH_MS = 5000;
+  // The persisted rate is averaged over the polls of the last minute, not
+  // taken between two polls: samples arrive in bursts (every GPU's at each
+  // scrape, 30 s apart by default), so the difference of two polls 5 s
+  // apart read 0 five times in six and six times the average the sixth.
+  const RATE_WINDOW_S = 60;
   const FLEET_MAX_AGE_MS = 60000;
   const LATEST_CONCURRENCY = 6;
 
@@ -26,7 +31,7 @@
   const cache = { gpus: null, metrics: null, latest: null, loadedAt: 0 };
   let timer = null; // the current view's refresh timer
   let charts = []; // uPlot instances of the current view
-  let pipeHistory = { t: [], rate: [], backlog: [], last: null };
+  let pipeHistory = newPipeHistory();
   let renderSeq = 0; // a newer render makes older async work stop
 
   // el builds an element; children are nodes or text (never parsed as HTML).
@@ -387,10 +392,32 @@
   }
 
   // ---------- pipeline ----------
+  function newPipeHistory() {
+    return { t: [], rate: [], backlog: [], polls: [], reading: null };
+  }
+
+  // windowRate adds a snapshot (t in seconds, n samples inserted so far) to
+  // polls, drops the polls the window no longer needs, and returns the rate
+  // over the window, {rate, span}: from the newest poll at least
+  // RATE_WINDOW_S old, or the oldest one while the window fills. It returns
+  // null for a snapshot no newer than the last and when there is nothing to
+  // compare with yet: the first poll, or the first after the counter went
+  // back (a dropped partition takes its count along), which restarts the
+  // window.
+  function windowRate(polls, t, n) {
+    const last = polls[polls.length - 1];
+    if (last && t <= last.t) return null;
+    if (last && n < last.n) polls.length = 0;
+    polls.push({ t, n });
+    while (polls.length > 2 && t - polls[1].t >= RATE_WINDOW_S) polls.shift();
+    if (polls.length < 2) return null;
+    return { rate: (n - polls[0].n) / (t - polls[0].t), span: t - polls[0].t };
+  }
+
   async function renderPipeline(st, seq, same) {
     if (!same) {
       stopView();
-      pipeHistory = { t: [], rate: [], backlog: [], last: null };
+      pipeHistory = newPipeHistory();
     }
     await Promise.all([pollPipeline(seq), renderDeadLetters(st.params.get("dl") || "", seq)]);
     if (!timer && seq === renderSeq) timer = setInterval(() => pollPipeline(renderSeq).catch((e) => status(e.message, true)), PIPE_REFRESH_MS);
@@ -401,19 +428,19 @@
     if (seq !== renderSeq) return;
     const t = Date.parse(p.time) / 1000;
     const h = pipeHistory;
-    if (h.last && t > h.last.t) {
+    const r = windowRate(h.polls, t, p.samples_inserted);
+    if (r) {
+      h.reading = r;
       h.t.push(t);
-      h.rate.push(Math.max(0, (p.samples_inserted - h.last.n) / (t - h.last.t)));
+      h.rate.push(r.rate);
       h.backlog.push(p.queue_backlog);
       if (h.t.length > 360) for (const k of ["t", "rate", "backlog"]) h[k].shift();
     }
-    h.last = { t, n: p.samples_inserted };
-    const rate = h.rate.length ? h.rate[h.rate.length - 1] : null;
     const stale = p.hosts.filter((x) => x.stale);
     const card = (label, value, cls) => el("div", { class: "card " + (cls || "") }, el("span", { class: "label", text: label }), el("span", { class: "value", text: value }));
     const oldest = p.oldest_queued ? (t - Date.parse(p.oldest_queued) / 1000) : null;
     $("#pipe-cards").replaceChildren(
-      card("persisted samples/s", rate === null ? "measuring…" : num(rate)),
+      card(h.reading ? "persisted/s · " + age(h.reading.span) + " avg" : "persisted samples/s", h.reading ? num(h.reading.rate) : "measuring…"),
       card("queue backlog", p.queue_backlog === null ? "n/a" : num(p.queue_backlog) + (p.queue_backlog_capped ? "+" : "")),
       card("oldest queued", oldest === null ? "none" : age(oldest)),
       card("dead letters", num(p.dead_letters) + (p.dead_letters_capped ? "+" : ""), p.dead_letters > 0 ? "warn" : ""),
@@ -494,5 +521,7 @@
     route();
   }
 
+  // The pure helpers the browser tests call on their own inputs.
+  window.dashboardTesting = Object.freeze({ windowRate, RATE_WINDOW_S });
   document.addEventListener("DOMContentLoaded", init);
 })();
