@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,6 +261,38 @@ func TestDashboard(t *testing.T) {
 			return [r(0, 5000), r(10, 6000), r(20, 100), r(20, 200), r(30, 300)];
 		})()`)
 		require.Equal(t, []*reading{nil, {T: 10, Rate: 100, Span: 10, Polls: 2}, nil, nil, {T: 30, Rate: 20, Span: 10, Polls: 2}}, restart)
+	})
+
+	t.Run("a chart's line bridges empty buckets but not a silence", func(t *testing.T) {
+		tb := newTab(t, browser)
+		tb.do(chromedp.Navigate(base + "#/pipeline"))
+		// 15 minutes in 10 s buckets of samples 30 s apart (make run's
+		// pace): two buckets in three are empty. The pipeline was down
+		// from bucket 30 to 59 (five minutes).
+		cols := eval[[3][]*float64](tb, `(() => {
+			const buckets = [];
+			for (let k = 0; k < 90; k++) {
+				const has = k % 3 === 0 && (k < 30 || k >= 60);
+				buckets.push({ start: new Date((1e6 + 10 * k) * 1000).toISOString(), count: has ? 1 : 0, avg: has ? k : null, max: has ? k + 0.5 : null });
+			}
+			return window.dashboardTesting.chartData(buckets, 10);
+		})()`)
+		var xs, avgs []float64
+		nulls := 0
+		for i, x := range cols[0] {
+			xs = append(xs, *x)
+			if cols[1][i] == nil {
+				nulls++
+				require.Nil(t, cols[2][i], "avg and max break together")
+				continue
+			}
+			avgs = append(avgs, *cols[1][i])
+			require.Equal(t, *cols[1][i]+0.5, *cols[2][i])
+		}
+		require.True(t, slices.IsSorted(xs), "x in time order: %v", xs)
+		require.Equal(t, 1, nulls, "one break, at the five-minute silence; the 20 s between samples are bridged")
+		require.Equal(t, []float64{0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 60, 63, 66, 69, 72, 75, 78, 81, 84, 87}, avgs)
+		require.Nil(t, cols[1][10], "the break is between the last sample before the silence and the first after it")
 	})
 
 	t.Run("phone width", func(t *testing.T) {

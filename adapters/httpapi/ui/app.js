@@ -351,6 +351,31 @@
     return n <= 60;
   }
 
+  // A silence longer than this between two samples is drawn as a gap; a
+  // shorter one is bridged by the line (Grafana's "connect null values"
+  // threshold). Two minutes is also when the pipeline view calls a host
+  // stale.
+  const SILENCE_S = 120;
+
+  // chartData turns /series buckets into uPlot's columns [x, avg, max]: the
+  // buckets with samples, and a null between two of them more than
+  // max(SILENCE_S, 2 steps) apart. A step finer than the scrape interval
+  // (10 s buckets of samples 30 s apart) leaves most buckets empty, and
+  // drawn as they come the line broke at each one: dots, no line.
+  function chartData(buckets, step) {
+    const cols = [[], [], []], gap = Math.max(SILENCE_S, 2 * step);
+    const add = (x, avg, max) => [x, avg, max].forEach((v, i) => cols[i].push(v));
+    let prev = null;
+    for (const b of buckets) {
+      if (!(b.count > 0)) continue;
+      const x = Date.parse(b.start) / 1000;
+      if (prev !== null && x - prev > gap) add((prev + x) / 2, null, null);
+      add(x, b.avg, b.max);
+      prev = x;
+    }
+    return cols;
+  }
+
   async function drawSeries(id, metrics, win, seq) {
     const { start, end } = span(win);
     const all = await Promise.all(metrics.map((m) => getJSON("/api/v1/gpus/" + encodeURIComponent(id) +
@@ -360,8 +385,7 @@
     all.forEach((s, i) => {
       const fig = document.getElementById("chart-" + metrics[i]);
       if (!fig) return;
-      const xs = s.buckets.map((b) => Date.parse(b.start) / 1000);
-      const data = [xs, s.buckets.map((b) => b.avg), s.buckets.map((b) => b.max)];
+      const data = chartData(s.buckets, win.step);
       fig.dataset.points = String(s.buckets.filter((b) => b.count > 0).length);
       // The canvas says nothing to a screen reader: the plot's label does.
       const last = [...s.buckets].reverse().find((b) => b.count > 0);
@@ -522,6 +546,6 @@
   }
 
   // The pure helpers the browser tests call on their own inputs.
-  window.dashboardTesting = Object.freeze({ windowRate, RATE_WINDOW_S });
+  window.dashboardTesting = Object.freeze({ windowRate, chartData });
   document.addEventListener("DOMContentLoaded", init);
 })();
