@@ -132,6 +132,9 @@ func TestDashboard(t *testing.T) {
 		tb := newTab(t, browser)
 		tb.do(chromedp.Navigate(base))
 		tb.waitFor(`document.querySelector('#gpu-table').dataset.drawn === 'true'`)
+		// Host order has no direction to choose: the Order select says A to Z
+		// (lowest first) and cannot be changed until a metric is the sort.
+		require.Equal(t, []any{true, "asc"}, eval[[]any](tb, `[document.querySelector('#f-dir').disabled, document.querySelector('#f-dir').value]`))
 		host := eval[string](tb, `document.querySelector('#f-host').options[1].value`)
 		want := p.Count(`SELECT count(*) FROM gpus WHERE hostname = '` + host + `'`)
 		// Choose the host as a user would: focus the select, change it.
@@ -149,6 +152,7 @@ func TestDashboard(t *testing.T) {
 		temps := eval[[]float64](tb, fmt.Sprintf(`[...document.querySelectorAll('#gpu-table tbody tr')].map(r => parseFloat(r.children[%d].textContent)).filter(v => !isNaN(v))`, col))
 		require.NotEmpty(t, temps)
 		require.IsNonIncreasing(t, temps, "sorted by temperature, highest first")
+		require.Equal(t, []any{false, "desc"}, eval[[]any](tb, `[document.querySelector('#f-dir').disabled, document.querySelector('#f-dir').value]`))
 
 		// A URL opened directly restores the view: the model filter from the hash.
 		model := eval[string](tb, `document.querySelector('#f-model').options[1].value`)

@@ -229,7 +229,13 @@
     fillSelect($("#f-host"), hosts.map((h) => [h, h]), p.get("host") || "");
     fillSelect($("#f-model"), models.map((m) => [m, m]), p.get("model") || "");
     fillSelect($("#f-sort"), metrics.map((m) => [m, short(m)]), p.get("sort") || "");
-    $("#f-dir").value = p.get("dir") === "asc" ? "asc" : "desc";
+    // The order applies to a metric; host order is always A to Z, index 0
+    // up, so without a metric the select shows that and is disabled rather
+    // than offering a choice that changes nothing.
+    const byMetric = !!p.get("sort") && metrics.includes(p.get("sort"));
+    $("#f-dir").value = byMetric && p.get("dir") !== "asc" ? "desc" : "asc";
+    $("#f-dir").disabled = !byMetric;
+    $("#f-dir").title = byMetric ? "" : "Hosts are listed A to Z; sort by a metric to choose the order";
     const summaryMetric = metrics.includes(p.get("metric")) ? p.get("metric") : (metrics.includes(HOT) ? HOT : metrics[0] || "");
     $("#f-metric").replaceChildren(...metrics.map((m) => el("option", { value: m, text: short(m) })));
     $("#f-metric").value = summaryMetric;
