@@ -294,7 +294,7 @@ func TestDashboard(t *testing.T) {
 			require.Equal(t, *cols[1][i]+0.5, *cols[2][i])
 		}
 		require.True(t, slices.IsSorted(xs), "x in time order: %v", xs)
-		require.Equal(t, 1, nulls, "one break, at the five-minute silence; the 20 s between samples are bridged")
+		require.Equal(t, 1, nulls, "one break, at the five-minute silence; the two empty buckets between samples 30 s apart are bridged")
 		require.Equal(t, []float64{0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 60, 63, 66, 69, 72, 75, 78, 81, 84, 87}, avgs)
 		require.Nil(t, cols[1][10], "the break is between the last sample before the silence and the first after it")
 	})
