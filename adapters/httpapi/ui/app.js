@@ -502,7 +502,9 @@
         const t = pipeHistory.t, hi = t.length ? t[t.length - 1] : Date.now() / 1000;
         return [Math.min(t.length ? t[0] : hi, hi - 300), hi];
       } }, n: { auto: true } },
-      axes: [{}, { scale: "y", size: 60, label: "samples/s", values: (u, v) => v.map(compact) },
+      // Time ticks at least 90 px apart: at uPlot's default 50 px the first
+      // tick's date line ran into the next minute's label.
+      axes: [{ space: 90 }, { scale: "y", size: 60, label: "samples/s", values: (u, v) => v.map(compact) },
         { scale: "n", side: 1, size: 60, label: "backlog", grid: { show: false }, values: (u, v) => v.map(compact) }],
       series: [{}, { label: "persisted/s", scale: "y", stroke: "#1f6feb", width: 1.5, value: (u, v) => num(v) },
         { label: "backlog", scale: "n", stroke: "#cf222e", width: 1.5, value: (u, v) => num(v) }],
